@@ -1,0 +1,41 @@
+# The two commands: `make run` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: run test lint typecheck pytest migrate clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP_RUN)
+
+migrate: $(STAMP_RUN)
+	$(BIN)/paywall db upgrade
+
+## make run: set up, migrate the embedded SQLite database under var/, serve on PAYWALL_BIND (127.0.0.1:8000)
+run: migrate
+	$(BIN)/paywall serve
+
+## make test: set up with the development extras, then ruff, mypy and pytest
+test: $(STAMP_DEV)
+	$(BIN)/ruff check paywall tests migrations bench
+	$(BIN)/ruff format --check paywall tests migrations bench
+	$(BIN)/mypy paywall
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check paywall tests migrations bench
+	$(BIN)/ruff format --check paywall tests migrations bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

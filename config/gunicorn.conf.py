@@ -1,0 +1,42 @@
+"""gunicorn settings for paywall. Every value can be overridden by an environment variable."""
+
+import multiprocessing
+import os
+
+# PAYWALL_BIND, else the default of config/default.toml.
+bind = os.environ.get("PAYWALL_BIND", "127.0.0.1:8000")
+
+# Sync workers: each request is short (a few queries). Twice the cores plus one is gunicorn's own
+# advice for I/O-bound work; the threads cover waits on the database.
+workers = int(os.environ.get("PAYWALL_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
+worker_class = "gthread"
+threads = int(os.environ.get("PAYWALL_THREADS", "4"))
+
+# Load the app once in the master: start-up problems fail fast, the "not configured" warnings
+# are logged once, and workers fork from a warm image.
+preload_app = True
+
+# A request that takes longer than this is stuck: the worker is killed and replaced.
+timeout = int(os.environ.get("PAYWALL_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("PAYWALL_GRACEFUL_TIMEOUT", "20"))
+keepalive = 5
+
+# Recycle workers now and then, so a slow leak cannot grow without bound.
+max_requests = int(os.environ.get("PAYWALL_MAX_REQUESTS", "10000"))
+max_requests_jitter = 1000
+
+# Behind a reverse proxy on the same host; set FORWARDED_ALLOW_IPS to the proxy's address otherwise.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+accesslog = os.environ.get("PAYWALL_ACCESS_LOG", "-")
+# No query strings in the access log: they can carry tokens (unsubscribe, widget).
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+loglevel = os.environ.get("PAYWALL_LOG_LEVEL", "info").lower()
+
+
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    # Connections opened in the master must not be shared with the forked workers.
+    from paywall.wsgi import app
+
+    app.extensions["paywall.db"].dispose()

@@ -1,0 +1,112 @@
+"""create_app(settings) -> Flask: the HTTP edge of every feature."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, render_template
+from flask_smorest import Api
+
+from paywall import __version__
+from paywall.auth import KeyCache
+from paywall.config import Settings, load_settings
+from paywall.db import Database
+from paywall.errors import register_error_handlers
+from paywall.schemas import ProblemSchema
+
+log = logging.getLogger("paywall")
+
+# Feature modules with an ``init_app(app, api)``: each registers its blueprints, CLI-independent.
+FEATURES = [
+    "paywall.health",
+    "paywall.readers.views",
+]
+
+
+class PaywallApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api with our problem schema as the documented error body ("Error")."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+
+def configure_logging(settings: Settings) -> None:
+    """Plain stderr logging at the configured level (the web server adds its own access log)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paywall").setLevel(settings.logging.level.upper())
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Flask:
+    """Build the app. Tests pass their own settings and database; production reads the environment."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.server.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        API_TITLE="paywall",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        # The human-readable page is ours (templates/docs.html): it needs no third-party script.
+        OPENAPI_SWAGGER_UI_PATH=None,
+        OPENAPI_REDOC_PATH=None,
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Donation and subscription paywall for independent publishers. "
+                "Authenticate with `Authorization: Bearer KEY` (roles: site, finance, admin).",
+            },
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        },
+    )
+    database = db or Database(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        lock_timeout_seconds=settings.database.lock_timeout_seconds,
+    )
+    app.extensions["paywall.settings"] = settings
+    app.extensions["paywall.db"] = database
+    app.extensions["paywall.keycache"] = KeyCache()
+
+    api = PaywallApi(app)
+    app.extensions["paywall.api"] = api
+
+    for name in FEATURES:
+        module: Any = importlib.import_module(name)
+        if hasattr(module, "init_app"):
+            module.init_app(app, api)
+        else:
+            api.register_blueprint(module.blp)
+
+    # After flask-smorest's own handlers, so ours win: one error shape everywhere.
+    register_error_handlers(app)
+
+    @app.get("/docs")
+    def docs() -> str:
+        """A readable page of the API, rendered from the OpenAPI description."""
+        spec = current_app.extensions["paywall.api"].spec.to_dict()
+        return render_template("docs.html", spec=spec)
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            )
+            resp.headers.setdefault("X-Frame-Options", "DENY")
+            resp.headers.setdefault("Referrer-Policy", "same-origin")
+        return resp
+
+    return app
+
+
+def log_missing_settings(settings: Settings) -> None:
+    """Say once, at start, which optional settings are missing and what that turns off."""
+    for item in settings.missing():
+        log.warning("not configured: %s", item)

@@ -1,0 +1,187 @@
+"""The ``paywall`` command: database, server, keys, and each feature's commands."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from paywall.config import ROOT, ConfigError, Settings, load_settings
+from paywall.db import Database
+
+# Feature modules that expose a click group or command as ``cli`` (added to ``paywall``).
+FEATURE_COMMANDS: list[str] = []
+
+
+class Context:
+    """Settings and database, built on first use so ``paywall --help`` needs neither."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration: {exc}") from None
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            s = self.settings.database
+            self._db = Database(s.url, pool_size=s.pool_size, lock_timeout_seconds=s.lock_timeout_seconds)
+        return self._db
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "migrations" / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    """Apply migrations up to ``revision`` (the same function the tests use)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="paywall")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """paywall: donations and subscriptions for independent publishers."""
+    ctx.ensure_object(Context)
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@pass_ctx
+def db_upgrade(obj: Context, revision: str) -> None:
+    """Apply migrations (creates the SQLite file under var/ when needed)."""
+    url = obj.settings.database.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    upgrade_database(url, revision)
+    click.echo(f"database at {revision}: {_safe_url(url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(obj: Context, revision: str) -> None:
+    """Undo migrations down to REVISION ("base" removes every table)."""
+    from alembic import command
+
+    command.downgrade(alembic_config(obj.settings.database.url), revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(obj: Context) -> None:
+    """Print the database's migration revision."""
+    from alembic.runtime.migration import MigrationContext
+
+    with obj.db.engine.connect() as conn:
+        click.echo(MigrationContext.configure(conn).get_current_revision() or "base")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for output."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.command()
+@click.option("--bind", default=None, help="HOST:PORT (default: PAYWALL_BIND or config).")
+@pass_ctx
+def serve(obj: Context, bind: str | None) -> None:
+    """Run the web service under gunicorn with config/gunicorn.conf.py."""
+    bind = bind or obj.settings.server.bind
+    os.environ["PAYWALL_BIND"] = bind
+    args = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), "--bind", bind]
+    args.append("paywall.wsgi:app")
+    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+
+
+@main.group()
+def keys() -> None:
+    """API keys (roles: site, finance, admin)."""
+
+
+@keys.command("create")
+@click.option("--role", type=click.Choice(["site", "finance", "admin"]), required=True)
+@click.option("--name", required=True, help="A unique label, e.g. the site's host name.")
+@pass_ctx
+def keys_create(obj: Context, role: str, name: str) -> None:
+    """Create a key and print it once (the last word of the output); only its hash is kept."""
+    from paywall.auth import create_key
+
+    try:
+        with obj.db.transaction() as session:
+            _, key = create_key(session, role=role, name=name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {role} key {name!r}; store it now, it is not shown again: {key}")
+
+
+@keys.command("list")
+@pass_ctx
+def keys_list(obj: Context) -> None:
+    """List keys (never their secrets)."""
+    from paywall.auth import list_keys
+
+    with obj.db.transaction(readonly=True) as session:
+        rows = list_keys(session)
+        for row in rows:
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+            click.echo(f"{row.name}\t{row.role}\tpw_{row.key_id}_…\t{row.created_at:%Y-%m-%d}\t{state}")
+        if not rows:
+            click.echo("no keys; create one with: paywall keys create --role site --name SITE")
+
+
+@keys.command("revoke")
+@click.argument("name")
+@pass_ctx
+def keys_revoke(obj: Context, name: str) -> None:
+    """Revoke the key NAME (takes effect within seconds on running servers)."""
+    from paywall.auth import revoke_key
+
+    with obj.db.transaction() as session:
+        outcome = revoke_key(session, name)
+    if outcome == "not_found":
+        raise click.ClickException(f"no key named {name!r}")
+    click.echo(f"{name}: {outcome}")
+
+
+def _add_feature_commands() -> None:
+    for name in FEATURE_COMMANDS:
+        module: Any = importlib.import_module(name)
+        main.add_command(module.cli)
+
+
+_add_feature_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

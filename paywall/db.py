@@ -1,0 +1,197 @@
+"""The database: declarative base, engine set-up, and the one way to open a transaction.
+
+Functions below the edges take a ``Session`` and never commit; the edge (a view, a CLI command, a
+job) opens exactly one ``transaction()`` and the commit happens when it closes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
+
+# Every constraint gets a predictable name, so migrations can drop and alter them on PostgreSQL and
+# in SQLite's batch mode alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every database.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive UTC
+    and made aware again on the way out. Naive datetimes are refused on the way in: they are bugs.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        dt.datetime: UTCDateTime(),
+        # BIGINT on PostgreSQL; INTEGER on SQLite, where only that type autoincrements a key.
+        int: BigInteger().with_variant(Integer(), "sqlite"),
+        dict[str, Any]: JSON(),
+    }
+
+
+class TransientDatabaseError(Exception):
+    """The database was unreachable, busy or timed out: the caller may retry later."""
+
+
+TRANSIENT_SQLSTATES = {
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "55P03",  # lock_not_available (lock_timeout)
+    "57014",  # query_canceled (statement_timeout)
+    "57P01",  # admin_shutdown
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now
+    "53300",  # too_many_connections
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying (connection lost, lock timeout, deadlock, busy)."""
+    if isinstance(exc, TransientDatabaseError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if sqlstate and (sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")):
+            return True
+        if isinstance(exc, OperationalError):
+            text = str(orig).lower()
+            # SQLite: "database is locked", "unable to open database file", disk I/O
+            if sqlstate is None:
+                return True
+            return "locked" in text or "connection" in text
+    return False
+
+
+def make_engine(url: str, *, pool_size: int = 5, lock_timeout_seconds: int = 5) -> Engine:
+    """An engine configured for this service: WAL and immediate transactions on SQLite."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": lock_timeout_seconds, "check_same_thread": False},
+            # One connection per checkout: SQLite connections are cheap, and this keeps forked
+            # gunicorn workers from sharing file handles.
+            poolclass=NullPool,
+        )
+        _configure_sqlite(engine, lock_timeout_seconds)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        ms = int(lock_timeout_seconds * 1000)
+        connect_args["options"] = f"-c lock_timeout={ms} -c statement_timeout={ms * 6}"
+        connect_args["connect_timeout"] = max(1, lock_timeout_seconds)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+
+
+def _configure_sqlite(engine: Engine, lock_timeout_seconds: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, say when a transaction begins (pysqlite's own BEGIN
+        # handling is wrong for SAVEPOINT and for writers racing to upgrade a read lock).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(lock_timeout_seconds * 1000)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+        # instead of one failing with "database is locked" when it upgrades a read lock.
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """An engine and its session factory; one per app or CLI run."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, lock_timeout_seconds: int = 5) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size, lock_timeout_seconds=lock_timeout_seconds)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction: commits when the block ends, rolls back if it raises.
+
+        ``readonly`` lets SQLite readers run beside a writer (a deferred BEGIN).
+        """
+        session = self.sessionmaker()
+        try:
+            with session.begin():
+                if readonly and self.dialect == "sqlite":
+                    # Options apply before BEGIN is emitted (see _on_begin).
+                    session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+                yield session
+        finally:
+            session.close()
+
+    def ping(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+                conn.rollback()
+            return True
+        except Exception:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

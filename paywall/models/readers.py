@@ -1,0 +1,52 @@
+"""Readers (the site's own ids) and the API keys that call this service."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, CheckConstraint, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paywall import clock
+from paywall.db import Base
+
+
+class Reader(Base):
+    """A reader as the site knows them. ``external_id`` is the site's opaque id (1-128 chars).
+
+    Rows are also created on the fly when Stripe names a reader the site never registered (from
+    ``client_reference_id`` or ``metadata.reader``), so payments always have someone to link to.
+    Erasure blanks the personal fields and keeps the row, so financial records stay whole.
+    """
+
+    __tablename__ = "readers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    marketing_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the reader asked to stop receiving appeals (one-click unsubscribe).
+    unsubscribed_at: Mapped[dt.datetime | None]
+    erased_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+
+
+class ApiKey(Base):
+    """An API key. Only the SHA-256 of its secret part is stored; the key id is its public prefix."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        CheckConstraint("role IN ('site', 'finance', 'admin')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]

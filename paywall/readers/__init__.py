@@ -1,0 +1,1 @@
+"""Readers: the site registers them, the sync links payments to them, admins erase them."""
