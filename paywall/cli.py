@@ -53,8 +53,11 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
-    """Apply migrations up to ``revision`` (the same function the tests use)."""
+def upgrade_database(url: str, revision: str = "heads") -> None:
+    """Apply migrations up to ``revision`` (the same function the tests use).
+
+    "heads": features add their migrations on branches of their own, all applied.
+    """
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
@@ -74,7 +77,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--revision", default="heads", show_default=True, help="Target revision.")
 @pass_ctx
 def db_upgrade(obj: Context, revision: str) -> None:
     """Apply migrations (creates the SQLite file under var/ when needed)."""

@@ -11,6 +11,7 @@ from paywall.models.billing import (
     Subscription,
     SyncCursor,
 )
+from paywall.models.outbox import OutboxMessage
 from paywall.models.readers import ApiKey, Reader
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "CheckoutSession",
     "Dispute",
     "Invoice",
+    "OutboxMessage",
     "Payment",
     "Reader",
     "Refund",
