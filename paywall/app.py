@@ -22,6 +22,7 @@ log = logging.getLogger("paywall")
 FEATURES = [
     "paywall.health",
     "paywall.readers.views",
+    "paywall.wellknown",
 ]
 
 

@@ -19,9 +19,12 @@ from paywall.app import create_app
 from paywall.cli import upgrade_database
 from paywall.config import Settings, load_settings
 from paywall.db import Base, Database
+from paywall.signing import generate_pem
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "stripe"
 WEBHOOK_SECRET = "whsec_test_secret"
+# One signing key for the run, so no test writes a development key under var/.
+SIGNING_KEY = generate_pem()
 
 
 def pytest_report_header() -> str:
@@ -82,6 +85,7 @@ def make_settings(migrated: str) -> Callable[..., Settings]:
             "PAYWALL_DATABASE_URL": migrated,
             "PAYWALL_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "PAYWALL_PUBLIC_URL": "https://paywall.example.org",
+            "PAYWALL_SIGNING_KEY": SIGNING_KEY,
         }
         environ.update(env or {})
         return load_settings(environ=environ, overrides=overrides)
