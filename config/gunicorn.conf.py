@@ -2,6 +2,8 @@
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 # PAYWALL_BIND, else the default of config/default.toml.
 bind = os.environ.get("PAYWALL_BIND", "127.0.0.1:8000")
@@ -30,9 +32,27 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 accesslog = os.environ.get("PAYWALL_ACCESS_LOG", "-")
 # No query strings in the access log: they can carry tokens (unsubscribe, widget).
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+access_log_format = (
+    '{"time": "%(t)s", "level": "INFO", "logger": "access", "remote": "%(h)s", "method": "%(m)s", '
+    '"path": "%(U)s", "status": %(s)s, "bytes": %(B)s, "ms": %(M)s, "request_id": "%({x-request-id}o)s"}'
+)
 errorlog = "-"
 loglevel = os.environ.get("PAYWALL_LOG_LEVEL", "info").lower()
+
+
+# Prometheus multiprocess mode: each worker writes its metrics to files here, /metrics adds them up.
+# Set before the app is imported (preload), cleared at every start so old workers' counts go.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _metrics_dir = os.path.join(tempfile.gettempdir(), f"paywall-metrics-{os.getpid()}")
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ log = logging.getLogger("paywall")
 
 # Feature modules with an ``init_app(app, api)``: each registers its blueprints, CLI-independent.
 FEATURES = [
+    "paywall.observability",
     "paywall.health",
     "paywall.readers.views",
     "paywall.wellknown",
@@ -33,11 +34,10 @@ class PaywallApi(Api):  # type: ignore[misc]
 
 
 def configure_logging(settings: Settings) -> None:
-    """Plain stderr logging at the configured level (the web server adds its own access log)."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("paywall").setLevel(settings.logging.level.upper())
+    """JSON (or plain) lines on stderr at the configured level, each with its request id."""
+    from paywall.observability import configure_logging as configure
+
+    configure(settings.logging.level, json_logs=settings.logging.format == "json")
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Flask:

@@ -44,6 +44,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "PAYWALL_SMTP_USERNAME": ("mail", "smtp_username"),
     "PAYWALL_MAIL_FROM": ("mail", "mail_from"),
     "PAYWALL_LOG_LEVEL": ("logging", "level"),
+    "PAYWALL_LOG_FORMAT": ("logging", "format"),
 }
 
 # Secrets: environment only.
@@ -89,6 +90,7 @@ class MailSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
+    format: str = "json"
 
 
 @dataclass(frozen=True)

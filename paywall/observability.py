@@ -1,0 +1,185 @@
+"""Operations: structured JSON logs with a request id on every line, and Prometheus metrics.
+
+Logs: one JSON object per line (python-json-logger), each carrying the ``request_id`` of the request
+that wrote it (taken from a sane ``X-Request-ID`` header, else generated, and echoed back), so a
+reverse proxy's id follows a request through the service. Personal data never goes into a log
+message: log ids (reader ids, Stripe ids), not emails or names.
+
+Metrics (prometheus-client): request latency by route, webhook outcomes by event type, mail
+outcomes, and the Stripe sync lag. Under gunicorn each worker is a process, so metrics use the
+client's multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (config/gunicorn.conf.py sets it).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from pythonjsonlogger.json import JsonFormatter
+
+from paywall import clock
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Jobs and CLI commands set this too, so their log lines carry an id of their own.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+REQUEST_LATENCY = Histogram(
+    "paywall_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WEBHOOK_OUTCOMES = Counter(
+    "paywall_webhook_events_total",
+    "Stripe webhook deliveries, by event type and outcome.",
+    ["type", "outcome"],
+)
+MAIL_OUTCOMES = Counter(
+    "paywall_mail_messages_total", "Mail sent or not, by kind and outcome.", ["kind", "outcome"]
+)
+
+
+def record_webhook(event_type: str, outcome: str) -> None:
+    """Count one webhook delivery (outcome: processed, duplicate, ignored, failed, rejected, error)."""
+    WEBHOOK_OUTCOMES.labels(type=event_type, outcome=outcome).inc()
+
+
+def record_mail(kind: str, outcome: str) -> None:
+    """Count one mail outcome (sent, failed, skipped, ...)."""
+    MAIL_OUTCOMES.labels(kind=kind, outcome=outcome).inc()
+
+
+class RequestIdFilter(logging.Filter):
+    """Put the current request id on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get() or "-"
+        return True
+
+
+def configure_logging(level: str, *, json_logs: bool = True) -> None:
+    """JSON lines on stderr at ``level``, each with its request id. Idempotent."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_paywall", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler._paywall = True  # type: ignore[attr-defined]
+        handler.addFilter(RequestIdFilter())
+        root.addHandler(handler)
+    if json_logs:
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}{request_id}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    logging.getLogger("paywall").setLevel(level.upper())
+
+
+def _sync_lag_collector(app: Flask) -> Any:
+    """Seconds since the newest Stripe event was received, and failed events waiting for replay."""
+
+    class SyncLag:
+        def collect(self) -> Any:
+            from sqlalchemy import func, select
+
+            from paywall.models import StripeEvent
+
+            lag = GaugeMetricFamily(
+                "paywall_stripe_sync_lag_seconds", "Seconds since the newest Stripe event was received."
+            )
+            failed = GaugeMetricFamily(
+                "paywall_stripe_events_failed", "Stored Stripe events that failed processing."
+            )
+            try:
+                with app.extensions["paywall.db"].transaction(readonly=True) as session:
+                    newest = session.scalar(select(func.max(StripeEvent.received_at)))
+                    n_failed = session.scalar(
+                        select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "failed")
+                    )
+            except Exception:
+                return
+            if newest is not None:
+                if newest.tzinfo is None:  # SQLite aggregate results skip the column type
+                    import datetime as dt
+
+                    newest = newest.replace(tzinfo=dt.UTC)
+                lag.add_metric([], (clock.now() - newest).total_seconds())
+                yield lag
+            failed.add_metric([], float(n_failed or 0))
+            yield failed
+
+    return SyncLag()
+
+
+def init_app(app: Flask, api: Any) -> None:
+    """Request ids, request latency, and GET /metrics."""
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        g.request_id = rid
+        g.request_token = request_id_var.set(rid)
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        rid = g.get("request_id")
+        if rid:
+            resp.headers[REQUEST_ID_HEADER] = rid
+        started = g.get("request_started")
+        if started is not None:
+            # The route template, not the path: reader ids must not become label values.
+            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            REQUEST_LATENCY.labels(request.method, route, str(resp.status_code)).observe(
+                time.perf_counter() - started
+            )
+        return resp
+
+    @app.teardown_request
+    def _clear(_exc: BaseException | None) -> None:
+        token = g.pop("request_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    sync_registry = CollectorRegistry()
+    sync_registry.register(_sync_lag_collector(app))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus metrics (no personal data; restrict at the proxy if you prefer)."""
+        body = generate_latest(registry) + generate_latest(sync_registry)
+        return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], content_type=CONTENT_TYPE_LATEST)
+
+    _ = current_app
