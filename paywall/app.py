@@ -6,6 +6,7 @@ import importlib
 import logging
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask, Response, current_app, render_template
 from flask_smorest import Api
 
@@ -14,7 +15,7 @@ from paywall.auth import KeyCache
 from paywall.config import Settings, load_settings
 from paywall.db import Database
 from paywall.errors import register_error_handlers
-from paywall.schemas import ProblemSchema
+from paywall.schemas import READER_ID_PARAM_SCHEMA, ProblemSchema, ReaderIdConverter
 
 log = logging.getLogger("paywall")
 
@@ -31,6 +32,28 @@ class PaywallApi(Api):  # type: ignore[misc]
     """flask-smorest's Api with our problem schema as the documented error body ("Error")."""
 
     ERROR_SCHEMA = ProblemSchema
+
+
+class ProblemContentPlugin(BasePlugin):
+    """Document error answers as ``application/problem+json``, the media type they are sent with."""
+
+    @staticmethod
+    def _rename(response: dict[str, Any]) -> None:
+        content = response.get("content")
+        if isinstance(content, dict) and "application/json" in content:
+            content["application/problem+json"] = content.pop("application/json")
+
+    def response_helper(self, response: dict[str, Any], **kwargs: Any) -> None:
+        # flask-smorest registers only error responses as components (422, default, ...).
+        self._rename(response)
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            for code, response in (operation.get("responses") or {}).items():
+                if isinstance(response, dict) and str(code)[0] in "45":
+                    self._rename(response)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -73,7 +96,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.extensions["paywall.db"] = database
     app.extensions["paywall.keycache"] = KeyCache()
 
-    api = PaywallApi(app)
+    app.url_map.converters["reader"] = ReaderIdConverter
+    api = PaywallApi(app, spec_kwargs={"extra_plugins": [ProblemContentPlugin()]})
+    api.register_converter(ReaderIdConverter, lambda _converter: dict(READER_ID_PARAM_SCHEMA))
     app.extensions["paywall.api"] = api
 
     for name in FEATURES:

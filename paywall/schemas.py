@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from werkzeug.routing import BaseConverter
 
 # A reader id is the site's own opaque string: 1 to 128 printable characters.
 READER_ID_MAX = 128
@@ -18,6 +19,31 @@ def validate_identifier(value: str) -> None:
         raise ValidationError(f"Must be at most {READER_ID_MAX} characters.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValidationError("Must not contain control characters.")
+
+
+class ReaderIdConverter(BaseConverter):
+    """``<reader:reader>`` in routes: documented as 1-128 characters without control characters."""
+
+    # Any length here, so an over-long id gets a 422 naming the field rather than a 404.
+    regex = r"[^/]+"
+
+
+# JSON Schema of a reader id path parameter (no control characters), for the OpenAPI description.
+READER_ID_PARAM_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": READER_ID_MAX,
+    "pattern": "^[^\\u0000-\\u001f\\u007f/]+$",
+}
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON ``true``/``false`` only: 0, 1 or "yes" are type errors (they are never consent)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class StrictSchema(Schema):

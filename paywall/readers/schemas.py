@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from paywall.schemas import StrictSchema
+from paywall.schemas import StrictBoolean, StrictSchema
 
 
 class ReaderInSchema(StrictSchema):
     email = fields.Email(allow_none=True, validate=validate.Length(max=320))
     name = fields.String(allow_none=True, validate=validate.Length(max=200))
-    marketing_opt_in = fields.Boolean()
+    marketing_opt_in = StrictBoolean()
 
 
 class SubscriptionSummarySchema(Schema):

@@ -44,9 +44,9 @@ def reader_body(session: Any, reader: Reader) -> dict[str, Any]:
     }
 
 
-@blp.route("/<reader>", methods=["PUT"])
+@blp.route("/<reader:reader>", methods=["PUT"])
 @require_role("site")
-@blp.arguments(ReaderInSchema)
+@blp.arguments(ReaderInSchema, required=False)
 @blp.response(200, ReaderOutSchema, description="Updated.")
 @blp.alt_response(201, schema=ReaderOutSchema, description="Created.")
 def put_reader(data: dict[str, Any], reader: str) -> Any:
@@ -58,7 +58,7 @@ def put_reader(data: dict[str, Any], reader: str) -> Any:
     return body, 201 if created else 200
 
 
-@blp.route("/<reader>", methods=["GET"])
+@blp.route("/<reader:reader>", methods=["GET"])
 @require_role("site")
 @blp.response(200, ReaderOutSchema)
 @blp.alt_response(404, schema="Error", description="No such reader.")
@@ -72,7 +72,7 @@ def get_reader(reader: str) -> Any:
         return reader_body(session, row)
 
 
-@blp.route("/<reader>", methods=["DELETE"])
+@blp.route("/<reader:reader>", methods=["DELETE"])
 @require_role("admin")
 @blp.response(200, ErasedSchema)
 @blp.alt_response(404, schema="Error", description="No such reader.")
