@@ -1,5 +1,6 @@
 """The tables, one module per feature; importing this package registers them all on ``Base.metadata``."""
 
+from paywall.models.access import AppealDismissal, Comp, MeterRead
 from paywall.models.billing import (
     CheckoutSession,
     Dispute,
@@ -16,9 +17,12 @@ from paywall.models.readers import ApiKey, Reader
 
 __all__ = [
     "ApiKey",
+    "AppealDismissal",
     "CheckoutSession",
+    "Comp",
     "Dispute",
     "Invoice",
+    "MeterRead",
     "OutboxMessage",
     "Payment",
     "Reader",

@@ -1,0 +1,86 @@
+"""The access check behind ``POST /v1/access``, the token route and the widget.
+
+``check_access`` is the one function: load the state (one query), ``decide``, and, when the answer
+spends a free article, record it race-safely. It never calls Stripe and never creates a reader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from paywall.access import meter
+from paywall.access.rules import Decision, decide, meter_period
+from paywall.access.settings import access_settings
+from paywall.access.state import load_state
+from paywall.clock import isoformat
+from paywall.config import Settings
+
+
+def evaluate(
+    session: Session,
+    settings: Settings,
+    reader: str,
+    article: str | None,
+    now: dt.datetime,
+    *,
+    record: bool = True,
+) -> Decision:
+    """The decision for ``reader`` reading ``article`` (None: do not meter).
+
+    With ``record`` a newly metered article is written, under the per-reader lock, after re-reading
+    the meter so concurrent first reads cannot overspend; the session must then be in a write
+    transaction (``db.transaction()``). Without ``record`` nothing is written: the decision says in
+    ``records_read`` whether a write is needed.
+    """
+    cfg = access_settings(settings)
+    period, _ = meter_period(now, cfg)
+    state = load_state(session, reader, article, now, cfg, period)
+    decision = decide(state, now, cfg)
+    if not (record and decision.records_read and article is not None):
+        return decision
+    meter.lock_reader(session, reader)
+    fresh = meter.read_articles(session, reader, period)
+    if fresh != state.meter_articles:
+        decision = decide(dataclasses.replace(state, meter_articles=fresh), now, cfg)
+    if decision.records_read:
+        meter.record_read(session, reader, period, article, now)
+    return decision
+
+
+def answer_body(
+    reader: str, article: str | None, decision: Decision, *, explain: bool = False
+) -> dict[str, Any]:
+    """The JSON answer of ``POST /v1/access`` for a decision."""
+    body: dict[str, Any] = {
+        "reader": reader,
+        "article": article,
+        "allowed": decision.allowed,
+        "reason": decision.reason,
+        "until": isoformat(decision.until),
+        "meter": decision.meter.as_dict() if decision.meter else None,
+        "appeal": decision.appeal,
+    }
+    if explain:
+        body["trace"] = [step.as_dict() for step in decision.trace]
+    return body
+
+
+def check_access(
+    session: Session,
+    settings: Settings,
+    reader: str,
+    article: str | None,
+    now: dt.datetime,
+    *,
+    explain: bool = False,
+) -> dict[str, Any]:
+    """The same answer as ``POST /v1/access``; ``article`` None checks without metering.
+
+    Call inside a write transaction when ``article`` is given (a first read is recorded).
+    """
+    decision = evaluate(session, settings, reader, article, now, record=True)
+    return answer_body(reader, article, decision, explain=explain)

@@ -1,0 +1,139 @@
+"""Load everything the rules need about one reader id in ONE database round trip.
+
+The access check runs on every article view, so the state is a single ``UNION ALL`` of small,
+indexed lookups: the reader's subscriptions, the payments that can still matter (recent donations;
+subscription payments in the current period), the comp, the last dismissal, and this month's meter.
+Unknown ids (anonymous cookie ids) simply match no reader row: nothing is created for them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, String, bindparam, text
+from sqlalchemy.orm import Session
+
+from paywall.access.rules import CompFact, PaymentFact, ReaderState, SubscriptionFact
+from paywall.access.settings import AccessSettings
+from paywall.db import UTCDateTime
+
+# Columns: src, ref, kind, status, t1..t5, flag, n1..n3, ref2. Each branch fills what it has.
+_STATE_SQL = """
+SELECT 'sub' AS src, s.stripe_subscription_id AS ref, s.kind AS kind, s.status AS status,
+       s.current_period_start AS t1, s.current_period_end AS t2, s.trial_end AS t3,
+       s.payment_failed_at AS t4, s.ended_at AS t5, s.cancel_at_period_end AS flag,
+       NULL AS n1, NULL AS n2, NULL AS n3, NULL AS ref2
+  FROM readers r JOIN subscriptions s ON s.reader_id = r.id
+ WHERE r.external_id = :reader
+UNION ALL
+SELECT 'pay', p.stripe_charge_id, p.kind, p.dispute_status, p.paid_at, NULL, NULL, NULL, NULL, NULL,
+       p.amount_minor, p.refunded_minor, p.disputed_minor, p.stripe_subscription_id
+  FROM readers r JOIN payments p ON p.reader_id = r.id
+ WHERE r.external_id = :reader AND p.kind = 'donation' AND p.paid_at >= :donations_since
+UNION ALL
+SELECT 'pay', p.stripe_charge_id, p.kind, p.dispute_status, p.paid_at, NULL, NULL, NULL, NULL, NULL,
+       p.amount_minor, p.refunded_minor, p.disputed_minor, p.stripe_subscription_id
+  FROM readers r JOIN subscriptions s ON s.reader_id = r.id
+  JOIN payments p ON p.stripe_subscription_id = s.stripe_subscription_id
+ WHERE r.external_id = :reader AND s.kind = 'subscription' AND p.kind <> 'donation'
+   AND s.status IN ('active', 'trialing', 'past_due', 'unpaid')
+   AND p.paid_at >= s.current_period_start
+UNION ALL
+SELECT 'comp', c.note, NULL, NULL, c.until, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM readers r JOIN comps c ON c.reader_id = r.id
+ WHERE r.external_id = :reader
+UNION ALL
+SELECT 'dismiss', NULL, NULL, NULL, d.dismissed_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM appeal_dismissals d
+ WHERE d.reader = :reader
+UNION ALL
+SELECT 'meter', m.article, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM meter_reads m
+ WHERE m.reader = :reader AND m.period = :period
+"""
+
+# A text statement with typed columns: no SQL compilation per request, and the results are
+# converted by the same types as the models (aware UTC datetimes on SQLite too).
+STATE_QUERY = (
+    text(_STATE_SQL)
+    .bindparams(bindparam("donations_since", type_=UTCDateTime()))
+    .columns(
+        src=String(),
+        ref=String(),
+        kind=String(),
+        status=String(),
+        t1=UTCDateTime(),
+        t2=UTCDateTime(),
+        t3=UTCDateTime(),
+        t4=UTCDateTime(),
+        t5=UTCDateTime(),
+        flag=Boolean(),
+        n1=BigInteger(),
+        n2=BigInteger(),
+        n3=BigInteger(),
+        ref2=String(),
+    )
+)
+
+
+def load_state(
+    session: Session,
+    reader: str,
+    article: str | None,
+    now: dt.datetime,
+    settings: AccessSettings,
+    period: str,
+) -> ReaderState:
+    """The reader's state for the rules, from one query (``period`` is the current meter period)."""
+    # Donations older than both windows cannot grant access nor pause the appeal.
+    days = max(settings.donation_access_days, settings.appeal_pause_days)
+    params = {"reader": reader, "period": period, "donations_since": now - dt.timedelta(days=days)}
+    subs: list[SubscriptionFact] = []
+    payments: list[PaymentFact] = []
+    comp: CompFact | None = None
+    dismissed_at: dt.datetime | None = None
+    articles: set[str] = set()
+    for row in session.connection().execute(STATE_QUERY, params):
+        src = row.src
+        if src == "sub":
+            subs.append(
+                SubscriptionFact(
+                    stripe_subscription_id=row.ref,
+                    kind=row.kind,
+                    status=row.status,
+                    current_period_start=row.t1,
+                    current_period_end=row.t2,
+                    trial_end=row.t3,
+                    payment_failed_at=row.t4,
+                    ended_at=row.t5,
+                    cancel_at_period_end=bool(row.flag),
+                )
+            )
+        elif src == "pay":
+            payments.append(
+                PaymentFact(
+                    stripe_charge_id=row.ref,
+                    kind=row.kind,
+                    dispute_status=row.status,
+                    paid_at=row.t1,
+                    amount_minor=row.n1 or 0,
+                    refunded_minor=row.n2 or 0,
+                    disputed_minor=row.n3 or 0,
+                    stripe_subscription_id=row.ref2,
+                )
+            )
+        elif src == "comp":
+            comp = CompFact(until=row.t1, note=row.ref)
+        elif src == "dismiss":
+            dismissed_at = row.t1
+        else:
+            articles.add(row.ref)
+    return ReaderState(
+        reader=reader,
+        article=article,
+        comp=comp,
+        subscriptions=tuple(subs),
+        payments=tuple(payments),
+        dismissed_at=dismissed_at,
+        meter_articles=frozenset(articles),
+    )
