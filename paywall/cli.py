@@ -14,7 +14,9 @@ from paywall.config import ROOT, ConfigError, Settings, load_settings
 from paywall.db import Database
 
 # Feature modules that expose a click group or command as ``cli`` (added to ``paywall``).
-FEATURE_COMMANDS: list[str] = []
+FEATURE_COMMANDS: list[str] = [
+    "paywall.access.cli",
+]
 
 
 class Context:

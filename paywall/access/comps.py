@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.clock import isoformat
-from paywall.models import Comp, Reader
-from paywall.readers.service import ensure_reader, find_reader
+from paywall.models import AppealDismissal, Comp, MeterRead, Reader
+from paywall.readers.service import ensure_reader
 
 
 def end_of_day(day: dt.date) -> dt.datetime:
@@ -80,11 +80,11 @@ def comp_summary(session: Session, reader: Reader) -> dict[str, Any]:
     }
 
 
-def erase_comp_note(session: Session, reader: Reader) -> None:
-    """On erasure, drop the free-text note (it may name the person); the comp itself stays."""
+def erase_reader_access(session: Session, reader: Reader) -> None:
+    """On erasure: drop the comp's free-text note (it may name the person), the reader's meter
+    (what they read) and their dismissal. The comp itself stays, like the financial records."""
     comp = session.scalar(select(Comp).where(Comp.reader_id == reader.id))
     if comp is not None:
         comp.note = None
-
-
-_ = find_reader
+    session.execute(delete(MeterRead).where(MeterRead.reader == reader.external_id))
+    session.execute(delete(AppealDismissal).where(AppealDismissal.reader == reader.external_id))

@@ -1,0 +1,107 @@
+"""Request and response bodies of the access, token, dismissal and comp routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from paywall import clock
+from paywall.access.comps import end_of_day
+from paywall.access.rules import ALLOWED_REASONS, DENIED_REASONS
+from paywall.schemas import ReaderIdField, StrictSchema, validate_identifier
+
+
+class AccessRequestSchema(StrictSchema):
+    reader = ReaderIdField(required=True, metadata={"description": "The site's reader id or cookie id."})
+    article = fields.String(
+        required=True, validate=validate_identifier, metadata={"description": "The site's article id."}
+    )
+    explain = fields.Boolean(
+        load_default=False, metadata={"description": "Add `trace`: every rule and why it applied or not."}
+    )
+
+
+class MeterSchema(Schema):
+    used = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    resets_at = fields.String(required=True, metadata={"description": "Start of the next meter month (UTC)."})
+
+
+class TraceStepSchema(Schema):
+    rule = fields.String(required=True)
+    applies = fields.Boolean(required=True)
+    why = fields.String(required=True)
+
+
+class AccessAnswerSchema(Schema):
+    reader = fields.String(required=True)
+    article = fields.String(required=True, allow_none=True)
+    allowed = fields.Boolean(required=True)
+    reason = fields.String(
+        required=True, metadata={"enum": [*ALLOWED_REASONS, *DENIED_REASONS], "description": "Why."}
+    )
+    until = fields.String(
+        required=True, allow_none=True, metadata={"description": "When the granted access ends (UTC)."}
+    )
+    meter = fields.Nested(MeterSchema, required=True, allow_none=True)
+    appeal = fields.Boolean(required=True, metadata={"description": "Show the support appeal."})
+    trace = fields.List(fields.Nested(TraceStepSchema), metadata={"description": "With explain only."})
+
+
+class ReaderRequestSchema(StrictSchema):
+    reader = ReaderIdField(required=True)
+
+
+class TokenSchema(Schema):
+    token = fields.String(
+        required=True, metadata={"description": "A JWT (EdDSA); keys at /.well-known/jwks.json."}
+    )
+    expires_at = fields.String(required=True)
+
+
+class DismissedSchema(Schema):
+    reader = fields.String(required=True)
+    outcome = fields.String(required=True, metadata={"description": "dismissed or extended"})
+    until = fields.String(required=True, metadata={"description": "When the appeal may show again (UTC)."})
+
+
+class UntilField(fields.Field):  # type: ignore[type-arg]
+    """A date (the comp runs through that whole day, UTC) or an ISO 8601 datetime with an offset."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid date.")
+        try:
+            if len(value) == 10:
+                return end_of_day(dt.date.fromisoformat(value))
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError("Not a valid date (YYYY-MM-DD) or datetime.") from None
+        if parsed.tzinfo is None:
+            raise ValidationError("A datetime needs a time zone offset (or Z).")
+        return parsed.astimezone(dt.UTC)
+
+
+def _in_future(value: dt.datetime) -> None:
+    if value <= clock.now():
+        raise ValidationError("Must be in the future.")
+
+
+class CompInSchema(StrictSchema):
+    until = UntilField(required=True, validate=_in_future)
+    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+
+
+class CompSchema(Schema):
+    reader = fields.String(required=True)
+    until = fields.String(required=True)
+    note = fields.String(allow_none=True)
+    granted_at = fields.String()
+    granted_by = fields.String(allow_none=True)
+
+
+class RevokedSchema(Schema):
+    reader = fields.String(required=True)
+    outcome = fields.String(required=True, metadata={"description": "revoked"})
