@@ -24,6 +24,7 @@ FEATURES = [
     "paywall.observability",
     "paywall.health",
     "paywall.readers.views",
+    "paywall.webhooks.views",
     "paywall.access.views",
     "paywall.wellknown",
 ]

@@ -15,6 +15,7 @@ from paywall.db import Database
 
 # Feature modules that expose a click group or command as ``cli`` (added to ``paywall``).
 FEATURE_COMMANDS: list[str] = [
+    "paywall.webhooks.cli",
     "paywall.access.cli",
 ]
 
@@ -183,7 +184,9 @@ def keys_revoke(obj: Context, name: str) -> None:
 def _add_feature_commands() -> None:
     for name in FEATURE_COMMANDS:
         module: Any = importlib.import_module(name)
-        main.add_command(module.cli)
+        # ``cli`` is one click command or group, or a list of them (one per top-level word).
+        for command in module.cli if isinstance(module.cli, list | tuple) else [module.cli]:
+            main.add_command(command)
 
 
 _add_feature_commands()

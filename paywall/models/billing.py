@@ -134,6 +134,9 @@ class Invoice(SyncedMixin, Base):
     hosted_invoice_url: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[dt.datetime | None]
     stripe_created: Mapped[dt.datetime | None]
+    # When a payment attempt on this invoice first failed (invoice.payment_failed); kept once set.
+    # The subscription's payment_failed_at is the earliest of these among its unpaid invoices.
+    payment_failed_at: Mapped[dt.datetime | None]
 
 
 class Payment(SyncedMixin, Base):
@@ -158,16 +161,27 @@ class Payment(SyncedMixin, Base):
     stripe_price_id: Mapped[str | None] = mapped_column(StripeId)
     reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
+    # The kind named by the charge or payment intent itself (``metadata.kind``), if any; it wins
+    # over what the links (Checkout Session, subscription) say.
+    kind_hint: Mapped[str | None] = mapped_column(String(16))
     recurring: Mapped[bool] = mapped_column(Boolean, default=False)
     plan: Mapped[str | None] = mapped_column(String(100))
     campaign: Mapped[str | None] = mapped_column(String(100))
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     refunded_minor: Mapped[int] = mapped_column(default=0)
+    # charge.amount_refunded as the newest charge state said; refunded_minor is the larger of this
+    # and the sum of the charge's refunds that did not fail.
+    charge_refunded_minor: Mapped[int] = mapped_column(default=0)
     dispute_status: Mapped[str | None] = mapped_column(String(32))
     disputed_minor: Mapped[int] = mapped_column(default=0)
     fee_minor: Mapped[int | None]
     net_minor: Mapped[int | None]
+    # The currency of fee_minor/net_minor: the balance (settlement) currency, which differs from
+    # ``currency`` when Stripe converted the charge. Never add fee_minor to amount_minor across them.
+    balance_currency: Mapped[str | None] = mapped_column(String(3))
+    # Stripe's dispute fees on this charge (from the disputes' balance transactions), in balance_currency.
+    dispute_fee_minor: Mapped[int] = mapped_column(default=0)
     # Donor details for receipts (guest donations have no reader); blanked on erasure.
     email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
@@ -242,5 +256,7 @@ class SyncCursor(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     cursor: Mapped[str | None] = mapped_column(StripeId)
     since: Mapped[dt.datetime | None]
+    # The start of the run this row belongs to: a list row whose run is still open is resumed.
+    started_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=clock.now, onupdate=clock.now)
     completed_at: Mapped[dt.datetime | None]

@@ -1,0 +1,1 @@
+"""Stripe sync: the webhook inbox, handlers, the mirror of Stripe objects, replay and reconcile."""

@@ -1,0 +1,94 @@
+"""``paywall stripe sync`` and ``paywall events list|replay``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+import stripe
+
+from paywall.cli import Context, pass_ctx
+from paywall.clock import isoformat
+from paywall.errors import ApiError
+from paywall.stripe_gateway import make_client
+from paywall.webhooks import inbox, reconcile
+
+DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"])
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Dates on the command line are UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@click.group("stripe")
+def stripe_group() -> None:
+    """Stripe: reconcile the database with Stripe's API."""
+
+
+@stripe_group.command("sync")
+@click.option("--since", type=DATE, default=None, help="Only objects created on or after (UTC).")
+@click.option("--page-size", type=click.IntRange(1, 100), default=reconcile.PAGE_SIZE, show_default=True)
+@pass_ctx
+def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None:
+    """Page through customers, subscriptions, invoices, charges, refunds, disputes and balance
+    transactions; upsert them and print what changed. An interrupted run resumes where it stopped."""
+    try:
+        client = make_client(obj.settings)
+    except ApiError as exc:
+        raise click.ClickException(exc.detail) from None
+    try:
+        tally = reconcile.run_sync(obj.db, client, since=_utc(since), page_size=page_size)
+    except stripe.StripeError as exc:
+        raise click.ClickException(
+            f"Stripe: {exc.user_message or exc}; progress is saved, run again to resume"
+        ) from None
+    for line in tally.lines():
+        click.echo(line)
+    click.echo(f"changed: {tally.changed}")
+
+
+@click.group("events")
+def events_group() -> None:
+    """The Stripe event inbox."""
+
+
+@events_group.command("list")
+@click.option("--status", type=click.Choice(["received", "processed", "ignored", "failed"]), default=None)
+@click.option("--type", "type_", default=None, help="Only this event type, e.g. invoice.paid.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@pass_ctx
+def events_list(obj: Context, status: str | None, type_: str | None, limit: int) -> None:
+    """List stored events, newest first: id, type, status, created, error."""
+    with obj.db.transaction(readonly=True) as session:
+        rows = inbox.list_events(session, status=status, type_=type_, limit=limit)
+        for row in rows:
+            click.echo(
+                "\t".join(
+                    [row.stripe_event_id, row.type, row.status, isoformat(row.created) or "", row.error or ""]
+                )
+            )
+        if not rows:
+            click.echo("no events")
+
+
+@events_group.command("replay")
+@click.option("--failed", is_flag=True, help="Every event whose processing failed.")
+@click.option("--id", "event_id", default=None, help="One event, by its Stripe id (evt_...).")
+@click.option("--since", type=DATE, default=None, help="Every event created on or after (UTC).")
+@pass_ctx
+def events_replay(obj: Context, failed: bool, event_id: str | None, since: dt.datetime | None) -> None:
+    """Re-run stored events through the same handlers (safe to repeat: newest state still wins)."""
+    if not (failed or event_id or since):
+        raise click.UsageError("say which events: --failed, --id EVT or --since DATE")
+    tally = inbox.replay(obj.db, obj.settings, failed=failed, event_id=event_id, since=_utc(since))
+    if event_id and not tally:
+        raise click.ClickException(f"no stored event {event_id!r}")
+    total = sum(tally.values())
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(tally.items())) or "nothing to replay"
+    click.echo(f"replayed {total}: {parts}")
+
+
+cli = [stripe_group, events_group]

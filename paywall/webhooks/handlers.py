@@ -1,0 +1,146 @@
+"""Event type -> one small handler. Each handler syncs the one object its event carries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from paywall.webhooks import sync
+from paywall.webhooks.sync import Obj, Source
+
+Handler = Callable[[Session, Obj, Source], str]
+
+
+def _expect(obj: Obj, *objects: str) -> None:
+    """A payload whose object is not what its type promises is an error the operator must see."""
+    if obj.get("object") not in objects:
+        raise ValueError(f"expected a {' or '.join(objects)} object, got {obj.get('object')!r}")
+
+
+def customer(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "customer")
+    return sync.upsert_customer(session, obj, src, deleted=src.event_type == "customer.deleted")
+
+
+def subscription(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "subscription")
+    return sync.upsert_subscription(session, obj, src)
+
+
+def trial_will_end(session: Session, obj: Obj, src: Source) -> str:
+    outcome = subscription(session, obj, src)
+    sync.queue_trial_ending(session, obj)
+    return outcome
+
+
+def checkout_session(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "checkout.session")
+    return sync.upsert_checkout_session(session, obj, src)
+
+
+def invoice(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "invoice")
+    return sync.upsert_invoice(session, obj, src)
+
+
+def invoice_payment_failed(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "invoice")
+    outcome = sync.upsert_invoice(session, obj, src, failed=True)
+    sync.queue_payment_failed(session, obj)
+    return outcome
+
+
+def invoice_payment(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "invoice_payment")
+    return sync.link_invoice_payment(session, obj, src)
+
+
+def payment_intent(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "payment_intent")
+    return sync.upsert_payment_intent(session, obj, src)
+
+
+def charge(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "charge")
+    return sync.upsert_charge(session, obj, src)
+
+
+def refund(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "refund")
+    return sync.upsert_refund(session, obj, src)
+
+
+def dispute(session: Session, obj: Obj, src: Source) -> str:
+    _expect(obj, "dispute")
+    return sync.upsert_dispute(session, obj, src)
+
+
+HANDLERS: dict[str, Handler] = {
+    "customer.created": customer,
+    "customer.updated": customer,
+    "customer.deleted": customer,
+    "customer.subscription.created": subscription,
+    "customer.subscription.updated": subscription,
+    "customer.subscription.deleted": subscription,
+    "customer.subscription.paused": subscription,
+    "customer.subscription.resumed": subscription,
+    "customer.subscription.pending_update_applied": subscription,
+    "customer.subscription.pending_update_expired": subscription,
+    "customer.subscription.trial_will_end": trial_will_end,
+    "checkout.session.completed": checkout_session,
+    "checkout.session.async_payment_succeeded": checkout_session,
+    "checkout.session.async_payment_failed": checkout_session,
+    "checkout.session.expired": checkout_session,
+    "invoice.created": invoice,
+    "invoice.updated": invoice,
+    "invoice.finalized": invoice,
+    "invoice.paid": invoice,
+    "invoice.payment_succeeded": invoice,
+    "invoice.payment_failed": invoice_payment_failed,
+    "invoice.payment_action_required": invoice,
+    "invoice.voided": invoice,
+    "invoice.marked_uncollectible": invoice,
+    "invoice_payment.paid": invoice_payment,
+    "payment_intent.succeeded": payment_intent,
+    "payment_intent.payment_failed": payment_intent,
+    "charge.succeeded": charge,
+    "charge.captured": charge,
+    "charge.failed": charge,
+    "charge.refunded": charge,
+    "charge.updated": charge,
+    "charge.refund.updated": refund,
+    "refund.created": refund,
+    "refund.updated": refund,
+    "refund.failed": refund,
+    "charge.dispute.created": dispute,
+    "charge.dispute.updated": dispute,
+    "charge.dispute.closed": dispute,
+    "charge.dispute.funds_withdrawn": dispute,
+    "charge.dispute.funds_reinstated": dispute,
+}
+
+# Fields that tie an object to others; their ids are the object's lock keys (see inbox.lock_keys).
+LINK_FIELDS = ("customer", "payment_intent", "invoice", "subscription", "charge", "latest_charge")
+
+
+def related_ids(obj: Mapping[str, Any]) -> set[str]:
+    """The Stripe ids an object touches: itself and the objects it links to."""
+    ids = {i for i in (sync.obj_id(obj),) if i}
+    for field in LINK_FIELDS:
+        found = sync.obj_id(obj.get(field))
+        if found:
+            ids.add(found)
+    if obj.get("object") == "invoice":
+        sub = sync.invoice_subscription_id(obj)
+        if sub:
+            ids.add(sub)
+        ids.update(sync.invoice_payment_intents(obj))
+    payment = obj.get("payment")
+    if isinstance(payment, Mapping):
+        for field in ("payment_intent", "charge"):
+            found = sync.obj_id(payment.get(field))
+            if found:
+                ids.add(found)
+    return ids

@@ -1,0 +1,218 @@
+"""The event inbox: verify, store once, process in the same transaction, replay later.
+
+A delivery is stored and processed in ONE transaction. A transient database error rolls both back
+(the caller answers 503 and Stripe retries). A handler error on an unexpected payload is caught in
+a savepoint: the inbox row survives as ``failed`` with the error, to be fixed and replayed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from paywall import clock
+from paywall.config import Settings
+from paywall.db import Database, TransientDatabaseError, is_transient
+from paywall.models import StripeEvent
+from paywall.webhooks.handlers import HANDLERS, related_ids
+from paywall.webhooks.sync import Source, obj_id
+
+log = logging.getLogger(__name__)
+
+
+class InvalidEvent(Exception):
+    """The delivery is not a verified Stripe event (bad signature, stale, not an event)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def verify(raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: int) -> dict[str, Any]:
+    """The event in ``raw`` if its signature matches one of ``secrets`` (rotation), else InvalidEvent."""
+    if not header:
+        raise InvalidEvent("Stripe-Signature", "The Stripe-Signature header is missing.")
+    try:
+        payload = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent("body", "The body is not UTF-8.") from None
+    last_error = "No signature matches."
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+        except stripe.SignatureVerificationError as exc:
+            # Stripe's messages name what is wrong (no match, stale timestamp) and no secret.
+            last_error = str(exc.user_message or exc)
+            continue
+        break
+    else:
+        raise InvalidEvent("Stripe-Signature", last_error)
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise InvalidEvent("body", "The body is not JSON.") from None
+    if not isinstance(event, dict) or event.get("object") != "event":
+        raise InvalidEvent("body", "The body is not a Stripe event.")
+    data = event.get("data")
+    if (
+        not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(event.get("created"), int)
+        or not isinstance(data, dict)
+        or not isinstance(data.get("object"), dict)
+    ):
+        raise InvalidEvent("body", "The event lacks id, type, created or data.object.")
+    return event
+
+
+def lock_key(stripe_id: str) -> int:
+    """A stable signed 64-bit number for an advisory lock on ``stripe_id``."""
+    return int.from_bytes(hashlib.blake2b(stripe_id.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def lock_keys(event: Mapping[str, Any]) -> list[int]:
+    """The sorted lock numbers of every id the event touches: any two events that write one row
+    share at least one, and taking them in one global order cannot deadlock."""
+    obj = event.get("data", {}).get("object", {})
+    return sorted({lock_key(i) for i in related_ids(obj)} | {lock_key(str(event.get("id")))})
+
+
+def lock(session: Session, event: Mapping[str, Any]) -> None:
+    """Serialize work on the objects an event touches (PostgreSQL; SQLite writers are serial anyway)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in lock_keys(event):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    event_id: str
+    outcome: str
+
+
+def _source(event: Mapping[str, Any]) -> Source:
+    return Source(
+        at=dt.datetime.fromtimestamp(int(event["created"]), dt.UTC),
+        event_id=str(event["id"]),
+        livemode=bool(event.get("livemode")),
+        event_type=str(event.get("type")),
+    )
+
+
+def process(session: Session, row: StripeEvent, event: Mapping[str, Any], settings: Settings) -> str:
+    """Run the event's handler in a savepoint; record the outcome on the inbox row."""
+    row.attempts = (row.attempts or 0) + 1
+    row.processed_at = clock.now()
+    expected_mode = settings.stripe_livemode
+    if expected_mode is not None and bool(event.get("livemode")) != expected_mode:
+        row.status = "ignored"
+        row.error = f"livemode {bool(event.get('livemode'))} does not match the configured key"
+        return row.status
+    handler = HANDLERS.get(str(event.get("type")))
+    if handler is None:
+        row.status, row.error = "ignored", None
+        return row.status
+    try:
+        with session.begin_nested():
+            outcome = handler(session, event["data"]["object"], _source(event))
+    except Exception as exc:
+        if is_transient(exc) or isinstance(exc, IntegrityError):
+            # A concurrent writer or an unavailable database: let the whole delivery be retried.
+            raise TransientDatabaseError(str(type(exc).__name__)) from exc
+        log.warning("stripe event %s (%s) failed: %s", row.stripe_event_id, row.type, type(exc).__name__)
+        row.status = "failed"
+        row.error = f"{type(exc).__name__}: {exc}"[:2000]
+        return row.status
+    row.status = "ignored" if outcome == "ignored" else "processed"
+    row.error = None
+    return row.status
+
+
+def receive(db: Database, settings: Settings, event: Mapping[str, Any]) -> Delivery:
+    """Store a verified event once and process it, all in one transaction."""
+    event_id = str(event["id"])
+    with db.transaction() as session:
+        lock(session, event)
+        existing = session.scalar(select(StripeEvent).where(StripeEvent.stripe_event_id == event_id))
+        if existing is not None:
+            existing.deliveries = (existing.deliveries or 1) + 1
+            return Delivery(event_id, "duplicate")
+        obj = event["data"]["object"]
+        row = StripeEvent(
+            stripe_event_id=event_id,
+            type=str(event["type"])[:100],
+            api_version=(str(event["api_version"])[:64] if event.get("api_version") else None),
+            livemode=bool(event.get("livemode")),
+            created=clock.from_timestamp(event["created"]),
+            object_id=obj_id(obj),
+            payload=dict(event),
+            received_at=clock.now(),
+            status="received",
+            attempts=0,
+            deliveries=1,
+        )
+        session.add(row)
+        session.flush()
+        outcome = process(session, row, event, settings)
+    return Delivery(event_id, outcome)
+
+
+def replay(
+    db: Database,
+    settings: Settings,
+    *,
+    failed: bool = False,
+    event_id: str | None = None,
+    since: dt.datetime | None = None,
+) -> Counter[str]:
+    """Re-run stored events through the same handlers, oldest first, one transaction each."""
+    query = select(StripeEvent.id).order_by(StripeEvent.created, StripeEvent.id)
+    if failed:
+        query = query.where(StripeEvent.status == "failed")
+    if event_id:
+        query = query.where(StripeEvent.stripe_event_id == event_id)
+    if since:
+        query = query.where(StripeEvent.created >= since)
+    with db.transaction(readonly=True) as session:
+        ids = list(session.scalars(query))
+    tally: Counter[str] = Counter()
+    for pk in ids:
+        with db.transaction() as session:
+            row = session.get(StripeEvent, pk)
+            if row is None:
+                continue
+            lock(session, row.payload)
+            tally[process(session, row, row.payload, settings)] += 1
+    return tally
+
+
+def list_events(
+    session: Session,
+    *,
+    status: str | None = None,
+    type_: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[StripeEvent]:
+    """Inbox rows, newest received first; ``before`` pages by inbox row id."""
+    query = select(StripeEvent).order_by(StripeEvent.id.desc()).limit(limit)
+    if status:
+        query = query.where(StripeEvent.status == status)
+    if type_:
+        query = query.where(StripeEvent.type == type_)
+    if before:
+        query = query.where(StripeEvent.id < before)
+    return list(session.scalars(query))

@@ -1,0 +1,158 @@
+"""What the sync tells the reader view (subscription, donations), and erasure of its personal data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from paywall.clock import isoformat
+from paywall.models import (
+    CheckoutSession,
+    Invoice,
+    Payment,
+    Reader,
+    StripeCustomer,
+    StripeEvent,
+    Subscription,
+)
+
+# Current subscriptions first (active and trialing, then in dunning), ended ones last.
+STATUS_ORDER = {
+    "active": 0,
+    "trialing": 0,
+    "past_due": 1,
+    "unpaid": 2,
+    "paused": 2,
+    "incomplete": 3,
+    "canceled": 4,
+    "incomplete_expired": 5,
+}
+ENDED = ("canceled", "incomplete_expired")
+DONATIONS_SHOWN = 50
+
+
+def subscription_summary(sub: Subscription) -> dict[str, Any]:
+    return {
+        "stripe_subscription_id": sub.stripe_subscription_id,
+        "status": sub.status,
+        "plan": sub.plan,
+        "kind": sub.kind,
+        "interval": sub.interval,
+        "amount": sub.amount_minor,
+        "currency": sub.currency,
+        "current_period_start": isoformat(sub.current_period_start),
+        "current_period_end": isoformat(sub.current_period_end),
+        "cancel_at_period_end": sub.cancel_at_period_end,
+        "cancel_at": isoformat(sub.cancel_at),
+        "trial_end": isoformat(sub.trial_end),
+        "canceled_at": isoformat(sub.canceled_at),
+        "ended_at": isoformat(sub.ended_at),
+        "payment_failed_at": isoformat(sub.payment_failed_at),
+    }
+
+
+def _relevance(sub: Subscription) -> tuple[int, int, float]:
+    end = sub.current_period_end.timestamp() if sub.current_period_end else 0.0
+    return (STATUS_ORDER.get(sub.status, 3), 0 if sub.kind == "subscription" else 1, -end)
+
+
+def supporter_section(session: Session, reader: Reader) -> dict[str, Any]:
+    """``subscription`` (the most relevant current one, or None), all ``subscriptions``, ``donations``."""
+    subs = sorted(
+        session.scalars(select(Subscription).where(Subscription.reader_id == reader.id)), key=_relevance
+    )
+    current = next((s for s in subs if s.status not in ENDED), None)
+    donations = session.scalars(
+        select(Payment)
+        .where(Payment.reader_id == reader.id, Payment.kind == "donation")
+        .order_by(Payment.paid_at.desc(), Payment.id.desc())
+        .limit(DONATIONS_SHOWN)
+    )
+    return {
+        "subscription": subscription_summary(current) if current else None,
+        "subscriptions": [subscription_summary(s) for s in subs],
+        "donations": [
+            {
+                "stripe_charge_id": p.stripe_charge_id,
+                "amount": p.amount_minor,
+                "currency": p.currency,
+                "refunded": p.refunded_minor,
+                "dispute_status": p.dispute_status,
+                "paid_at": isoformat(p.paid_at),
+                "campaign": p.campaign,
+                "recurring": p.recurring,
+            }
+            for p in donations
+        ],
+    }
+
+
+# Keys in Stripe payloads that carry a person's details.
+PERSONAL_KEYS = frozenset(
+    [
+        "email",
+        "name",
+        "phone",
+        "address",
+        "shipping",
+        "billing_details",
+        "customer_details",
+        "customer_email",
+        "customer_name",
+        "customer_phone",
+        "customer_address",
+        "customer_shipping",
+        "receipt_email",
+        "shipping_details",
+        "individual_name",
+        "business_name",
+    ]
+)
+
+
+def redact(value: Any) -> Any:
+    """A copy of a Stripe payload with every personal field set to None."""
+    if isinstance(value, Mapping):
+        return {k: (None if k in PERSONAL_KEYS else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _ids(rows: Iterable[Any]) -> set[str]:
+    return {i for row in rows for i in row if i}
+
+
+def erase_reader_data(session: Session, reader: Reader) -> None:
+    """Blank donor details on the reader's payments, sessions and customers, and in stored events."""
+    payments = session.execute(
+        select(
+            Payment.stripe_charge_id,
+            Payment.stripe_payment_intent_id,
+            Payment.stripe_checkout_session_id,
+            Payment.stripe_invoice_id,
+        ).where(Payment.reader_id == reader.id)
+    ).all()
+    sessions = session.execute(
+        select(CheckoutSession.stripe_checkout_session_id, CheckoutSession.stripe_payment_intent_id).where(
+            CheckoutSession.reader_id == reader.id
+        )
+    ).all()
+    customers = session.execute(
+        select(StripeCustomer.stripe_customer_id).where(StripeCustomer.reader_id == reader.id)
+    ).all()
+    for model in (Payment, CheckoutSession):
+        session.execute(update(model).where(model.reader_id == reader.id).values(email=None, name=None))
+    session.execute(
+        update(StripeCustomer).where(StripeCustomer.reader_id == reader.id).values(email=None, name=None)
+    )
+    invoices = session.execute(select(Invoice.stripe_invoice_id).where(Invoice.reader_id == reader.id)).all()
+    object_ids = _ids(payments) | _ids(sessions) | _ids(customers) | _ids(invoices)
+    if not object_ids:
+        return
+    # Events name their object: redact every stored event about one of the reader's objects.
+    for event in session.scalars(select(StripeEvent).where(StripeEvent.object_id.in_(sorted(object_ids)))):
+        event.payload = redact(event.payload)

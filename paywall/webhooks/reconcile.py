@@ -1,0 +1,180 @@
+"""``paywall stripe sync``: page through Stripe's API and upsert through the handlers' functions.
+
+The repair for missed webhooks and the only source of fees (webhook payloads carry only the
+balance transaction's id). A fetched object is the current state, so it is applied with the fetch
+time and beats any event from the same second (see ``sync`` for the rule).
+
+Progress is kept in ``sync_cursors``: a ``run`` row (open while a run is under way) and one row per
+list with the last object id done. Running again after an interruption resumes each list where it
+stopped; a finished run makes the next one start from the beginning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from paywall import clock
+from paywall.db import Database
+from paywall.models import SyncCursor
+from paywall.webhooks import sync
+from paywall.webhooks.handlers import related_ids
+from paywall.webhooks.inbox import lock_key
+from paywall.webhooks.sync import Obj, Source
+
+RUN = "run"
+PAGE_SIZE = 100
+
+
+def _charge(session: Session, obj: Obj, src: Source) -> str:
+    outcome = sync.upsert_charge(session, obj, src)
+    pi = obj.get("payment_intent")
+    if isinstance(pi, Mapping):
+        # Expanded: the intent's metadata (reader, campaign, kind) is only there.
+        sync.upsert_payment_intent(session, pi, src)
+    return outcome
+
+
+def _invoice(session: Session, obj: Obj, src: Source) -> str:
+    return sync.upsert_invoice(session, obj, src)
+
+
+def _balance_transaction(session: Session, obj: Obj, src: Source) -> str:
+    return sync.apply_balance_transaction(session, obj)
+
+
+@dataclass(frozen=True)
+class StripeList:
+    name: str
+    path: str
+    params: Mapping[str, Any]
+    apply: Callable[[Session, Obj, Source], str]
+
+
+LISTS = (
+    StripeList("customers", "/v1/customers", {}, lambda s, o, src: sync.upsert_customer(s, o, src)),
+    StripeList("subscriptions", "/v1/subscriptions", {"status": "all"}, sync.upsert_subscription),
+    StripeList(
+        "checkout_sessions", "/v1/checkout/sessions", {"status": "complete"}, sync.upsert_checkout_session
+    ),
+    StripeList("invoices", "/v1/invoices", {"expand": ["data.payments"]}, _invoice),
+    StripeList("charges", "/v1/charges", {"expand": ["data.payment_intent"]}, _charge),
+    StripeList("refunds", "/v1/refunds", {}, sync.upsert_refund),
+    StripeList("disputes", "/v1/disputes", {}, sync.upsert_dispute),
+    StripeList("balance_transactions", "/v1/balance_transactions", {}, _balance_transaction),
+)
+
+
+@dataclass
+class Tally:
+    """What a run changed, per list and outcome (created, updated, unchanged, stale, ignored)."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    resumed: list[str] = field(default_factory=list)
+
+    def add(self, name: str, outcome: str) -> None:
+        self.counts.setdefault(name, Counter())[outcome] += 1
+
+    def lines(self) -> Iterator[str]:
+        for item in LISTS:
+            counts = self.counts.get(item.name, Counter())
+            note = " (resumed)" if item.name in self.resumed else ""
+            parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
+            yield f"{item.name}: {parts}{note}"
+
+    @property
+    def changed(self) -> int:
+        return sum(c["created"] + c["updated"] for c in self.counts.values())
+
+
+def _lock_page(session: Session, objects: list[Obj]) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({lock_key(i) for obj in objects for i in related_ids(obj)})
+    for key in keys:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _cursor(session: Session, name: str) -> SyncCursor:
+    row = session.get(SyncCursor, name)
+    if row is None:
+        row = SyncCursor(name=name)
+        session.add(row)
+    return row
+
+
+def _begin_run(db: Database, since: dt.datetime | None) -> dt.datetime:
+    """The start time of the run to work on: the open one (same ``since``), or a new one."""
+    with db.transaction() as session:
+        run = _cursor(session, RUN)
+        if run.started_at is not None and run.completed_at is None and run.since == since:
+            return run.started_at
+        run.started_at = clock.now()
+        run.since = since
+        run.completed_at = None
+        run.cursor = None
+        run.updated_at = clock.now()
+        return run.started_at
+
+
+def run_sync(
+    db: Database,
+    client: stripe.StripeClient,
+    *,
+    since: dt.datetime | None = None,
+    page_size: int = PAGE_SIZE,
+    progress: Callable[[str], None] | None = None,
+) -> Tally:
+    """Page through every list and upsert what Stripe has; resumable (see the module docstring)."""
+    started = _begin_run(db, since)
+    tally = Tally()
+    for item in LISTS:
+        with db.transaction() as session:
+            cur = _cursor(session, item.name)
+            if cur.started_at == started and cur.completed_at is not None:
+                tally.resumed.append(item.name)
+                continue
+            if cur.started_at == started and cur.cursor:
+                tally.resumed.append(item.name)
+                starting_after: str | None = cur.cursor
+            else:
+                cur.started_at, cur.cursor, cur.completed_at, cur.since = started, None, None, since
+                starting_after = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size, **item.params}
+            if since is not None:
+                params["created"] = {"gte": int(since.timestamp())}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = client.raw_request("get", item.path, **params).data
+            objects = [o for o in page.get("data") or [] if isinstance(o, Mapping)]
+            with db.transaction() as session:
+                _lock_page(session, objects)
+                at = clock.now()
+                for obj in objects:
+                    src = Source.fetch(livemode=bool(obj.get("livemode")), at=at)
+                    tally.add(item.name, item.apply(session, obj, src))
+                if objects:
+                    starting_after = str(objects[-1].get("id"))
+                    cur = _cursor(session, item.name)
+                    cur.cursor = starting_after
+                    cur.updated_at = clock.now()
+            if progress is not None:
+                progress(f"{item.name}: {len(objects)} read")
+            if not page.get("has_more") or not objects:
+                break
+        with db.transaction() as session:
+            cur = _cursor(session, item.name)
+            cur.completed_at = clock.now()
+            cur.cursor = None
+    with db.transaction() as session:
+        run = _cursor(session, RUN)
+        run.completed_at = clock.now()
+    return tally

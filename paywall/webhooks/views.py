@@ -1,0 +1,130 @@
+"""HTTP for the Stripe sync: POST /webhooks/stripe (signed by Stripe) and GET /v1/events (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask_smorest import Api, Blueprint
+from marshmallow import Schema, fields, validate
+
+from paywall import supporter
+from paywall.auth import require_role
+from paywall.clock import isoformat
+from paywall.errors import ApiError, not_configured
+from paywall.models import StripeEvent
+from paywall.readers.service import register_eraser
+from paywall.schemas import StrictSchema
+from paywall.webhooks import inbox
+from paywall.webhooks.readers import erase_reader_data, supporter_section
+
+blp = Blueprint("webhooks", __name__, description="Stripe webhooks and the event inbox")
+
+STATUSES = ("received", "processed", "ignored", "failed")
+
+
+class DeliverySchema(Schema):
+    event = fields.String(required=True, metadata={"description": "The Stripe event id."})
+    outcome = fields.String(
+        required=True,
+        metadata={
+            "description": "processed, ignored (unknown type, other mode, nothing to do), "
+            "failed (kept for replay) or duplicate"
+        },
+    )
+
+
+class EventQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    type = fields.String(validate=validate.Length(max=100))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    before = fields.Integer(
+        validate=validate.Range(min=1), metadata={"description": "Page: rows older than this id."}
+    )
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    stripe_event_id = fields.String()
+    type = fields.String()
+    status = fields.String()
+    error = fields.String(allow_none=True)
+    object_id = fields.String(allow_none=True)
+    api_version = fields.String(allow_none=True)
+    livemode = fields.Boolean()
+    created = fields.String()
+    received_at = fields.String()
+    processed_at = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    deliveries = fields.Integer()
+
+
+class EventListSchema(Schema):
+    events = fields.List(fields.Nested(EventSchema))
+    next_before = fields.Integer(allow_none=True)
+
+
+def event_body(row: StripeEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "stripe_event_id": row.stripe_event_id,
+        "type": row.type,
+        "status": row.status,
+        "error": row.error,
+        "object_id": row.object_id,
+        "api_version": row.api_version,
+        "livemode": row.livemode,
+        "created": isoformat(row.created),
+        "received_at": isoformat(row.received_at),
+        "processed_at": isoformat(row.processed_at),
+        "attempts": row.attempts,
+        "deliveries": row.deliveries,
+    }
+
+
+@blp.route("/webhooks/stripe", methods=["POST"])
+@blp.response(200, DeliverySchema)
+@blp.alt_response(400, schema="Error", description="Bad, missing or stale signature, or not an event.")
+@blp.alt_response(413, schema="Error", description="Body over the size limit.")
+@blp.alt_response(503, schema="Error", description="No webhook secret set, or the database is unavailable.")
+def stripe_webhook() -> Any:
+    """Receive a Stripe event: verify its signature, store it once, sync what it says."""
+    settings = current_app.extensions["paywall.settings"]
+    secrets = settings.secrets.stripe_webhook_secrets
+    if not secrets:
+        raise not_configured("PAYWALL_STRIPE_WEBHOOK_SECRET", "Stripe webhooks")
+    raw = request.get_data(cache=False)
+    try:
+        event = inbox.verify(
+            raw, request.headers.get("Stripe-Signature"), secrets, settings.stripe.webhook_tolerance_seconds
+        )
+    except inbox.InvalidEvent as exc:
+        raise ApiError(400, exc.message, errors={exc.field: [exc.message]}, type_="invalid-event") from None
+    delivery = inbox.receive(current_app.extensions["paywall.db"], settings, event)
+    return {"event": delivery.event_id, "outcome": delivery.outcome}
+
+
+@blp.route("/v1/events", methods=["GET"])
+@require_role("admin")
+@blp.arguments(EventQuerySchema, location="query")
+@blp.response(200, EventListSchema)
+def list_events(args: dict[str, Any]) -> Any:
+    """The Stripe event inbox, newest first (filter by status or type; page with ``before``)."""
+    with current_app.extensions["paywall.db"].transaction(readonly=True) as session:
+        rows = inbox.list_events(
+            session,
+            status=args.get("status"),
+            type_=args.get("type"),
+            limit=args["limit"],
+            before=args.get("before"),
+        )
+        body = [event_body(r) for r in rows]
+    next_before = body[-1]["id"] if len(body) == args["limit"] else None
+    return {"events": body, "next_before": next_before}
+
+
+def init_app(app: Flask, api: Api) -> None:
+    """Register the routes, the reader view's supporter provider and the eraser."""
+    api.register_blueprint(blp)
+    supporter.register(supporter_section)
+    register_eraser(erase_reader_data)

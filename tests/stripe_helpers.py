@@ -1,0 +1,128 @@
+"""Stripe test helpers other test files may import: load scenarios, sign and deliver events, and
+derive a pre-2025-shaped copy of a scenario."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import stripe
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tests.conftest import FIXTURES, WEBHOOK_SECRET
+
+SCENARIOS = FIXTURES / "scenarios"
+# Scenario -> the scenario to replay first (fixtures README, "Base").
+BASES = {"c": "a", "d": "a", "g": "a", "e": "b", "f": "b"}
+
+
+def scenario_file(letter: str) -> Any:
+    (path,) = SCENARIOS.glob(f"{letter}_*.json")
+    return json.loads(path.read_text())
+
+
+def load_scenario(letter: str) -> list[dict[str, Any]]:
+    """The events of a scenario, preceded by those of its base scenario, oldest first."""
+    events: list[dict[str, Any]] = []
+    if letter in BASES:
+        events.extend(scenario_file(BASES[letter]))
+    events.extend(scenario_file(letter))
+    return events
+
+
+def body_of(event: dict[str, Any]) -> bytes:
+    """Serialize once; the signature covers exactly these bytes."""
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    """A Stripe-Signature header for ``body`` (stripe-python's own test signer)."""
+    return str(
+        stripe.WebhookSignature.generate_signature_header(
+            body.decode(), secret, timestamp=int(time.time()) if timestamp is None else timestamp
+        )
+    )
+
+
+def deliver(
+    client: FlaskClient, event: dict[str, Any], secret: str = WEBHOOK_SECRET, header: str | None = None
+) -> TestResponse:
+    """POST one event, signed, as Stripe would."""
+    body = body_of(event)
+    return client.post(
+        "/webhooks/stripe",
+        data=body,
+        headers={"Stripe-Signature": header or sign(body, secret)},
+        content_type="application/json",
+    )
+
+
+def deliver_all(client: FlaskClient, events: list[dict[str, Any]]) -> list[str]:
+    """Deliver events in the given order; every answer must be 2xx. Returns the outcomes."""
+    outcomes = []
+    for event in events:
+        resp = deliver(client, event)
+        assert resp.status_code == 200, (event["id"], event["type"], resp.get_json())
+        outcomes.append(resp.get_json()["outcome"])
+    return outcomes
+
+
+LEGACY_API_VERSION = "2024-06-20"
+
+
+def to_legacy(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same scenario as an endpoint on a pre-2025 API version would receive it.
+
+    Invoices name their subscription, charge and payment intent at the top level (no ``parent``,
+    no ``invoice_payment.paid`` events); charges and intents name their invoice; subscriptions carry
+    ``current_period_*``, ``plan`` and ``quantity`` at the top level; invoice lines carry ``price``.
+    """
+    events = copy.deepcopy(events)
+    invoice_pi: dict[str, str] = {}
+    pi_charge: dict[str, str] = {}
+    for e in events:
+        obj = e["data"]["object"]
+        if e["type"] == "invoice_payment.paid":
+            invoice_pi[obj["invoice"]] = obj["payment"]["payment_intent"]
+        if obj.get("object") == "payment_intent" and obj.get("status") == "succeeded":
+            pi_charge[obj["id"]] = obj["latest_charge"]
+    pi_invoice = {pi: inv for inv, pi in invoice_pi.items()}
+    out = []
+    for e in events:
+        if e["type"] == "invoice_payment.paid":
+            continue
+        e["api_version"] = LEGACY_API_VERSION
+        obj = e["data"]["object"]
+        kind = obj.get("object")
+        if kind == "invoice":
+            parent = obj.pop("parent", None) or {}
+            details = parent.get("subscription_details") or {}
+            obj["subscription"] = details.get("subscription")
+            pi = invoice_pi.get(obj["id"]) if obj.get("status") == "paid" else None
+            obj["payment_intent"] = pi
+            obj["charge"] = pi_charge.get(pi) if pi else None
+            obj["paid"] = obj.get("status") == "paid"
+            for line in obj.get("lines", {}).get("data", []):
+                pricing = line.pop("pricing", None) or {}
+                price = (pricing.get("price_details") or {}).get("price")
+                line["price"] = {"id": price, "object": "price"} if price else None
+                line.pop("parent", None)
+        elif kind in ("charge", "payment_intent"):
+            pi = obj["id"] if kind == "payment_intent" else obj.get("payment_intent")
+            obj["invoice"] = pi_invoice.get(pi)
+        elif kind == "subscription":
+            items = obj.get("items", {}).get("data", [])
+            if items:
+                item = items[0]
+                obj["current_period_start"] = item.pop("current_period_start", None)
+                obj["current_period_end"] = item.pop("current_period_end", None)
+                obj["plan"] = item.get("plan")
+                obj["quantity"] = item.get("quantity")
+            for item in items[1:]:
+                item.pop("current_period_start", None)
+                item.pop("current_period_end", None)
+        out.append(e)
+    return out
