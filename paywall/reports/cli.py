@@ -1,0 +1,124 @@
+"""``paywall report revenue|subscriptions|payments|donors``: the same reports as the HTTP routes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, BinaryIO
+
+import click
+from marshmallow import ValidationError
+
+from paywall.cli import Context, pass_ctx
+from paywall.reports.exporters import export_chunks, write_all
+from paywall.reports.schemas import QUERY_SCHEMAS
+from paywall.reports.service import report_table, reporting_zone
+
+
+@click.group("report")
+def cli() -> None:
+    """Finance reports as CSV, JSON or XLSX (stdout unless -o FILE)."""
+
+
+def _run(obj: Context, name: str, params: dict[str, Any], output: str | None) -> None:
+    raw = {k: v for k, v in params.items() if v is not None}
+    try:
+        args = QUERY_SCHEMAS[name]().load(raw)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        field, problems = next(iter(messages.items()))
+        first = problems[0] if isinstance(problems, list) else problems
+        raise click.UsageError(f"--{str(field).replace('_', '-')}: {first}") from None
+    settings = obj.settings
+    tz = reporting_zone(settings)
+    with obj.db.transaction(readonly=True) as session:
+        table = report_table(session, name, args, settings)
+        if output and output != "-":
+            with open(output, "wb") as handle:
+                n = write_all(export_chunks(table, args["format"], tz), handle)
+            click.echo(f"{name}: wrote {n} bytes to {output}", err=True)
+        else:
+            out: BinaryIO = sys.stdout.buffer
+            write_all(export_chunks(table, args["format"], tz), out)
+            out.flush()
+
+
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json", "xlsx"]), default="csv", show_default=True
+)
+OUTPUT = click.option("-o", "--output", default=None, help="File to write (default: stdout).")
+LIVEMODE = click.option(
+    "--livemode",
+    type=click.Choice(["auto", "live", "test", "all"]),
+    default=None,
+    help="Stripe mode to report (default: reports.livemode, auto = the configured key's mode).",
+)
+START = click.option("--start", required=True, help="First day, YYYY-MM-DD (inclusive).")
+END = click.option("--end", required=True, help="Day after the last, YYYY-MM-DD (exclusive).")
+
+
+@cli.command("revenue")
+@START
+@END
+@click.option(
+    "--group-by",
+    type=click.Choice(["month", "week", "day", "kind", "plan", "campaign"]),
+    default="month",
+    show_default=True,
+)
+@FORMAT
+@OUTPUT
+@LIVEMODE
+@pass_ctx
+def revenue(
+    obj: Context, start: str, end: str, group_by: str, fmt: str, output: str | None, livemode: str | None
+) -> None:
+    """Gross, refunds, disputes, fees and net per period (or group) and currency."""
+    _run(
+        obj,
+        "revenue",
+        {"start": start, "end": end, "group_by": group_by, "format": fmt, "livemode": livemode},
+        output,
+    )
+
+
+@cli.command("subscriptions")
+@START
+@END
+@click.option("--group-by", type=click.Choice(["month", "week", "day"]), default="month", show_default=True)
+@FORMAT
+@OUTPUT
+@LIVEMODE
+@pass_ctx
+def subscriptions(
+    obj: Context, start: str, end: str, group_by: str, fmt: str, output: str | None, livemode: str | None
+) -> None:
+    """Active, new, churned, trialing and MRR per period, plan and currency."""
+    _run(
+        obj,
+        "subscriptions",
+        {"start": start, "end": end, "group_by": group_by, "format": fmt, "livemode": livemode},
+        output,
+    )
+
+
+@cli.command("payments")
+@START
+@END
+@FORMAT
+@OUTPUT
+@LIVEMODE
+@pass_ctx
+def payments(obj: Context, start: str, end: str, fmt: str, output: str | None, livemode: str | None) -> None:
+    """One line per payment, for reconciling with Stripe (streamed)."""
+    _run(obj, "payments", {"start": start, "end": end, "format": fmt, "livemode": livemode}, output)
+
+
+@cli.command("donors")
+@click.option("--year", type=int, required=True, help="Calendar year in the reporting time zone.")
+@FORMAT
+@OUTPUT
+@LIVEMODE
+@pass_ctx
+def donors(obj: Context, year: int, fmt: str, output: str | None, livemode: str | None) -> None:
+    """Each donor's gifts in a year, net of refunds, per currency (for tax receipts)."""
+    _run(obj, "donors", {"year": year, "format": fmt, "livemode": livemode}, output)

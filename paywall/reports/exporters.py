@@ -1,0 +1,249 @@
+"""Writers: CSV (RFC 4180), JSON and XLSX, all safe to open in a spreadsheet.
+
+- Money is integer minor units in JSON; in CSV and XLSX an exact decimal in major units by the
+  currency's exponent (JPY has none), written by our own code so it stays a number.
+- Text cells that a spreadsheet would run as a formula (first character ``=``, ``+``, ``-``,
+  ``@``, tab, carriage return, line feed or NUL) get a leading apostrophe (OWASP's advice).
+  Only text is touched: a refund of -12.50 is a number and stays one.
+- CSV and JSON are produced in chunks, so a million rows never sit in memory; XLSX uses
+  openpyxl's write-only mode, which streams rows to a temporary file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from paywall import clock, money
+from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, Table
+
+FORMULA_START = frozenset("=+-@\t\r\n\0")
+CHUNK_BYTES = 64 * 1024
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def safe_text(value: str) -> str:
+    """``value`` made inert for spreadsheets: a leading apostrophe before a formula character."""
+    if value and value[0] in FORMULA_START:
+        return "'" + value
+    return value
+
+
+def major(amount_minor: int, exponent: int) -> str:
+    """Minor units as a plain decimal string (same as ``money.format_major``, faster)."""
+    if exponent == 0:
+        return str(amount_minor)
+    sign = "-" if amount_minor < 0 else ""
+    whole, frac = divmod(abs(amount_minor), 10**exponent)
+    return f"{sign}{whole}.{frac:0{exponent}d}"
+
+
+def _currency_indexes(table: Table) -> list[int | None]:
+    """For each column, the index of the column holding its currency (money columns only)."""
+    keys = table.keys
+    return [keys.index(c.currency) if c.kind == MONEY and c.currency in keys else None for c in table.columns]
+
+
+def _exponents() -> Callable[[str | None], int]:
+    cache: dict[str | None, int] = {}
+
+    def exp(currency: str | None) -> int:
+        found = cache.get(currency)
+        if found is None:
+            found = cache[currency] = money.exponent(currency or "")
+        return found
+
+    return exp
+
+
+def _text_cell(value: Any, kind: str, exponent: int, tz: ZoneInfo) -> str:
+    """One CSV cell."""
+    if value is None:
+        return ""
+    if kind == MONEY:
+        return major(value, exponent)
+    if kind == INT:
+        return str(value)
+    if kind == BOOL:
+        return "true" if value else "false"
+    if kind == DATETIME:
+        return str(value.astimezone(tz).isoformat(timespec="seconds"))
+    return safe_text(str(value))
+
+
+def csv_chunks(table: Table, tz: ZoneInfo, *, bom: bool = False) -> Iterator[bytes]:
+    """The table as CSV (RFC 4180: CRLF, quotes doubled), a header row first, in ~64 KiB chunks."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    if bom:
+        buf.write("\ufeff")
+    writer.writerow(table.keys)
+    kinds = [c.kind for c in table.columns]
+    currency_of = _currency_indexes(table)
+    exp = _exponents()
+    plain = [i for i, k in enumerate(kinds) if k not in (MONEY, DATETIME, INT, BOOL)]
+    special = [(i, k, currency_of[i]) for i, k in enumerate(kinds) if k in (MONEY, DATETIME, INT, BOOL)]
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        yield from table.rows
+        yield from table.totals
+
+    for row in rows():
+        out: list[Any] = list(row)
+        for i in plain:
+            v = out[i]
+            if v is None:
+                out[i] = ""
+            elif v and v[0] in FORMULA_START:
+                out[i] = "'" + v
+        for i, k, c in special:
+            out[i] = _text_cell(out[i], k, exp(row[c]) if c is not None else 2, tz)
+        writer.writerow(out)
+        if buf.tell() >= CHUNK_BYTES:
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return clock.isoformat(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def json_chunks(table: Table) -> Iterator[bytes]:
+    """``{...meta, "rows": [...], "totals": [...]}`` with amounts as integers in minor units."""
+    keys = table.keys
+    head = json.dumps({k: _json_value(v) for k, v in table.meta.items()})
+    yield (head[:-1] + (", " if table.meta else "") + '"rows": [').encode()
+    parts: list[str] = []
+    size = 0
+    first = True
+    for row in table.rows:
+        item = json.dumps({k: _json_value(v) for k, v in zip(keys, row, strict=True)})
+        parts.append(item if first else "," + item)
+        first = False
+        size += len(item)
+        if size >= CHUNK_BYTES:
+            yield "".join(parts).encode()
+            parts, size = [], 0
+    totals = ",".join(
+        json.dumps({k: _json_value(v) for k, v in zip(keys, row, strict=True)}) for row in table.totals
+    )
+    parts.append(f'], "totals": [{totals}]}}')
+    yield "".join(parts).encode()
+
+
+def json_document(table: Table) -> dict[str, Any]:
+    """The JSON export as a Python object (small reports and tests)."""
+    result: dict[str, Any] = json.loads(b"".join(json_chunks(table)))
+    return result
+
+
+def number_format(currency: str) -> str:
+    """An Excel number format for ``currency``: its decimals and its code, e.g. '#,##0.00 "EUR"'."""
+    exp = money.exponent(currency)
+    digits = "." + "0" * exp if exp else ""
+    return f'#,##0{digits} "{currency.upper()}"'
+
+
+def write_xlsx(table: Table, target: IO[bytes] | str, tz: ZoneInfo) -> None:
+    """The table as one XLSX sheet: header row, frozen panes, numeric money with its currency format."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.styles import Font
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(table.name)
+    ws.freeze_panes = "A2"
+    bold = Font(bold=True)
+    header = []
+    for key in table.keys:
+        cell = WriteOnlyCell(ws, value=key)
+        cell.font = bold
+        header.append(cell)
+    ws.append(header)
+    kinds = [c.kind for c in table.columns]
+    currency_of = _currency_indexes(table)
+    formats: dict[str, str] = {}
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        yield from table.rows
+        yield from table.totals
+
+    for row in rows():
+        out: list[Any] = []
+        for value, kind, c in zip(row, kinds, currency_of, strict=True):
+            if value is None:
+                out.append(None)
+            elif kind == MONEY:
+                currency = str(row[c] or "") if c is not None else ""
+                fmt = formats.get(currency)
+                if fmt is None:
+                    fmt = formats[currency] = number_format(currency)
+                cell = WriteOnlyCell(ws, value=Decimal(value).scaleb(-money.exponent(currency)))
+                cell.number_format = fmt
+                out.append(cell)
+            elif kind == DATETIME:
+                # Excel has no time zones: local wall time in the reporting zone.
+                cell = WriteOnlyCell(ws, value=value.astimezone(tz).replace(tzinfo=None))
+                cell.number_format = "yyyy-mm-dd hh:mm:ss"
+                out.append(cell)
+            elif kind in (INT, BOOL):
+                out.append(value)
+            else:
+                # Forced to a string cell: openpyxl would store a leading "=" as a formula.
+                text = ILLEGAL_CHARACTERS_RE.sub("", safe_text(str(value)))
+                cell = WriteOnlyCell(ws, value=text)
+                cell.data_type = "s"
+                out.append(cell)
+        ws.append(out)
+    wb.save(target)
+
+
+def iter_file(handle: IO[bytes], chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Read a file in chunks, closing it at the end."""
+    try:
+        handle.seek(0)
+        while data := handle.read(chunk):
+            yield data
+    finally:
+        handle.close()
+
+
+def export_chunks(table: Table, fmt: str, tz: ZoneInfo) -> Iterator[bytes]:
+    """The table in ``fmt`` (csv, json, xlsx) as byte chunks."""
+    if fmt == "csv":
+        return csv_chunks(table, tz)
+    if fmt == "json":
+        return json_chunks(table)
+    if fmt == "xlsx":
+        import tempfile
+
+        handle = tempfile.TemporaryFile()  # noqa: SIM115 - closed by iter_file
+        write_xlsx(table, handle, tz)
+        return iter_file(handle)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def write_all(chunks: Iterable[bytes], out: IO[bytes]) -> int:
+    """Write chunks to ``out``; returns the byte count."""
+    n = 0
+    for chunk in chunks:
+        out.write(chunk)
+        n += len(chunk)
+    return n

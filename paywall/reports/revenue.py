@@ -1,0 +1,203 @@
+"""The revenue report: gross, refunds, disputes, fees and net per period (or group) and currency.
+
+Cash-basis rules, one place for all of them:
+- a payment counts in the period it was paid (``Payment.paid_at``), with its Stripe fee;
+- a refund counts in the period it was made (``Refund.stripe_created``), if it succeeded or is
+  pending (a failed or canceled refund returned nothing);
+- a dispute counts in the period it opened (``Dispute.opened_at``): its amount while the money is
+  lost (not when won, reinstated, or a mere inquiry), and its fee when known;
+- fees are in the balance (settlement) currency and count in that currency's row;
+- net = gross - refunds - disputes - fees; amounts in different currencies are never added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, literal, not_, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement, SQLColumnExpression
+
+from paywall.models import Dispute, Payment, Refund
+from paywall.reports.periods import TIME_GROUPS, Period, bucket_expr, bucket_label, buckets
+
+GROUPS = (*TIME_GROUPS, "kind", "plan", "campaign")
+AMOUNTS = ("gross", "refunds", "disputes", "fees", "net")
+
+# Refund statuses whose money left (or is leaving) the account.
+COUNTED_REFUND_STATUSES = ("succeeded", "pending", "requires_action")
+# Dispute statuses that take no money: won, and inquiries ("warning_*") that never withdraw funds.
+UNLOST_DISPUTE_STATUSES = (
+    "won",
+    "warning_needs_response",
+    "warning_under_review",
+    "warning_closed",
+    "prevented",
+)
+
+
+@dataclass
+class RevenueRow:
+    """One period (or group) in one currency; amounts in minor units."""
+
+    period: str | None
+    currency: str
+    gross: int = 0
+    refunds: int = 0
+    disputes: int = 0
+    fees: int = 0
+    payments: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.refunds - self.disputes - self.fees
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "currency": self.currency,
+            "gross": self.gross,
+            "refunds": self.refunds,
+            "disputes": self.disputes,
+            "fees": self.fees,
+            "net": self.net,
+            "payments": self.payments,
+        }
+
+
+@dataclass
+class RevenueReport:
+    period: Period
+    group_by: str
+    livemode: bool | None
+    rows: list[RevenueRow] = field(default_factory=list)
+    totals: list[RevenueRow] = field(default_factory=list)
+
+
+def refund_counted() -> ColumnElement[bool]:
+    """Refunds that took money: succeeded or still pending (status unknown counts too)."""
+    return or_(Refund.status.is_(None), Refund.status.in_(COUNTED_REFUND_STATUSES))
+
+
+def dispute_lost() -> ColumnElement[bool]:
+    """Disputes whose amount is lost: funds withdrawn and not (yet) reinstated."""
+    return and_(Dispute.funds_reinstated_at.is_(None), not_(Dispute.status.in_(UNLOST_DISPUTE_STATUSES)))
+
+
+def _group_column(group_by: str) -> SQLColumnExpression[Any]:
+    return {"kind": Payment.kind, "plan": Payment.plan, "campaign": Payment.campaign}[group_by]
+
+
+def _mode(query: Select[Any], model: Any, livemode: bool | None) -> Select[Any]:
+    return query if livemode is None else query.where(model.livemode.is_(livemode))
+
+
+def revenue_report(
+    session: Session, period: Period, group_by: str = "month", livemode: bool | None = None
+) -> RevenueReport:
+    """The revenue report for ``period``: three aggregate queries, merged per (group, currency)."""
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
+    dialect = session.get_bind().dialect.name
+    start, end = period.start_utc, period.end_utc
+    time_grouped = group_by in TIME_GROUPS
+
+    def key(column: SQLColumnExpression[dt.datetime]) -> Any:
+        return bucket_expr(column, group_by, period, dialect) if time_grouped else _group_column(group_by)
+
+    pay_key = key(Payment.paid_at).label("k")
+    payments = _mode(
+        select(
+            pay_key,
+            Payment.currency,
+            Payment.balance_currency,
+            func.count(),
+            func.coalesce(func.sum(Payment.amount_minor), 0),
+            func.coalesce(func.sum(func.coalesce(Payment.fee_minor, 0)), 0),
+        )
+        .where(Payment.paid_at >= start, Payment.paid_at < end)
+        .group_by(pay_key, Payment.currency, Payment.balance_currency),
+        Payment,
+        livemode,
+    )
+    ref_key = key(Refund.stripe_created).label("k")
+    refunds = _mode(
+        select(ref_key, Refund.currency, func.coalesce(func.sum(Refund.amount_minor), 0))
+        .where(Refund.stripe_created >= start, Refund.stripe_created < end, refund_counted())
+        .group_by(ref_key, Refund.currency),
+        Refund,
+        livemode,
+    )
+    dis_key = key(Dispute.opened_at).label("k")
+    disputes = _mode(
+        select(
+            dis_key,
+            Dispute.currency,
+            Payment.balance_currency,
+            func.coalesce(func.sum(case((dispute_lost(), Dispute.amount_minor), else_=literal(0))), 0),
+            func.coalesce(func.sum(func.coalesce(Dispute.fee_minor, 0)), 0),
+        )
+        .outerjoin(Payment, Payment.stripe_charge_id == Dispute.stripe_charge_id)
+        .where(Dispute.opened_at >= start, Dispute.opened_at < end)
+        .group_by(dis_key, Dispute.currency, Payment.balance_currency),
+        Dispute,
+        livemode,
+    )
+    if not time_grouped:
+        # Refunds take the kind, plan or campaign of the payment they belong to (disputes are
+        # joined to theirs above, for the currency of the dispute fee).
+        refunds = refunds.outerjoin(Payment, Payment.stripe_charge_id == Refund.stripe_charge_id)
+
+    merged: dict[tuple[str | None, str], RevenueRow] = {}
+
+    def row(k: str | None, currency: str) -> RevenueRow:
+        code = currency.lower()
+        found = merged.get((k, code))
+        if found is None:
+            found = merged[(k, code)] = RevenueRow(period=k, currency=code)
+        return found
+
+    # Fees are in the balance (settlement) currency, which differs from the charge's when Stripe
+    # converted it: they go to that currency's row, never subtracted from another currency.
+    for k, currency, balance_currency, count, gross, fees in session.execute(payments):
+        r = row(k, currency)
+        r.payments += int(count)
+        r.gross += int(gross)
+        if fees:
+            row(k, balance_currency or currency).fees += int(fees)
+    for k, currency, amount in session.execute(refunds):
+        row(k, currency).refunds += int(amount)
+    for k, currency, balance_currency, amount, fees in session.execute(disputes):
+        row(k, currency).disputes += int(amount)
+        if fees:
+            row(k, balance_currency or currency).fees += int(fees)
+
+    report = RevenueReport(period=period, group_by=group_by, livemode=livemode)
+    currencies = sorted({c for _, c in merged})
+    if time_grouped:
+        # Every period appears for every currency, zeros included, so charts and sums line up.
+        for bucket, _, _ in buckets(period, group_by):
+            for currency in currencies:
+                r = merged.get((bucket, currency)) or RevenueRow(period=bucket, currency=currency)
+                r.period = bucket_label(bucket, group_by)
+                report.rows.append(r)
+    else:
+        report.rows = sorted(merged.values(), key=lambda r: (r.period is None, r.period or "", r.currency))
+    report.totals = currency_totals(report.rows)
+    return report
+
+
+def currency_totals(rows: Iterable[RevenueRow]) -> list[RevenueRow]:
+    """One total row per currency (period ``total``)."""
+    totals: dict[str, RevenueRow] = {}
+    for r in rows:
+        t = totals.setdefault(r.currency, RevenueRow(period="total", currency=r.currency))
+        t.gross += r.gross
+        t.refunds += r.refunds
+        t.disputes += r.disputes
+        t.fees += r.fees
+        t.payments += r.payments
+    return [totals[c] for c in sorted(totals)]

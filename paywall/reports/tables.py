@@ -1,0 +1,33 @@
+"""A report as a table: typed columns, rows as tuples, and metadata for the JSON envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Column kinds: how exporters write a cell.
+TEXT, MONEY, INT, BOOL, DATETIME = "text", "money", "int", "bool", "datetime"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    kind: str = TEXT
+    # For money: the column holding its currency.
+    currency: str = "currency"
+
+
+@dataclass
+class Table:
+    """``rows`` may be a lazy iterator (the payments export streams); ``totals`` follow the rows."""
+
+    name: str
+    columns: list[Column]
+    rows: Iterable[tuple[Any, ...]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    totals: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [c.key for c in self.columns]
