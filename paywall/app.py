@@ -27,6 +27,7 @@ FEATURES = [
     "paywall.webhooks.views",
     "paywall.access.views",
     "paywall.wellknown",
+    "paywall.reports.views",
 ]
 
 

@@ -17,6 +17,7 @@ from paywall.db import Database
 FEATURE_COMMANDS: list[str] = [
     "paywall.webhooks.cli",
     "paywall.access.cli",
+    "paywall.reports.cli",
 ]
 
 

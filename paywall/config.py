@@ -53,6 +53,7 @@ SECRET_ENV = {
     "stripe_webhook_secrets": "PAYWALL_STRIPE_WEBHOOK_SECRET",
     "smtp_password": "PAYWALL_SMTP_PASSWORD",
     "signing_key": "PAYWALL_SIGNING_KEY",
+    "session_secret": "PAYWALL_SESSION_SECRET",
 }
 SECRET_KEY_NAMES = {"secret_key", "webhook_secret", "smtp_password", "password", "signing_key", "api_key"}
 
@@ -101,6 +102,8 @@ class Secrets:
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     smtp_password: str = field(default="", repr=False)
     signing_key: str = field(default="", repr=False)
+    # Signs the /reports sign-in cookie; generated under var/ when unset (development).
+    session_secret: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ def load_settings(
         stripe_webhook_secrets=tuple(s.strip() for s in webhook.split(",") if s.strip()),
         smtp_password=env.get(SECRET_ENV["smtp_password"], ""),
         signing_key=env.get(SECRET_ENV["signing_key"], ""),
+        session_secret=env.get(SECRET_ENV["session_secret"], ""),
     )
     settings = Settings(
         server=build_section("server", raw.get("server", {}), ServerSettings),
