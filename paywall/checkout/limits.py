@@ -1,0 +1,108 @@
+"""Rate limits on the public and donation routes (card testing), with Flask-Limiter.
+
+One Limiter per app (not a module global), built from ``[ratelimit]``: in-memory by default, shared
+Redis when ``storage_uri`` says ``redis://...`` (every worker then counts together). Limits apply
+per client address and per reader; a breach is a 429 problem with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from flask_limiter import Limiter
+
+from paywall.checkout.config import ratelimit_settings
+from paywall.config import Settings
+
+EXTENSION = "paywall.checkout.limiter"
+TOO_MANY = "Too many attempts from here; wait a little and try again."
+
+
+def client_address() -> str:
+    """The client's address; with ``proxy_hops`` N, the Nth address from the right of X-Forwarded-For.
+
+    Only the hops the operator declares are trusted, so a client cannot pick its own bucket.
+    """
+    settings: Settings = current_app.extensions["paywall.settings"]
+    hops = ratelimit_settings(settings).proxy_hops
+    if hops:
+        chain = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+        if len(chain) >= hops:
+            return f"addr:{chain[-hops]}"
+    return f"addr:{request.remote_addr or 'unknown'}"
+
+
+def set_reader(reader: str | None) -> None:
+    """Record the reader a request acts for, before the limits are checked (see reader_key)."""
+    g.checkout_reader = reader
+
+
+def reader_key() -> str:
+    return f"reader:{g.get('checkout_reader')}"
+
+
+def no_reader() -> bool:
+    # Guests have no reader bucket; the address limit still applies to them.
+    return g.get("checkout_reader") is None
+
+
+def limiter_for(app: Flask) -> Limiter:
+    """This app's Limiter, built once from [ratelimit]."""
+    limiter: Limiter | None = app.extensions.get(EXTENSION)
+    if limiter is None:
+        conf = ratelimit_settings(app.extensions["paywall.settings"])
+        limiter = Limiter(
+            key_func=client_address,
+            storage_uri=conf.storage_uri,
+            strategy="moving-window",
+            headers_enabled=True,
+            retry_after="delta-seconds",
+            key_prefix="paywall",
+            enabled=conf.enabled,
+        )
+        limiter.init_app(app)
+        app.extensions[EXTENSION] = limiter
+    return limiter
+
+
+def limit(
+    app: Flask,
+    endpoint: str,
+    *,
+    per_address: str | None = None,
+    per_reader: str | None = None,
+    reader_from: Callable[[], str | None] | None = None,
+) -> None:
+    """Wrap a registered view with per-address and per-reader limits.
+
+    ``reader_from`` names the reader before the view runs (from a signed token or the body), so a
+    single reader cannot spread attempts over many addresses, nor an address over many readers.
+    """
+    limiter = limiter_for(app)
+    view: Any = app.view_functions[endpoint]
+    if per_reader:
+        view = limiter.limit(
+            per_reader,
+            key_func=reader_key,
+            exempt_when=no_reader,
+            scope=f"{endpoint}:reader",
+            error_message=TOO_MANY,
+        )(view)
+    if per_address:
+        view = limiter.limit(
+            per_address, key_func=client_address, scope=f"{endpoint}:address", error_message=TOO_MANY
+        )(view)
+    if reader_from is not None:
+        inner = view
+
+        def identified(*args: Any, **kwargs: Any) -> Any:
+            set_reader(reader_from())
+            return inner(*args, **kwargs)
+
+        identified.__name__ = getattr(inner, "__name__", endpoint)
+        identified.__qualname__ = getattr(inner, "__qualname__", endpoint)
+        identified.__module__ = getattr(inner, "__module__", __name__)
+        view = identified
+    app.view_functions[endpoint] = view

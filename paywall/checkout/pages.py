@@ -1,0 +1,557 @@
+"""Reader pages (/donate, /subscribe, /thanks, /portal) and the appeal widget's routes (/support/*).
+
+Who the reader is comes from a signed token (an access token from the site, or a personal link
+from the mailer), never from a bare id in a URL.
+
+CSRF: these pages set no cookies at all, so there is no ambient authority to ride on. Each form
+carries a *form token*: signed by us, valid two hours, bound to the reader it was rendered for and
+to a random nonce. A POST without a valid form token is refused; a forged cross-site POST cannot
+name a reader, and the nonce makes a double click reuse one Checkout Session (idempotency key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
+from flask_smorest import Api
+from marshmallow import ValidationError
+
+from paywall import clock, money, signing
+from paywall.access.appeals import dismiss_appeal, dismissed_until
+from paywall.access.settings import access_settings
+from paywall.checkout import limits, sessions
+from paywall.checkout.config import (
+    INTERVALS,
+    appeal_settings,
+    checkout_settings,
+    donation_settings,
+    ratelimit_settings,
+)
+from paywall.checkout.plans import Plan, load_plans
+from paywall.config import Settings
+from paywall.db import Database
+from paywall.errors import ApiError
+from paywall.schemas import validate_identifier
+
+bp = Blueprint("reader_pages", __name__, template_folder="templates")
+
+READER_PURPOSES = ("access", "reader-link")
+FORM_PURPOSE = "checkout-form"
+FORM_TTL = dt.timedelta(hours=2)
+INTERVAL_LABELS = {"once": "Once", "month": "Monthly", "year": "Yearly"}
+PLAN_INTERVALS = {"month": "per month", "year": "per year"}
+STATIC_TYPES = {
+    "widget.js": "text/javascript; charset=utf-8",
+    "widget.css": "text/css; charset=utf-8",
+}
+# The widget files change only with a release; an hour of caching keeps article pages fast.
+STATIC_MAX_AGE = 3600
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["paywall.settings"]
+    return settings
+
+
+def _db() -> Database:
+    db: Database = current_app.extensions["paywall.db"]
+    return db
+
+
+def reader_from_token(settings: Settings, token: str | None) -> str | None:
+    """The reader id a site or mail token names; None when absent or not valid."""
+    if not token:
+        return None
+    try:
+        claims = signing.verify(settings, token, purpose=READER_PURPOSES)
+    except signing.InvalidToken:
+        return None
+    sub = claims.get("sub")
+    if not isinstance(sub, str):
+        return None
+    try:
+        validate_identifier(sub)
+    except ValidationError:
+        return None
+    return sub
+
+
+def make_form_token(settings: Settings, form: str, reader: str | None) -> str:
+    """A signed, short-lived form token for ``form`` on behalf of ``reader`` (or a guest)."""
+    claims = {"sub": reader, "form": form, "nonce": secrets.token_urlsafe(12)}
+    token, _ = signing.sign(settings, claims, purpose=FORM_PURPOSE, ttl=FORM_TTL)
+    return token
+
+
+@dataclass(frozen=True)
+class FormClaims:
+    reader: str | None
+    nonce: str
+
+
+def read_form_token(settings: Settings, form: str) -> FormClaims | None:
+    """The reader and nonce of the posted form token, or None when it is missing or not valid."""
+    token = request.form.get("form_token", "")
+    if not token:
+        return None
+    try:
+        claims = signing.verify(settings, token, purpose=FORM_PURPOSE)
+    except signing.InvalidToken:
+        return None
+    if claims.get("form") != form or not isinstance(claims.get("nonce"), str):
+        return None
+    sub = claims.get("sub")
+    return FormClaims(reader=sub if isinstance(sub, str) else None, nonce=claims["nonce"])
+
+
+def form_reader(form: str) -> Any:
+    """For the rate limiter: the reader of the posted ``form`` token (None for guests)."""
+
+    def reader() -> str | None:
+        claims = read_form_token(_settings(), form)
+        return claims.reader if claims else None
+
+    return reader
+
+
+def _message(status: int, title: str, text: str) -> tuple[str, int]:
+    site_url = checkout_settings(_settings()).site_url
+    return render_template("checkout/message.html", title=title, text=text, site_url=site_url), status
+
+
+def _stripe_failure(exc: ApiError) -> tuple[str, int]:
+    if exc.status == 503:
+        return _message(503, "Payments are not available", "Payments are not set up yet. Please try later.")
+    if exc.status == 502:
+        return _message(
+            502,
+            "Payments are unavailable",
+            "We could not reach our payment provider. Nothing was charged; please try again in a minute.",
+        )
+    raise exc
+
+
+# ----- /donate -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    amount: int
+    label: str
+
+
+def _amount_label(amount: int, currency: str) -> str:
+    return money.display(amount, currency)
+
+
+def _donate_context(
+    settings: Settings,
+    reader: str | None,
+    *,
+    currency: str,
+    interval: str,
+    amount: int | None,
+    other: str = "",
+    errors: dict[str, str] | None = None,
+    campaign: str | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
+    donations = donation_settings(settings)
+    bounds = donations.bounds(currency)
+    presets = [Preset(p, _amount_label(p, currency)) for p in bounds.presets]
+    if amount is None and not other:
+        amount = presets[(len(presets) - 1) // 2].amount if presets else None
+    currency_links = [
+        (code.upper(), "?" + urlencode({k: v for k, v in {"token": token, "currency": code}.items() if v}))
+        for code in donations.currencies
+    ]
+    return {
+        "reader": reader,
+        "form_token": make_form_token(settings, "donate", reader),
+        "currency": currency,
+        "currency_links": currency_links if len(donations.currencies) > 1 else [],
+        "presets": presets,
+        "selected": amount,
+        "other": other,
+        "interval": interval,
+        "intervals": [(i, INTERVAL_LABELS[i]) for i in INTERVALS],
+        "min_label": _amount_label(bounds.min, currency),
+        "max_label": _amount_label(bounds.max, currency),
+        "step": str(Decimal(1).scaleb(-money.exponent(currency))),
+        "errors": errors or {},
+        "campaign": campaign or "",
+        "site_url": checkout_settings(settings).site_url,
+    }
+
+
+def _pick(value: str | None, allowed: list[str] | tuple[str, ...], default: str) -> str:
+    value = (value or "").lower()
+    return value if value in allowed else default
+
+
+def _campaign(value: str | None) -> str | None:
+    if value and len(value) <= 100 and all(c.isalnum() or c in "._:-" for c in value):
+        return value
+    return None
+
+
+@bp.get("/donate")
+def donate_page() -> Any:
+    """The donation form: preset amounts, another amount, once/monthly/yearly."""
+    settings = _settings()
+    donations = donation_settings(settings)
+    token = request.args.get("token")
+    # An expired token still lets the reader give, as a guest: a gift is never refused for that.
+    reader = reader_from_token(settings, token)
+    currency = _pick(request.args.get("currency"), donations.currencies, donations.default_currency)
+    interval = _pick(request.args.get("interval"), INTERVALS, donations.default_interval)
+    context = _donate_context(
+        settings,
+        reader,
+        currency=currency,
+        interval=interval,
+        amount=None,
+        campaign=_campaign(request.args.get("campaign")),
+        token=token if reader else None,
+    )
+    return render_template("checkout/donate.html", **context)
+
+
+def parse_major(text: str, currency: str) -> int | None:
+    """A typed amount in major units ("12.50") as minor units; None when it is not a plain amount."""
+    cleaned = text.strip().replace(",", ".").replace(" ", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value <= 0:
+        return None
+    minor = value.scaleb(money.exponent(currency))
+    if minor != minor.to_integral_value():
+        return None
+    return int(minor)
+
+
+@bp.post("/donate")
+def donate_submit() -> Any:
+    """Create the donation's Checkout Session and send the reader there (303)."""
+    settings = _settings()
+    donations = donation_settings(settings)
+    form = read_form_token(settings, "donate")
+    if form is None:
+        return _message(
+            400, "Please try again", "This form has expired. Please go back, reload the page and try again."
+        )
+    currency = _pick(request.form.get("currency"), donations.currencies, donations.default_currency)
+    interval = _pick(request.form.get("interval"), INTERVALS, donations.default_interval)
+    campaign = _campaign(request.form.get("campaign"))
+    choice = request.form.get("amount", "")
+    other = request.form.get("other_amount", "").strip()
+    errors: dict[str, str] = {}
+    amount: int | None = None
+    if choice == "other" or (not choice and other):
+        amount = parse_major(other, currency)
+        if amount is None:
+            errors["amount"] = "Enter an amount such as 12 or 12.50."
+    elif choice.isdigit():
+        amount = int(choice)
+    else:
+        errors["amount"] = "Choose an amount."
+    params: dict[str, Any] | None = None
+    if amount is not None:
+        with _db().transaction(readonly=True) as session:
+            buyer = sessions.find_buyer(session, settings, form.reader, None)
+        try:
+            params = sessions.donation_params(
+                settings, buyer, amount=amount, currency=currency, interval=interval, campaign=campaign
+            )
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            errors.update({field: msgs[0] for field, msgs in exc.errors.items()})
+    if errors or params is None:
+        context = _donate_context(
+            settings,
+            form.reader,
+            currency=currency,
+            interval=interval,
+            amount=amount if choice != "other" else None,
+            other=other,
+            errors=errors,
+            campaign=campaign,
+        )
+        return render_template("checkout/donate.html", **context), 422
+    key = sessions.idempotency_key("donation", params, form.nonce)
+    try:
+        created = sessions.create_checkout_session(settings, params, key=key)
+    except ApiError as exc:
+        return _stripe_failure(exc)
+    return redirect(created.url, code=303)
+
+
+# ----- /subscribe --------------------------------------------------------------------------------
+
+
+def _plan_view(plan: Plan) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "label": plan.label,
+        "description": plan.description,
+        "price": f"{money.display(plan.amount, plan.currency)} {PLAN_INTERVALS[plan.interval]}",
+    }
+
+
+@bp.get("/subscribe")
+def subscribe_page() -> Any:
+    """The plans, each with a button that starts Checkout; ``?plan=`` shows just that one."""
+    settings = _settings()
+    token = request.args.get("token")
+    reader = reader_from_token(settings, token)
+    plans = load_plans(settings)
+    wanted = request.args.get("plan")
+    if wanted:
+        if wanted not in plans:
+            return _message(404, "No such plan", "That plan is not offered. See all plans on /subscribe.")
+        shown = [plans[wanted]]
+    else:
+        shown = list(plans.values())
+    return render_template(
+        "checkout/subscribe.html",
+        plans=[_plan_view(p) for p in shown],
+        reader=reader,
+        token_expired=bool(token) and reader is None,
+        form_token=make_form_token(settings, "subscribe", reader) if reader else "",
+        campaign=_campaign(request.args.get("campaign")) or "",
+        site_url=checkout_settings(settings).site_url,
+    )
+
+
+@bp.post("/subscribe")
+def subscribe_submit() -> Any:
+    """Create the plan's Checkout Session for the reader of the form token and redirect (303)."""
+    settings = _settings()
+    form = read_form_token(settings, "subscribe")
+    if form is None or form.reader is None:
+        return _message(
+            400,
+            "Please try again",
+            "This form has expired. Please go back to the article and press Subscribe again.",
+        )
+    plan = load_plans(settings).get(request.form.get("plan", ""))
+    if plan is None:
+        return _message(404, "No such plan", "That plan is not offered.")
+    with _db().transaction(readonly=True) as session:
+        buyer = sessions.find_buyer(session, settings, form.reader, None)
+    try:
+        params = sessions.subscription_params(
+            settings, plan, buyer, campaign=_campaign(request.form.get("campaign"))
+        )
+        key = sessions.idempotency_key("subscription", params, form.nonce)
+        created = sessions.create_checkout_session(settings, params, key=key)
+    except ApiError as exc:
+        return _stripe_failure(exc)
+    return redirect(created.url, code=303)
+
+
+# ----- /thanks and /portal -----------------------------------------------------------------------
+
+
+@bp.get("/thanks")
+def thanks_page() -> Any:
+    """After Checkout (or the portal): a thank-you, with the way back to the site."""
+    kind = request.args.get("kind")
+    from_portal = request.args.get("from") == "portal"
+    return render_template(
+        "checkout/thanks.html",
+        donation=kind == "donation",
+        from_portal=from_portal,
+        site_url=checkout_settings(_settings()).site_url,
+    )
+
+
+@bp.get("/portal")
+def portal_redirect() -> Any:
+    """Send the reader of ``?token=`` to their Stripe customer portal (303)."""
+    settings = _settings()
+    reader = reader_from_token(settings, request.args.get("token"))
+    if reader is None:
+        return _message(
+            403, "This link has expired", "Please open the link to manage your support from the site again."
+        )
+    with _db().transaction(readonly=True) as session:
+        buyer = sessions.find_buyer(session, settings, reader, None)
+    if buyer.stripe_customer_id is None:
+        return _message(
+            404,
+            "Nothing to manage yet",
+            "We have no subscription or donation on record for you. If you just paid, try again in a minute.",
+        )
+    try:
+        url = sessions.create_portal_session(settings, buyer.stripe_customer_id)
+    except ApiError as exc:
+        return _stripe_failure(exc)
+    return redirect(url, code=303)
+
+
+# ----- the widget: /support/* --------------------------------------------------------------------
+
+
+def _static(name: str) -> Response:
+    body = resources.files("paywall.checkout").joinpath("static", name).read_bytes()
+    resp = Response(body, mimetype=STATIC_TYPES[name].split(";")[0])
+    resp.headers["Content-Type"] = STATIC_TYPES[name]
+    resp.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE}"
+    # Article pages on other origins load these as subresources.
+    resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return resp
+
+
+@bp.get("/support/widget.js")
+def widget_js() -> Response:
+    """The appeal widget: ``<script src=".../support/widget.js" data-token="TOKEN" async>``."""
+    return _static("widget.js")
+
+
+@bp.get("/support/widget.css")
+def widget_css() -> Response:
+    return _static("widget.css")
+
+
+def _token_link(settings: Settings, path: str, token: str) -> str:
+    return settings.server.public_url.rstrip("/") + path + "?" + urlencode({"token": token})
+
+
+@bp.get("/support/appeal")
+def appeal() -> Any:
+    """What the widget shows for ``?token=``: ``{"show": false}``, or the copy, labels and links."""
+    settings = _settings()
+    token = request.args.get("token", "")
+    try:
+        claims = signing.verify(settings, token, purpose=READER_PURPOSES)
+    except signing.InvalidToken as exc:
+        raise ApiError(401, f"The token is not valid: {exc}.", type_="unauthorized") from None
+    reader = reader_from_token(settings, token)
+    days = access_settings(settings).dismiss_days
+    body: dict[str, Any] = {"show": False, "dismiss_days": days}
+    if reader is None or claims.get("appeal") is not True:
+        return _no_store(body)
+    with _db().transaction(readonly=True) as session:
+        until = dismissed_until(session, settings, reader)
+    if until is not None and until > clock.now():
+        # Closed on another device (or localStorage was cleared): stay hidden until it runs out.
+        body["hidden_until"] = int(until.timestamp() * 1000)
+        return _no_store(body)
+    copy = appeal_settings(settings)
+    body.update(
+        show=True,
+        headline=copy.headline,
+        text=copy.text,
+        region_label=copy.region_label,
+        subscribe_label=copy.subscribe_label,
+        donate_label=copy.donate_label,
+        close_label=copy.close_label,
+        subscribe_url=_token_link(settings, "/subscribe", token),
+        donate_url=_token_link(settings, "/donate", token),
+    )
+    return _no_store(body)
+
+
+def _no_store(body: dict[str, Any]) -> Response:
+    resp = jsonify(body)
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
+@bp.post("/support/dismiss")
+def dismiss() -> Any:
+    """Close: hide the appeal for this reader for ``[access] dismiss_days`` (server side)."""
+    settings = _settings()
+    body = request.get_json(silent=True)
+    token = body.get("token") if isinstance(body, dict) else request.form.get("token")
+    reader = reader_from_token(settings, token if isinstance(token, str) else None)
+    if reader is None:
+        raise ApiError(
+            401,
+            "A valid token is required.",
+            errors={"token": ["Missing or not valid."]},
+            type_="unauthorized",
+        )
+    with _db().transaction() as session:
+        result = dismiss_appeal(session, settings, reader)
+        until = dismissed_until(session, settings, reader)
+    return _no_store(
+        {
+            "status": result,
+            "dismiss_days": access_settings(settings).dismiss_days,
+            "hidden_until": int(until.timestamp() * 1000) if until else None,
+        }
+    )
+
+
+# ----- CORS for /support/* -----------------------------------------------------------------------
+
+
+def _own_origin(settings: Settings) -> str:
+    parts = urlsplit(settings.server.public_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _allowed(settings: Settings, origin: str) -> bool:
+    return origin in settings.server.allowed_origins or origin == _own_origin(settings)
+
+
+@bp.before_request
+def _refuse_foreign_writes() -> Any:
+    # CORS only stops a foreign page from *reading* answers; a plain form POST still arrives. Refuse
+    # state changes from browser origins the operator has not allowed.
+    if request.method == "POST" and request.path.startswith("/support/"):
+        origin = request.headers.get("Origin")
+        if origin and not _allowed(_settings(), origin):
+            raise ApiError(403, "This origin may not call the widget.", type_="forbidden")
+    return None
+
+
+@bp.after_request
+def _cors(resp: Response) -> Response:
+    if not request.path.startswith("/support/"):
+        return resp
+    resp.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if origin and origin in _settings().server.allowed_origins:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        if request.method == "OPTIONS":
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            resp.headers["Access-Control-Max-Age"] = "600"
+    return resp
+
+
+def init_app(app: Flask, api: Api) -> None:
+    """Register the pages and widget routes, with their rate limits."""
+    app.register_blueprint(bp)
+    conf = ratelimit_settings(app.extensions["paywall.settings"])
+    # Card testing: every route that creates a Stripe session is limited per address and per reader.
+    for form in ("donate", "subscribe"):
+        limits.limit(
+            app,
+            f"reader_pages.{form}_submit",
+            per_address=conf.checkout_per_address,
+            per_reader=conf.checkout_per_reader,
+            reader_from=form_reader(form),
+        )
+    limits.limit(
+        app,
+        "reader_pages.portal_redirect",
+        per_address=conf.checkout_per_address,
+        per_reader=conf.checkout_per_reader,
+        reader_from=lambda: reader_from_token(_settings(), request.args.get("token")),
+    )
+    for endpoint in ("reader_pages.appeal", "reader_pages.dismiss"):
+        limits.limit(app, endpoint, per_address=conf.widget_per_address)

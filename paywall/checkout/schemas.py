@@ -1,0 +1,98 @@
+"""Request and response bodies of the checkout API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from paywall.schemas import READER_ID_MAX, StrictSchema, validate_identifier
+
+# The validators are also the OpenAPI description (minLength, pattern, ...), so what the contract
+# says is valid is exactly what is accepted.
+
+# A campaign code ties a payment back to the appeal that asked for it (metadata.campaign).
+CAMPAIGN = [validate.Length(min=1, max=100), validate.Regexp(r"^[A-Za-z0-9._:-]+$")]
+# An absolute http(s) URL with a host; Stripe sends the reader back there.
+RETURN_URL = [
+    validate.Length(max=2000),
+    validate.Regexp(
+        r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:[/?#][^\s]*)?$",
+        error="Must be an absolute http(s) URL.",
+    ),
+]
+# The site's reader id: 1-128 characters, no control characters, not only spaces.
+READER_ID = [
+    validate.Length(min=1, max=READER_ID_MAX),
+    validate.Regexp(r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"),
+    validate_identifier,
+]
+
+
+def ReaderId(**kwargs: Any) -> fields.String:
+    return fields.String(validate=READER_ID, **kwargs)
+
+
+def Campaign() -> fields.String:
+    return fields.String(load_default=None, validate=CAMPAIGN)
+
+
+def ReturnUrl() -> fields.String:
+    return fields.String(load_default=None, validate=RETURN_URL)
+
+
+class PlanSchema(Schema):
+    name = fields.String(required=True)
+    label = fields.String(required=True)
+    description = fields.String()
+    price = fields.String(required=True, metadata={"description": "Stripe price id."})
+    interval = fields.String(required=True, metadata={"description": "month or year"})
+    amount = fields.Integer(required=True, metadata={"description": "Minor units, for display."})
+    currency = fields.String(required=True)
+
+
+class PlanListSchema(Schema):
+    plans = fields.List(fields.Nested(PlanSchema), required=True)
+
+
+class SubscriptionCheckoutSchema(StrictSchema):
+    reader = ReaderId(required=True)
+    email = fields.Email(load_default=None)
+    plan = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    campaign = Campaign()
+    success_url = ReturnUrl()
+    cancel_url = ReturnUrl()
+
+
+class DonationCheckoutSchema(StrictSchema):
+    reader = ReaderId(load_default=None)
+    email = fields.Email(load_default=None)
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Minor units (cents; yen for JPY), within [donations.limits.<currency>]."},
+    )
+    currency = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[A-Za-z]{3}$"),
+        metadata={"description": "One of [donations] currencies (ISO 4217)."},
+    )
+    interval = fields.String(required=True, validate=validate.OneOf(["once", "month", "year"]))
+    campaign = Campaign()
+    success_url = ReturnUrl()
+    cancel_url = ReturnUrl()
+
+
+class CheckoutCreatedSchema(Schema):
+    url = fields.String(required=True, metadata={"description": "Send the reader here (Stripe Checkout)."})
+    session_id = fields.String(required=True)
+
+
+class PortalSchema(StrictSchema):
+    reader = ReaderId(required=True)
+    return_url = ReturnUrl()
+
+
+class PortalCreatedSchema(Schema):
+    url = fields.String(required=True)

@@ -1,0 +1,178 @@
+"""A local HTTP server standing in for Stripe's API in the checkout tests (loopback only).
+
+It records every request exactly as stripe-python sent it (method, path, the form-encoded body with
+its bracketed keys, the Idempotency-Key header), answers in Stripe's shapes (built from the shared
+fixtures), replays the first answer for a repeated idempotency key as Stripe does, and can be told
+to fail: a Stripe error body, a 500, or an answer slower than the client's timeout.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "stripe"
+SESSION_FIXTURE = json.loads((FIXTURES / "checkout_session.json").read_text())
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    form: dict[str, str]
+    idempotency_key: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: dict[str, Any] | None = None
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def stripe_error_body(
+    message: str, *, type_: str = "invalid_request_error", code: str | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message, "type": type_}
+    if code:
+        error["code"] = code
+    return {"error": error}
+
+
+class FakeStripe:
+    """``with FakeStripe() as stripe: ...`` serves on 127.0.0.1 at ``stripe.url``."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.script: deque[Scripted] = deque()
+        self.replays: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.counter = itertools.count(1)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeStripe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    # -- scripting ----------------------------------------------------------------------------
+
+    def fail_next(
+        self, status: int, body: dict[str, Any] | None = None, *, times: int = 1, **headers: str
+    ) -> None:
+        for _ in range(times):
+            self.script.append(Scripted(status=status, body=body, headers=headers))
+
+    def delay_next(self, seconds: float, *, times: int = 1) -> None:
+        for _ in range(times):
+            self.script.append(Scripted(status=0, delay=seconds))
+
+    def posts(self, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "POST" and r.path == path]
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def _answer(self, method: str, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        n = next(self.counter)
+        if method == "POST" and path == "/v1/checkout/sessions":
+            body = copy.deepcopy(SESSION_FIXTURE)
+            body.update(
+                id=f"cs_test_fake{n:04d}",
+                url=f"{self.url}/checkout/cs_test_fake{n:04d}",
+                mode=form.get("mode"),
+                client_reference_id=form.get("client_reference_id"),
+                customer=form.get("customer"),
+                customer_email=form.get("customer_email"),
+                success_url=form.get("success_url"),
+                cancel_url=form.get("cancel_url"),
+                status="open",
+                livemode=False,
+            )
+            return 200, body
+        if method == "POST" and path == "/v1/billing_portal/sessions":
+            return 200, {
+                "id": f"bps_fake{n:04d}",
+                "object": "billing_portal.session",
+                "customer": form.get("customer"),
+                "return_url": form.get("return_url"),
+                "livemode": False,
+                "url": f"{self.url}/portal/bps_fake{n:04d}",
+            }
+        return 404, stripe_error_body(f"Unrecognized request URL ({method}: {path}).")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet test output
+                pass
+
+            def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Request-Id", f"req_fake{next(fake.counter):04d}")
+                for key, value in headers.items():
+                    self.send_header(key.replace("_", "-"), value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.startswith(("/checkout/", "/portal/")):
+                    # What a browser reaches after the 303: a stand-in for Stripe's hosted page.
+                    page = f"<!doctype html><title>Fake Stripe Checkout</title><h1>Fake Stripe Checkout {self.path}</h1>"
+                    self._send(200, page.encode(), "text/html; charset=utf-8", {})
+                    return
+                self._handle("GET", {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                self._handle("POST", dict(parse_qsl(raw, keep_blank_values=True)))
+
+            def _handle(self, method: str, form: dict[str, str]) -> None:
+                key = self.headers.get("Idempotency-Key")
+                with fake.lock:
+                    fake.requests.append(
+                        Recorded(method, self.path, form, key, headers=dict(self.headers.items()))
+                    )
+                    scripted = fake.script.popleft() if fake.script else None
+                if scripted is not None and scripted.delay:
+                    fake.stopping.wait(scripted.delay)
+                    return  # the client has given up; answer nothing
+                if scripted is not None:
+                    body = scripted.body or stripe_error_body("An unknown error occurred", type_="api_error")
+                    self._send(
+                        scripted.status, json.dumps(body).encode(), "application/json", scripted.headers
+                    )
+                    return
+                with fake.lock:
+                    replay = fake.replays.get(key) if key else None
+                    headers = {"Idempotent-Replayed": "true"} if replay else {}
+                    if replay is None:
+                        replay = fake._answer(method, self.path, form)
+                        if key and replay[0] == 200:
+                            fake.replays[key] = replay
+                status, body = replay
+                self._send(status, json.dumps(body).encode(), "application/json", headers)
+
+        return Handler
