@@ -1,0 +1,222 @@
+"""``paywall stripe sync`` against a local server speaking Stripe's list API (no network)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from paywall.cli import main
+from paywall.db import Database
+from paywall.models import Dispute, Payment, Subscription, SyncCursor
+from tests.stripe_helpers import deliver, load_scenario
+from tests.test_webhooks_scenarios import SUB_A, check_c, check_f
+
+PATHS = {
+    "customer": "/v1/customers",
+    "subscription": "/v1/subscriptions",
+    "checkout.session": "/v1/checkout/sessions",
+    "invoice": "/v1/invoices",
+    "charge": "/v1/charges",
+    "refund": "/v1/refunds",
+    "dispute": "/v1/disputes",
+    "balance_transaction": "/v1/balance_transactions",
+}
+FEE = 74
+
+
+def stripe_state(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """What Stripe's API would list after these events: the newest state of each object, newest
+    first, with invoices' payments expanded and a balance transaction per charge."""
+    latest: dict[str, dict[str, Any]] = {}
+    invoice_payments: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        obj = event["data"]["object"]
+        if obj["object"] == "invoice_payment":
+            invoice_payments.setdefault(obj["invoice"], []).append(obj)
+        elif obj["object"] == "payment_intent":
+            continue
+        else:
+            latest[obj["id"]] = json.loads(json.dumps(obj))
+    lists: dict[str, list[dict[str, Any]]] = {path: [] for path in PATHS.values()}
+    for obj in latest.values():
+        if obj["object"] == "invoice":
+            obj["payments"] = {
+                "object": "list",
+                "data": invoice_payments.get(obj["id"], []),
+                "has_more": False,
+            }
+        lists[PATHS[obj["object"]]].append(obj)
+        if obj["object"] == "charge" and obj.get("balance_transaction"):
+            lists[PATHS["balance_transaction"]].append(
+                {
+                    "id": obj["balance_transaction"],
+                    "object": "balance_transaction",
+                    "type": "charge",
+                    "source": obj["id"],
+                    "amount": obj["amount"],
+                    "fee": FEE,
+                    "net": obj["amount"] - FEE,
+                    "currency": obj["currency"],
+                    "created": obj["created"],
+                }
+            )
+    for items in lists.values():
+        items.sort(key=lambda o: o.get("created", 0), reverse=True)
+    return lists
+
+
+class FakeStripe:
+    """A tiny Stripe: GET list endpoints with limit/starting_after paging; can fail one page."""
+
+    def __init__(self, lists: dict[str, list[dict[str, Any]]]) -> None:
+        self.lists = lists
+        self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        self.fail_on: tuple[str, str] | None = None
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                fake.requests.append((url.path, query))
+                after = query.get("starting_after", [""])[0]
+                if fake.fail_on == (url.path, after):
+                    fake.fail_on = None
+                    self._send(
+                        400, {"error": {"type": "invalid_request_error", "message": "injected failure"}}
+                    )
+                    return
+                if url.path not in fake.lists:
+                    self._send(404, {"error": {"type": "invalid_request_error", "message": "no such list"}})
+                    return
+                items = fake.lists[url.path]
+                limit = int(query.get("limit", ["10"])[0])
+                start = 0
+                if after:
+                    start = next(i for i, o in enumerate(items) if o["id"] == after) + 1
+                page = items[start : start + limit]
+                self._send(
+                    200,
+                    {"object": "list", "url": url.path, "data": page, "has_more": start + limit < len(items)},
+                )
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.send_header("Request-Id", "req_local")
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.requests]
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[FakeStripe]:
+    fake = FakeStripe(stripe_state(load_scenario("c")))
+    fake.thread.start()
+    try:
+        yield fake
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+
+
+def sync_cmd(runner: CliRunner, fake: FakeStripe, *args: str) -> Any:
+    env = {"PAYWALL_STRIPE_SECRET_KEY": "sk_test_local", "PAYWALL_STRIPE_API_BASE": fake.base}
+    return runner.invoke(main, ["stripe", "sync", *args], env=env)
+
+
+def test_sync_builds_the_same_rows_as_the_webhooks_plus_fees(
+    runner: CliRunner, db: Database, fake_stripe: FakeStripe
+) -> None:
+    result = sync_cmd(runner, fake_stripe, "--page-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "charges: 3 created, 1 ignored" in result.output
+    assert "balance_transactions: 3 updated" in result.output
+    with db.transaction(readonly=True) as session:
+        check_c(session, None)
+        for p in session.scalars(select(Payment)):
+            assert (p.fee_minor, p.net_minor, p.balance_currency) == (FEE, p.amount_minor - FEE, "usd")
+        done = {c.name: c for c in session.scalars(select(SyncCursor))}
+        assert all(c.completed_at is not None and c.cursor is None for c in done.values())
+    # Paging: two charges per page, so the second page starts after the second charge.
+    charge_pages = [q for p, q in fake_stripe.requests if p == "/v1/charges"]
+    assert len(charge_pages) == 2 and charge_pages[1]["starting_after"]
+
+    again = sync_cmd(runner, fake_stripe)
+    assert again.exit_code == 0 and "changed: 0" in again.output
+
+
+def test_interrupted_sync_resumes_where_it_stopped(
+    runner: CliRunner, db: Database, fake_stripe: FakeStripe
+) -> None:
+    second_charge = fake_stripe.lists["/v1/charges"][1]["id"]
+    fake_stripe.fail_on = ("/v1/charges", second_charge)
+    first = sync_cmd(runner, fake_stripe, "--page-size", "2", "--since", "2026-01-01")
+    assert first.exit_code != 0 and "run again to resume" in first.output
+    with db.transaction(readonly=True) as session:
+        charges = session.get(SyncCursor, "charges")
+        assert charges is not None and charges.cursor == second_charge and charges.completed_at is None
+        customers = session.get(SyncCursor, "customers")
+        assert customers is not None and customers.completed_at is not None
+    seen = len(fake_stripe.requests)
+    second = sync_cmd(runner, fake_stripe, "--page-size", "2", "--since", "2026-01-01")
+    assert second.exit_code == 0, second.output
+    assert "customers: nothing (resumed)" in second.output
+    later = fake_stripe.requests[seen:]
+    assert later[0][0] == "/v1/charges" and later[0][1]["starting_after"] == [second_charge]
+    assert later[0][1]["created[gte]"] == ["1767225600"]
+    with db.transaction(readonly=True) as session:
+        check_c(session, None)
+
+
+def test_fetched_state_beats_older_events(
+    runner: CliRunner, db: Database, fake_stripe: FakeStripe, client: FlaskClient
+) -> None:
+    assert sync_cmd(runner, fake_stripe).exit_code == 0
+    past_due = next(e for e in load_scenario("c") if e["id"] == "evt_1UX9HmQz8wLm3xTnRWokBpWl")
+    assert deliver(client, past_due).get_json()["outcome"] == "processed"
+    with db.transaction(readonly=True) as session:
+        sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == SUB_A))
+        assert sub is not None and sub.status == "active"
+
+
+def test_sync_records_refunds_and_disputes(runner: CliRunner, db: Database) -> None:
+    fake = FakeStripe(stripe_state(load_scenario("f")))
+    fake.thread.start()
+    try:
+        assert sync_cmd(runner, fake).exit_code == 0
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+    with db.transaction(readonly=True) as session:
+        check_f(session, False)
+        (d,) = session.scalars(select(Dispute))
+        assert d.fee_minor == 1500
+
+
+def test_sync_without_secret_key_names_the_setting(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["stripe", "sync"], env={"PAYWALL_STRIPE_SECRET_KEY": ""})
+    assert result.exit_code != 0 and "PAYWALL_STRIPE_SECRET_KEY" in result.output
