@@ -24,13 +24,12 @@ FEATURES = [
     "paywall.observability",
     "paywall.health",
     "paywall.readers.views",
-    "paywall.access.views",
     "paywall.webhooks.views",
+    "paywall.access.views",
     "paywall.wellknown",
     "paywall.reports.views",
     "paywall.checkout.views",
     "paywall.checkout.pages",
-    "paywall.appeals.views",
 ]
 
 
