@@ -49,14 +49,21 @@ def post_access(data: dict[str, Any]) -> Any:
     """Whether the reader may read the article, why, until when, their meter, and the appeal flag."""
     reader, article = data["reader"], data["article"]
     now = clock.now()
-    # Most answers write nothing (subscribers, re-reads, exhausted meters): decide in a read-only
-    # transaction, which on SQLite runs beside writers. Only a first metered read takes the write
-    # transaction, where the meter is re-read under the per-reader lock before it is spent.
-    with _db().transaction(readonly=True) as session:
-        decision = service.evaluate(session, _settings(), reader, article, now, record=False)
-    if decision.records_read:
-        with _db().transaction() as session:
+    db = _db()
+    if db.dialect == "postgresql":
+        # One transaction; a first metered read locks the reader and re-reads the meter in it.
+        with db.transaction() as session:
             decision = service.evaluate(session, _settings(), reader, article, now, record=True)
+    else:
+        # SQLite admits one writer at a time, and a read transaction cannot safely turn into a
+        # write one. Most answers write nothing (subscribers, re-reads, exhausted meters), so
+        # decide in a read-only transaction that runs beside writers; only a first metered read
+        # then takes the write transaction, where the meter is re-read before it is spent.
+        with db.transaction(readonly=True) as session:
+            decision = service.evaluate(session, _settings(), reader, article, now, record=False)
+        if decision.records_read:
+            with db.transaction() as session:
+                decision = service.evaluate(session, _settings(), reader, article, now, record=True)
     return service.answer_body(reader, article, decision, explain=data["explain"]), 200, NO_STORE
 
 

@@ -1,0 +1,419 @@
+"""Benchmark of POST /v1/access beside GET /healthz, under gunicorn with the production settings.
+
+    .venv/bin/python bench/access.py                      # SQLite and PostgreSQL, 10 s per phase
+    .venv/bin/python bench/access.py --db postgresql --seconds 20
+
+For each database: build a database of 100,000 readers (subscribers, donors, readers in grace,
+readers with part of their meter spent), start gunicorn with config/gunicorn.conf.py on a free
+loopback port, then measure, in the same run and against the same app:
+
+1. GET /healthz, closed loop (as fast as the clients go): requests/s, p50, p99;
+2. POST /v1/access, closed loop, a realistic mix: 30 % subscribers, 10 % donors and readers in
+   grace, 35 % registered readers on the meter, 25 % anonymous cookie ids (mostly first reads,
+   which write a meter row);
+3. POST /v1/access at a fixed 500 requests/s (open loop; latency counted from the scheduled send
+   time, so a stall is not hidden): p50, p99.
+
+Then, in the site's place: PyJWT verifying access tokens with the key from the JWKS, per second on
+one core. The load client is Python (processes x threads, http.client keep-alive), loopback only.
+PostgreSQL: PAYWALL_BENCH_DATABASE_URL (default the local paywall_access_bench database, recreated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+READERS = 100_000
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/paywall_access_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare_database(url: str, readers: int) -> str:
+    """Create, migrate and fill the database; returns a site API key."""
+    from sqlalchemy import insert
+
+    from paywall import auth
+    from paywall.cli import upgrade_database
+    from paywall.db import Database
+    from paywall.models import MeterRead, Payment, Reader, Subscription
+
+    if url.startswith("postgresql"):
+        base, name = url.rsplit("/", 1)
+        admin = Database(f"{base}/postgres")
+        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+    upgrade_database(url)
+    db = Database(url)
+    now = dt.datetime.now(dt.UTC)
+    period = f"{now:%Y-%m}"
+    t0 = time.monotonic()
+    with db.transaction() as s:
+        s.execute(
+            insert(Reader),
+            [{"external_id": f"reader-{i}", "created_at": now, "updated_at": now} for i in range(readers)],
+        )
+        subs: list[dict[str, Any]] = []
+        pays: list[dict[str, Any]] = []
+        meter: list[dict[str, Any]] = []
+        for i in range(readers):
+            rid = i + 1  # ids follow insertion order on a fresh table
+            bucket = i % 100
+            if bucket < 30:  # subscribers, some set to cancel, a few on trial
+                status = "trialing" if bucket < 3 else "active"
+                subs.append(
+                    {
+                        "stripe_subscription_id": f"sub_{i}",
+                        "reader_id": rid,
+                        "kind": "subscription",
+                        "status": status,
+                        "current_period_start": now - dt.timedelta(days=10),
+                        "current_period_end": now + dt.timedelta(days=20),
+                        "trial_end": now + dt.timedelta(days=5) if status == "trialing" else None,
+                        "cancel_at_period_end": bucket % 7 == 0,
+                        "livemode": False,
+                        "interval_count": 1,
+                        "quantity": 1,
+                    }
+                )
+                pays.append(
+                    {
+                        "stripe_charge_id": f"ch_s{i}",
+                        "stripe_subscription_id": f"sub_{i}",
+                        "reader_id": rid,
+                        "kind": "subscription",
+                        "amount_minor": 500,
+                        "currency": "eur",
+                        "paid_at": now - dt.timedelta(days=10),
+                        "livemode": False,
+                    }
+                )
+            elif bucket < 35:  # past due, in grace
+                subs.append(
+                    {
+                        "stripe_subscription_id": f"sub_{i}",
+                        "reader_id": rid,
+                        "kind": "subscription",
+                        "status": "past_due",
+                        "current_period_start": now - dt.timedelta(days=2),
+                        "current_period_end": now + dt.timedelta(days=28),
+                        "payment_failed_at": now - dt.timedelta(days=2),
+                        "cancel_at_period_end": False,
+                        "livemode": False,
+                        "interval_count": 1,
+                        "quantity": 1,
+                    }
+                )
+            elif bucket < 45:  # donors, some refunded
+                pays.append(
+                    {
+                        "stripe_charge_id": f"ch_d{i}",
+                        "reader_id": rid,
+                        "kind": "donation",
+                        "amount_minor": 2000,
+                        "refunded_minor": 2000 if bucket == 44 else 0,
+                        "currency": "eur",
+                        "paid_at": now - dt.timedelta(days=bucket - 30),
+                        "livemode": False,
+                    }
+                )
+            else:  # metered readers, part of the allowance spent
+                for a in range(i % 3):
+                    meter.append(
+                        {"reader": f"reader-{i}", "period": period, "article": f"art-{a}", "read_at": now}
+                    )
+        s.execute(insert(Subscription), subs)
+        s.execute(insert(Payment), pays)
+        s.execute(insert(MeterRead), meter)
+        _, key = auth.create_key(s, role="site", name="bench")
+    if db.dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    db.dispose()
+    print(
+        f"  database filled in {time.monotonic() - t0:.1f}s: {readers} readers, {len(subs)} subscriptions, "
+        f"{len(pays)} payments, {len(meter)} meter rows",
+        flush=True,
+    )
+    return key
+
+
+MIX = os.environ.get("BENCH_MIX", "realistic")
+
+
+def request_mix(rng: random.Random, readers: int) -> dict[str, str]:
+    """One request body of the mix (BENCH_MIX=subscribers or anonymous isolates one kind)."""
+    roll = {"subscribers": 0.0, "anonymous": 0.99}.get(MIX, rng.random())
+    article = f"art-{rng.randrange(40)}"
+    if roll < 0.30:
+        i = rng.randrange(readers // 100) * 100 + rng.randrange(30)  # subscribers
+    elif roll < 0.40:
+        i = rng.randrange(readers // 100) * 100 + 30 + rng.randrange(15)  # grace and donors
+    elif roll < 0.75:
+        i = rng.randrange(readers // 100) * 100 + 45 + rng.randrange(55)  # metered
+    else:
+        return {"reader": f"anon-{rng.randrange(10**9):09d}", "article": article}
+    return {"reader": f"reader-{i}", "article": article}
+
+
+def client_process(
+    port: int,
+    mode: str,
+    seconds: float,
+    threads: int,
+    rate: float,
+    key: str,
+    seed: int,
+    readers: int,
+    out: Any,
+) -> None:
+    """One load process: ``threads`` keep-alive connections; puts (latencies, errors) on ``out``."""
+    import threading
+
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    start_at = time.monotonic() + 0.2
+
+    def run(tid: int) -> None:
+        rng = random.Random(seed * 1000 + tid)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine: list[float] = []
+        bad = 0
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        interval = threads / rate if rate else 0.0
+        n = 0
+        while time.monotonic() < start_at:
+            time.sleep(0.01)
+        deadline = start_at + seconds
+        while True:
+            scheduled = start_at + n * interval + (tid * interval / threads if interval else 0)
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if interval and scheduled > now:
+                time.sleep(scheduled - now)
+            sent = scheduled if interval else time.monotonic()
+            try:
+                if mode == "healthz":
+                    conn.request("GET", "/healthz")
+                else:
+                    conn.request(
+                        "POST", "/v1/access", body=json.dumps(request_mix(rng, readers)), headers=headers
+                    )
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    bad += 1
+            except (OSError, http.client.HTTPException):
+                bad += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            mine.append(time.monotonic() - sent)
+            n += 1
+        conn.close()
+        with lock:
+            lat.extend(mine)
+            errors[0] += bad
+
+    ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put((lat, errors[0]))
+
+
+def load(
+    port: int,
+    mode: str,
+    seconds: float,
+    key: str,
+    readers: int,
+    rate: float = 0.0,
+    procs: int = 2,
+    threads: int = 8,
+) -> dict[str, float]:
+    """Run the load processes; requests/s and latency percentiles in milliseconds."""
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    per_proc_rate = rate / procs if rate else 0.0
+    ps = [
+        ctx.Process(
+            target=client_process,
+            args=(port, mode, seconds, threads, per_proc_rate, key, p + 1, readers, out),
+        )
+        for p in range(procs)
+    ]
+    for p in ps:
+        p.start()
+    lat: list[float] = []
+    errors = 0
+    for _ in ps:
+        got, bad = out.get(timeout=seconds + 60)
+        lat.extend(got)
+        errors += bad
+    for p in ps:
+        p.join()
+    lat.sort()
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 2 else [0.0] * 99
+    return {
+        "rps": len(lat) / seconds,
+        "p50": q[49] * 1000,
+        "p99": q[98] * 1000,
+        "n": len(lat),
+        "errors": errors,
+    }
+
+
+def start_gunicorn(url: str, port: int, signing_key: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PAYWALL_DATABASE_URL": url,
+        "PAYWALL_BIND": f"127.0.0.1:{port}",
+        "PAYWALL_SIGNING_KEY": signing_key,
+        "PAYWALL_LOG_LEVEL": "warning",
+    }
+    env.pop("PAYWALL_CONFIG", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "config" / "gunicorn.conf.py"),
+            "paywall.wsgi:app",
+        ],
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    stop(proc)
+    raise SystemExit("gunicorn did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def bench_database(label: str, url: str, seconds: float, readers: int, signing_key: str) -> dict[str, Any]:
+    print(f"{label}: preparing", flush=True)
+    key = prepare_database(url, readers)
+    port = free_port()
+    proc = start_gunicorn(url, port, signing_key)
+    try:
+        load(port, "access", 2, key, readers)  # warm-up: connections, caches, the key cache
+        health = load(port, "healthz", seconds, key, readers)
+        access = load(port, "access", seconds, key, readers)
+        paced = load(port, "access", seconds, key, readers, rate=500, procs=2, threads=16)
+    finally:
+        stop(proc)
+    result = {"label": label, "healthz": health, "access": access, "paced": paced}
+    print(f"  healthz  {health['rps']:7.0f} req/s  p50 {health['p50']:5.1f} ms  p99 {health['p99']:5.1f} ms")
+    print(
+        f"  access   {access['rps']:7.0f} req/s  p50 {access['p50']:5.1f} ms  p99 {access['p99']:5.1f} ms"
+        f"  ratio {access['rps'] / health['rps']:.2f}  errors {access['errors']}"
+    )
+    print(
+        f"  access @500/s ({paced['rps']:.0f} done/s)  p50 {paced['p50']:5.1f} ms  p99 {paced['p99']:5.1f} ms"
+        f"  errors {paced['errors']}",
+        flush=True,
+    )
+    return result
+
+
+def bench_tokens(signing_key: str, seconds: float) -> float:
+    """Tokens verified per second on one core, the way a site does it (PyJWT + the JWKS key)."""
+    import jwt
+
+    from paywall import signing
+    from paywall.config import load_settings
+
+    settings = load_settings(
+        environ={"PAYWALL_SIGNING_KEY": signing_key, "PAYWALL_DATABASE_URL": "sqlite://"}
+    )
+    claims = {"sub": "reader-1", "access": True, "reason": "subscription", "until": None, "appeal": False}
+    token, _ = signing.sign(settings, claims, purpose="access", ttl=dt.timedelta(minutes=15))
+    jwk = json.loads(json.dumps(signing.jwks(settings)))["keys"][0]  # as fetched from /.well-known/jwks.json
+    key = jwt.PyJWK(jwk).key
+    n = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for _ in range(200):
+            jwt.decode(token, key, algorithms=["EdDSA"])
+        n += 200
+    rate = n / seconds
+    print(f"token verification (PyJWT, one core): {rate:,.0f}/s", flush=True)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase")
+    parser.add_argument("--readers", type=int, default=READERS)
+    args = parser.parse_args()
+
+    from paywall.signing import generate_pem
+
+    signing_key = generate_pem()
+    print(
+        f"cores: {os.cpu_count()}; gunicorn workers: {os.environ.get('PAYWALL_WORKERS', 'default (2 x cores + 1)')}"
+    )
+    if args.db in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_database(
+                "SQLite", f"sqlite:///{tmp}/bench.sqlite3", args.seconds, args.readers, signing_key
+            )
+    if args.db in ("postgresql", "both"):
+        url = os.environ.get("PAYWALL_BENCH_DATABASE_URL", PG_URL)
+        bench_database("PostgreSQL", url, args.seconds, args.readers, signing_key)
+    bench_tokens(signing_key, min(args.seconds, 5.0))
+
+
+if __name__ == "__main__":
+    main()
