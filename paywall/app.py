@@ -24,12 +24,13 @@ FEATURES = [
     "paywall.observability",
     "paywall.health",
     "paywall.readers.views",
-    "paywall.webhooks.views",
     "paywall.access.views",
+    "paywall.webhooks.views",
     "paywall.wellknown",
     "paywall.reports.views",
     "paywall.checkout.views",
     "paywall.checkout.pages",
+    "paywall.appeals.views",
 ]
 
 

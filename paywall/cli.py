@@ -15,9 +15,11 @@ from paywall.db import Database
 
 # Feature modules that expose a click group or command as ``cli`` (added to ``paywall``).
 FEATURE_COMMANDS: list[str] = [
-    "paywall.webhooks.cli",
     "paywall.access.cli",
+    "paywall.webhooks.cli",
     "paywall.reports.cli",
+    "paywall.appeals.cli",
+    "paywall.mail.cli",
 ]
 
 

@@ -33,7 +33,7 @@ def scratch_url(tmp_path: pytest.TempPathFactory) -> str:
 
 def test_upgrade_matches_models_and_downgrades_to_base(scratch_url: str) -> None:
     cfg = alembic_config(scratch_url)
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
     db = Database(scratch_url)
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
@@ -46,5 +46,5 @@ def test_upgrade_matches_models_and_downgrades_to_base(scratch_url: str) -> None
         left = set(inspect(conn).get_table_names()) - {"alembic_version"}
     assert left == set()
     # And up again: downgrades leave nothing behind that blocks a re-run.
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
     db.dispose()

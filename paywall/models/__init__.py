@@ -12,12 +12,14 @@ from paywall.models.billing import (
     Subscription,
     SyncCursor,
 )
+from paywall.models.mail import AppealSend, Suppression, YearlyReceipt
 from paywall.models.outbox import OutboxMessage
 from paywall.models.readers import ApiKey, Reader
 
 __all__ = [
     "ApiKey",
     "AppealDismissal",
+    "AppealSend",
     "CheckoutSession",
     "Comp",
     "Dispute",
@@ -30,5 +32,7 @@ __all__ = [
     "StripeCustomer",
     "StripeEvent",
     "Subscription",
+    "Suppression",
     "SyncCursor",
+    "YearlyReceipt",
 ]

@@ -1,0 +1,1 @@
+"""Appeals by mail: campaigns as files, segments, the send-once ledger, one-click unsubscribe."""

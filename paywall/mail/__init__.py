@@ -1,0 +1,1 @@
+"""Mail: SMTP transport, message building, the supporter-mail outbox, and yearly receipts."""

@@ -1,0 +1,166 @@
+"""`paywall mail` (outbox and suppression list), `paywall receipts`, and `paywall worker`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from paywall.cli import Context, pass_ctx
+from paywall.db import is_transient
+from paywall.mail import outbox, receipts
+from paywall.mail.settings import MailNotConfigured, mailer_settings, require_mail
+from paywall.mail.smtp import MailConfigError, SmtpTransport
+from paywall.mail.suppression import suppress, unsuppress
+from paywall.mail.tally import echo_tally
+
+log = logging.getLogger("paywall.worker")
+
+
+def _transport(obj: Context) -> SmtpTransport:
+    try:
+        require_mail(obj.settings)
+    except MailNotConfigured as exc:
+        raise click.ClickException(str(exc)) from None
+    return SmtpTransport.from_settings(obj.settings)
+
+
+@click.group("mail")
+def mail() -> None:
+    """Supporter mail queued by the Stripe sync, and the suppression list."""
+
+
+@mail.command("drain")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Handle at most N messages.")
+@pass_ctx
+def drain(obj: Context, limit: int | None) -> None:
+    """Send every due message in the outbox once, then exit; prints a tally."""
+    with _transport(obj) as transport:
+        try:
+            tally = outbox.drain(obj.db, obj.settings, transport, limit=limit)
+        except MailConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    echo_tally(tally, "outbox:")
+    if tally.get("deferred"):
+        raise click.ClickException("the SMTP server did not take a message; it stays queued, try again later")
+
+
+@mail.command("status")
+@pass_ctx
+def status(obj: Context) -> None:
+    """Outbox messages per status."""
+    with obj.db.transaction(readonly=True) as session:
+        echo_tally(outbox.status_counts(session), "outbox:")
+
+
+@mail.command("retry")
+@click.argument("message_id", type=int)
+@pass_ctx
+def retry(obj: Context, message_id: int) -> None:
+    """Queue a failed or stuck ('sending') outbox message again (it may then arrive twice)."""
+    with obj.db.transaction() as session:
+        click.echo(f"{message_id}: {outbox.retry(session, message_id)}")
+
+
+@mail.command("suppress")
+@click.argument("address")
+@pass_ctx
+def suppress_cmd(obj: Context, address: str) -> None:
+    """Never mail ADDRESS again (only a hash of it is stored)."""
+    with obj.db.transaction() as session:
+        click.echo(suppress(session, address, reason="manual"))
+
+
+@mail.command("unsuppress")
+@click.argument("address")
+@pass_ctx
+def unsuppress_cmd(obj: Context, address: str) -> None:
+    """Take ADDRESS off the suppression list (e.g. the reader fixed their mailbox)."""
+    with obj.db.transaction() as session:
+        click.echo(unsuppress(session, address))
+
+
+@click.group("receipts")
+def receipts_group() -> None:
+    """Yearly donation summaries."""
+
+
+@receipts_group.command("send")
+@click.option("--year", type=click.IntRange(2000, 2100), required=True)
+@click.option("--dry-run", is_flag=True, help="Send nothing; count who would get one.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Send at most N summaries.")
+@pass_ctx
+def receipts_send(obj: Context, year: int, dry_run: bool, limit: int | None) -> None:
+    """Mail each donor of YEAR one summary per currency, net of refunds, once per (donor, year)."""
+    transport = None if dry_run else _transport(obj)
+    try:
+        tally = receipts.send_yearly_receipts(
+            obj.db, obj.settings, transport, year, dry_run=dry_run, limit=limit
+        )
+    except MailConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if transport is not None:
+            transport.close()
+    echo_tally(tally, f"receipts {year}{' (dry run)' if dry_run else ''}:")
+    if tally.get("deferred"):
+        raise click.ClickException("the SMTP server did not take a message; run again later to send the rest")
+
+
+def run_worker(obj: Context, stop: threading.Event, poll_seconds: float) -> None:
+    """Drain the outbox until ``stop`` is set; between drains, wait ``poll_seconds``."""
+    transport = SmtpTransport.from_settings(obj.settings)
+    try:
+        while not stop.is_set():
+            try:
+                tally = outbox.drain(obj.db, obj.settings, transport, should_stop=stop.is_set)
+            except MailConfigError as exc:
+                log.error("mail worker: %s", exc)
+                stop.wait(max(poll_seconds, 60))
+                continue
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("mail worker: database unavailable (%s); retrying", type(exc).__name__)
+                stop.wait(poll_seconds)
+                continue
+            if tally:
+                log.info("mail worker: %s", ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+            if not tally or tally.get("deferred"):
+                transport.close()  # idle (or the server is unwell): do not hold a connection open
+                stop.wait(poll_seconds)
+    finally:
+        transport.close()
+
+
+@click.command("worker")
+@click.option(
+    "--poll", type=float, default=None, help="Seconds between polls (default [mailer] worker_poll_seconds)."
+)
+@pass_ctx
+def worker(obj: Context, poll: float | None) -> None:
+    """Keep draining the outbox; on SIGTERM or Ctrl-C, finish the current message and exit."""
+    try:
+        require_mail(obj.settings)
+    except MailNotConfigured as exc:
+        raise click.ClickException(f"{exc}; the worker has nothing to do") from None
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("mail worker: %s received, stopping after the current message", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    poll_seconds = mailer_settings(obj.settings).worker_poll_seconds if poll is None else poll
+    log.info("mail worker: started")
+    run_worker(obj, stop, poll_seconds)
+    log.info("mail worker: stopped")
+
+
+# Three top-level words: `paywall mail`, `paywall receipts`, `paywall worker`.
+cli = [mail, receipts_group, worker]

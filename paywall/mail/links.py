@@ -1,0 +1,37 @@
+"""Signed links in mail: one-click unsubscribe, and personal Subscribe/Donate/portal pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from paywall import signing
+from paywall.config import Settings
+from paywall.mail.settings import mailer_settings
+
+UNSUBSCRIBE = "unsubscribe"
+READER_LINK = "reader-link"
+
+
+def _url(settings: Settings, path: str, token: str) -> str:
+    return f"{settings.server.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+
+
+def unsubscribe_url(settings: Settings, reader_external_id: str, campaign: str | None = None) -> str:
+    """``{public_url}/unsubscribe?token=…``; the token names the reader (``sub``) and the campaign."""
+    claims: dict[str, str] = {"sub": reader_external_id}
+    if campaign:
+        claims["cmp"] = campaign
+    ttl = dt.timedelta(days=mailer_settings(settings).unsubscribe_ttl_days)
+    token, _ = signing.sign(settings, claims, purpose=UNSUBSCRIBE, ttl=ttl)
+    return _url(settings, "/unsubscribe", token)
+
+
+def reader_link(settings: Settings, reader_external_id: str, page: str, campaign: str | None = None) -> str:
+    """``{public_url}/<page>?token=…`` (subscribe, donate, portal) with a "reader-link" token."""
+    claims: dict[str, str] = {"sub": reader_external_id}
+    if campaign:
+        claims["cmp"] = campaign
+    ttl = dt.timedelta(days=mailer_settings(settings).link_ttl_days)
+    token, _ = signing.sign(settings, claims, purpose=READER_LINK, ttl=ttl)
+    return _url(settings, f"/{page}", token)
