@@ -10,14 +10,48 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from paywall.access import meter
-from paywall.access.rules import Decision, decide, meter_period
+from paywall.access.rules import Decision, ReaderState, decide, meter_period
 from paywall.access.settings import access_settings
 from paywall.access.state import load_state
 from paywall.clock import isoformat
 from paywall.config import Settings
+
+
+def peek(
+    conn: Session | Connection,
+    settings: Settings,
+    reader: str,
+    article: str | None,
+    now: dt.datetime,
+) -> tuple[ReaderState, Decision]:
+    """The reader's state and decision, from one query; writes nothing.
+
+    ``decision.records_read`` says whether the answer spends a free article (then call ``spend``).
+    """
+    cfg = access_settings(settings)
+    period, _ = meter_period(now, cfg)
+    state = load_state(conn, reader, article, now, cfg, period)
+    return state, decide(state, now, cfg)
+
+
+def spend(session: Session, settings: Settings, state: ReaderState, now: dt.datetime) -> Decision:
+    """Spend a free article on ``state.article``, race-safely; returns the final decision.
+
+    Takes the per-reader lock, re-reads the meter (a concurrent first read may have spent it), decides
+    again and records the read if it still counts. The session must be in a write transaction.
+    """
+    cfg = access_settings(settings)
+    period, _ = meter_period(now, cfg)
+    meter.lock_reader(session, state.reader)
+    fresh = meter.read_articles(session, state.reader, period)
+    decision = decide(dataclasses.replace(state, meter_articles=fresh), now, cfg)
+    if decision.records_read and state.article is not None:
+        meter.record_read(session, state.reader, period, state.article, now)
+    return decision
 
 
 def evaluate(
@@ -31,23 +65,12 @@ def evaluate(
 ) -> Decision:
     """The decision for ``reader`` reading ``article`` (None: do not meter).
 
-    With ``record`` a newly metered article is written, under the per-reader lock, after re-reading
-    the meter so concurrent first reads cannot overspend; the session must then be in a write
-    transaction (``db.transaction()``). Without ``record`` nothing is written: the decision says in
-    ``records_read`` whether a write is needed.
+    With ``record`` a newly metered article is written (see ``spend``); the session must then be in
+    a write transaction (``db.transaction()``). Without ``record`` nothing is written.
     """
-    cfg = access_settings(settings)
-    period, _ = meter_period(now, cfg)
-    state = load_state(session, reader, article, now, cfg, period)
-    decision = decide(state, now, cfg)
-    if not (record and decision.records_read and article is not None):
-        return decision
-    meter.lock_reader(session, reader)
-    fresh = meter.read_articles(session, reader, period)
-    if fresh != state.meter_articles:
-        decision = decide(dataclasses.replace(state, meter_articles=fresh), now, cfg)
-    if decision.records_read:
-        meter.record_read(session, reader, period, article, now)
+    state, decision = peek(session, settings, reader, article, now)
+    if record and decision.records_read:
+        decision = spend(session, settings, state, now)
     return decision
 
 

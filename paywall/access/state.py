@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import BigInteger, Boolean, String, bindparam, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from paywall.access.rules import CompFact, PaymentFact, ReaderState, SubscriptionFact
@@ -77,7 +78,7 @@ STATE_QUERY = (
 
 
 def load_state(
-    session: Session,
+    conn: Session | Connection,
     reader: str,
     article: str | None,
     now: dt.datetime,
@@ -93,7 +94,8 @@ def load_state(
     comp: CompFact | None = None
     dismissed_at: dt.datetime | None = None
     articles: set[str] = set()
-    for row in session.connection().execute(STATE_QUERY, params):
+    connection = conn.connection() if isinstance(conn, Session) else conn
+    for row in connection.execute(STATE_QUERY, params):
         src = row.src
         if src == "sub":
             subs.append(
