@@ -139,7 +139,7 @@ class FakeStripe:
             def do_GET(self) -> None:
                 if self.path.startswith(("/checkout/", "/portal/")):
                     # What a browser reaches after the 303: a stand-in for Stripe's hosted page.
-                    page = f"<!doctype html><title>Fake Stripe Checkout</title><h1>Fake Stripe Checkout {self.path}</h1>"
+                    page = f'<!doctype html><link rel=icon href="data:,"><title>Fake Stripe Checkout</title><h1>Fake Stripe Checkout {self.path}</h1>'
                     self._send(200, page.encode(), "text/html; charset=utf-8", {})
                     return
                 self._handle("GET", {})

@@ -85,7 +85,9 @@ def reader_from_token(settings: Settings, token: str | None) -> str | None:
 
 def make_form_token(settings: Settings, form: str, reader: str | None) -> str:
     """A signed, short-lived form token for ``form`` on behalf of ``reader`` (or a guest)."""
-    claims = {"sub": reader, "form": form, "nonce": secrets.token_urlsafe(12)}
+    claims: dict[str, Any] = {"form": form, "nonce": secrets.token_urlsafe(12)}
+    if reader is not None:
+        claims["sub"] = reader  # JWT's sub must be a string when present: guests have none
     token, _ = signing.sign(settings, claims, purpose=FORM_PURPOSE, ttl=FORM_TTL)
     return token
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -12,9 +13,12 @@ from paywall.schemas import READER_ID_MAX, StrictSchema, validate_identifier
 # says is valid is exactly what is accepted.
 
 # A campaign code ties a payment back to the appeal that asked for it (metadata.campaign).
-CAMPAIGN = [validate.Length(min=1, max=100), validate.Regexp(r"^[A-Za-z0-9._:-]+$")]
+CAMPAIGN: list[Callable[[Any], Any]] = [
+    validate.Length(min=1, max=100),
+    validate.Regexp(r"^[A-Za-z0-9._:-]+$"),
+]
 # An absolute http(s) URL with a host; Stripe sends the reader back there.
-RETURN_URL = [
+RETURN_URL: list[Callable[[Any], Any]] = [
     validate.Length(max=2000),
     validate.Regexp(
         r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:[/?#][^\s]*)?$",
@@ -22,7 +26,7 @@ RETURN_URL = [
     ),
 ]
 # The site's reader id: 1-128 characters, no control characters, not only spaces.
-READER_ID = [
+READER_ID: list[Callable[[Any], Any]] = [
     validate.Length(min=1, max=READER_ID_MAX),
     validate.Regexp(r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"),
     validate_identifier,
