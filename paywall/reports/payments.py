@@ -113,8 +113,9 @@ def iter_payments(
     session: Session, period: Period, livemode: bool | None, kind: str | None = None
 ) -> Iterator[tuple[Any, ...]]:
     """Payment rows in ``COLUMNS`` order plus the reader id, fetched in batches (never all at once)."""
-    query = payments_query(period, livemode, kind).execution_options(yield_per=YIELD_PER)
-    for r in session.execute(query):
+    # Core rows straight from the connection: no ORM result machinery per row.
+    conn = session.connection().execution_options(yield_per=YIELD_PER)
+    for r in conn.execute(payments_query(period, livemode, kind)):
         currency = r[15].lower()
         fee_currency = (r[22] or currency).lower()
         amount, refunded, disputed, fee, dispute_fee = r[16], int(r[17]), int(r[18]), r[20], int(r[21])

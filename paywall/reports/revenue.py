@@ -13,11 +13,12 @@ Cash-basis rules, one place for all of them:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, not_, or_, select
+from sqlalchemy import Select, and_, case, func, literal, not_, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, SQLColumnExpression
 
@@ -162,15 +163,17 @@ def revenue_report(
 
     # Fees are in the balance (settlement) currency, which differs from the charge's when Stripe
     # converted it: they go to that currency's row, never subtracted from another currency.
-    for k, currency, balance_currency, count, gross, fees in session.execute(payments):
+    with _hash_aggregates(session, dialect):
+        results = [session.execute(q).all() for q in (payments, refunds, disputes)]
+    for k, currency, balance_currency, count, gross, fees in results[0]:
         r = row(k, currency)
         r.payments += int(count)
         r.gross += int(gross)
         if fees:
             row(k, balance_currency or currency).fees += int(fees)
-    for k, currency, amount in session.execute(refunds):
+    for k, currency, amount in results[1]:
         row(k, currency).refunds += int(amount)
-    for k, currency, balance_currency, amount, fees in session.execute(disputes):
+    for k, currency, balance_currency, amount, fees in results[2]:
         row(k, currency).disputes += int(amount)
         if fees:
             row(k, balance_currency or currency).fees += int(fees)
@@ -188,6 +191,25 @@ def revenue_report(
         report.rows = sorted(merged.values(), key=lambda r: (r.period is None, r.period or "", r.currency))
     report.totals = currency_totals(report.rows)
     return report
+
+
+@contextmanager
+def _hash_aggregates(session: Session, dialect: str) -> Iterator[None]:
+    """On PostgreSQL, aggregate by hashing for these queries only.
+
+    The planner cannot estimate how many distinct buckets an expression such as
+    ``to_char(timezone(...), 'YYYY-MM')`` has, guesses one per row, and then sorts a million rows
+    to form a few dozen groups. The hash table really holds periods x currencies entries.
+    """
+    if dialect != "postgresql":
+        yield
+        return
+    previous = session.scalar(text("SELECT current_setting('enable_sort')"))
+    session.execute(text("SELECT set_config('enable_sort', 'off', true)"))
+    try:
+        yield
+    finally:
+        session.execute(text("SELECT set_config('enable_sort', :v, true)"), {"v": previous})
 
 
 def currency_totals(rows: Iterable[RevenueRow]) -> list[RevenueRow]:

@@ -1,0 +1,85 @@
+"""Known totals: the shared Stripe scenarios, delivered through the webhook endpoint, then reported.
+
+The expected figures are read off the scenario files (fixtures/stripe/scenarios), not off our code:
+a  monthly plan, ch_1uTR… 15.00 USD on 2026-09-01
+b  one-time donation, ch_1CqR… 50.00 USD on 2026-09-05
+c  (after a) renewal 15.00 on 2026-10-01; a failed charge on 2026-11-01; recovered 15.00 on 2026-11-04
+d  (after a) cancel at period end, then deleted: no new money
+e  (after b) the donation refunded in full on 2026-09-08
+f  (after b) the donation disputed on 2026-09-25 and lost; Stripe's dispute fee 15.00
+g  (after a) upgrade with a 7.50 USD proration charge on 2026-09-16
+h  annual plan in EUR after a trial, 120.00 EUR on 2026-09-24
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.stripe_helpers import deliver_all, load_scenario
+
+QUERY = "/v1/reports/revenue?start=2026-08-01&end=2027-01-01&livemode=all"
+
+# scenario -> {currency: (gross, refunds, disputes, fees, net, payments)} over the whole period
+EXPECTED: dict[str, dict[str, tuple[int, int, int, int, int, int]]] = {
+    "a": {"usd": (1500, 0, 0, 0, 1500, 1)},
+    "b": {"usd": (5000, 0, 0, 0, 5000, 1)},
+    "c": {"usd": (4500, 0, 0, 0, 4500, 3)},
+    "d": {"usd": (1500, 0, 0, 0, 1500, 1)},
+    "e": {"usd": (5000, 5000, 0, 0, 0, 1)},
+    "f": {"usd": (5000, 0, 5000, 1500, -1500, 1)},
+    "g": {"usd": (2250, 0, 0, 0, 2250, 2)},
+    "h": {"eur": (12000, 0, 0, 0, 12000, 1)},
+}
+KEYS = ("gross", "refunds", "disputes", "fees", "net", "payments")
+
+
+def _totals(body: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {t["currency"]: tuple(t[k] for k in KEYS) for t in body["totals"]}
+
+
+@pytest.mark.parametrize("letter", sorted(EXPECTED))
+def test_scenario_totals(client: FlaskClient, finance_key: dict[str, str], letter: str) -> None:
+    deliver_all(client, load_scenario(letter))
+    body = client.get(QUERY, headers=finance_key).get_json()
+    assert _totals(body) == EXPECTED[letter]
+    # The payments export adds up to the same gross, refunds and disputes.
+    rows = client.get(QUERY.replace("revenue", "payments"), headers=finance_key).get_json()["rows"]
+    for currency, expected in EXPECTED[letter].items():
+        mine = [r for r in rows if r["currency"] == currency]
+        assert sum(r["amount"] for r in mine) == expected[0]
+        assert sum(r["refunded"] for r in mine) == expected[1]
+        assert sum(r["disputed"] for r in mine) == expected[2]
+        assert sum((r["fee"] or 0) + r["dispute_fee"] for r in mine) == expected[3]
+
+
+def test_each_month_gets_its_own_money(client: FlaskClient, finance_key: dict[str, str]) -> None:
+    deliver_all(client, load_scenario("c"))  # a, then c
+    deliver_all(client, load_scenario("e"))  # b, then e
+    body = client.get(QUERY, headers=finance_key).get_json()
+    months = {
+        r["period"]: (r["gross"], r["refunds"], r["payments"]) for r in body["rows"] if r["currency"] == "usd"
+    }
+    assert months == {
+        "2026-08": (0, 0, 0),
+        "2026-09": (6500, 5000, 2),
+        "2026-10": (1500, 0, 1),
+        "2026-11": (1500, 0, 1),
+        "2026-12": (0, 0, 0),
+    }
+
+
+def test_annual_trial_subscription_and_donor(client: FlaskClient, finance_key: dict[str, str]) -> None:
+    deliver_all(client, load_scenario("h"))
+    deliver_all(client, load_scenario("b"))
+    subs = client.get(
+        "/v1/reports/subscriptions?start=2026-08-01&end=2027-01-01&livemode=all", headers=finance_key
+    ).get_json()
+    eur = [r for r in subs["rows"] if r["currency"] == "eur"]
+    assert eur, subs
+    # 120.00 EUR a year is 10.00 EUR of MRR once the trial is over.
+    assert eur[-1]["active"] == 1 and eur[-1]["mrr"] == 1000
+    donors = client.get("/v1/reports/donors?year=2026&livemode=all", headers=finance_key).get_json()
+    assert [(d["currency"], d["total"], d["count"]) for d in donors["rows"]] == [("usd", 5000, 1)]
