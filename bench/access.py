@@ -28,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -290,6 +291,59 @@ def load(
     }
 
 
+WRK_SCRIPT = """
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+local n = READERS_HUNDREDS
+local mix = "MIX"
+request = function()
+  local roll = math.random()
+  if mix == "subscribers" then roll = 0 elseif mix == "anonymous" then roll = 0.99 end
+  local article = "art-" .. math.random(0, 39)
+  local reader
+  local base = math.random(0, n - 1) * 100
+  if roll < 0.30 then reader = "reader-" .. (base + math.random(0, 29))
+  elseif roll < 0.40 then reader = "reader-" .. (base + 30 + math.random(0, 14))
+  elseif roll < 0.75 then reader = "reader-" .. (base + 45 + math.random(0, 54))
+  else reader = string.format("anon-%09d", math.random(0, 999999999)) end
+  return wrk.format("POST", "/v1/access", HEADERS, '{"reader":"' .. reader .. '","article":"' .. article .. '"}')
+end
+"""
+
+
+def wrk_load(
+    port: int, mode: str, seconds: float, key: str, readers: int, connections: int = 32
+) -> dict[str, float]:
+    """Closed-loop load with wrk (C, so the client takes little of the machine): req/s, p50, p99."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        headers = f'{{["Authorization"] = "Bearer {key}", ["Content-Type"] = "application/json"}}'
+        f.write(
+            WRK_SCRIPT.replace("READERS_HUNDREDS", str(readers // 100))
+            .replace("MIX", MIX)
+            .replace("HEADERS", headers)
+        )
+        script = f.name
+    path = "/healthz" if mode == "healthz" else "/v1/access"
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency"]
+    if mode != "healthz":
+        cmd += ["-s", script]
+    out = subprocess.run(
+        [*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
+    os.unlink(script)
+
+    def ms(label: str) -> float:
+        line = next(x for x in out.splitlines() if x.strip().startswith(label))
+        value = line.split()[1]
+        for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+            if value.endswith(unit):
+                return float(value[: -len(unit)]) * factor
+        return float(value)
+
+    rps = float(next(x for x in out.splitlines() if x.startswith("Requests/sec:")).split()[1])
+    bad = next((x for x in out.splitlines() if "Non-2xx" in x), "0").split()[-1]
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "n": 0, "errors": int(bad)}
+
+
 def start_gunicorn(url: str, port: int, signing_key: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -345,12 +399,14 @@ def bench_database(label: str, url: str, seconds: float, readers: int, signing_k
     proc = start_gunicorn(url, port, signing_key)
     try:
         load(port, "access", 2, key, readers)  # warm-up: connections, caches, the key cache
-        health = load(port, "healthz", seconds, key, readers)
-        access = load(port, "access", seconds, key, readers)
+        closed = wrk_load if shutil.which("wrk") and not os.environ.get("BENCH_PYTHON_CLIENT") else load
+        health = closed(port, "healthz", seconds, key, readers)
+        access = closed(port, "access", seconds, key, readers)
         paced = load(port, "access", seconds, key, readers, rate=500, procs=2, threads=16)
     finally:
         stop(proc)
     result = {"label": label, "healthz": health, "access": access, "paced": paced}
+    print(f"  closed-loop client: {'wrk' if closed is wrk_load else 'Python'}")
     print(f"  healthz  {health['rps']:7.0f} req/s  p50 {health['p50']:5.1f} ms  p99 {health['p99']:5.1f} ms")
     print(
         f"  access   {access['rps']:7.0f} req/s  p50 {access['p50']:5.1f} ms  p99 {access['p99']:5.1f} ms"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -49,9 +49,3 @@ def record_read(session: Session, reader: str, period: str, article: str, now: d
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = session.execute(insert(MeterRead).values(**values).on_conflict_do_nothing())
     return "recorded" if getattr(result, "rowcount", 1) else "already_recorded"
-
-
-def purge_before(session: Session, period: str) -> int:
-    """Delete meter rows of periods before ``period`` (``YYYY-MM``); returns how many went."""
-    result = session.execute(delete(MeterRead).where(MeterRead.period < period))
-    return int(getattr(result, "rowcount", 0) or 0)
