@@ -93,8 +93,18 @@ def lock(session: Session, event: Mapping[str, Any]) -> None:
     """Serialize work on the objects an event touches (PostgreSQL; SQLite writers are serial anyway)."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for key in lock_keys(event):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    take_locks(session, lock_keys(event))
+
+
+def take_locks(session: Session, keys: list[int]) -> None:
+    """Transaction-scoped advisory locks on ``keys`` in ascending order, in one round trip."""
+    if keys:
+        session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS ordered"
+            ),
+            {"keys": sorted(keys)},
+        )
 
 
 @dataclass(frozen=True)
@@ -164,9 +174,10 @@ def receive(db: Database, settings: Settings, event: Mapping[str, Any]) -> Deliv
             attempts=0,
             deliveries=1,
         )
-        session.add(row)
-        session.flush()
+        # Added after processing, so the row is written once (one INSERT, no UPDATEs); the advisory
+        # locks (PostgreSQL) or the write lock (SQLite) keep a duplicate out meanwhile.
         outcome = process(session, row, event, settings)
+        session.add(row)
     return Delivery(event_id, outcome)
 
 

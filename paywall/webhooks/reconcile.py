@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from paywall import clock
@@ -26,7 +25,7 @@ from paywall.db import Database
 from paywall.models import SyncCursor
 from paywall.webhooks import sync
 from paywall.webhooks.handlers import related_ids
-from paywall.webhooks.inbox import lock_key
+from paywall.webhooks.inbox import lock_key, take_locks
 from paywall.webhooks.sync import Obj, Source
 
 RUN = "run"
@@ -97,9 +96,7 @@ class Tally:
 def _lock_page(session: Session, objects: list[Obj]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
-    keys = sorted({lock_key(i) for obj in objects for i in related_ids(obj)})
-    for key in keys:
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    take_locks(session, sorted({lock_key(i) for obj in objects for i in related_ids(obj)}))
 
 
 def _cursor(session: Session, name: str) -> SyncCursor:

@@ -676,6 +676,12 @@ def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
     if pid is None:
         raise ValueError("payment intent without an id")
     charge_id = obj_id(pi.get("latest_charge"))
+    # Older API versions (and expansion) put the charge objects themselves on the intent.
+    embedded = [pi.get("latest_charge"), *(_map(pi.get("charges")).get("data") or [])]
+    for ch in embedded:
+        if isinstance(ch, Mapping) and ch.get("object") == "charge" and ch.get("status") == "succeeded":
+            upsert_charge(session, ch, src)
+            charge_id = charge_id or obj_id(ch)
     if pi.get("status") != "succeeded" or charge_id is None:
         relink_payments(session, payment_intent_id=pid)
         return "ignored"
