@@ -44,7 +44,7 @@ class DonorTotal:
 def donors_table(session: Session, period: Period, livemode: bool | None) -> Table:
     """Donors of ``period`` (a calendar year in the reporting time zone), largest totals first."""
     donors: dict[tuple[str, str], DonorTotal] = {}
-    for row in iter_payments(session, period, livemode, kind="donation"):
+    for row in iter_payments(session, period, livemode, kind="donation", with_reader_id=True):
         paid_at, charge, customer, reader, email, name, currency = (
             row[0], row[1], row[7], row[12], row[13], row[14], row[15],
         )  # fmt: skip

@@ -84,9 +84,12 @@ def csv_chunks(table: Table, tz: ZoneInfo, *, bom: bool = False) -> Iterator[byt
         for i in text_cols:
             v = out[i]
             # None is written as an empty cell by the csv module.
-            if v is not None:
-                v = str(v)
-                out[i] = "'" + v if v and v[0] in start else v
+            if v.__class__ is not str:
+                if v is None:
+                    continue
+                v = out[i] = str(v)
+            if v and v[0] in start:
+                out[i] = "'" + v
         for i, c in money_cols:
             v = out[i]
             if v is None:
