@@ -4,6 +4,7 @@ accessible markup, HTML error pages, and the card-testing rate limits."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from flask.testing import FlaskClient
 
 from paywall import signing
 from paywall.app import create_app
-from paywall.config import Settings
+from paywall.config import ConfigError, Settings
 from paywall.db import Database
 from tests.checkout_stripe_fake import FakeStripe
 from tests.test_checkout_api import PLANS, PUBLIC, add_customer
@@ -82,8 +83,9 @@ def test_donate_page_is_an_accessible_form_without_scripts(browser: FlaskClient)
         and "<legend>How often</legend>" in html
         and "<legend>Amount (EUR)</legend>" in html
     )
-    for label in ("5.00 EUR", "10.00 EUR", "25.00 EUR", "50.00 EUR", "Once", "Monthly", "Yearly", "Other"):
+    for label in ("5.00 EUR", "10.00 EUR", "25.00 EUR", "50.00 EUR", "Once", "Monthly", "Yearly"):
         assert f">{label}</label>" in html
+    assert '<label for="other_amount">Or another amount in EUR</label>' in html
     # Every input has a label.
     for input_id in re.findall(r'<input type="(?:radio|text)"[^>]* id="([^"]+)"', html):
         assert f'for="{input_id}"' in html
@@ -127,9 +129,10 @@ def test_donating_redirects_to_checkout_for_the_tokens_reader(
 
 def test_another_amount_and_a_double_submit(browser: FlaskClient, stripe_api: FakeStripe) -> None:
     ft = form_token(browser.get("/donate?currency=gbp").get_data(as_text=True))
+    # The preselected preset is sent too; the typed amount wins.
     data = {
         "form_token": ft,
-        "amount": "other",
+        "amount": "1000",
         "other_amount": "12,50",
         "interval": "once",
         "currency": "gbp",
@@ -154,11 +157,10 @@ def test_another_amount_and_a_double_submit(browser: FlaskClient, stripe_api: Fa
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"amount": "other", "other_amount": "1.50"}, "Must be between 2.00 EUR and 1000.00 EUR"),
-        ({"amount": "other", "other_amount": "5000"}, "Must be between 2.00 EUR and 1000.00 EUR"),
-        ({"amount": "other", "other_amount": "ten"}, "Enter an amount such as 12 or 12.50."),
-        ({"amount": "other", "other_amount": "10.001"}, "Enter an amount such as 12 or 12.50."),
-        ({"amount": "other", "other_amount": ""}, "Enter an amount such as 12 or 12.50."),
+        ({"amount": "1000", "other_amount": "1.50"}, "Must be between 2.00 EUR and 1000.00 EUR"),
+        ({"amount": "1000", "other_amount": "5000"}, "Must be between 2.00 EUR and 1000.00 EUR"),
+        ({"amount": "1000", "other_amount": "ten"}, "Enter an amount such as 12 or 12.50."),
+        ({"amount": "1000", "other_amount": "10.001"}, "Enter an amount such as 12 or 12.50."),
         ({}, "Choose an amount."),
     ],
 )
@@ -277,6 +279,31 @@ def test_mail_links_work_like_site_tokens(
     assert "<form" not in browser.get(f"/subscribe?token={other_purpose}").get_data(as_text=True)
 
 
+def test_a_mail_links_campaign_is_carried_to_checkout(
+    browser: FlaskClient, pages_settings: Callable[..., Settings], stripe_api: FakeStripe
+) -> None:
+    claims = {"sub": "reader-mail", "cmp": "giving-tuesday"}
+    link, _ = signing.sign(pages_settings(), claims, purpose="reader-link", ttl=dt.timedelta(days=30))
+    ft = form_token(browser.get(f"/donate?token={link}").get_data(as_text=True))
+    html = browser.get(f"/donate?token={link}").get_data(as_text=True)
+    assert 'name="campaign" value="giving-tuesday"' in html
+    resp = browser.post(
+        "/donate",
+        data={
+            "form_token": ft,
+            "amount": "1000",
+            "interval": "once",
+            "currency": "eur",
+            "campaign": "giving-tuesday",
+        },
+    )
+    assert resp.status_code == 303
+    form = stripe_api.posts("/v1/checkout/sessions")[0].form
+    assert form["metadata[campaign]"] == "giving-tuesday"
+    assert form["payment_intent_data[metadata][campaign]"] == "giving-tuesday"
+    assert form["client_reference_id"] == "reader-mail"
+
+
 def test_thanks_page(make_browser: Callable[..., FlaskClient]) -> None:
     browser = make_browser(checkout={"site_url": "https://news.example.org/"})
     html = browser.get("/thanks?kind=donation&session_id=cs_test_1").get_data(as_text=True)
@@ -368,3 +395,22 @@ def test_limits_can_be_turned_off(make_browser: Callable[..., FlaskClient], stri
             ).status_code
             == 303
         )
+
+
+def test_a_storage_that_cannot_be_used_fails_at_start(
+    pages_settings: Callable[..., Settings], db: Database
+) -> None:
+    with pytest.raises(ConfigError, match=r"ratelimit\.storage_uri: unknown storage scheme"):
+        create_app(pages_settings(ratelimit={"storage_uri": "bogus://nowhere"}), db=db)
+    redis_uri = pages_settings(ratelimit={"storage_uri": "redis://127.0.0.1:9/0"})
+    if importlib.util.find_spec("redis") is None:
+        # Without the extra, say which package is missing rather than fail at the first donation.
+        with pytest.raises(ConfigError, match=r"pip install 'paywall\[redis\]'"):
+            create_app(redis_uri, db=db)
+    else:
+        create_app(redis_uri, db=db)  # connects lazily; an outage falls back to memory
+
+
+def test_a_bad_limit_fails_at_start(pages_settings: Callable[..., Settings], db: Database) -> None:
+    with pytest.raises(ConfigError, match=r"ratelimit\.checkout_per_address"):
+        create_app(pages_settings(ratelimit={"checkout_per_address": "ten per fortnight"}), db=db)

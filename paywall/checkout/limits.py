@@ -12,9 +12,10 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
+from limits.errors import ConfigurationError
 
 from paywall.checkout.config import ratelimit_settings
-from paywall.config import Settings
+from paywall.config import ConfigError, Settings
 
 EXTENSION = "paywall.checkout.limiter"
 TOO_MANY = "Too many attempts from here; wait a little and try again."
@@ -61,8 +62,14 @@ def limiter_for(app: Flask) -> Limiter:
             retry_after="delta-seconds",
             key_prefix="paywall",
             enabled=conf.enabled,
+            # If Redis goes away, count in this process's memory instead: limits stay, never a 500.
+            in_memory_fallback_enabled=True,
         )
-        limiter.init_app(app)
+        try:
+            limiter.init_app(app)
+        except ConfigurationError as exc:
+            hint = " (pip install 'paywall[redis]')" if conf.storage_uri.startswith("redis") else ""
+            raise ConfigError(f"ratelimit.storage_uri: {exc}{hint}") from None
         app.extensions[EXTENSION] = limiter
     return limiter
 

@@ -198,6 +198,18 @@ def _pick(value: str | None, allowed: list[str] | tuple[str, ...], default: str)
     return value if value in allowed else default
 
 
+def link_campaign(settings: Settings, token: str | None) -> str | None:
+    """The campaign a mailer link was sent for (its ``cmp`` claim), so the gift is attributed to it."""
+    if not token:
+        return None
+    try:
+        claims = signing.verify(settings, token, purpose=READER_PURPOSES)
+    except signing.InvalidToken:
+        return None
+    value = claims.get("cmp")
+    return value if isinstance(value, str) else None
+
+
 def _campaign(value: str | None) -> str | None:
     if value and len(value) <= 100 and all(c.isalnum() or c in "._:-" for c in value):
         return value
@@ -220,7 +232,7 @@ def donate_page() -> Any:
         currency=currency,
         interval=interval,
         amount=None,
-        campaign=_campaign(request.args.get("campaign")),
+        campaign=_campaign(request.args.get("campaign") or link_campaign(settings, token)),
         token=token if reader else None,
     )
     return render_template("checkout/donate.html", **context)
@@ -258,7 +270,8 @@ def donate_submit() -> Any:
     other = request.form.get("other_amount", "").strip()
     errors: dict[str, str] = {}
     amount: int | None = None
-    if choice == "other" or (not choice and other):
+    if other:
+        # A typed amount is the most explicit choice: it wins over the preselected preset.
         amount = parse_major(other, currency)
         if amount is None:
             errors["amount"] = "Enter an amount such as 12 or 12.50."
@@ -284,7 +297,7 @@ def donate_submit() -> Any:
             form.reader,
             currency=currency,
             interval=interval,
-            amount=amount if choice != "other" else None,
+            amount=None if other else amount,
             other=other,
             errors=errors,
             campaign=campaign,
@@ -330,7 +343,7 @@ def subscribe_page() -> Any:
         reader=reader,
         token_expired=bool(token) and reader is None,
         form_token=make_form_token(settings, "subscribe", reader) if reader else "",
-        campaign=_campaign(request.args.get("campaign")) or "",
+        campaign=_campaign(request.args.get("campaign") or link_campaign(settings, token)) or "",
         site_url=checkout_settings(settings).site_url,
     )
 
