@@ -235,9 +235,7 @@ def upgrade() -> None:
         sa.Column("fee_minor", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("net_minor", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("balance_currency", sa.String(length=3), nullable=True),
-        sa.Column(
-            "dispute_fee_minor", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("dispute_fee_minor", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=True),
         sa.Column("name", sa.String(length=200), nullable=True),
         sa.Column("paid_at", paywall.db.UTCDateTime(timezone=True), nullable=False),
@@ -329,7 +327,6 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_subscriptions_stripe_customer_id"), ["stripe_customer_id"], unique=False
         )
-
 
 
 def downgrade() -> None:

@@ -158,6 +158,7 @@ def run_sync(
                 for obj in objects:
                     src = Source.fetch(livemode=bool(obj.get("livemode")), at=at)
                     tally.add(item.name, item.apply(session, obj, src))
+                sync.settle(session)
                 if objects:
                     starting_after = str(objects[-1].get("id"))
                     cur = _cursor(session, item.name)

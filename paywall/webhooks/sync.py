@@ -723,7 +723,7 @@ def relink_payments(
     payment_intent_id: str | None = None,
     charge_id: str | None = None,
 ) -> None:
-    """Re-derive every payment related to the given ids."""
+    """Mark every payment related to the given ids for ``settle`` to re-derive."""
     conds = []
     if customer_id:
         conds.append(Payment.stripe_customer_id == customer_id)
@@ -737,7 +737,20 @@ def relink_payments(
         conds.append(Payment.stripe_charge_id == charge_id)
     if not conds:
         return
+    pending = session.info.setdefault(PENDING_RELINK, {})
     for payment in session.scalars(select(Payment).where(or_(*conds)).order_by(Payment.id)):
+        pending[payment.id] = payment
+
+
+PENDING_RELINK = "paywall.webhooks.relink"
+
+
+def settle(session: Session) -> None:
+    """Re-derive each payment marked by ``relink_payments`` once (one object often marks the same
+    payment several times). Callers run this after their upserts: the inbox after each handler,
+    the reconcile after each page."""
+    pending: dict[int, Payment] = session.info.pop(PENDING_RELINK, {})
+    for _, payment in sorted(pending.items()):
         relink_payment(session, payment)
 
 
