@@ -287,3 +287,14 @@ def http_json(client: FlaskClient, key: dict[str, str]) -> Any:
 
 def test_app_fixture_is_flask(app: Flask) -> None:
     assert "reports.revenue" in app.view_functions
+
+
+def test_fixed_offset_zone(db: Database) -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")  # UTC+9 all year
+    with db.transaction() as s:
+        payment(s, amount_minor=100, paid_at=utc(2026, 3, 31, 15, 30))  # April 1st, 00:30 in Tokyo
+        payment(s, amount_minor=200, paid_at=utc(2026, 3, 31, 14, 59))  # March 31st, 23:59
+    with db.transaction(readonly=True) as s:
+        months = _rows(revenue_report(s, Period(dt.date(2026, 3, 1), dt.date(2026, 5, 1), tokyo), "month"))
+    assert months[("2026-03", "usd")]["gross"] == 200
+    assert months[("2026-04", "usd")]["gross"] == 100

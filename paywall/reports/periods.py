@@ -165,18 +165,18 @@ def bucket_expr(
         if group_by == "week":
             return func.to_char(func.date_trunc("week", local), "YYYY-MM-DD")
         return func.to_char(local, "YYYY-MM-DD")
-    # SQLite (and anything else without time zones): shift by the offset in force.
+    # SQLite (and anything else without time zones): shift by the offset in force, passed as a
+    # strftime()/date() modifier ('+7200 seconds'); no modifier at all when the zone is UTC.
     changes = offset_changes(period.tz, period.start_utc, period.end_utc)
     modifiers = [f"{off:+d} seconds" for _, off in changes]
-    shift: ColumnElement[str]
-    if len(changes) == 1:
-        shift = cast(literal(modifiers[0]), String)
-    else:
+    shift: list[ColumnElement[str]] = []
+    if len(changes) > 1:
         whens = [(column < at, literal(mod)) for (at, _), mod in zip(changes[1:], modifiers, strict=False)]
-        shift = case(*whens, else_=literal(modifiers[-1]))
-    local_text = func.datetime(column, shift)
+        shift = [case(*whens, else_=literal(modifiers[-1]))]
+    elif changes[0][1] != 0:
+        shift = [cast(literal(modifiers[0]), String)]
     if group_by == "month":
-        return func.strftime("%Y-%m", local_text)
+        return func.strftime("%Y-%m", column, *shift)
     if group_by == "week":
-        return func.date(local_text, "-6 days", "weekday 1")
-    return func.date(local_text)
+        return func.date(column, *shift, "-6 days", "weekday 1")
+    return func.date(column, *shift)
