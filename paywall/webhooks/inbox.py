@@ -26,7 +26,7 @@ from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
 from paywall.models import StripeEvent
 from paywall.webhooks.handlers import HANDLERS, related_ids
-from paywall.webhooks.sync import PENDING_RELINK, Source, obj_id, settle
+from paywall.webhooks.sync import Source, forget, obj_id, settle
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def process(session: Session, row: StripeEvent, event: Mapping[str, Any], settin
             outcome = handler(session, event["data"]["object"], _source(event))
             settle(session)
     except Exception as exc:
-        session.info.pop(PENDING_RELINK, None)
+        forget(session)
         if is_transient(exc) or isinstance(exc, IntegrityError):
             # A concurrent writer or an unavailable database: let the whole delivery be retried.
             raise TransientDatabaseError(str(type(exc).__name__)) from exc

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -134,7 +134,10 @@ def _wins(row: Any, src: Source, new_rank: tuple[Any, ...], old_rank: tuple[Any,
 
 
 def _set(row: Any, values: Mapping[str, Any], links: Iterable[str] = ()) -> bool:
-    """Assign changed values; ``links`` are never cleared by None. Returns whether anything changed."""
+    """Assign changed values; ``links`` are never cleared by None. Returns whether anything changed.
+
+    An upsert that changed nothing skips its linking: every related row's own upsert already
+    passed its facts on when it changed (links are symmetric), so there is nothing new to derive."""
     keep = set(links)
     changed = False
     for key, value in values.items():
@@ -154,8 +157,30 @@ def _fill(row: Any, key: str, value: Any) -> bool:
     return True
 
 
+ROW_CACHE = "paywall.webhooks.rows"
+
+
 def _get(session: Session, model: type[T], column: Any, key: str) -> T | None:
-    return session.scalar(select(model).where(column == key))
+    """The row with this Stripe id, remembered for the rest of the transaction (the locks held
+    make it current), so the many lookups of one event's related rows cost one query each."""
+    cache = session.info.setdefault(ROW_CACHE, {})
+    found = cache.get((model, key))
+    if found is None:
+        found = session.scalar(select(model).where(column == key))
+        if found is not None:
+            cache[(model, key)] = found
+    return cast("T | None", found)
+
+
+def _remember(session: Session, row: Any, key: str) -> None:
+    session.add(row)
+    session.info.setdefault(ROW_CACHE, {})[(type(row), key)] = row
+
+
+def forget(session: Session) -> None:
+    """Drop the transaction's remembered rows and pending work (after a savepoint rollback)."""
+    session.info.pop(ROW_CACHE, None)
+    session.info.pop(PENDING_RELINK, None)
 
 
 def _stamp(row: Any, src: Source) -> None:
@@ -195,7 +220,7 @@ def upsert_customer(session: Session, cus: Obj, src: Source, *, deleted: bool = 
     created = row is None
     if row is None:
         row = StripeCustomer(stripe_customer_id=cid)
-        session.add(row)
+        _remember(session, row, cid)
     if not created and not _wins(
         row, src, _customer_rank(deleted), _customer_rank(row.deleted_at is not None)
     ):
@@ -215,7 +240,8 @@ def upsert_customer(session: Session, cus: Obj, src: Source, *, deleted: bool = 
     changed = _set(row, values, links=("reader_id", "stripe_created"))
     _stamp(row, src)
     session.flush()
-    link_customer(session, row)
+    if created or changed:
+        link_customer(session, row)
     return _outcome(created, changed)
 
 
@@ -223,7 +249,7 @@ def _customer_stub(session: Session, cid: str) -> StripeCustomer:
     row = _get(session, StripeCustomer, StripeCustomer.stripe_customer_id, cid)
     if row is None:
         row = StripeCustomer(stripe_customer_id=cid)
-        session.add(row)
+        _remember(session, row, cid)
         session.flush()
     return row
 
@@ -332,7 +358,7 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
     created = row is None
     if row is None:
         row = Subscription(stripe_subscription_id=sid, status=values["status"], kind="subscription")
-        session.add(row)
+        _remember(session, row, sid)
     elif not _wins(row, src, _subscription_rank(values.get), _subscription_rank(lambda k: getattr(row, k))):
         return "stale"
     values["reader_id"] = _reader_id(session, reader_ref)
@@ -344,7 +370,8 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
         changed = True
     _stamp(row, src)
     session.flush()
-    link_subscription(session, row)
+    if created or changed:
+        link_subscription(session, row)
     return _outcome(created, changed)
 
 
@@ -494,7 +521,7 @@ def upsert_invoice(session: Session, inv: Obj, src: Source, *, failed: bool = Fa
     changed = False
     if row is None:
         row = Invoice(stripe_invoice_id=iid, currency=values["currency"])
-        session.add(row)
+        _remember(session, row, iid)
     if created or _wins(row, src, _invoice_rank(values.get), _invoice_rank(lambda k: getattr(row, k))):
         changed = _set(
             row,
@@ -526,8 +553,10 @@ def upsert_invoice(session: Session, inv: Obj, src: Source, *, failed: bool = Fa
         # A fetched invoice that Stripe already tried and failed to collect: the failure happened
         # at finalization at the latest (the webhook that would have said when was missed).
         row.payment_failed_at = ts(transitions.get("finalized_at")) or row.stripe_created or src.at
+        changed = True
     session.flush()
-    link_invoice(session, row)
+    if created or changed:
+        link_invoice(session, row)
     if outcome == "stale" and changed:
         outcome = "updated"
     return outcome
@@ -548,14 +577,15 @@ def link_invoice_payment(session: Session, ip: Obj, src: Source) -> str:
     if row is None:
         # The invoice's own events may come later; they fill in the rest (this row has no state yet).
         row = Invoice(stripe_invoice_id=iid, currency=_str(ip.get("currency"), 3) or "usd")
-        session.add(row)
+        _remember(session, row, iid)
     changed = _set(
         row,
         {"stripe_payment_intent_id": pi, "stripe_charge_id": charge},
         links=("stripe_payment_intent_id", "stripe_charge_id"),
     )
     session.flush()
-    link_invoice(session, row)
+    if created or changed:
+        link_invoice(session, row)
     return _outcome(created, changed)
 
 
@@ -632,7 +662,7 @@ def upsert_charge(session: Session, ch: Obj, src: Source) -> str:
     created = row is None
     if row is None:
         row = Payment(stripe_charge_id=cid, kind="donation", amount_minor=values["amount_minor"])
-        session.add(row)
+        _remember(session, row, cid)
     elif not _wins(row, src, _charge_rank(values.get), _charge_rank(lambda k: getattr(row, k))):
         _payment_hints(session, row, meta, _recurring_hint(ch))
         relink_payment(session, row)
@@ -697,7 +727,7 @@ def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
             paid_at=ts(pi.get("created")) or src.at,
             livemode=src.livemode,
         )
-        session.add(row)
+        _remember(session, row, charge_id)
     changed = _set(
         row,
         {
@@ -962,7 +992,7 @@ def upsert_refund(session: Session, re: Obj, src: Source) -> str:
     created = row is None
     if row is None:
         row = Refund(stripe_refund_id=rid, **values)
-        session.add(row)
+        _remember(session, row, rid)
         changed = True
     elif _wins(row, src, rank(values.get), rank(lambda k: getattr(row, k))):
         changed = _set(
@@ -974,7 +1004,10 @@ def upsert_refund(session: Session, re: Obj, src: Source) -> str:
         return "stale"
     _stamp(row, src)
     session.flush()
-    relink_payments(session, charge_id=row.stripe_charge_id, payment_intent_id=row.stripe_payment_intent_id)
+    if created or changed:
+        relink_payments(
+            session, charge_id=row.stripe_charge_id, payment_intent_id=row.stripe_payment_intent_id
+        )
     return _outcome(created, changed)
 
 
@@ -1019,7 +1052,7 @@ def upsert_dispute(session: Session, dp: Obj, src: Source) -> str:
     changed = False
     if row is None:
         row = Dispute(stripe_dispute_id=did, **values)
-        session.add(row)
+        _remember(session, row, did)
         changed = True
     old_rank = rank(lambda k: getattr(row, k))
     new_values = dict(values)
@@ -1042,7 +1075,8 @@ def upsert_dispute(session: Session, dp: Obj, src: Source) -> str:
     if row.status in DISPUTE_STATUS_RANK and DISPUTE_STATUS_RANK[row.status] == 2:
         changed = _fill(row, "closed_at", src.at) or changed
     session.flush()
-    relink_payments(session, charge_id=row.stripe_charge_id)
+    if created or changed:
+        relink_payments(session, charge_id=row.stripe_charge_id)
     return "updated" if outcome == "stale" and changed else outcome
 
 
@@ -1096,7 +1130,7 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
     created = row is None
     if row is None:
         row = CheckoutSession(stripe_checkout_session_id=csid)
-        session.add(row)
+        _remember(session, row, csid)
     elif not _wins(row, src, rank(values.get), rank(lambda k: getattr(row, k))):
         return "stale"
     changed = _set(
@@ -1117,7 +1151,8 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
         _fill(row, "completed_at", src.at)
     _stamp(row, src)
     session.flush()
-    link_checkout(session, row)
+    if created or changed:
+        link_checkout(session, row)
     return _outcome(created, changed)
 
 
