@@ -238,6 +238,8 @@ def test_http_json_csv_xlsx(client: FlaskClient, db: Database, finance_key: dict
         ("start=2026-03-01&end=2026-05-01&format=pdf", "format"),
         ("start=2026-03-01&end=2026-05-01&livemode=maybe", "livemode"),
         ("start=2026-03-01&end=2026-05-01&colour=red", "colour"),
+        ("start=0001-01-01&end=2026-05-01", "start"),
+        ("start=2000-01-01&end=2030-01-02", "end"),
     ],
 )
 def test_bad_parameters_are_422_naming_the_field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -30,9 +31,17 @@ class _Common(StrictSchema):
     )
 
 
+# Stripe began in 2011; the bounds keep local-midnight arithmetic far from datetime's limits.
+DATES = validate.Range(min=dt.date(1970, 1, 1), max=dt.date(9998, 12, 31))
+
+
 class _Period(_Common):
-    start = fields.Date(required=True, metadata={"description": "First day (inclusive), YYYY-MM-DD."})
-    end = fields.Date(required=True, metadata={"description": "Day after the last (exclusive), YYYY-MM-DD."})
+    start = fields.Date(
+        required=True, validate=DATES, metadata={"description": "First day (inclusive), YYYY-MM-DD."}
+    )
+    end = fields.Date(
+        required=True, validate=DATES, metadata={"description": "Day after the last (exclusive), YYYY-MM-DD."}
+    )
 
     @validates_schema
     def _end_after_start(self, data: dict[str, Any], **_: Any) -> None:
