@@ -24,6 +24,10 @@ migrate: $(STAMP_RUN)
 
 ## make run: set up, migrate the embedded SQLite database under var/, serve on PAYWALL_BIND (127.0.0.1:8000)
 run: migrate
+	@# The mail worker drains the outbox beside the server and stops with it (Ctrl-C, kill, or exit).
+	@# Without PAYWALL_SMTP_HOST/PAYWALL_MAIL_FROM it says which variable is missing and exits; the server runs on.
+	@$(BIN)/paywall worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/paywall serve
 
 ## make test: set up with the development extras, then ruff, mypy and pytest

@@ -72,16 +72,24 @@ class Campaign:
     rate_per_minute: int | None = None
     window: SendWindow | None = None
     env: jinja2.Environment = field(repr=False, compare=False, default_factory=jinja2.Environment)
+    _compiled: dict[str, jinja2.Template] = field(repr=False, compare=False, default_factory=dict)
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
         """Subject, text and HTML for one reader (HTML autoescaped; unknown variables are errors)."""
         try:
-            subject = self.env.from_string(self.subject).render(context)
+            subject = self.subject_template().render(context)
             text = self.env.get_template("body.txt").render(context)
             html = self.env.get_template("body.html").render(context)
         except jinja2.TemplateError as exc:
             raise CampaignError(f"{self.name}: template error: {exc}") from exc
         return Rendered(subject=" ".join(subject.split()), text=text, html=html)
+
+    def subject_template(self) -> jinja2.Template:
+        """The subject, compiled once per campaign (compiling it per message was costly)."""
+        template = self._compiled.get("subject")
+        if template is None:
+            template = self._compiled["subject"] = self.env.from_string(self.subject)
+        return template
 
     def sender_for(self, settings: Settings) -> str:
         return self.sender or settings.mail.mail_from

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
+from email import policy as email_policy
+
 import click
 
 from paywall.appeals.campaigns import Campaign, CampaignError, load_campaign, load_campaigns
 from paywall.appeals.mailer import OutsideWindow, build_appeal, ledger_summary, release_claims, send_campaign
 from paywall.cli import Context, pass_ctx
+from paywall.mail.message import to_bytes
 from paywall.mail.settings import MailNotConfigured, require_mail
 from paywall.mail.smtp import MailConfigError, SmtpTransport
 from paywall.mail.tally import echo_tally
@@ -64,11 +68,14 @@ def preview(obj: Context, name: str, reader_id: str) -> None:
         msg = build_appeal(obj.settings, campaign, external_id=reader_id, email=email, name=person)
     except CampaignError as exc:
         raise click.ClickException(str(exc)) from None
-    for key, value in msg.items():
+    # Parse what would go on the wire, so the preview shows exactly that, decoded for reading.
+    parsed = message_from_bytes(to_bytes(msg), policy=email_policy.default)
+    for key, value in parsed.items():
         click.echo(f"{key}: {value}")
-    for part in msg.iter_parts():
-        click.echo(f"\n--- {part.get_content_type()} ---")
-        click.echo(part.get_content().rstrip("\n"))  # type: ignore[attr-defined]
+    for part in parsed.walk():
+        if part.get_content_maintype() == "text":
+            click.echo(f"\n--- {part.get_content_type()} ---")
+            click.echo(str(part.get_content()).rstrip("\n"))  # type: ignore[attr-defined]
 
 
 @cli.command("send")

@@ -21,31 +21,35 @@ connection failed before the body) releases the claim by itself, and stops the r
 from __future__ import annotations
 
 import collections
+import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from typing import Any
+from email.message import Message
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import String, Table, bindparam, delete, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.appeals.campaigns import Campaign
 from paywall.appeals.selection import Candidate, candidates, exclusion
 from paywall.config import Settings
-from paywall.db import Database
-from paywall.mail.links import reader_link, unsubscribe_url
+from paywall.db import Database, UTCDateTime
+from paywall.mail.links import reader_links, unsubscribe_url
 from paywall.mail.message import build_message
 from paywall.mail.settings import appeal_pause_days
 from paywall.mail.smtp import Delivery, MailConfigError, SmtpTransport, TransientFailure
-from paywall.mail.sql import insert_ignore
-from paywall.mail.suppression import is_suppressed, suppress
+from paywall.mail.suppression import email_hash, suppress, suppressed_hashes
 from paywall.models import AppealSend, Reader
 
 log = logging.getLogger(__name__)
 
 # Ledger state -> the tally word for a reader found already in the ledger.
+_LEDGER = cast(Table, AppealSend.__table__)
+_READERS = cast(Table, Reader.__table__)
+
 EXISTING = {"sent": "already_sent", "claimed": "claimed", "unknown": "claimed", "failed": "already_failed"}
 
 
@@ -64,7 +68,7 @@ class SendReport:
 
 @dataclass
 class _Mark:
-    reader_id: int
+    row_id: int
     state: str
     message_id: str | None = None
     error: str | None = None
@@ -75,18 +79,19 @@ def appeal_context(
     settings: Settings, campaign: Campaign, external_id: str, name: str | None
 ) -> dict[str, Any]:
     """The template variables for one reader."""
+    links = reader_links(settings, external_id, ("subscribe", "donate"), campaign.name)
     return {
         "reader_name": (name or "").strip(),
         "campaign": campaign.name,
-        "subscribe_url": reader_link(settings, external_id, "subscribe", campaign.name),
-        "donate_url": reader_link(settings, external_id, "donate", campaign.name),
+        "subscribe_url": links["subscribe"],
+        "donate_url": links["donate"],
         "unsubscribe_url": unsubscribe_url(settings, external_id, campaign.name),
     }
 
 
 def build_appeal(
     settings: Settings, campaign: Campaign, *, external_id: str, email: str, name: str | None
-) -> EmailMessage:
+) -> Message:
     """The message one reader gets (also what `paywall appeals preview` prints)."""
     context = appeal_context(settings, campaign, external_id, name)
     rendered = campaign.render(context)
@@ -102,44 +107,103 @@ def build_appeal(
     )
 
 
-def _apply_marks(session: Session, campaign: str, marks: list[_Mark]) -> None:
+# Both statements are built once (per dialect) and run with parameters: building them for every
+# message cost more than executing them.
+_MARK = (
+    update(_LEDGER)
+    .where(_LEDGER.c.id == bindparam("row_id"))
+    .values(
+        state=bindparam("state"),
+        message_id=bindparam("message_id"),
+        error=bindparam("error"),
+        finished_at=bindparam("finished_at", type_=UTCDateTime()),
+    )
+)
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id, for one reader still eligible."""
+    eligible = select(
+        bindparam("campaign", type_=String()),
+        _READERS.c.id,
+        literal("claimed", String()),
+        bindparam("claimed_at", type_=UTCDateTime()),
+    ).where(
+        _READERS.c.id == bindparam("reader_id"),
+        _READERS.c.email == bindparam("email"),
+        _READERS.c.marketing_opt_in.is_(True),
+        _READERS.c.unsubscribed_at.is_(None),
+        _READERS.c.erased_at.is_(None),
+    )
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_LEDGER)
+        .from_select(["campaign", "reader_id", "state", "claimed_at"], eligible)
+        .on_conflict_do_nothing(index_elements=["campaign", "reader_id"])
+        .returning(_LEDGER.c.id)
+    )
+
+
+def _apply_marks(session: Session, marks: list[_Mark]) -> None:
+    if not marks:
+        return
     now = clock.now()
+    rows = [
+        {
+            "row_id": m.row_id,
+            "state": m.state,
+            "message_id": m.message_id,
+            "error": m.error,
+            "finished_at": now,
+        }
+        for m in marks
+    ]
+    session.connection().execute(_MARK, rows)
     for mark in marks:
-        session.execute(
-            update(AppealSend)
-            .where(AppealSend.campaign == campaign, AppealSend.reader_id == mark.reader_id)
-            .values(state=mark.state, message_id=mark.message_id, error=mark.error, finished_at=now)
-        )
         if mark.suppress_email:
             suppress(session, mark.suppress_email, reason="hard_bounce", detail=mark.error)
     marks.clear()
 
 
-def _claim(session: Session, campaign: str, reader_id: int) -> tuple[str, Reader | None]:
-    """Re-check the reader and insert the ledger row: ('claimed', reader) or (reason, None)."""
-    reader = session.get(Reader, reader_id)
-    if reader is None:
-        return "erased", None
-    reason = exclusion(reader.email, reader.unsubscribed_at, reader.erased_at, set())
-    if reason is None and reader.email and is_suppressed(session, reader.email):
-        reason = "suppressed"
-    if reason is not None:
-        return reason, None
-    values = {"campaign": campaign, "reader_id": reader_id, "state": "claimed", "claimed_at": clock.now()}
-    if insert_ignore(session, AppealSend, values, ["campaign", "reader_id"]):
-        return "claimed", reader
+def _claim(session: Session, campaign: str, cand: Candidate) -> int | None:
+    """Insert the ledger row if the reader is still eligible at the same address; its id, or None.
+
+    One statement: the unique key decides between racing senders, and the reader's unsubscribe or
+    erasure is re-checked at the same instant.
+    """
+    conn = session.connection()
+    params = {
+        "campaign": campaign,
+        "reader_id": cand.reader_id,
+        "email": cand.email,
+        "claimed_at": clock.now(),
+    }
+    row_id: int | None = conn.execute(_claim_statement(conn.dialect.name), params).scalar()
+    return row_id
+
+
+def _why_not(session: Session, campaign: str, reader_id: int) -> str:
+    """Why a claim inserted nothing: the ledger row exists, or the reader changed since selection."""
     state = session.scalar(
         select(AppealSend.state).where(AppealSend.campaign == campaign, AppealSend.reader_id == reader_id)
     )
-    return EXISTING.get(state or "", "claimed"), None
+    if state is not None:
+        return EXISTING.get(state, "claimed")
+    reader = session.get(Reader, reader_id)
+    if reader is None:
+        return "erased"
+    if not reader.marketing_opt_in:
+        return "opted_out"
+    return exclusion(reader.email, reader.unsubscribed_at, reader.erased_at, set()) or "address_changed"
 
 
-def _outcome(delivery: Delivery, reader_id: int, email: str, message_id: str | None) -> tuple[str, _Mark]:
+def _outcome(delivery: Delivery, row_id: int, email: str, message_id: str | None) -> tuple[str, _Mark]:
     if delivery.status == "sent":
-        return "sent", _Mark(reader_id, "sent", message_id)
+        return "sent", _Mark(row_id, "sent", message_id)
     if delivery.status == "unknown":
-        return "unknown", _Mark(reader_id, "unknown", message_id, delivery.error)
-    mark = _Mark(reader_id, "failed", message_id, delivery.error, email if delivery.hard_bounce else None)
+        return "unknown", _Mark(row_id, "unknown", message_id, delivery.error)
+    mark = _Mark(row_id, "failed", message_id, delivery.error, email if delivery.hard_bounce else None)
     return "failed", mark
 
 
@@ -154,6 +218,7 @@ def send_campaign(
     force: bool = False,
     now: Callable[[], Any] = clock.now,
     progress: Callable[[str, Candidate], None] | None = None,
+    build: Callable[[Candidate], Message] | None = None,
 ) -> SendReport:
     """Send ``campaign`` to its segment once per reader; returns the tally (see the module doc)."""
     report = SendReport()
@@ -175,75 +240,82 @@ def send_campaign(
     tally = report.tally
     marks: list[_Mark] = []
     attempted = 0
-    try:
-        for cand in people:
-            if cand.excluded:
-                tally[cand.excluded] += 1
-                continue
-            if cand.reader_id in ledger:
-                tally[EXISTING.get(ledger[cand.reader_id], "claimed")] += 1
-                continue
-            if limit is not None and attempted >= limit:
-                tally["over_limit"] += 1
-                continue
-            attempted += 1
-            if dry_run:
-                tally["would_send"] += 1
-                report.would_send.append(cand)
-                continue
-            if window is not None and not force and not window.contains(now()):
-                report.stopped = f"send window closed ({window.describe()}); rerun to continue"
-                break
-            with db.transaction() as session:
-                _apply_marks(session, campaign.name, marks)
-                claim, reader = _claim(session, campaign.name, cand.reader_id)
-                snapshot = (reader.external_id, reader.email or "", reader.name) if reader else None
-            if snapshot is None:
-                tally[claim] += 1
-                continue
-            external_id, email, name = snapshot
-            if transport is None:  # checked above; keeps the type checker informed
-                raise ValueError("a transport is needed unless dry_run")
-            try:
-                msg = build_appeal(settings, campaign, external_id=external_id, email=email, name=name)
-                delivery = transport.send(msg)
-            except (TransientFailure, MailConfigError) as exc:
-                # Nothing reached the server: give the claim back so a later run sends it.
-                with db.transaction() as session:
-                    _apply_marks(session, campaign.name, marks)
-                    _release(session, campaign.name, [cand.reader_id])
-                tally["deferred"] += 1
-                report.stopped = f"SMTP: {exc}"
-                if isinstance(exc, MailConfigError):
+    # One connection for the whole run (a transaction per claim on it): opening a connection per
+    # transaction cost more than the SMTP exchange itself.
+    with db.engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as session:
+        with session.begin():
+            suppressed = suppressed_hashes(session)
+        try:
+            for cand in people:
+                if cand.excluded:
+                    tally[cand.excluded] += 1
+                    continue
+                if cand.reader_id in ledger:
+                    tally[EXISTING.get(ledger[cand.reader_id], "claimed")] += 1
+                    continue
+                if email_hash(cand.email or "") in suppressed:  # bounced earlier in this run
+                    tally["suppressed"] += 1
+                    continue
+                if limit is not None and attempted >= limit:
+                    tally["over_limit"] += 1
+                    continue
+                attempted += 1
+                if dry_run:
+                    tally["would_send"] += 1
+                    report.would_send.append(cand)
+                    continue
+                if window is not None and not force and not window.contains(now()):
+                    report.stopped = f"send window closed ({window.describe()}); rerun to continue"
+                    break
+                with session.begin():
+                    _apply_marks(session, marks)
+                    row_id = _claim(session, campaign.name, cand)
+                    if row_id is None:
+                        tally[_why_not(session, campaign.name, cand.reader_id)] += 1
+                        continue
+                if transport is None:  # checked above; keeps the type checker informed
+                    raise ValueError("a transport is needed unless dry_run")
+                email = cand.email or ""
+                try:
+                    if build is not None:  # the benchmark sends messages it prepared up front
+                        msg = build(cand)
+                    else:
+                        msg = build_appeal(
+                            settings, campaign, external_id=cand.external_id, email=email, name=cand.name
+                        )
+                    delivery = transport.send(msg)
+                except (TransientFailure, MailConfigError) as exc:
+                    # Nothing reached the server: give the claim back so a later run sends it.
+                    with session.begin():
+                        _apply_marks(session, marks)
+                        _release(session, row_id)
+                    tally["deferred"] += 1
+                    report.stopped = f"SMTP: {exc}"
+                    if isinstance(exc, MailConfigError):
+                        raise
+                    break
+                except Exception:
+                    # A bug while rendering (before anything was sent): give the claim back, then fail.
+                    with session.begin():
+                        _apply_marks(session, marks)
+                        _release(session, row_id)
                     raise
-                break
-            except Exception:
-                # A bug while rendering (before anything was sent): give the claim back, then fail.
-                with db.transaction() as session:
-                    _apply_marks(session, campaign.name, marks)
-                    _release(session, campaign.name, [cand.reader_id])
-                raise
-            word, mark = _outcome(delivery, cand.reader_id, email, msg["Message-ID"])
-            marks.append(mark)
-            tally[word] += 1
-            if progress is not None:
-                progress(word, cand)
-    finally:
-        if marks:
-            with db.transaction() as session:
-                _apply_marks(session, campaign.name, marks)
+                word, mark = _outcome(delivery, row_id, email, msg["Message-ID"])
+                if mark.suppress_email:
+                    suppressed.add(email_hash(email))
+                marks.append(mark)
+                tally[word] += 1
+                if progress is not None:
+                    progress(word, cand)
+        finally:
+            if marks:
+                with session.begin():
+                    _apply_marks(session, marks)
     return report
 
 
-def _release(session: Session, campaign: str, reader_ids: Iterable[int]) -> int:
-    result = session.execute(
-        delete(AppealSend).where(
-            AppealSend.campaign == campaign,
-            AppealSend.reader_id.in_(list(reader_ids)),
-            AppealSend.state == "claimed",
-        )
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+def _release(session: Session, row_id: int) -> None:
+    session.execute(delete(_LEDGER).where(_LEDGER.c.id == row_id, _LEDGER.c.state == "claimed"))
 
 
 def release_claims(session: Session, campaign: str, *, reader_ids: list[int] | None = None) -> int:

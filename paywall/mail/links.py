@@ -27,11 +27,19 @@ def unsubscribe_url(settings: Settings, reader_external_id: str, campaign: str |
     return _url(settings, "/unsubscribe", token)
 
 
-def reader_link(settings: Settings, reader_external_id: str, page: str, campaign: str | None = None) -> str:
-    """``{public_url}/<page>?token=…`` (subscribe, donate, portal) with a "reader-link" token."""
+def reader_links(
+    settings: Settings, reader_external_id: str, pages: tuple[str, ...], campaign: str | None = None
+) -> dict[str, str]:
+    """``{public_url}/<page>?token=…`` for each page (subscribe, donate, portal): one "reader-link"
+    token, signed once, serves them all (it names the reader, not the page)."""
     claims: dict[str, str] = {"sub": reader_external_id}
     if campaign:
         claims["cmp"] = campaign
     ttl = dt.timedelta(days=mailer_settings(settings).link_ttl_days)
     token, _ = signing.sign(settings, claims, purpose=READER_LINK, ttl=ttl)
-    return _url(settings, f"/{page}", token)
+    return {page: _url(settings, f"/{page}", token) for page in pages}
+
+
+def reader_link(settings: Settings, reader_external_id: str, page: str, campaign: str | None = None) -> str:
+    """``{public_url}/<page>?token=…`` with a "reader-link" token."""
+    return reader_links(settings, reader_external_id, (page,), campaign)[page]

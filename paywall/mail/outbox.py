@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def build_supporter_message(
     name: str | None,
     data: dict[str, Any],
     reader_external_id: str | None,
-) -> EmailMessage:
+) -> Message:
     """A transactional message: no List-Unsubscribe (it is not bulk mail; unsubscribing from appeals
     does not stop receipts)."""
     context = supporter_context(settings, kind, data, reader_external_id)

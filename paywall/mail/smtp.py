@@ -20,13 +20,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import getaddresses
 from types import TracebackType
 from typing import Literal
 
 from paywall.config import Settings
-from paywall.mail.message import MAIL_POLICY
+from paywall.mail.message import to_bytes
 from paywall.mail.settings import MailerSettings, mailer_settings
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class SmtpTransport:
         if code != 250:
             raise _Refused("end of DATA", code, resp)
 
-    def send(self, msg: EmailMessage, *, envelope_from: str | None = None) -> Delivery:
+    def send(self, msg: Message, *, envelope_from: str | None = None) -> Delivery:
         """Send one message to its single To address; retries transient failures.
 
         Returns a Delivery (``sent``, ``refused`` or ``unknown``); raises TransientFailure when
@@ -243,7 +243,7 @@ class SmtpTransport:
         if len(recipients) != 1:
             raise ValueError("one recipient per message")
         sender = envelope_from or next((a for _, a in getaddresses([str(msg["From"])]) if a), "")
-        payload = msg.as_bytes(policy=MAIL_POLICY)
+        payload = to_bytes(msg)
         last_error = ""
         for attempt in range(1, self.max_attempts + 1):
             self._throttle()
