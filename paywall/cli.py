@@ -192,7 +192,11 @@ def _add_feature_commands() -> None:
             main.add_command(command)
 
 
-_add_feature_commands()
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # ``python -m paywall.cli``: run the importable module's group, which feature modules (that
+    # import paywall.cli themselves) extend; building this copy too would import them half-made.
+    from paywall.cli import main as _main
+
+    _main()
+else:
+    _add_feature_commands()
