@@ -8,7 +8,9 @@ from typing import Any
 
 from apispec import BasePlugin
 from flask import Flask, Response, current_app, render_template
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
+from marshmallow import RAISE
+from webargs.flaskparser import FlaskParser
 
 from paywall import __version__
 from paywall.auth import KeyCache
@@ -32,6 +34,20 @@ FEATURES = [
     "paywall.checkout.pages",
     "paywall.appeals.views",
 ]
+
+
+class StrictParser(FlaskParser):  # type: ignore[misc]
+    """webargs' parser, but unknown query parameters are refused like unknown JSON fields:
+    a misspelt filter (``?stauts=failed``) must not silently return everything."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {  # noqa: RUF012 - webargs reads this class attribute
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": RAISE,
+        "querystring": RAISE,
+    }
+
+
+Blueprint.ARGUMENTS_PARSER = StrictParser()
 
 
 class PaywallApi(Api):  # type: ignore[misc]

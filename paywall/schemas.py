@@ -9,16 +9,21 @@ from werkzeug.routing import BaseConverter
 
 # A reader id is the site's own opaque string: 1 to 128 printable characters.
 READER_ID_MAX = 128
+# The same rule as a pattern, published in the OpenAPI description: no control characters, and
+# not starting with a space (so an empty-looking id is refused).
+IDENTIFIER_PATTERN = "^[^\\u0000-\\u0020\\u007f][^\\u0000-\\u001f\\u007f]*$"
 
 
 def validate_identifier(value: str) -> None:
-    """Reader and article ids: 1-128 characters, no control characters."""
+    """Reader and article ids: 1-128 characters, no control characters, no leading space."""
     if not value or not value.strip():
         raise ValidationError("Must not be empty.")
     if len(value) > READER_ID_MAX:
         raise ValidationError(f"Must be at most {READER_ID_MAX} characters.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValidationError("Must not contain control characters.")
+    if value[0] == " ":
+        raise ValidationError("Must not start with a space.")
 
 
 class ReaderIdConverter(BaseConverter):
@@ -33,7 +38,7 @@ READER_ID_PARAM_SCHEMA = {
     "type": "string",
     "minLength": 1,
     "maxLength": READER_ID_MAX,
-    "pattern": "^[^\\u0000-\\u001f\\u007f/]+$",
+    "pattern": "^[^\\u0000-\\u0020\\u007f/][^\\u0000-\\u001f\\u007f/]*$",
 }
 
 
@@ -53,8 +58,16 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-def ReaderIdField(**kwargs: Any) -> fields.String:
-    return fields.String(validate=validate_identifier, **kwargs)
+def ReaderIdField(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field class
+    """A reader or article id field, validated and documented (length and pattern) alike."""
+    return fields.String(
+        validate=[
+            validate.Length(min=1, max=READER_ID_MAX),
+            validate.Regexp(IDENTIFIER_PATTERN, error="Must not contain control characters."),
+            validate_identifier,
+        ],
+        **kwargs,
+    )
 
 
 class ProblemSchema(Schema):

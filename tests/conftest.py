@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
 from paywall import auth
@@ -20,6 +21,12 @@ from paywall.cli import upgrade_database
 from paywall.config import Settings, load_settings
 from paywall.db import Base, Database
 from paywall.signing import generate_pem
+
+# Hypothesis: no per-example deadline (a shared 2-core machine varies too much to time examples),
+# and in CI the same examples every run, so a red build is reproducible and a green one is stable.
+hypothesis_settings.register_profile("paywall", deadline=None)
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "paywall")
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "stripe"
 WEBHOOK_SECRET = "whsec_test_secret"

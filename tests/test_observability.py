@@ -50,6 +50,6 @@ def test_metrics_use_route_templates_not_reader_ids(client: FlaskClient, site_ke
     client.get("/v1/readers/secret-reader-id", headers=site_key)
     text = client.get("/metrics").get_data(as_text=True)
     assert "paywall_http_request_duration_seconds" in text
-    assert 'route="/v1/readers/<reader>"' in text
+    assert 'route="/v1/readers/<reader:reader>"' in text
     assert "secret-reader-id" not in text
     assert "paywall_stripe_events_failed" in text

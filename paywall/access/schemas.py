@@ -10,15 +10,13 @@ from marshmallow import Schema, ValidationError, fields, validate
 from paywall import clock
 from paywall.access.comps import end_of_day
 from paywall.access.rules import ALLOWED_REASONS, DENIED_REASONS
-from paywall.schemas import ReaderIdField, StrictSchema, validate_identifier
+from paywall.schemas import ReaderIdField, StrictBoolean, StrictSchema
 
 
 class AccessRequestSchema(StrictSchema):
     reader = ReaderIdField(required=True, metadata={"description": "The site's reader id or cookie id."})
-    article = fields.String(
-        required=True, validate=validate_identifier, metadata={"description": "The site's article id."}
-    )
-    explain = fields.Boolean(
+    article = ReaderIdField(required=True, metadata={"description": "The site's article id."})
+    explain = StrictBoolean(
         load_default=False, metadata={"description": "Add `trace`: every rule and why it applied or not."}
     )
 
@@ -67,10 +65,11 @@ class DismissedSchema(Schema):
     until = fields.String(required=True, metadata={"description": "When the appeal may show again (UTC)."})
 
 
-class UntilField(fields.Field):  # type: ignore[type-arg]
+class UntilField(fields.String):
     """A date (the comp runs through that whole day, UTC) or an ISO 8601 datetime with an offset."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+    # Documented as a string (it is one on the wire); it loads as an aware datetime.
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:  # type: ignore[override]
         if not isinstance(value, str):
             raise ValidationError("Not a valid date.")
         try:

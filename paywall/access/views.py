@@ -99,7 +99,7 @@ def _check_reader(reader: str) -> None:
         raise bad_request("reader", str(messages[0])) from None
 
 
-@comps_blp.route("/<reader>", methods=["PUT"])
+@comps_blp.route("/<reader:reader>", methods=["PUT"])
 @require_role("admin")
 @comps_blp.arguments(CompInSchema)
 @comps_blp.response(200, CompSchema, description="Changed.")
@@ -115,7 +115,7 @@ def put_comp(data: dict[str, Any], reader: str) -> Any:
     return body, 201 if outcome == "granted" else 200
 
 
-@comps_blp.route("/<reader>", methods=["GET"])
+@comps_blp.route("/<reader:reader>", methods=["GET"])
 @require_role("admin")
 @comps_blp.response(200, CompSchema)
 @comps_blp.alt_response(404, schema="Error", description="No comp for this reader.")
@@ -129,7 +129,7 @@ def get_comp(reader: str) -> Any:
         return comps.comp_body(reader, comp)
 
 
-@comps_blp.route("/<reader>", methods=["DELETE"])
+@comps_blp.route("/<reader:reader>", methods=["DELETE"])
 @require_role("admin")
 @comps_blp.response(200, RevokedSchema)
 @comps_blp.alt_response(404, schema="Error", description="No comp for this reader.")

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from paywall.schemas import READER_ID_MAX, StrictSchema, validate_identifier
+from paywall.schemas import ReaderIdField, StrictSchema
 
 # The validators are also the OpenAPI description (minLength, pattern, ...), so what the contract
 # says is valid is exactly what is accepted.
@@ -25,16 +25,8 @@ RETURN_URL: list[Callable[[Any], Any]] = [
         error="Must be an absolute http(s) URL.",
     ),
 ]
-# The site's reader id: 1-128 characters, no control characters, not only spaces.
-READER_ID: list[Callable[[Any], Any]] = [
-    validate.Length(min=1, max=READER_ID_MAX),
-    validate.Regexp(r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"),
-    validate_identifier,
-]
-
-
-def ReaderId(**kwargs: Any) -> fields.String:
-    return fields.String(validate=READER_ID, **kwargs)
+# The site's reader id: the one rule of paywall.schemas, validated and documented alike.
+ReaderId = ReaderIdField
 
 
 def Campaign() -> fields.String:

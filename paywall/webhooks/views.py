@@ -39,7 +39,8 @@ class EventQuerySchema(StrictSchema):
     type = fields.String(validate=validate.Length(max=100))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     before = fields.Integer(
-        validate=validate.Range(min=1), metadata={"description": "Page: rows older than this id."}
+        # Ids are BIGINT: a larger number is a 422, not a database overflow.
+        validate=validate.Range(min=1, max=2**63 - 1), metadata={"description": "Page: rows older than this id."}
     )
 
 
