@@ -58,7 +58,7 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-def ReaderIdField(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field class
+def ReaderIdField(**kwargs: Any) -> fields.String:
     """A reader or article id field, validated and documented (length and pattern) alike."""
     return fields.String(
         validate=[
