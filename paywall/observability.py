@@ -60,16 +60,44 @@ def record_webhook(event_type: str, outcome: str) -> None:
     WEBHOOK_OUTCOMES.labels(type=event_type, outcome=outcome).inc()
 
 
-def record_mail(kind: str, outcome: str) -> None:
-    """Count one mail outcome (sent, failed, skipped, ...)."""
-    MAIL_OUTCOMES.labels(kind=kind, outcome=outcome).inc()
+# Defence in depth: whatever a message carries by mistake (an SMTP reply quoting the recipient,
+# an exception echoing a header), these never reach a log line.
+_REDACTIONS = [
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
+    (re.compile(r"\bpw_[0-9a-f]{16}_[A-Za-z0-9-]+"), "[api-key]"),
+    (re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+"), "[stripe-key]"),
+    (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), "[webhook-secret]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), "[token]"),
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+        "[private-key]",
+    ),
+]
+
+
+def redact(text: str) -> str:
+    """``text`` with email addresses, keys, secrets and tokens replaced by placeholders."""
+    for pattern, placeholder in _REDACTIONS:
+        text = pattern.sub(placeholder, text)
+    return text
 
 
 class RequestIdFilter(logging.Filter):
-    """Put the current request id on every record."""
+    """Put the current request id on every record, and scrub personal data and secrets from it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get() or "-"
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it for logging to report
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks go through the formatter; render and scrub them here.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return True
 
 
@@ -131,6 +159,38 @@ def _sync_lag_collector(app: Flask) -> Any:
                 yield lag
             failed.add_metric([], float(n_failed or 0))
             yield failed
+            yield from self.mail()
+
+        def mail(self) -> Any:
+            """Mail outcomes from the tables every sender writes, so workers, CLI runs and web
+            processes are all counted, whichever process sent the message."""
+            from sqlalchemy import func, select
+
+            from paywall.models import OutboxMessage
+            from paywall.models.mail import AppealSend
+
+            family = GaugeMetricFamily(
+                "paywall_mail_messages",
+                "Mail by kind and outcome (outbox and appeal ledger).",
+                labels=["kind", "outcome"],
+            )
+            try:
+                with app.extensions["paywall.db"].transaction(readonly=True) as session:
+                    outbox = session.execute(
+                        select(OutboxMessage.kind, OutboxMessage.status, func.count()).group_by(
+                            OutboxMessage.kind, OutboxMessage.status
+                        )
+                    ).all()
+                    appeals = session.execute(
+                        select(AppealSend.state, func.count()).group_by(AppealSend.state)
+                    ).all()
+            except Exception:
+                return
+            for kind, status, n in outbox:
+                family.add_metric([kind, status], float(n))
+            for state, n in appeals:
+                family.add_metric(["appeal", state], float(n))
+            yield family
 
     return SyncLag()
 

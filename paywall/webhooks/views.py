@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, current_app, request
@@ -13,11 +14,13 @@ from paywall.auth import require_role
 from paywall.clock import isoformat
 from paywall.errors import ApiError, not_configured
 from paywall.models import StripeEvent
+from paywall.observability import record_webhook
 from paywall.readers.service import register_eraser
 from paywall.schemas import StrictSchema
 from paywall.webhooks import inbox
 from paywall.webhooks.readers import erase_reader_data, supporter_section
 
+log = logging.getLogger(__name__)
 blp = Blueprint("webhooks", __name__, description="Stripe webhooks and the event inbox")
 
 STATUSES = ("received", "processed", "ignored", "failed")
@@ -40,7 +43,8 @@ class EventQuerySchema(StrictSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     before = fields.Integer(
         # Ids are BIGINT: a larger number is a 422, not a database overflow.
-        validate=validate.Range(min=1, max=2**63 - 1), metadata={"description": "Page: rows older than this id."}
+        validate=validate.Range(min=1, max=2**63 - 1),
+        metadata={"description": "Page: rows older than this id."},
     )
 
 
@@ -100,8 +104,19 @@ def stripe_webhook() -> Any:
             raw, request.headers.get("Stripe-Signature"), secrets, settings.stripe.webhook_tolerance_seconds
         )
     except inbox.InvalidEvent as exc:
+        record_webhook("unverified", "rejected")
+        log.warning("stripe webhook rejected: %s", exc.message)
         raise ApiError(400, exc.message, errors={exc.field: [exc.message]}, type_="invalid-event") from None
-    delivery = inbox.receive(current_app.extensions["paywall.db"], settings, event)
+    event_type = str(event.get("type", "unknown"))
+    try:
+        delivery = inbox.receive(current_app.extensions["paywall.db"], settings, event)
+    except Exception:
+        # Answered 503 (transient) or 500 by the error handlers; Stripe retries either way.
+        record_webhook(event_type, "error")
+        raise
+    record_webhook(event_type, delivery.outcome)
+    # Ids and outcome only: the audit trail without personal data (the payload stays in the inbox).
+    log.info("stripe event %s %s: %s", delivery.event_id, event_type, delivery.outcome)
     return {"event": delivery.event_id, "outcome": delivery.outcome}
 
 
