@@ -16,7 +16,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, MetaData, c
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.types import TypeDecorator
 
 # Every constraint gets a predictable name, so migrations can drop and alter them on PostgreSQL and
@@ -110,12 +110,15 @@ def make_engine(url: str, *, pool_size: int = 5, lock_timeout_seconds: int = 5) 
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        memory = path in ("", ":memory:")
         engine = create_engine(
             url,
             connect_args={"timeout": lock_timeout_seconds, "check_same_thread": False},
-            # One connection per checkout: SQLite connections are cheap, and this keeps forked
-            # gunicorn workers from sharing file handles.
-            poolclass=NullPool,
+            # Pooled: opening a connection and setting its pragmas cost more than the access
+            # check itself. Forked gunicorn workers drop the master's pool (post_fork), so no
+            # file handle is shared across processes. In-memory databases cannot be pooled.
+            poolclass=NullPool if memory else QueuePool,
+            **({} if memory else {"pool_size": pool_size, "max_overflow": pool_size * 2}),
         )
         _configure_sqlite(engine, lock_timeout_seconds)
         return engine
