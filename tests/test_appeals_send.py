@@ -148,8 +148,10 @@ class DyingTransport(SmtpTransport):
 
 
 def test_crash_after_sending_then_rerun_sends_no_duplicate(
-    db: Database, msettings: Settings, campaign: Campaign, sink: SmtpSink
+    db: Database, make_settings: Callable[..., Settings], campaign: Campaign, sink: SmtpSink
 ) -> None:
+    """Claim per message (claim_batch = 1): only the message in flight stays claimed."""
+    msettings = mail_settings(make_settings, sink, claim_batch=1)
     for i in range(6):
         add_reader(db, f"c{i}")
     with pytest.raises(SystemExit), DyingTransport(sink, survive=2) as dying:
@@ -161,13 +163,36 @@ def test_crash_after_sending_then_rerun_sends_no_duplicate(
     assert sorted(Counter(sink.recipients()).values()) == [1] * 6
 
 
+def test_crash_with_batched_claims_leaves_at_most_a_batch_claimed(
+    db: Database, make_settings: Callable[..., Settings], campaign: Campaign, sink: SmtpSink
+) -> None:
+    """Batched claims (the default): an interrupted sender leaves only the message in flight claimed."""
+    msettings = mail_settings(make_settings, sink, claim_batch=4)
+    for i in range(10):
+        add_reader(db, f"b{i}")
+    with pytest.raises(SystemExit), DyingTransport(sink, survive=5) as dying:
+        send_campaign(db, msettings, campaign, dying, force=True)
+    assert len(sink.received) == 6  # batch 1 (4 sent), batch 2: 2 sent, the 6th in flight
+    tally = send(db, msettings, campaign, sink)
+    # Only the message in flight stays claimed; the batch's unattempted claims were given back
+    # on the way out, and the outcomes of the sent ones were recorded.
+    assert tally == Counter(already_sent=5, claimed=1, sent=4)
+    assert sorted(Counter(sink.recipients()).values()) == [1] * 10
+
+
 def test_sender_killed_mid_run_and_restarted(
     db: Database, msettings: Settings, campaign: Campaign, sink: SmtpSink, migrated: str
 ) -> None:
     for i in range(8):
         add_reader(db, f"k{i}")
     sink.hold_at = 4  # the server receives the 4th message and holds its reply
-    env = {**os.environ, **cli_env(sink), "PAYWALL_DATABASE_URL": migrated}
+    # Claim per message, so exactly the message in flight is left claimed.
+    env = {
+        **os.environ,
+        **cli_env(sink),
+        "PAYWALL_DATABASE_URL": migrated,
+        "PAYWALL__MAILER__CLAIM_BATCH": "1",
+    }
     env.pop("PAYWALL_CONFIG", None)
     proc = subprocess.Popen(
         [

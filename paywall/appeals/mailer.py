@@ -2,9 +2,13 @@
 
 The rule, per recipient:
 
-1. **claim**: insert the ledger row (unique on campaign and reader) in its own committed
-   transaction. If the row exists, the reader is skipped: ``already_sent``, or ``claimed`` when an
-   earlier run claimed it and never recorded an outcome (it crashed, or is still running).
+1. **claim**: insert the ledger row (unique on campaign and reader) in a committed transaction,
+   ``[mailer] claim_batch`` rows per commit (a durable commit per message cost more than the SMTP
+   exchange on PostgreSQL). If the row exists, the reader is skipped: ``already_sent``, or
+   ``claimed`` when an earlier run claimed it and never recorded an outcome (it crashed, or is
+   still running). Claims of a batch that were never attempted are given back when the sender
+   stops on an error or a signal; only a hard kill (SIGKILL, power loss) can leave up to a batch
+   of unattempted claims, which are reported as ``claimed`` and never resent.
 2. **send** over SMTP.
 3. **mark** the row ``sent``, ``failed`` (refused; a hard bounce also suppresses the address) or
    ``unknown`` (the connection dropped after the body went out). To save a commit per message, the
@@ -39,7 +43,7 @@ from paywall.config import Settings
 from paywall.db import Database, UTCDateTime
 from paywall.mail.links import reader_links, unsubscribe_url
 from paywall.mail.message import build_message
-from paywall.mail.settings import appeal_pause_days
+from paywall.mail.settings import appeal_pause_days, mailer_settings
 from paywall.mail.smtp import Delivery, MailConfigError, SmtpTransport, TransientFailure
 from paywall.mail.suppression import email_hash, suppress, suppressed_hashes
 from paywall.models import AppealSend, Reader
@@ -240,12 +244,14 @@ def send_campaign(
     tally = report.tally
     marks: list[_Mark] = []
     attempted = 0
-    # One connection for the whole run (a transaction per claim on it): opening a connection per
-    # transaction cost more than the SMTP exchange itself.
+    batch_size = max(1, mailer_settings(settings).claim_batch)
+    # One connection for the whole run (a transaction per batch of claims on it): opening a
+    # connection per transaction cost more than the SMTP exchange itself.
     with db.engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as session:
         with session.begin():
             suppressed = suppressed_hashes(session)
         try:
+            eligible: list[Candidate] = []
             for cand in people:
                 if cand.excluded:
                     tally[cand.excluded] += 1
@@ -253,7 +259,7 @@ def send_campaign(
                 if cand.reader_id in ledger:
                     tally[EXISTING.get(ledger[cand.reader_id], "claimed")] += 1
                     continue
-                if email_hash(cand.email or "") in suppressed:  # bounced earlier in this run
+                if email_hash(cand.email or "") in suppressed:
                     tally["suppressed"] += 1
                     continue
                 if limit is not None and attempted >= limit:
@@ -264,54 +270,123 @@ def send_campaign(
                     tally["would_send"] += 1
                     report.would_send.append(cand)
                     continue
+                eligible.append(cand)
+            if transport is None and eligible:  # checked above; keeps the type checker informed
+                raise ValueError("a transport is needed unless dry_run")
+            for start in range(0, len(eligible), batch_size):
                 if window is not None and not force and not window.contains(now()):
                     report.stopped = f"send window closed ({window.describe()}); rerun to continue"
                     break
+                # Claim a batch in one committed transaction (one durable commit per batch, not
+                # per message), applying the previous batch's outcomes in the same commit.
+                claimed: list[tuple[Candidate, int]] = []
                 with session.begin():
                     _apply_marks(session, marks)
-                    row_id = _claim(session, campaign.name, cand)
-                    if row_id is None:
-                        tally[_why_not(session, campaign.name, cand.reader_id)] += 1
-                        continue
-                if transport is None:  # checked above; keeps the type checker informed
-                    raise ValueError("a transport is needed unless dry_run")
-                email = cand.email or ""
-                try:
-                    if build is not None:  # the benchmark sends messages it prepared up front
-                        msg = build(cand)
-                    else:
-                        msg = build_appeal(
-                            settings, campaign, external_id=cand.external_id, email=email, name=cand.name
-                        )
-                    delivery = transport.send(msg)
-                except (TransientFailure, MailConfigError) as exc:
-                    # Nothing reached the server: give the claim back so a later run sends it.
-                    with session.begin():
-                        _apply_marks(session, marks)
-                        _release(session, row_id)
-                    tally["deferred"] += 1
-                    report.stopped = f"SMTP: {exc}"
-                    if isinstance(exc, MailConfigError):
-                        raise
+                    marks = []
+                    for cand in eligible[start : start + batch_size]:
+                        row_id = _claim(session, campaign.name, cand)
+                        if row_id is None:
+                            tally[_why_not(session, campaign.name, cand.reader_id)] += 1
+                        else:
+                            claimed.append((cand, row_id))
+                stop = _send_batch(
+                    session,
+                    settings,
+                    campaign,
+                    transport,
+                    claimed,
+                    marks,
+                    suppressed,
+                    report,
+                    build,
+                    progress,
+                    window_open=lambda: window is None or force or window.contains(now()),
+                )
+                if stop:
                     break
-                except Exception:
-                    # A bug while rendering (before anything was sent): give the claim back, then fail.
-                    with session.begin():
-                        _apply_marks(session, marks)
-                        _release(session, row_id)
-                    raise
-                word, mark = _outcome(delivery, row_id, email, msg["Message-ID"])
-                if mark.suppress_email:
-                    suppressed.add(email_hash(email))
-                marks.append(mark)
-                tally[word] += 1
-                if progress is not None:
-                    progress(word, cand)
         finally:
             if marks:
                 with session.begin():
                     _apply_marks(session, marks)
     return report
+
+
+def _send_batch(
+    session: Session,
+    settings: Settings,
+    campaign: Campaign,
+    transport: SmtpTransport | None,
+    claimed: list[tuple[Candidate, int]],
+    marks: list[_Mark],
+    suppressed: set[str],
+    report: SendReport,
+    build: Callable[[Candidate], Message] | None,
+    progress: Callable[[str, Candidate], None] | None,
+    *,
+    window_open: Callable[[], bool],
+) -> bool:
+    """Send one claimed batch, appending outcomes to ``marks``; True when the run must stop.
+
+    Claims that were not attempted (SMTP down, window closed, a rendering bug) are given back, so a
+    later run sends them; only a message that may have reached the server stays claimed.
+    """
+    tally = report.tally
+    for index, (cand, row_id) in enumerate(claimed):
+        unsent = [rid for _, rid in claimed[index:]]
+        if not window_open():
+            _give_back(session, marks, unsent)
+            tally["deferred"] += len(unsent)
+            report.stopped = "send window closed; rerun to continue"
+            return True
+        if transport is None:
+            raise ValueError("a transport is needed unless dry_run")
+        email = cand.email or ""
+        if email_hash(email) in suppressed:  # bounced earlier in this run
+            _give_back(session, marks, [row_id])
+            tally["suppressed"] += 1
+            continue
+        try:
+            if build is not None:  # the benchmark sends messages it prepared up front
+                msg = build(cand)
+            else:
+                msg = build_appeal(
+                    settings, campaign, external_id=cand.external_id, email=email, name=cand.name
+                )
+            delivery = transport.send(msg)
+        except (KeyboardInterrupt, SystemExit):
+            # Interrupted while this message was in flight: it stays claimed (it may have gone
+            # out), and the rest of the batch, never attempted, is given back for the next run.
+            _give_back(session, marks, unsent[1:])
+            raise
+        except (TransientFailure, MailConfigError) as exc:
+            # Nothing reached the server: give the claims back so a later run sends them.
+            _give_back(session, marks, unsent)
+            tally["deferred"] += len(unsent)
+            report.stopped = f"SMTP: {exc}"
+            if isinstance(exc, MailConfigError):
+                raise
+            return True
+        except Exception:
+            # A bug while rendering (before anything was sent): give the claims back, then fail.
+            _give_back(session, marks, unsent)
+            raise
+        word, mark = _outcome(delivery, row_id, email, msg["Message-ID"])
+        if mark.suppress_email:
+            suppressed.add(email_hash(email))
+        marks.append(mark)
+        tally[word] += 1
+        if progress is not None:
+            progress(word, cand)
+    return False
+
+
+def _give_back(session: Session, marks: list[_Mark], row_ids: list[int]) -> None:
+    """Record pending outcomes and release claims that were never attempted, in one commit."""
+    with session.begin():
+        _apply_marks(session, marks)
+        marks.clear()
+        for row_id in row_ids:
+            _release(session, row_id)
 
 
 def _release(session: Session, row_id: int) -> None:

@@ -13,6 +13,8 @@ from paywall.config import Settings
 class MailerSettings:
     # Messages per minute for every sender (0: no limit); a campaign may set its own.
     rate_per_minute: int = 0
+    # Appeal claims committed together before sending them (one durable commit per batch).
+    claim_batch: int = 25
     # Attempts per message on transient SMTP errors (4xx, dropped connection), with backoff.
     max_attempts: int = 4
     # First backoff in seconds; doubled after each failed attempt.
