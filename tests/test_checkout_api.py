@@ -520,3 +520,38 @@ def test_api_donations_are_limited_per_reader(
     )
     guest = {k: v for k, v in body.items() if k != "reader"}
     assert api.post("/v1/checkout/donation", json=guest, headers=site_key).status_code == 201
+
+
+def _redis_url() -> str | None:
+    """The Redis of this machine (CI has one on 127.0.0.1:6379), or None."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return "redis://127.0.0.1:6379/15"
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(_redis_url() is None, reason="no Redis on 127.0.0.1:6379 (CI has one; .ci/run says so)")
+def test_limits_are_shared_across_hosts_through_redis(
+    make_client: Callable[..., FlaskClient], site_key: dict[str, str], stripe_api: FakeStripe
+) -> None:
+    """Two app instances (two hosts behind a load balancer) count one reader's attempts together."""
+    import redis
+
+    url = _redis_url()
+    assert url is not None
+    redis.Redis.from_url(url).flushdb()
+    conf = {"storage_uri": url, "checkout_per_reader": "2/minute"}
+    host_a, host_b = make_client(ratelimit=conf), make_client(ratelimit=conf)
+    body = {"reader": "shared-reader", "amount": 500, "currency": "eur", "interval": "once"}
+    assert host_a.post("/v1/checkout/donation", json=body, headers=site_key).status_code == 201
+    assert (
+        host_b.post("/v1/checkout/donation", json={**body, "amount": 600}, headers=site_key).status_code
+        == 201
+    )
+    resp = host_a.post("/v1/checkout/donation", json={**body, "amount": 700}, headers=site_key)
+    assert resp.status_code == 429 and resp.mimetype == "application/problem+json"
+    assert len(stripe_api.posts("/v1/checkout/sessions")) == 2
+    redis.Redis.from_url(url).flushdb()
