@@ -24,6 +24,6 @@ def insert_ignore(session: Session, model: Any, values: dict[str, Any], conflict
     elif dialect == "sqlite":
         ins = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
     else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(dialect)
+        raise ValueError(f"unsupported database {dialect!r}: paywall runs on PostgreSQL or SQLite")
     # RETURNING says for certain whether this statement inserted the row (both databases support it).
     return session.execute(ins.returning(table.c.id)).first() is not None
