@@ -352,3 +352,30 @@ def test_release_lets_an_operator_resend_a_claimed_row(
     assert done.exit_code == 0 and "released: 1" in done.output
     assert send(db, msettings, campaign, sink) == Counter(sent=1)
     assert len(sink.received) == 2  # the operator chose this duplicate
+
+
+def test_smtp_server_gone_mid_campaign_then_rerun_finishes_without_duplicates(
+    db: Database, msettings: Settings, campaign: Campaign
+) -> None:
+    """The relay disappears after 3 messages: the run stops and gives back what it did not send;
+    a rerun once the relay is back sends the rest, and nobody gets the appeal twice."""
+    for i in range(8):
+        add_reader(db, f"g{i}")
+    first = SmtpSink()
+    first.__enter__()
+    sent_so_far = []
+
+    def server_goes_away(word: str, _cand: object) -> None:
+        sent_so_far.append(word)
+        if len(sent_so_far) == 3:
+            first.__exit__(None, None, None)
+
+    with SmtpTransport(host="127.0.0.1", port=first.port, security="none", backoff_seconds=0) as t:
+        report = send_campaign(db, msettings, campaign, t, force=True, progress=server_goes_away)
+    assert report.tally["sent"] == 3
+    assert report.tally["deferred"] == 5 and report.stopped and "SMTP" in report.stopped
+    with SmtpSink() as second, SmtpTransport(host="127.0.0.1", port=second.port, security="none") as t:
+        again = send_campaign(db, msettings, campaign, t, force=True).tally
+        assert again == Counter(sent=5, already_sent=3)
+        everyone = first.recipients() + second.recipients()
+    assert len(everyone) == 8 and len(set(everyone)) == 8

@@ -463,6 +463,30 @@ def test_stripe_500_is_retried_under_one_key_then_502(
     assert len({a.idempotency_key for a in attempts}) == 1
 
 
+def test_stripe_429_is_retried_when_stripe_says_so_else_502(
+    api: FlaskClient, site_key: dict[str, str], stripe_api: FakeStripe
+) -> None:
+    """A 429 that Stripe marks retryable (lock contention) is retried under the same idempotency
+    key; a plain rate limit is not hammered: the reader gets a clear 502 at once."""
+    body = {"reader": "r1", "amount": 500, "currency": "eur", "interval": "once"}
+    stripe_api.fail_next(
+        429,
+        stripe_error_body("Lock timeout", code="lock_timeout"),
+        times=1,
+        **{"Stripe-Should-Retry": "true"},
+    )
+    resp = api.post("/v1/checkout/donation", json=body, headers=site_key)
+    assert resp.status_code == 201, resp.json
+    attempts = stripe_api.posts("/v1/checkout/sessions")
+    assert len(attempts) == 2 and len({a.idempotency_key for a in attempts}) == 1
+
+    stripe_api.fail_next(429, stripe_error_body("Too many requests", code="rate_limit"), times=1)
+    resp = api.post("/v1/checkout/donation", json={**body, "amount": 700}, headers=site_key)
+    assert resp.status_code == 502
+    assert "Too many requests" in resp.json["detail"]
+    assert resp.mimetype == "application/problem+json"
+
+
 def test_stripe_timeout_is_502(
     api: FlaskClient, site_key: dict[str, str], stripe_api: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
