@@ -7,7 +7,11 @@ and the report always add up to the same totals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import datetime as dt
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, case, cast, func, literal, null, select
@@ -19,7 +23,9 @@ from paywall.reports.revenue import dispute_lost, refund_counted
 from paywall.reports.tables import BOOL, DATETIME, MONEY, Column, Table
 
 # Rows fetched per round trip; a server-side cursor on PostgreSQL, so memory stays flat.
-YIELD_PER = 2000
+FETCH_ROWS = 5000
+# Batches a PostgreSQL export fetches ahead of the writer (memory: this many times FETCH_ROWS).
+PREFETCH_BATCHES = 2
 
 COLUMNS = [
     Column("paid_at", DATETIME),
@@ -48,6 +54,7 @@ COLUMNS = [
     Column("net", MONEY),
     Column("livemode", BOOL),
 ]
+_COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 
 
 def payments_query(
@@ -136,6 +143,82 @@ def payments_query(
     return query
 
 
+def _execute(session: Session, query: Any) -> tuple[list[tuple[Any, ...]], Iterator[Sequence[Any]]]:
+    """The first row of ``query`` (SQLAlchemy's form), then batches of the rest as the driver gives them.
+
+    SQLAlchemy binds the parameters and opens the cursor (a server-side one on PostgreSQL, so
+    memory stays flat); the rows are then read from the driver's cursor, ``FETCH_ROWS`` per
+    round trip, skipping SQLAlchemy's per-row result processing, which cost about as much as the
+    rest of the export. SQLAlchemy may already buffer the first row of a server-side cursor, so
+    that one is taken through SQLAlchemy.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # A streamed export gains nothing from JIT compilation, which only delays the first row.
+        conn.exec_driver_sql("SELECT set_config('jit', 'off', true)")
+    result = conn.execution_options(stream_results=True, max_row_buffer=FETCH_ROWS).execute(query)
+    head = [tuple(row) for row in result.fetchmany(1)]
+
+    def batches() -> Iterator[Sequence[Any]]:
+        cursor = result.cursor
+        try:
+            if head:
+                if conn.dialect.name == "postgresql":
+                    yield from _prefetched(cursor)
+                else:
+                    # sqlite3 runs the query inside fetchmany: nothing to overlap with.
+                    while batch := cursor.fetchmany(FETCH_ROWS):
+                        yield batch
+        finally:
+            result.close()
+
+    return head, batches()
+
+
+def _prefetched(cursor: Any) -> Iterator[Sequence[Any]]:
+    """Batches from a server-side cursor, the next one fetched by a thread while this one is used.
+
+    PostgreSQL computes a batch only when asked; fetching ahead lets the server (and the wait on
+    the socket, which releases the GIL) run while the caller formats the previous batch. The
+    thread alone touches the cursor until it has ended, and it always ends before this returns.
+    """
+    batches: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                batch = cursor.fetchmany(FETCH_ROWS)
+                batches.put(batch)
+                if not batch:
+                    return
+        except BaseException as exc:  # handed to the caller, who raises it
+            batches.put(exc)
+
+    worker = threading.Thread(target=fetch, name="payments-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = batches.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        # Unblock a worker waiting on a full queue, then wait for it to let go of the cursor.
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                batches.get(timeout=0.05)
+        worker.join()
+
+
+def _utc_from_text(value: str) -> dt.datetime:
+    """SQLite's naive-UTC text for a ``UTCDateTime`` as an aware UTC datetime."""
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+
+
 def iter_payments(
     session: Session,
     period: Period,
@@ -143,15 +226,31 @@ def iter_payments(
     kind: str | None = None,
     *,
     with_reader_id: bool = False,
+    driver_rows: bool = False,
 ) -> Iterator[Any]:
-    """Payment rows in ``COLUMNS`` order (plus the reader id if asked), fetched in batches."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        # A streamed export gains nothing from JIT compilation, which only delays the first row.
-        conn.exec_driver_sql("SELECT set_config('jit', 'off', true)")
-    # Core rows straight from the connection (no ORM machinery per row), YIELD_PER at a time.
+    """Payment rows in ``COLUMNS`` order (plus the reader id if asked), fetched in batches.
+
+    With ``driver_rows`` the rows are as the driver gives them: on SQLite ``paid_at`` may be
+    naive UTC text and booleans 0/1 (``exporters.csv_chunks`` takes both forms). Otherwise
+    ``paid_at`` is an aware datetime and booleans are bools, whatever the database.
+    """
     query = payments_query(period, livemode, kind, with_reader_id=with_reader_id)
-    yield from conn.execution_options(yield_per=YIELD_PER).execute(query)
+    head, batches = _execute(session, query)
+    yield from head
+    if driver_rows or session.get_bind().dialect.name != "sqlite":
+        # psycopg already returns aware datetimes and bools.
+        for batch in batches:
+            yield from batch
+        return
+    recurring, live = _COLUMN_INDEX["recurring"], _COLUMN_INDEX["livemode"]
+    for batch in batches:
+        for row in batch:
+            out = list(row)
+            out[0] = _utc_from_text(row[0]) if row[0] is not None else None
+            for i in (recurring, live):
+                if out[i] is not None:
+                    out[i] = bool(out[i])
+            yield tuple(out)
 
 
 def payments_table(session: Session, period: Period, livemode: bool | None) -> Table:
@@ -160,5 +259,7 @@ def payments_table(session: Session, period: Period, livemode: bool | None) -> T
         name="payments",
         columns=COLUMNS,
         rows=iter_payments(session, period, livemode),
+        # Generators start on first use, so only the one the writer reads runs a query.
+        csv_rows=iter_payments(session, period, livemode, driver_rows=True),
         meta={"report": "payments", "livemode": livemode},
     )

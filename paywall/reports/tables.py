@@ -27,6 +27,9 @@ class Table:
     rows: Iterable[tuple[Any, ...]]
     meta: dict[str, Any] = field(default_factory=dict)
     totals: list[tuple[Any, ...]] = field(default_factory=list)
+    # The same rows in the database driver's form, for the CSV writer's fast path (datetimes may
+    # be SQLite's naive-UTC text, booleans 0/1); ``None`` when ``rows`` serve every writer.
+    csv_rows: Iterable[tuple[Any, ...]] | None = None
 
     @property
     def keys(self) -> list[str]:
