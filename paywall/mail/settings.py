@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from paywall.access.settings import access_settings
 from paywall.config import Settings
 
 
@@ -27,8 +28,6 @@ class MailerSettings:
     unsubscribe_ttl_days: int = 400
     # Lifetime of personal Subscribe/Donate/portal links in mail.
     link_ttl_days: int = 30
-    # Days after a donation before the reader is asked again (past_donors); [access] wins if set.
-    appeal_pause_days: int = 90
     # Seconds the worker waits between polls of an empty outbox.
     worker_poll_seconds: float = 5.0
     # Attempts of an outbox message across drains before it is marked failed.
@@ -51,11 +50,9 @@ def mailer_settings(settings: Settings) -> MailerSettings:
 
 
 def appeal_pause_days(settings: Settings) -> int:
-    """Days a donor is left alone after giving: ``[access] appeal_pause_days`` if set, else ours."""
-    access = settings.raw.get("access")
-    if isinstance(access, Mapping) and "appeal_pause_days" in access:
-        return int(access["appeal_pause_days"])
-    return mailer_settings(settings).appeal_pause_days
+    """Days a donor is left alone after giving: the one ``[access] appeal_pause_days``, which the
+    page appeal uses too, so the footer and the mail agree."""
+    return access_settings(settings).appeal_pause_days
 
 
 def appeals_dirs(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
