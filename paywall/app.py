@@ -15,6 +15,7 @@ from webargs.flaskparser import FlaskParser
 from paywall import __version__
 from paywall.auth import KeyCache
 from paywall.config import Settings, load_settings
+from paywall.context import DB_KEY, SETTINGS_KEY
 from paywall.db import Database
 from paywall.errors import register_error_handlers
 from paywall.schemas import READER_ID_PARAM_SCHEMA, ProblemSchema, ReaderIdConverter
@@ -114,8 +115,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         pool_size=settings.database.pool_size,
         lock_timeout_seconds=settings.database.lock_timeout_seconds,
     )
-    app.extensions["paywall.settings"] = settings
-    app.extensions["paywall.db"] = database
+    app.extensions[SETTINGS_KEY] = settings
+    app.extensions[DB_KEY] = database
     app.extensions["paywall.keycache"] = KeyCache()
 
     app.url_map.converters["reader"] = ReaderIdConverter

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paywall import clock
+from paywall.context import current_db
 from paywall.errors import ApiError
 from paywall.models import ApiKey
 
@@ -130,7 +131,7 @@ def authenticate(header: str | None) -> Caller:
     cache: KeyCache = current_app.extensions["paywall.keycache"]
     hit, found = cache.get(key_id)
     if not hit:
-        db = current_app.extensions["paywall.db"]
+        db = current_db()
         with db.transaction(readonly=True) as session:
             row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
             found = None if row is None else (row.name, row.role, row.secret_hash, row.revoked_at is not None)

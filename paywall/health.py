@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+
+from paywall.context import current_db
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
 
@@ -28,6 +29,6 @@ def healthz() -> dict[str, Any]:
 @blp.alt_response(503, schema=StatusSchema, description="The database does not answer.")
 def readyz() -> Any:
     """The database answers; 503 while it does not, so a load balancer stops sending traffic."""
-    if current_app.extensions["paywall.db"].ping():
+    if current_db().ping():
         return {"status": "ok", "database": "ok"}
     return {"status": "unavailable", "database": "unreachable"}, 503

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -241,5 +241,3 @@ def init_app(app: Flask, api: Any) -> None:
         """Prometheus metrics (no personal data; restrict at the proxy if you prefer)."""
         body = generate_latest(registry) + generate_latest(sync_registry)
         return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], content_type=CONTENT_TYPE_LATEST)
-
-    _ = current_app

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from paywall import signing
+from paywall.context import current_settings
 
 blp = Blueprint("wellknown", __name__, description="Public keys for offline token verification")
 
@@ -30,5 +30,5 @@ class JwksSchema(Schema):
 @blp.response(200, JwksSchema)
 def jwks() -> Any:
     """The Ed25519 public keys (JWK set); several while a key is being rotated. Cacheable."""
-    body = signing.jwks(current_app.extensions["paywall.settings"])
+    body = signing.jwks(current_settings())
     return body, 200, {"Cache-Control": "public, max-age=300"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, g
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
@@ -23,6 +23,7 @@ from paywall.access.schemas import (
 from paywall.access.tokens import issue_access_token
 from paywall.auth import require_role
 from paywall.clock import isoformat
+from paywall.context import current_db, current_settings
 from paywall.errors import bad_request, not_found
 from paywall.readers.service import register_eraser
 from paywall.schemas import validate_identifier
@@ -33,14 +34,6 @@ comps_blp = Blueprint("comps", __name__, url_prefix="/v1/comps", description="Co
 NO_STORE = {"Cache-Control": "private, no-store"}
 
 
-def _db() -> Any:
-    return current_app.extensions["paywall.db"]
-
-
-def _settings() -> Any:
-    return current_app.extensions["paywall.settings"]
-
-
 @blp.route("/access", methods=["POST"])
 @require_role("site")
 @blp.arguments(AccessRequestSchema)
@@ -49,7 +42,7 @@ def post_access(data: dict[str, Any]) -> Any:
     """Whether the reader may read the article, why, until when, their meter, and the appeal flag."""
     reader, article = data["reader"], data["article"]
     now = clock.now()
-    db, settings = _db(), _settings()
+    db, settings = current_db(), current_settings()
     # Most answers write nothing (subscribers, re-reads, exhausted meters), so the state is read
     # first with nothing held: on PostgreSQL one statement outside a transaction (it sees one
     # snapshot, and skipping BEGIN/COMMIT halves the round trips of the hot path); on SQLite a
@@ -73,8 +66,8 @@ def post_access(data: dict[str, Any]) -> Any:
 @blp.response(200, TokenSchema)
 def post_access_token(data: dict[str, Any]) -> Any:
     """A signed access token (JWT, EdDSA) the site verifies offline with /.well-known/jwks.json."""
-    with _db().transaction(readonly=True) as session:
-        token, expires = issue_access_token(session, _settings(), data["reader"])
+    with current_db().transaction(readonly=True) as session:
+        token, expires = issue_access_token(session, current_settings(), data["reader"])
     return {"token": token, "expires_at": isoformat(expires)}, 200, NO_STORE
 
 
@@ -85,9 +78,9 @@ def post_access_token(data: dict[str, Any]) -> Any:
 def post_dismiss(data: dict[str, Any]) -> Any:
     """The reader closed the support appeal: hide it for `[access] dismiss_days`."""
     reader = data["reader"]
-    with _db().transaction() as session:
-        outcome = appeals.dismiss_appeal(session, _settings(), reader)
-        until = appeals.dismissed_until(session, _settings(), reader)
+    with current_db().transaction() as session:
+        outcome = appeals.dismiss_appeal(session, current_settings(), reader)
+        until = appeals.dismissed_until(session, current_settings(), reader)
     return {"reader": reader, "outcome": outcome, "until": isoformat(until)}
 
 
@@ -107,7 +100,7 @@ def _check_reader(reader: str) -> None:
 def put_comp(data: dict[str, Any], reader: str) -> Any:
     """Give a reader complimentary access until a date (inclusive) or datetime."""
     _check_reader(reader)
-    with _db().transaction() as session:
+    with current_db().transaction() as session:
         comp, outcome = comps.grant_comp(
             session, reader, until=data["until"], note=data["note"], granted_by=g.caller.name
         )
@@ -122,7 +115,7 @@ def put_comp(data: dict[str, Any], reader: str) -> Any:
 def get_comp(reader: str) -> Any:
     """A reader's comp."""
     _check_reader(reader)
-    with _db().transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         comp = comps.find_comp(session, reader)
         if comp is None:
             raise not_found(f"No comp for reader {reader!r}.", "reader")
@@ -136,7 +129,7 @@ def get_comp(reader: str) -> Any:
 def delete_comp(reader: str) -> Any:
     """End a reader's comp now."""
     _check_reader(reader)
-    with _db().transaction() as session:
+    with current_db().transaction() as session:
         outcome = comps.revoke_comp(session, reader)
     if outcome == "not_found":
         raise not_found(f"No comp for reader {reader!r}.", "reader")

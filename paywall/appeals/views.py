@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, render_template, request
 
 from paywall.appeals.unsubscribe import mask_email, unsubscribe
+from paywall.context import current_db, current_settings
 from paywall.mail.links import UNSUBSCRIBE
 from paywall.readers.service import find_reader
 from paywall.signing import InvalidToken, verify
@@ -27,7 +28,7 @@ def _claims() -> tuple[dict[str, Any] | None, Any]:
     if not token:
         return None, (render_template("appeals/unsubscribe_invalid.html", reason="missing"), 400, NO_STORE)
     try:
-        claims = verify(current_app.extensions["paywall.settings"], token, purpose=UNSUBSCRIBE)
+        claims = verify(current_settings(), token, purpose=UNSUBSCRIBE)
     except InvalidToken as exc:
         expired = "expired" in str(exc)
         status = 410 if expired else 400
@@ -44,7 +45,7 @@ def unsubscribe_page() -> Any:
     claims, error = _claims()
     if claims is None:
         return error
-    db = current_app.extensions["paywall.db"]
+    db = current_db()
     with db.transaction(readonly=True) as session:
         reader = find_reader(session, claims["sub"])
         already = reader is not None and reader.unsubscribed_at is not None
@@ -64,7 +65,7 @@ def unsubscribe_post() -> Any:
     claims, error = _claims()
     if claims is None:
         return error
-    db = current_app.extensions["paywall.db"]
+    db = current_db()
     with db.transaction() as session:
         outcome = unsubscribe(session, claims["sub"])
     current_app.logger.info("unsubscribe: %s (campaign %s)", outcome, claims.get("cmp", "-"))

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_limiter import Limiter
 from limits.errors import ConfigurationError
 
 from paywall.checkout.config import ratelimit_settings
 from paywall.config import ConfigError, Settings
+from paywall.context import current_settings
 
 EXTENSION = "paywall.checkout.limiter"
 TOO_MANY = "Too many attempts from here; wait a little and try again."
@@ -26,7 +27,7 @@ def client_address() -> str:
 
     Only the hops the operator declares are trusted, so a client cannot pick its own bucket.
     """
-    settings: Settings = current_app.extensions["paywall.settings"]
+    settings: Settings = current_settings()
     hops = ratelimit_settings(settings).proxy_hops
     if hops:
         chain = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]

@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, redirect, render_template, request
 from flask_smorest import Api
 from marshmallow import ValidationError
 
@@ -36,7 +36,7 @@ from paywall.checkout.config import (
 )
 from paywall.checkout.plans import Plan, load_plans
 from paywall.config import Settings
-from paywall.db import Database
+from paywall.context import current_db, current_settings
 from paywall.errors import ApiError
 from paywall.schemas import validate_identifier
 
@@ -53,16 +53,6 @@ STATIC_TYPES = {
 }
 # The widget files change only with a release; an hour of caching keeps article pages fast.
 STATIC_MAX_AGE = 3600
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["paywall.settings"]
-    return settings
-
-
-def _db() -> Database:
-    db: Database = current_app.extensions["paywall.db"]
-    return db
 
 
 def reader_from_token(settings: Settings, token: str | None) -> str | None:
@@ -117,14 +107,14 @@ def form_reader(form: str) -> Any:
     """For the rate limiter: the reader of the posted ``form`` token (None for guests)."""
 
     def reader() -> str | None:
-        claims = read_form_token(_settings(), form)
+        claims = read_form_token(current_settings(), form)
         return claims.reader if claims else None
 
     return reader
 
 
 def _message(status: int, title: str, text: str) -> tuple[str, int]:
-    site_url = checkout_settings(_settings()).site_url
+    site_url = checkout_settings(current_settings()).site_url
     return render_template("checkout/message.html", title=title, text=text, site_url=site_url), status
 
 
@@ -219,7 +209,7 @@ def _campaign(value: str | None) -> str | None:
 @bp.get("/donate")
 def donate_page() -> Any:
     """The donation form: preset amounts, another amount, once/monthly/yearly."""
-    settings = _settings()
+    settings = current_settings()
     donations = donation_settings(settings)
     token = request.args.get("token")
     # An expired token still lets the reader give, as a guest: a gift is never refused for that.
@@ -256,7 +246,7 @@ def parse_major(text: str, currency: str) -> int | None:
 @bp.post("/donate")
 def donate_submit() -> Any:
     """Create the donation's Checkout Session and send the reader there (303)."""
-    settings = _settings()
+    settings = current_settings()
     donations = donation_settings(settings)
     form = read_form_token(settings, "donate")
     if form is None:
@@ -281,7 +271,7 @@ def donate_submit() -> Any:
         errors["amount"] = "Choose an amount."
     params: dict[str, Any] | None = None
     if amount is not None:
-        with _db().transaction(readonly=True) as session:
+        with current_db().transaction(readonly=True) as session:
             buyer = sessions.find_buyer(session, settings, form.reader, None)
         try:
             params = sessions.donation_params(
@@ -326,7 +316,7 @@ def _plan_view(plan: Plan) -> dict[str, Any]:
 @bp.get("/subscribe")
 def subscribe_page() -> Any:
     """The plans, each with a button that starts Checkout; ``?plan=`` shows just that one."""
-    settings = _settings()
+    settings = current_settings()
     token = request.args.get("token")
     reader = reader_from_token(settings, token)
     plans = load_plans(settings)
@@ -351,7 +341,7 @@ def subscribe_page() -> Any:
 @bp.post("/subscribe")
 def subscribe_submit() -> Any:
     """Create the plan's Checkout Session for the reader of the form token and redirect (303)."""
-    settings = _settings()
+    settings = current_settings()
     form = read_form_token(settings, "subscribe")
     if form is None or form.reader is None:
         return _message(
@@ -362,7 +352,7 @@ def subscribe_submit() -> Any:
     plan = load_plans(settings).get(request.form.get("plan", ""))
     if plan is None:
         return _message(404, "No such plan", "That plan is not offered.")
-    with _db().transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         buyer = sessions.find_buyer(session, settings, form.reader, None)
     try:
         params = sessions.subscription_params(
@@ -387,20 +377,20 @@ def thanks_page() -> Any:
         "checkout/thanks.html",
         donation=kind == "donation",
         from_portal=from_portal,
-        site_url=checkout_settings(_settings()).site_url,
+        site_url=checkout_settings(current_settings()).site_url,
     )
 
 
 @bp.get("/portal")
 def portal_redirect() -> Any:
     """Send the reader of ``?token=`` to their Stripe customer portal (303)."""
-    settings = _settings()
+    settings = current_settings()
     reader = reader_from_token(settings, request.args.get("token"))
     if reader is None:
         return _message(
             403, "This link has expired", "Please open the link to manage your support from the site again."
         )
-    with _db().transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         buyer = sessions.find_buyer(session, settings, reader, None)
     if buyer.stripe_customer_id is None:
         return _message(
@@ -446,7 +436,7 @@ def _token_link(settings: Settings, path: str, token: str) -> str:
 @bp.get("/support/appeal")
 def appeal() -> Any:
     """What the widget shows for ``?token=``: ``{"show": false}``, or the copy, labels and links."""
-    settings = _settings()
+    settings = current_settings()
     token = request.args.get("token", "")
     try:
         claims = signing.verify(settings, token, purpose=READER_PURPOSES)
@@ -457,7 +447,7 @@ def appeal() -> Any:
     body: dict[str, Any] = {"show": False, "dismiss_days": days}
     if reader is None or claims.get("appeal") is not True:
         return _no_store(body)
-    with _db().transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         until = dismissed_until(session, settings, reader)
     if until is not None and until > clock.now():
         # Closed on another device (or localStorage was cleared): stay hidden until it runs out.
@@ -487,7 +477,7 @@ def _no_store(body: dict[str, Any]) -> Response:
 @bp.post("/support/dismiss")
 def dismiss() -> Any:
     """Close: hide the appeal for this reader for ``[access] dismiss_days`` (server side)."""
-    settings = _settings()
+    settings = current_settings()
     body = request.get_json(silent=True)
     token = body.get("token") if isinstance(body, dict) else request.form.get("token")
     reader = reader_from_token(settings, token if isinstance(token, str) else None)
@@ -498,7 +488,7 @@ def dismiss() -> Any:
             errors={"token": ["Missing or not valid."]},
             type_="unauthorized",
         )
-    with _db().transaction() as session:
+    with current_db().transaction() as session:
         result = dismiss_appeal(session, settings, reader)
         until = dismissed_until(session, settings, reader)
     return _no_store(
@@ -528,7 +518,7 @@ def _refuse_foreign_writes() -> Any:
     # state changes from browser origins the operator has not allowed.
     if request.method == "POST" and request.path.startswith("/support/"):
         origin = request.headers.get("Origin")
-        if origin and not _allowed(_settings(), origin):
+        if origin and not _allowed(current_settings(), origin):
             raise ApiError(403, "This origin may not call the widget.", type_="forbidden")
     return None
 
@@ -539,7 +529,7 @@ def _cors(resp: Response) -> Response:
         return resp
     resp.vary.add("Origin")
     origin = request.headers.get("Origin")
-    if origin and origin in _settings().server.allowed_origins:
+    if origin and origin in current_settings().server.allowed_origins:
         resp.headers["Access-Control-Allow-Origin"] = origin
         if request.method == "OPTIONS":
             resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
@@ -566,7 +556,7 @@ def init_app(app: Flask, api: Api) -> None:
         "reader_pages.portal_redirect",
         per_address=conf.checkout_per_address,
         per_reader=conf.checkout_per_reader,
-        reader_from=lambda: reader_from_token(_settings(), request.args.get("token")),
+        reader_from=lambda: reader_from_token(current_settings(), request.args.get("token")),
     )
     for endpoint in ("reader_pages.appeal", "reader_pages.dismiss"):
         limits.limit(app, endpoint, per_address=conf.widget_per_address)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_smorest import Api, Blueprint
 
 from paywall.auth import require_role
@@ -19,8 +19,7 @@ from paywall.checkout.schemas import (
     PortalSchema,
     SubscriptionCheckoutSchema,
 )
-from paywall.config import Settings
-from paywall.db import Database
+from paywall.context import current_db, current_settings
 from paywall.errors import ApiError, bad_request
 
 blp = Blueprint("checkout", __name__, url_prefix="/v1", description="Checkout and the customer portal")
@@ -29,16 +28,6 @@ STRIPE_FAILURES = {
     502: {"description": "Stripe failed or could not be reached (Stripe's message and request id)."},
     503: {"description": "Stripe is not configured (PAYWALL_STRIPE_SECRET_KEY)."},
 }
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["paywall.settings"]
-    return settings
-
-
-def _db() -> Database:
-    db: Database = current_app.extensions["paywall.db"]
-    return db
 
 
 def _caller_key() -> str | None:
@@ -54,7 +43,7 @@ def _caller_key() -> str | None:
 @blp.response(200, PlanListSchema)
 def list_plans() -> Any:
     """The configured plans ([plans.<name>] tables), for the site to show."""
-    return {"plans": [plan.as_dict() for plan in load_plans(_settings()).values()]}
+    return {"plans": [plan.as_dict() for plan in load_plans(current_settings()).values()]}
 
 
 @blp.route("/checkout/subscription", methods=["POST"])
@@ -66,11 +55,11 @@ def list_plans() -> Any:
 @blp.alt_response(503, description=STRIPE_FAILURES[503]["description"], schema="Error")
 def create_subscription(data: dict[str, Any]) -> Any:
     """A Checkout Session for a plan; the reader's Stripe customer is reused when there is one."""
-    settings = _settings()
+    settings = current_settings()
     plan = load_plans(settings).get(data["plan"])
     if plan is None:
         raise ApiError(404, "No such plan.", errors={"plan": ["No such plan."]}, type_="not-found")
-    with _db().transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         buyer = sessions.find_buyer(session, settings, data["reader"], data["email"])
     params = sessions.subscription_params(
         settings,
@@ -94,8 +83,8 @@ def create_subscription(data: dict[str, Any]) -> Any:
 @blp.alt_response(503, description=STRIPE_FAILURES[503]["description"], schema="Error")
 def create_donation(data: dict[str, Any]) -> Any:
     """A Checkout Session for a donation: once (payment) or monthly/yearly (subscription)."""
-    settings = _settings()
-    with _db().transaction(readonly=True) as session:
+    settings = current_settings()
+    with current_db().transaction(readonly=True) as session:
         buyer = sessions.find_buyer(session, settings, data["reader"], data["email"])
     params = sessions.donation_params(
         settings,
@@ -121,8 +110,8 @@ def create_donation(data: dict[str, Any]) -> Any:
 @blp.alt_response(503, description=STRIPE_FAILURES[503]["description"], schema="Error")
 def create_portal(data: dict[str, Any]) -> Any:
     """A customer-portal session, where the reader manages payment methods and subscriptions."""
-    settings = _settings()
-    with _db().transaction(readonly=True) as session:
+    settings = current_settings()
+    with current_db().transaction(readonly=True) as session:
         buyer = sessions.find_buyer(session, settings, data["reader"], None)
     if buyer.stripe_customer_id is None:
         raise ApiError(

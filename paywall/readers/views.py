@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask_smorest import Blueprint
 
 from paywall.auth import require_role
 from paywall.clock import isoformat
+from paywall.context import current_db
 from paywall.errors import ApiError, bad_request, not_found
 from paywall.models import Reader
 from paywall.readers import service
@@ -52,7 +52,7 @@ def reader_body(session: Any, reader: Reader) -> dict[str, Any]:
 def put_reader(data: dict[str, Any], reader: str) -> Any:
     """Create or update a reader (201 when created, 200 when updated)."""
     _check_external_id(reader)
-    with current_app.extensions["paywall.db"].transaction() as session:
+    with current_db().transaction() as session:
         row, created = service.upsert_reader(session, reader, data)
         body = reader_body(session, row)
     return body, 201 if created else 200
@@ -65,7 +65,7 @@ def put_reader(data: dict[str, Any], reader: str) -> Any:
 def get_reader(reader: str) -> Any:
     """A reader with their supporter section (subscription, donations, comp)."""
     _check_external_id(reader)
-    with current_app.extensions["paywall.db"].transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         row = service.find_reader(session, reader)
         if row is None:
             raise not_found(f"No reader {reader!r}.", "reader")
@@ -79,7 +79,7 @@ def get_reader(reader: str) -> Any:
 def delete_reader(reader: str) -> Any:
     """Erase a reader's personal data; payments stay, anonymised."""
     _check_external_id(reader)
-    with current_app.extensions["paywall.db"].transaction() as session:
+    with current_db().transaction() as session:
         outcome = service.erase_reader(session, reader)
     if outcome == "not_found":
         raise not_found(f"No reader {reader!r}.", "reader")

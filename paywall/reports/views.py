@@ -19,7 +19,6 @@ from flask import (
 from flask import (
     Flask,
     Response,
-    current_app,
     g,
     make_response,
     redirect,
@@ -34,6 +33,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from paywall import clock
 from paywall.auth import authenticate, require_role, split_key
 from paywall.config import Settings
+from paywall.context import current_db, current_settings
 from paywall.errors import ApiError
 from paywall.reports import websession
 from paywall.reports.chart import revenue_charts
@@ -85,7 +85,7 @@ def finance_access(view: F) -> F:
 
 def _export(name: str, args: dict[str, Any]) -> Response:
     """Run report ``name`` and stream it in the requested format as an attachment."""
-    settings: Settings = current_app.extensions["paywall.settings"]
+    settings: Settings = current_settings()
     fmt = args["format"]
     tz = reporting_zone(settings)
     caller = getattr(g, "caller", None)
@@ -96,7 +96,7 @@ def _export(name: str, args: dict[str, Any]) -> Response:
         caller.name if caller else None,
         {k: str(v) for k, v in args.items() if k != "format"},
     )
-    db = current_app.extensions["paywall.db"]
+    db = current_db()
 
     def chunks() -> Generator[bytes, None, None]:
         # The transaction stays open while the body streams (a server-side cursor on
@@ -195,13 +195,13 @@ def dashboard() -> Response:
     if caller is None:
         data.pop("kid", None)
         return _render(data, "reports/sign_in.html", error=None)
-    settings: Settings = current_app.extensions["paywall.settings"]
+    settings: Settings = current_settings()
     tz = reporting_zone(settings)
     now = clock.now()
     today = now.astimezone(tz).date()
     period = _last_twelve_months(today, settings)
     livemode = livemode_filter(settings)
-    with current_app.extensions["paywall.db"].transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         report = revenue_report(session, period, "month", livemode)
         counts = active_counts(session, now, livemode)
     month_start = today.replace(day=1)

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 
 from paywall.auth import Caller
 from paywall.config import Settings
+from paywall.context import current_db, current_settings
 from paywall.errors import not_configured
 from paywall.models import ApiKey
 from paywall.reports.periods import report_settings
@@ -75,7 +76,7 @@ def _signer() -> URLSafeTimedSerializer:
 
 
 def _max_age() -> int:
-    return report_settings(current_app.extensions["paywall.settings"]).session_hours * 3600
+    return report_settings(current_settings()).session_hours * 3600
 
 
 def load() -> dict[str, Any]:
@@ -92,7 +93,7 @@ def load() -> dict[str, Any]:
 
 def save(resp: Response, data: dict[str, Any]) -> None:
     """Set the signed cookie: HttpOnly, SameSite=Lax, Secure when the service is served over https."""
-    settings: Settings = current_app.extensions["paywall.settings"]
+    settings: Settings = current_settings()
     resp.set_cookie(
         COOKIE,
         _signer().dumps(data),
@@ -129,7 +130,7 @@ def signed_in_caller(data: dict[str, Any] | None = None) -> Caller | None:
     key_id = data.get("kid")
     if not isinstance(key_id, str) or not key_id:
         return None
-    with current_app.extensions["paywall.db"].transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
         if row is None or row.revoked_at is not None or row.role not in FINANCE_ROLES:
             return None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields, validate
 
 from paywall import supporter
 from paywall.auth import require_role
 from paywall.clock import isoformat
+from paywall.context import current_db, current_settings
 from paywall.errors import ApiError, not_configured
 from paywall.models import StripeEvent
 from paywall.observability import record_webhook
@@ -94,7 +95,7 @@ def event_body(row: StripeEvent) -> dict[str, Any]:
 @blp.alt_response(503, schema="Error", description="No webhook secret set, or the database is unavailable.")
 def stripe_webhook() -> Any:
     """Receive a Stripe event: verify its signature, store it once, sync what it says."""
-    settings = current_app.extensions["paywall.settings"]
+    settings = current_settings()
     secrets = settings.secrets.stripe_webhook_secrets
     if not secrets:
         raise not_configured("PAYWALL_STRIPE_WEBHOOK_SECRET", "Stripe webhooks")
@@ -109,7 +110,7 @@ def stripe_webhook() -> Any:
         raise ApiError(400, exc.message, errors={exc.field: [exc.message]}, type_="invalid-event") from None
     event_type = str(event.get("type", "unknown"))
     try:
-        delivery = inbox.receive(current_app.extensions["paywall.db"], settings, event)
+        delivery = inbox.receive(current_db(), settings, event)
     except Exception:
         # Answered 503 (transient) or 500 by the error handlers; Stripe retries either way.
         record_webhook(event_type, "error")
@@ -126,7 +127,7 @@ def stripe_webhook() -> Any:
 @blp.response(200, EventListSchema)
 def list_events(args: dict[str, Any]) -> Any:
     """The Stripe event inbox, newest first (filter by status or type; page with ``before``)."""
-    with current_app.extensions["paywall.db"].transaction(readonly=True) as session:
+    with current_db().transaction(readonly=True) as session:
         rows = inbox.list_events(
             session,
             status=args.get("status"),
