@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,14 +19,9 @@ from paywall import clock
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import Payment, Reader, StripeCustomer, Subscription
+from tests.faults import free_port
 
 MAIL_FROM = "Newsroom <appeals@news.example.org>"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

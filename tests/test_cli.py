@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from paywall.cli import main
+from tests.faults import free_port
 
 
 def test_help_lists_everything(runner: CliRunner) -> None:
@@ -35,12 +35,6 @@ def test_keys_create_list_revoke(runner: CliRunner, db) -> None:  # type: ignore
     assert runner.invoke(main, ["keys", "revoke", "nobody"]).exit_code != 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_db_upgrade_and_serve_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
     """What `make run` does: migrate a new SQLite file, then serve with gunicorn and answer /healthz."""
@@ -57,7 +51,7 @@ def test_db_upgrade_and_serve_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     ).stdout.split()[-1]
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*paywall, "serve", "--bind", f"127.0.0.1:{port}"],
         env=env,

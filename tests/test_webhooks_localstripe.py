@@ -7,7 +7,6 @@ a subscription; the reader view shows the subscription, then shows it canceled.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from paywall.db import Database
 from paywall.models import Payment
 from paywall.stripe_gateway import make_client
 from tests.conftest import WEBHOOK_SECRET
+from tests.faults import free_port
 
 # localstripe's own entry point binds every interface and pickles its store to /tmp; this one
 # binds loopback only and keeps the store in memory.
@@ -39,12 +39,6 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
