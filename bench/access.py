@@ -145,7 +145,13 @@ def prepare_database(url: str, readers: int) -> str:
             else:  # metered readers, part of the allowance spent
                 for a in range(i % 3):
                     meter.append(
-                        {"reader": f"reader-{i}", "period": period, "article": f"art-{a}", "read_at": now}
+                        {
+                            "reader": f"reader-{i}",
+                            "period": period,
+                            "article": f"art-{a}",
+                            "slot": a + 1,
+                            "read_at": now,
+                        }
                     )
         s.execute(insert(Subscription), subs)
         s.execute(insert(Payment), pays)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from paywall import clock, signing
 from paywall.access.appeals import dismiss_appeal
-from paywall.access.service import check_access
+from paywall.access.service import check_access, peek, spend
 from paywall.access.tokens import issue_access_token
 from paywall.config import Settings
 from paywall.db import Database
@@ -113,6 +113,51 @@ def test_concurrent_first_reads_spend_exactly_the_allowance(
     assert sorted(results) == [False] * 7 + [True] * 3
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(MeterRead)) == 3
+
+
+def _spend_behind_its_back(db: Database, reader: str, article: str, slot: int) -> None:
+    """Another request's first read, landing between this request's read of the state and its spend."""
+    with db.transaction() as s:
+        s.add(MeterRead(reader=reader, period="2026-03", article=article, slot=slot, read_at=NOW))
+
+
+def test_a_spend_that_lost_the_race_for_the_last_slot_is_refused(
+    db: Database, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(access={"free_articles_per_month": 3})
+    with db.transaction() as s:
+        for article in ("a1", "a2"):
+            check_access(s, settings, "racer", article, NOW)
+    with db.engine.connect() as conn:
+        state, decision = peek(conn, settings, "racer", "a4", NOW)
+        conn.rollback()
+    assert decision.records_read and state.meter_slot == 2
+    _spend_behind_its_back(db, "racer", "a3", slot=3)
+    with db.autocommit_engine.connect() as conn:
+        final = spend(conn, settings, state, NOW)
+    assert (final.allowed, final.reason, final.meter and final.meter.used) == (False, "meter_exhausted", 3)
+    with db.transaction() as s:
+        rows = s.execute(select(MeterRead.article, MeterRead.slot).order_by(MeterRead.slot)).all()
+    assert [tuple(r) for r in rows] == [("a1", 1), ("a2", 2), ("a3", 3)]
+
+
+def test_a_spend_racing_a_read_of_the_same_article_counts_it_once(
+    db: Database, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(access={"free_articles_per_month": 3})
+    with db.engine.connect() as conn:
+        state, decision = peek(conn, settings, "racer", "a1", NOW)
+        conn.rollback()
+    assert decision.records_read
+    _spend_behind_its_back(db, "racer", "a1", slot=1)
+    with db.autocommit_engine.connect() as conn:
+        final = spend(conn, settings, state, NOW)
+        # Spending again (a retry after a lost answer) changes nothing either.
+        again = spend(conn, settings, state, NOW)
+    for d in (final, again):
+        assert (d.allowed, d.reason, d.meter and d.meter.used) == (True, "metered", 1)
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(MeterRead)) == 1
 
 
 def test_access_token_carries_the_decision(db: Database, settings: Settings) -> None:

@@ -8,7 +8,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 import paywall.models  # noqa: F401 - registers every table
 from paywall.cli import alembic_config
@@ -48,3 +48,36 @@ def test_upgrade_matches_models_and_downgrades_to_base(scratch_url: str) -> None
     # And up again: downgrades leave nothing behind that blocks a re-run.
     command.upgrade(cfg, "heads")
     db.dispose()
+
+
+def test_meter_slots_are_numbered_in_reading_order(scratch_url: str) -> None:
+    """0005 gives the meter rows already stored slots 1..n per reader and period, oldest first."""
+    cfg = alembic_config(scratch_url)
+    command.upgrade(cfg, "0003")
+    db = Database(scratch_url)
+    rows = [  # (reader, period, article, minute read)
+        ("ana", "2026-10", "z-first", 1),
+        ("ana", "2026-10", "b-second", 2),
+        ("ana", "2026-10", "a-third", 3),
+        ("ana", "2026-11", "new-month", 4),
+        ("bo", "2026-10", "same-minute-b", 5),
+        ("bo", "2026-10", "same-minute-a", 5),
+    ]
+    with db.engine.begin() as conn:
+        for reader, period, article, minute in rows:
+            conn.execute(
+                text("INSERT INTO meter_reads (reader, period, article, read_at) VALUES (:r, :p, :a, :t)"),
+                {"r": reader, "p": period, "a": article, "t": f"2026-10-01 00:{minute:02d}:00"},
+            )
+    command.upgrade(cfg, "heads")
+    with db.engine.connect() as conn:
+        got = conn.execute(text("SELECT reader, period, article, slot FROM meter_reads")).all()
+    db.dispose()
+    assert sorted(tuple(r) for r in got) == [
+        ("ana", "2026-10", "a-third", 3),
+        ("ana", "2026-10", "b-second", 2),
+        ("ana", "2026-10", "z-first", 1),
+        ("ana", "2026-11", "new-month", 1),
+        ("bo", "2026-10", "same-minute-a", 1),
+        ("bo", "2026-10", "same-minute-b", 2),
+    ]

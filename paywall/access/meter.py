@@ -1,51 +1,51 @@
-"""The free-article meter: one row per new (reader id, article, period), written race-safely.
+"""The free-article meter: one row per new (reader id, period, article), claimed race-safely.
 
-Ten concurrent first reads by one reader must spend exactly the allowance, never more. Writers for
-one reader id are serialized before the meter is re-read: on PostgreSQL by a transaction-scoped
-advisory lock on the reader id; on SQLite by the write transaction itself (``BEGIN IMMEDIATE``, see
-paywall/db.py), which already admits one writer at a time.
+Ten concurrent first reads by one reader must spend exactly the allowance, never more, and the
+check runs on every article view, so spending takes no lock and no transaction. Each free read
+holds a numbered *slot*, unique per (reader, period). A read that saw *n* reads claims slot
+*n + 1* (one above the highest it saw) with one ``INSERT ... ON CONFLICT DO NOTHING``. Slots only
+grow, so "n + 1 is free" means exactly "nobody spent since I looked": two reads that saw the same
+meter claim the same slot and the database lets one of them in; the loser re-reads the meter and
+the rules decide again. Claiming is idempotent too: a retried claim of an article that was already
+counted conflicts on the primary key, and the re-read shows it as a re-read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from paywall.db import DriverStatement
 from paywall.models import MeterRead
 
-# The first key of the two-key advisory lock: a namespace, so other features' locks never collide.
-METER_LOCK_NAMESPACE = 0x6D657472  # "metr"
-
-
-# One round trip: take the reader's lock, and let this transaction's commit skip the wait for the
-# WAL flush. A meter row lost in a database crash costs one extra free article; waiting for a disk
-# flush on every anonymous first read would cost the hot path far more.
-_PG_LOCK = text(
-    "SELECT pg_advisory_xact_lock(:ns, hashtext(:reader)), set_config('synchronous_commit', 'off', true)"
+# On the driver's cursor, as it runs on the hot path (see DriverStatement). Both databases accept
+# this upsert form, and its conflict clause covers the primary key (this article was counted
+# already) and the slot (another read spent it first).
+_CLAIM = DriverStatement(
+    "INSERT INTO meter_reads (reader, period, article, slot, read_at) "
+    "VALUES (:reader, :period, :article, :slot, :read_at) ON CONFLICT DO NOTHING",
+    datetime_params=("read_at",),
 )
 
 
-def lock_reader(session: Session, reader: str) -> None:
-    """Serialize meter writers for ``reader`` until the transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_PG_LOCK, {"ns": METER_LOCK_NAMESPACE, "reader": reader})
+def read_meter(conn: Session | Connection, reader: str, period: str) -> tuple[frozenset[str], int]:
+    """The articles ``reader`` has spent the allowance on in ``period``, and the highest slot taken."""
+    rows = conn.execute(
+        select(MeterRead.article, MeterRead.slot).where(
+            MeterRead.reader == reader, MeterRead.period == period
+        )
+    ).all()
+    return frozenset(article for article, _ in rows), max((slot for _, slot in rows), default=0)
 
 
-def read_articles(session: Session, reader: str, period: str) -> frozenset[str]:
-    """The articles ``reader`` has spent the allowance on in ``period``."""
-    rows = session.scalars(
-        select(MeterRead.article).where(MeterRead.reader == reader, MeterRead.period == period)
-    )
-    return frozenset(rows)
-
-
-def record_read(session: Session, reader: str, period: str, article: str, now: dt.datetime) -> str:
-    """Count ``article`` for ``reader`` in ``period``: 'recorded', or 'already_recorded'."""
-    values = {"reader": reader, "period": period, "article": article, "read_at": now}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = session.execute(insert(MeterRead).values(**values).on_conflict_do_nothing())
-    return "recorded" if getattr(result, "rowcount", 1) else "already_recorded"
+def claim(
+    conn: Session | Connection, reader: str, period: str, article: str, slot: int, now: dt.datetime
+) -> bool:
+    """Count ``article`` as ``reader``'s free read number ``slot``; False if the slot or article is taken."""
+    params = {"reader": reader, "period": period, "article": article, "slot": slot, "read_at": now}
+    connection = conn.connection() if isinstance(conn, Session) else conn
+    _, inserted = _CLAIM.execute(connection, params)
+    return inserted == 1

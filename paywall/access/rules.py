@@ -100,6 +100,8 @@ class ReaderState:
     dismissed_at: dt.datetime | None = None
     # Articles this reader id has already used the allowance on in the current meter period.
     meter_articles: frozenset[str] = frozenset()
+    # The highest meter slot taken in the period (0: none); the next free read claims this + 1.
+    meter_slot: int = 0
 
 
 @dataclass(frozen=True)

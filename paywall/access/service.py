@@ -38,19 +38,25 @@ def peek(
     return state, decide(state, now, cfg)
 
 
-def spend(session: Session, settings: Settings, state: ReaderState, now: dt.datetime) -> Decision:
+def spend(conn: Session | Connection, settings: Settings, state: ReaderState, now: dt.datetime) -> Decision:
     """Spend a free article on ``state.article``, race-safely; returns the final decision.
 
-    Takes the per-reader lock, re-reads the meter (a concurrent first read may have spent it), decides
-    again and records the read if it still counts. The session must be in a write transaction.
+    Claims the next meter slot (see paywall/access/meter.py). When a concurrent read took it, the
+    meter is read again and the rules decide again: the article may now be a re-read, the meter
+    exhausted, or another slot free. Needs no transaction: every statement stands on its own, and
+    a retry after a lost connection is safe (a claimed article reads back as a re-read).
     """
     cfg = access_settings(settings)
     period, _ = meter_period(now, cfg)
-    meter.lock_reader(session, state.reader)
-    fresh = meter.read_articles(session, state.reader, period)
-    decision = decide(dataclasses.replace(state, meter_articles=fresh), now, cfg)
-    if decision.records_read and state.article is not None:
-        meter.record_read(session, state.reader, period, state.article, now)
+    decision = decide(state, now, cfg)
+    while decision.records_read and state.article is not None:
+        if meter.claim(conn, state.reader, period, state.article, state.meter_slot + 1, now):
+            break
+        # Lost a race: another read spent a slot (or counted this article) since the state was
+        # read. Every loss means one more read counted, so the meter runs out within the allowance.
+        articles, slot = meter.read_meter(conn, state.reader, period)
+        state = dataclasses.replace(state, meter_articles=articles, meter_slot=slot)
+        decision = decide(state, now, cfg)
     return decision
 
 
@@ -65,8 +71,7 @@ def evaluate(
 ) -> Decision:
     """The decision for ``reader`` reading ``article`` (None: do not meter).
 
-    With ``record`` a newly metered article is written (see ``spend``); the session must then be in
-    a write transaction (``db.transaction()``). Without ``record`` nothing is written.
+    With ``record`` a newly metered article is written (see ``spend``). Without it nothing is written.
     """
     state, decision = peek(session, settings, reader, article, now)
     if record and decision.records_read:
@@ -101,9 +106,6 @@ def check_access(
     *,
     explain: bool = False,
 ) -> dict[str, Any]:
-    """The same answer as ``POST /v1/access``; ``article`` None checks without metering.
-
-    Call inside a write transaction when ``article`` is given (a first read is recorded).
-    """
+    """The same answer as ``POST /v1/access``; ``article`` None checks without metering."""
     decision = evaluate(session, settings, reader, article, now, record=True)
     return answer_body(reader, article, decision, explain=explain)

@@ -7,9 +7,11 @@ from typing import Any
 from flask import Flask, g
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from sqlalchemy.engine import Connection
 
 from paywall import clock, supporter
 from paywall.access import appeals, comps, service
+from paywall.access.rules import Decision
 from paywall.access.schemas import (
     AccessAnswerSchema,
     AccessRequestSchema,
@@ -36,27 +38,24 @@ NO_STORE = {"Cache-Control": "private, no-store"}
 
 @blp.route("/access", methods=["POST"])
 @require_role("site")
-@blp.arguments(AccessRequestSchema)
+@blp.arguments(AccessRequestSchema())  # an instance: webargs would build one per request
 @blp.response(200, AccessAnswerSchema)
 def post_access(data: dict[str, Any]) -> Any:
     """Whether the reader may read the article, why, until when, their meter, and the appeal flag."""
     reader, article = data["reader"], data["article"]
     now = clock.now()
-    db, settings = current_db(), current_settings()
-    # Most answers write nothing (subscribers, re-reads, exhausted meters), so the state is read
-    # first with nothing held: on PostgreSQL one statement outside a transaction (it sees one
-    # snapshot, and skipping BEGIN/COMMIT halves the round trips of the hot path); on SQLite a
-    # read-only transaction that runs beside the one writer. Only a first metered read then opens
-    # the write transaction, where the meter is locked and re-read before it is spent.
-    if db.dialect == "postgresql":
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            state, decision = service.peek(conn, settings, reader, article, now)
-    else:
-        with db.transaction(readonly=True) as session:
-            state, decision = service.peek(session, settings, reader, article, now)
-    if decision.records_read:
-        with db.transaction() as session:
-            decision = service.spend(session, settings, state, now)
+    settings = current_settings()
+
+    # One statement reads the state; only a first metered read then claims a meter slot, a second.
+    # Both stand alone (no transaction) and are safe to repeat, so the check runs on the
+    # retrying autocommit path of paywall/db.py (see paywall/access/meter.py for why it is exact).
+    def check(conn: Connection) -> Decision:
+        state, decision = service.peek(conn, settings, reader, article, now)
+        if decision.records_read:
+            decision = service.spend(conn, settings, state, now)
+        return decision
+
+    decision = current_db().run_idempotent(check)
     return service.answer_body(reader, article, decision, explain=data["explain"]), 200, NO_STORE
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paywall import clock
@@ -36,15 +36,22 @@ class Comp(Base):
 class MeterRead(Base):
     """One free article read by one reader id in one meter period (``YYYY-MM`` in meter_timezone).
 
-    The primary key is the whole row, so a second first-read of the same article cannot count twice,
-    and counting a reader's month is an index range scan.
+    The primary key is (reader, period, article), so a second first-read of the same article cannot
+    count twice, and counting a reader's month is an index range scan.
+
+    ``slot`` numbers a reader's free reads in a period 1, 2, 3... and is unique per (reader, period):
+    a read is only ever claimed as slot *n + 1* after seeing *n* reads, so two concurrent first reads
+    that saw the same meter race for the same slot and the database lets exactly one win. That is
+    what keeps the allowance exact without a lock or a transaction (paywall/access/meter.py).
     """
 
     __tablename__ = "meter_reads"
+    __table_args__ = (UniqueConstraint("reader", "period", "slot"),)
 
     reader: Mapped[str] = mapped_column(ReaderKey, primary_key=True)
     period: Mapped[str] = mapped_column(String(7), primary_key=True)
     article: Mapped[str] = mapped_column(ReaderKey, primary_key=True)
+    slot: Mapped[int] = mapped_column(SmallInteger)
     read_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
 
 
