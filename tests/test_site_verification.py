@@ -1,0 +1,93 @@
+"""What a site runs to verify access tokens offline: the README's PyJWT code and the libsodium variant."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from flask.testing import FlaskClient
+
+from paywall import clock, signing
+from paywall.config import Settings
+from paywall.db import Database
+from tests import test_access_helpers as f
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _example() -> Any:
+    spec = importlib.util.spec_from_file_location("verify_token", ROOT / "docs/examples/verify_token.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def issued(db: Database, client: FlaskClient, site_key: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """A real access token for a donor, and the JWKS as the site fetches it."""
+    with db.transaction() as s:
+        f.payment(s, f.reader(s, "don"), clock.now() - dt.timedelta(days=1))
+    token = client.post("/v1/access/token", json={"reader": "don"}, headers=site_key).get_json()["token"]
+    return token, client.get("/.well-known/jwks.json").get_json()
+
+
+def _tampered(token: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = jwt.utils.base64url_decode(payload).replace(b'"don"', b'"eve"')
+    return ".".join([header, jwt.utils.base64url_encode(claims).decode(), signature])
+
+
+def test_libsodium_verifier_accepts_genuine_tokens_and_refuses_the_rest(
+    issued: tuple[str, dict[str, Any]], settings: Settings
+) -> None:
+    token, jwks = issued
+    verifier = _example().TokenVerifier(jwks)
+    claims = verifier.verify(token)
+    assert claims is not None
+    assert (claims["sub"], claims["access"], claims["reason"]) == ("don", True, "donation")
+    assert claims == jwt.decode(token, jwt.PyJWK(jwks["keys"][0]).key, algorithms=["EdDSA"])
+
+    header, payload, signature = token.split(".")
+    unsigned = jwt.utils.base64url_encode(b'{"alg":"none","kid":"%s"}' % jwks["keys"][0]["kid"].encode())
+    expired, _ = signing.sign(settings, {"sub": "don"}, purpose="access", ttl=dt.timedelta(seconds=-60))
+    other_purpose, _ = signing.sign(settings, {"sub": "don"}, purpose="widget", ttl=dt.timedelta(minutes=5))
+    refused = [
+        _tampered(token),
+        f"{unsigned.decode()}.{payload}.",
+        f"{header}.{payload}.{signature[:-4]}AAAA",
+        expired,
+        other_purpose,
+        "not-a-token",
+        "a.b.c",
+        "",
+        "....",
+    ]
+    for bad in refused:
+        assert verifier.verify(bad) is None, bad
+    # Another key set (a rotation that dropped this key) refuses it too.
+    assert _example().TokenVerifier({"keys": []}).verify(token) is None
+    # Expiry is the token's own, with 30 s of leeway for clock skew.
+    exp = claims["exp"]
+    assert verifier.verify(token, now=exp + 30) is not None
+    assert verifier.verify(token, now=exp + 31) is None
+
+
+def test_the_readme_python_example_runs_as_written(
+    issued: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, jwks = issued
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Access tokens, verified offline by the site") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code, "the README's Python verification example is missing"
+    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", lambda self: jwks)  # no network in tests
+    for candidate, expected in ((token, True), (_tampered(token), False), ("not-a-token", False)):
+        scope: dict[str, Any] = {"token": candidate}
+        exec(code.group(1), scope)  # noqa: S102 - our own README
+        assert scope["show_article"] is expected
