@@ -1,4 +1,4 @@
-"""``paywall comp``: give and end complimentary access from the command line."""
+"""``paywall comp`` (complimentary access) and ``paywall meter purge`` from the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import click
 from marshmallow import ValidationError
 
 from paywall import clock
-from paywall.access import comps
+from paywall.access import comps, meter
+from paywall.access.rules import meter_period
+from paywall.access.settings import access_settings
 from paywall.cli import Context, pass_ctx
 from paywall.schemas import validate_identifier
 
@@ -24,11 +26,11 @@ def _reader(value: str) -> str:
 
 
 @click.group("comp")
-def cli() -> None:
+def comp_cli() -> None:
     """Complimentary access (comps) for readers."""
 
 
-@cli.command("grant")
+@comp_cli.command("grant")
 @click.argument("reader")
 @click.option(
     "--until",
@@ -51,7 +53,7 @@ def grant(obj: Context, reader: str, until: dt.datetime, note: str | None) -> No
     click.echo(f"{reader}: {outcome}, comp until {shown:%Y-%m-%d %H:%M} UTC (exclusive)")
 
 
-@cli.command("revoke")
+@comp_cli.command("revoke")
 @click.argument("reader")
 @pass_ctx
 def revoke(obj: Context, reader: str) -> None:
@@ -62,3 +64,33 @@ def revoke(obj: Context, reader: str) -> None:
     if outcome == "not_found":
         raise click.ClickException(f"no comp for reader {reader!r}")
     click.echo(f"{reader}: {outcome}")
+
+
+@click.group("meter")
+def meter_cli() -> None:
+    """The free-article meter."""
+
+
+@meter_cli.command("purge")
+@click.option(
+    "--keep-months",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Periods to keep, counting the current one (the current month always decides access).",
+)
+@pass_ctx
+def purge(obj: Context, keep_months: int) -> None:
+    """Delete meter rows of older months (run monthly, e.g. from cron)."""
+    cfg = access_settings(obj.settings)
+    period, _ = meter_period(clock.now(), cfg)
+    year, month = (int(part) for part in period.split("-"))
+    index = year * 12 + (month - 1) - (keep_months - 1)
+    oldest = f"{index // 12:04d}-{index % 12 + 1:02d}"
+    with obj.db.transaction() as session:
+        deleted = meter.purge_before(session, oldest)
+    click.echo(f"meter: deleted {deleted} rows of periods before {oldest} (kept {oldest} to {period})")
+
+
+# Two top-level words: `paywall comp` and `paywall meter`.
+cli = [comp_cli, meter_cli]

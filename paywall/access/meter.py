@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -49,3 +49,13 @@ def claim(
     connection = conn.connection() if isinstance(conn, Session) else conn
     _, inserted = _CLAIM.execute(connection, params)
     return inserted == 1
+
+
+def purge_before(session: Session, period: str) -> int:
+    """Delete the meter rows of periods before ``period`` (``YYYY-MM``); returns how many went.
+
+    Only the current period decides access, so older rows are history nobody reads: without a
+    purge the table grows by every anonymous visitor's first reads, month after month.
+    """
+    result = session.execute(delete(MeterRead).where(MeterRead.period < period))
+    return int(getattr(result, "rowcount", 0) or 0)
