@@ -227,3 +227,22 @@ def test_refunded_donation_grants_nothing(db: Database, settings: Settings, refu
         assert (body["reason"], body["appeal"]) == ("metered", True)
     else:
         assert (body["reason"], body["until"], body["appeal"]) == ("donation", "2026-04-11T12:00:00Z", False)
+
+
+def test_reads_without_a_slot_from_before_migration_0005_still_count(
+    db: Database, make_settings: Callable[..., Settings]
+) -> None:
+    """Rows the previous code writes during the rollout have no slot; they count all the same."""
+    settings = make_settings(access={"free_articles_per_month": 3})
+    with db.transaction() as s:
+        for article in ("a1", "a2"):
+            s.add(MeterRead(reader="old", period="2026-03", article=article, slot=None, read_at=NOW))
+    with db.transaction() as s:
+        third = check_access(s, settings, "old", "a3", NOW)
+        fourth = check_access(s, settings, "old", "a4", NOW)
+        again = check_access(s, settings, "old", "a1", NOW)
+    assert (third["reason"], third["meter"]["used"]) == ("metered", 3)
+    assert (fourth["allowed"], fourth["reason"]) == (False, "meter_exhausted")
+    assert (again["allowed"], again["reason"]) == (True, "metered")
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(MeterRead)) == 3

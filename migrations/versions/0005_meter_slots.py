@@ -4,10 +4,10 @@ Revision ID: 0005
 Revises: 0003
 Create Date: 2026-11-27 15:40:00
 
-Existing rows get slots 1..n per (reader, period) in the order they were read. Deploy order: this
-migration first, then the code that writes ``slot`` (the previous code does not name the column, so
-its inserts would fail once it is NOT NULL; run the migration and restart together, as the README's
-upgrade steps say).
+Existing rows get slots 1..n per (reader, period) in the order they were read. Additive, like every
+migration here, so the previous code keeps running while it is applied: the column stays nullable
+(rows that code writes during the rollout have no slot; they still count against the allowance, and
+unique constraints let NULLs be). A later migration can make it NOT NULL once no such rows remain.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("slot", sa.SmallInteger(), nullable=True))
     op.execute(BACKFILL)
     with op.batch_alter_table("meter_reads") as batch:
-        batch.alter_column("slot", existing_type=sa.SmallInteger(), nullable=False)
         batch.create_unique_constraint(
             op.f("uq_meter_reads_reader_period_slot"), ["reader", "period", "slot"]
         )

@@ -38,7 +38,7 @@ def read_meter(conn: Session | Connection, reader: str, period: str) -> tuple[fr
             MeterRead.reader == reader, MeterRead.period == period
         )
     ).all()
-    return frozenset(article for article, _ in rows), max((slot for _, slot in rows), default=0)
+    return frozenset(article for article, _ in rows), max((slot or 0 for _, slot in rows), default=0)
 
 
 def claim(

@@ -113,7 +113,7 @@ def load_state(
             dismissed_at = t1
         else:
             articles.add(ref)
-            slot = max(slot, n1)
+            slot = max(slot, n1 or 0)
     return ReaderState(
         reader=reader,
         article=article,

@@ -51,7 +51,8 @@ class MeterRead(Base):
     reader: Mapped[str] = mapped_column(ReaderKey, primary_key=True)
     period: Mapped[str] = mapped_column(String(7), primary_key=True)
     article: Mapped[str] = mapped_column(ReaderKey, primary_key=True)
-    slot: Mapped[int] = mapped_column(SmallInteger)
+    # NULL only on rows written by code older than migration 0005 during its rollout.
+    slot: Mapped[int | None] = mapped_column(SmallInteger)
     read_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
 
 
