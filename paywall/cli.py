@@ -108,11 +108,20 @@ def db_downgrade(obj: Context, revision: str) -> None:
 @db.command("current")
 @pass_ctx
 def db_current(obj: Context) -> None:
-    """Print the database's migration revision."""
+    """Print the database's migration revisions (one per branch), and whether any are missing."""
     from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
+    # Features migrate on branches of their own, so a database has one current revision per head.
     with obj.db.engine.connect() as conn:
-        click.echo(MigrationContext.configure(conn).get_current_revision() or "base")
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    script = ScriptDirectory.from_config(alembic_config(obj.settings.database.url))
+    heads = set(script.get_heads())
+    click.echo(" ".join(sorted(current)) or "base")
+    if current == heads:
+        click.echo("up to date")
+    else:
+        click.echo(f"behind: run `paywall db upgrade` (heads: {' '.join(sorted(heads))})")
 
 
 def _safe_url(url: str) -> str:

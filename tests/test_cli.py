@@ -10,9 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 
-from paywall.cli import main
+from paywall.cli import alembic_config, main
 from tests.faults import free_port
 
 
@@ -85,3 +86,20 @@ def test_db_upgrade_and_serve_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
     # Missing secrets are announced once at start, by name; the key never appears in the log.
     assert output.count("not configured: PAYWALL_STRIPE_SECRET_KEY") == 1
     assert key not in output
+
+
+def test_db_current_names_every_branch_and_says_when_behind(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PAYWALL_DATABASE_URL", f"sqlite:///{tmp_path}/current.sqlite3")
+    assert runner.invoke(main, ["db", "upgrade", "--revision", "0003"]).exit_code == 0
+    result = runner.invoke(main, ["db", "current"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "0003"
+    assert "behind: run `paywall db upgrade`" in result.output
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(main, ["db", "current"])
+    assert result.exit_code == 0, result.output
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert len(heads) > 1  # features migrate on branches of their own
+    assert result.output.splitlines() == [" ".join(sorted(heads)), "up to date"]
