@@ -126,6 +126,7 @@ def make_engine(url: str, *, pool_size: int = 5, lock_timeout_seconds: int = 5) 
         memory = path in ("", ":memory:")
         engine = create_engine(
             url,
+            hide_parameters=True,
             connect_args={"timeout": lock_timeout_seconds, "check_same_thread": False},
             # Pooled: opening a connection and setting its pragmas cost more than the access
             # check itself. Forked gunicorn workers drop the master's pool (post_fork), so no
@@ -138,6 +139,8 @@ def make_engine(url: str, *, pool_size: int = 5, lock_timeout_seconds: int = 5) 
     connect_args = _pg_connect_args(lock_timeout_seconds) if url.startswith("postgresql") else {}
     return create_engine(
         url,
+        # SQL errors end up in logs (log.exception); their parameters carry reader ids and emails.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
@@ -223,6 +226,7 @@ class DriverStatement:
                 values,
                 exc,
                 dialect.loaded_dbapi.Error,
+                hide_parameters=True,  # as the engines do: no reader ids or emails in logged errors
                 connection_invalidated=disconnect,
                 dialect=dialect,
             ) from exc
@@ -265,6 +269,7 @@ class Database:
             return self.engine.execution_options(sqlite_begin="none")
         return create_engine(
             self.url,
+            hide_parameters=True,
             isolation_level="AUTOCOMMIT",
             pool_size=self.pool_size,
             max_overflow=self.pool_size,
