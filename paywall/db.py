@@ -203,8 +203,15 @@ class DriverStatement:
             found = self._processors[dialect.name] = (bind, result)
         return found
 
-    def execute(self, conn: Connection, params: dict[str, Any]) -> tuple[Sequence[Sequence[Any]], int]:
-        """(rows, rowcount); rows are plain tuples, empty for a statement that returns none."""
+    def execute(
+        self, conn: Session | Connection, params: dict[str, Any]
+    ) -> tuple[Sequence[Sequence[Any]], int]:
+        """(rows, rowcount); rows are plain tuples, empty for a statement that returns none.
+
+        With a Session, on its connection, inside its transaction.
+        """
+        if isinstance(conn, Session):
+            conn = conn.connection()
         dialect = conn.dialect
         bind, result = self._processors_for(dialect)
         values = dict(params)

@@ -134,7 +134,7 @@ def test_a_spend_that_lost_the_race_for_the_last_slot_is_refused(
     assert decision.records_read and state.meter_slot == 2
     _spend_behind_its_back(db, "racer", "a3", slot=3)
     with db.autocommit_engine.connect() as conn:
-        final = spend(conn, settings, state, NOW)
+        final = spend(conn, settings, state, decision, NOW)
     assert (final.allowed, final.reason, final.meter and final.meter.used) == (False, "meter_exhausted", 3)
     with db.transaction() as s:
         rows = s.execute(select(MeterRead.article, MeterRead.slot).order_by(MeterRead.slot)).all()
@@ -151,9 +151,9 @@ def test_a_spend_racing_a_read_of_the_same_article_counts_it_once(
     assert decision.records_read
     _spend_behind_its_back(db, "racer", "a1", slot=1)
     with db.autocommit_engine.connect() as conn:
-        final = spend(conn, settings, state, NOW)
+        final = spend(conn, settings, state, decision, NOW)
         # Spending again (a retry after a lost answer) changes nothing either.
-        again = spend(conn, settings, state, NOW)
+        again = spend(conn, settings, state, decision, NOW)
     for d in (final, again):
         assert (d.allowed, d.reason, d.meter and d.meter.used) == (True, "metered", 1)
     with db.transaction() as s:

@@ -46,8 +46,7 @@ def claim(
 ) -> bool:
     """Count ``article`` as ``reader``'s free read number ``slot``; False if the slot or article is taken."""
     params = {"reader": reader, "period": period, "article": article, "slot": slot, "read_at": now}
-    connection = conn.connection() if isinstance(conn, Session) else conn
-    _, inserted = _CLAIM.execute(connection, params)
+    _, inserted = _CLAIM.execute(conn, params)
     return inserted == 1
 
 

@@ -38,17 +38,19 @@ def peek(
     return state, decide(state, now, cfg)
 
 
-def spend(conn: Session | Connection, settings: Settings, state: ReaderState, now: dt.datetime) -> Decision:
+def spend(
+    conn: Session | Connection, settings: Settings, state: ReaderState, decision: Decision, now: dt.datetime
+) -> Decision:
     """Spend a free article on ``state.article``, race-safely; returns the final decision.
 
-    Claims the next meter slot (see paywall/access/meter.py). When a concurrent read took it, the
-    meter is read again and the rules decide again: the article may now be a re-read, the meter
-    exhausted, or another slot free. Needs no transaction: every statement stands on its own, and
+    ``decision`` is the one ``peek`` made from ``state`` (not made again here). Claims the next
+    meter slot (see paywall/access/meter.py). When a concurrent read took it, the meter is read
+    again and the rules decide again: the article may now be a re-read, the meter exhausted, or
+    another slot free. Needs no transaction: every statement stands on its own, and
     a retry after a lost connection is safe (a claimed article reads back as a re-read).
     """
     cfg = access_settings(settings)
     period, _ = meter_period(now, cfg)
-    decision = decide(state, now, cfg)
     while decision.records_read and state.article is not None:
         if meter.claim(conn, state.reader, period, state.article, state.meter_slot + 1, now):
             break
@@ -61,7 +63,7 @@ def spend(conn: Session | Connection, settings: Settings, state: ReaderState, no
 
 
 def evaluate(
-    session: Session,
+    conn: Session | Connection,
     settings: Settings,
     reader: str,
     article: str | None,
@@ -73,9 +75,9 @@ def evaluate(
 
     With ``record`` a newly metered article is written (see ``spend``). Without it nothing is written.
     """
-    state, decision = peek(session, settings, reader, article, now)
+    state, decision = peek(conn, settings, reader, article, now)
     if record and decision.records_read:
-        decision = spend(session, settings, state, now)
+        decision = spend(conn, settings, state, decision, now)
     return decision
 
 

@@ -77,8 +77,7 @@ def load_state(
     dismissed_at: dt.datetime | None = None
     articles: set[str] = set()
     slot = 0
-    connection = conn.connection() if isinstance(conn, Session) else conn
-    rows, _ = STATE_QUERY.execute(connection, params)
+    rows, _ = STATE_QUERY.execute(conn, params)
     for src, ref, kind, status, t1, t2, t3, t4, t5, flag, n1, n2, n3, ref2 in rows:
         if src == "sub":
             subs.append(

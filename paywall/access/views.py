@@ -7,11 +7,9 @@ from typing import Any
 from flask import Flask, g
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
-from sqlalchemy.engine import Connection
 
 from paywall import clock, supporter
 from paywall.access import appeals, comps, service
-from paywall.access.rules import Decision
 from paywall.access.schemas import (
     AccessAnswerSchema,
     AccessRequestSchema,
@@ -51,13 +49,9 @@ def post_access(data: dict[str, Any]) -> Any:
     # One statement reads the state; only a first metered read then claims a meter slot, a second.
     # Both stand alone (no transaction) and are safe to repeat, so the check runs on the
     # retrying autocommit path of paywall/db.py (see paywall/access/meter.py for why it is exact).
-    def check(conn: Connection) -> Decision:
-        state, decision = service.peek(conn, settings, reader, article, now)
-        if decision.records_read:
-            decision = service.spend(conn, settings, state, now)
-        return decision
-
-    decision = current_db().run_idempotent(check)
+    decision = current_db().run_idempotent(
+        lambda conn: service.evaluate(conn, settings, reader, article, now, record=True)
+    )
     return service.answer_body(reader, article, decision, explain=data["explain"]), 200, NO_STORE
 
 
