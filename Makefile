@@ -32,14 +32,14 @@ run: migrate
 
 ## make test: set up with the development extras, then ruff, mypy and pytest
 test: $(STAMP_DEV)
-	$(BIN)/ruff check paywall tests migrations bench
-	$(BIN)/ruff format --check paywall tests migrations bench
+	$(BIN)/ruff check paywall tests migrations bench docs
+	$(BIN)/ruff format --check paywall tests migrations bench docs
 	$(BIN)/mypy paywall
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check paywall tests migrations bench
-	$(BIN)/ruff format --check paywall tests migrations bench
+	$(BIN)/ruff check paywall tests migrations bench docs
+	$(BIN)/ruff format --check paywall tests migrations bench docs
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
