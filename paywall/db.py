@@ -192,6 +192,11 @@ class DriverStatement:
         self.pyformat_sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
         self.datetime_params = tuple(datetime_params)
         self.datetime_columns = tuple(datetime_columns)
+        # Known from the SQL, so no execution asks the cursor: psycopg builds its whole column
+        # description (an object per column) when asked, which cost more than reading the rows.
+        self.returns_rows = bool(re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE)) or bool(
+            re.search(r"\bRETURNING\b", sql, re.IGNORECASE)
+        )
         self._processors: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
 
     def _processors_for(self, dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
@@ -222,7 +227,7 @@ class DriverStatement:
         cursor = proxied.cursor()
         try:
             cursor.execute(sql, values)
-            rows: Sequence[Sequence[Any]] = cursor.fetchall() if cursor.description else []
+            rows: Sequence[Sequence[Any]] = cursor.fetchall() if self.returns_rows else []
             count = cursor.rowcount
         except dialect.loaded_dbapi.Error as exc:
             disconnect = dialect.is_disconnect(exc, proxied.dbapi_connection, cursor)
