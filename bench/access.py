@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/access.py                      # SQLite and PostgreSQL, 10 s per phase
     .venv/bin/python bench/access.py --db postgresql --seconds 20
+    .venv/bin/python bench/access.py --floor              # also the floor: the database work alone
 
 For each database: build a database of 100,000 readers (subscribers, donors, readers in grace,
 readers with part of their meter spent), start gunicorn with config/gunicorn.conf.py on a free
@@ -15,6 +16,11 @@ rounds (default 3; the median round is reported, since a shared machine drifts):
 3. POST /v1/access at a fixed 500 requests/s (open loop; latency counted from the scheduled send
    time, so a stall is not hidden): p50, p99; and GET /healthz paced the same way, right before,
    to show what the client and the server's plumbing alone add to that tail.
+
+With --floor, the app also carries two bench-only routes (bench/floor_app.py) measured the
+same way as step 2: /bench/floor/read (the JSON body, the state query and the rules; nothing else)
+and /bench/floor/check (the same plus the meter write the real check makes). Their ratio to
+healthz is the most any access check with this database work could reach on this machine.
 
 Then, in the site's place: PyJWT verifying access tokens with the key from the JWKS, per second on
 one core. The closed-loop client is wrk when installed (C, so it takes little of the machine),
@@ -205,6 +211,7 @@ def client_process(
     seed: int,
     readers: int,
     out: Any,
+    path: str = "/v1/access",
 ) -> None:
     """One load process: ``threads`` keep-alive connections; puts (latencies, errors) on ``out``."""
     import threading
@@ -237,9 +244,7 @@ def client_process(
                 if mode == "healthz":
                     conn.request("GET", "/healthz")
                 else:
-                    conn.request(
-                        "POST", "/v1/access", body=json.dumps(request_mix(rng, readers)), headers=headers
-                    )
+                    conn.request("POST", path, body=json.dumps(request_mix(rng, readers)), headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status != 200:
@@ -272,6 +277,7 @@ def load(
     rate: float = 0.0,
     procs: int = 2,
     threads: int = 8,
+    path: str = "/v1/access",
 ) -> dict[str, float]:
     """Run the load processes; requests/s and latency percentiles in milliseconds."""
     ctx = mp.get_context("fork")
@@ -280,7 +286,7 @@ def load(
     ps = [
         ctx.Process(
             target=client_process,
-            args=(port, mode, seconds, threads, per_proc_rate, key, p + 1, readers, out),
+            args=(port, mode, seconds, threads, per_proc_rate, key, p + 1, readers, out, path),
         )
         for p in range(procs)
     ]
@@ -320,13 +326,19 @@ request = function()
   elseif roll < 0.40 then reader = "reader-" .. (base + 30 + math.random(0, 14))
   elseif roll < 0.75 then reader = "reader-" .. (base + 45 + math.random(0, 54))
   else reader = string.format("anon-%09d", math.random(0, 999999999)) end
-  return wrk.format("POST", "/v1/access", HEADERS, '{"reader":"' .. reader .. '","article":"' .. article .. '"}')
+  return wrk.format("POST", "PATH", HEADERS, '{"reader":"' .. reader .. '","article":"' .. article .. '"}')
 end
 """
 
 
 def wrk_load(
-    port: int, mode: str, seconds: float, key: str, readers: int, connections: int = 32
+    port: int,
+    mode: str,
+    seconds: float,
+    key: str,
+    readers: int,
+    connections: int = 32,
+    path: str = "/v1/access",
 ) -> dict[str, float]:
     """Closed-loop load with wrk (C, so the client takes little of the machine): req/s, p50, p99."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -334,10 +346,12 @@ def wrk_load(
         f.write(
             WRK_SCRIPT.replace("READERS_HUNDREDS", str(readers // 100))
             .replace("MIX", MIX)
+            .replace("PATH", path)  # before the key goes in
             .replace("HEADERS", headers)
         )
         script = f.name
-    path = "/healthz" if mode == "healthz" else "/v1/access"
+    if mode == "healthz":
+        path = "/healthz"
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency"]
     if mode != "healthz":
         cmd += ["-s", script]
@@ -423,9 +437,13 @@ def measured(run: Any, master: int, database: str | None) -> dict[str, float]:
     return result
 
 
-def start_gunicorn(url: str, port: int, signing_key: str) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    url: str, port: int, signing_key: str, *, app: str = "paywall.wsgi:app"
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        # bench/ for floor_app (--floor)
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "bench"), os.environ.get("PYTHONPATH")) if p),
         "PAYWALL_DATABASE_URL": url,
         "PAYWALL_BIND": f"127.0.0.1:{port}",
         "PAYWALL_SIGNING_KEY": signing_key,
@@ -439,7 +457,7 @@ def start_gunicorn(url: str, port: int, signing_key: str) -> subprocess.Popen[by
             "gunicorn",
             "-c",
             str(ROOT / "config" / "gunicorn.conf.py"),
-            "paywall.wsgi:app",
+            app,
         ],
         cwd=str(ROOT),
         env=env,
@@ -472,15 +490,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def bench_database(
-    label: str, url: str, seconds: float, readers: int, signing_key: str, rounds: int
+    label: str,
+    url: str,
+    seconds: float,
+    readers: int,
+    signing_key: str,
+    rounds: int,
+    *,
+    floor: bool = False,
 ) -> dict[str, Any]:
     print(f"{label}: preparing", flush=True)
     key = prepare_database(url, readers)
     port = free_port()
-    proc = start_gunicorn(url, port, signing_key)
+    proc = start_gunicorn(url, port, signing_key, app="floor_app:app" if floor else "paywall.wsgi:app")
     healths: list[dict[str, float]] = []
     accesses: list[dict[str, float]] = []
     paceds: list[dict[str, float]] = []
+    floors: dict[str, list[float]] = {"read": [], "check": []}
     try:
         load(port, "access", 2, key, readers)  # warm-up: connections, caches, the key cache
         closed = wrk_load if shutil.which("wrk") and not os.environ.get("BENCH_PYTHON_CLIENT") else load
@@ -498,13 +524,22 @@ def bench_database(
             healths.append(health)
             accesses.append(access)
             paceds.append(paced)
+            floor_text = ""
+            for name in floors if floor else ():
+                got = measured(
+                    lambda: closed(port, "access", seconds, key, readers, path=f"/bench/floor/{name}"),  # noqa: B023
+                    proc.pid,
+                    pgdb,
+                )
+                floors[name].append(got["rps"] / health["rps"])
+                floor_text += f"  floor/{name} {got['rps']:5.0f} req/s ({got['cpu_ms']:.2f} ms CPU) ratio {floors[name][-1]:.2f}"
             print(
                 f"  round {n}: healthz {health['rps']:5.0f} req/s ({health['cpu_ms']:.2f} ms CPU/request)"
                 f"  access {access['rps']:5.0f} req/s ({access['cpu_ms']:.2f} ms CPU/request,"
                 f" p99 {access['p99']:.0f} ms)  ratio {access['rps'] / health['rps']:.2f}"
                 f"  | @500/s access p50 {paced['p50']:.1f} ms p99 {paced['p99']:.1f} ms"
                 f" (healthz p99 {paced_health['p99']:.1f} ms)"
-                f"  errors {access['errors'] + paced['errors']}",
+                f"  errors {access['errors'] + paced['errors']}{floor_text}",
                 flush=True,
             )
     finally:
@@ -526,6 +561,14 @@ def bench_database(
         f" (range {min(p99s):.1f}-{max(p99s):.1f})",
         flush=True,
     )
+    if floor:
+        for name, got in floors.items():
+            result[f"floor_{name}"] = statistics.median(got)
+        print(
+            f"  {label} floor, median ratio to healthz: state query and rules only {result['floor_read']:.2f};"
+            f" with the meter write {result['floor_check']:.2f} (no key check, no validation, no error shape)",
+            flush=True,
+        )
     return result
 
 
@@ -589,6 +632,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase")
     parser.add_argument("--readers", type=int, default=READERS)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved healthz/access rounds")
+    parser.add_argument(
+        "--floor", action="store_true", help="also measure the database work alone (bench/floor_app.py)"
+    )
     args = parser.parse_args()
 
     from paywall.signing import generate_pem
@@ -606,10 +652,13 @@ def main() -> None:
                 args.readers,
                 signing_key,
                 args.rounds,
+                floor=args.floor,
             )
     if args.db in ("postgresql", "both"):
         url = os.environ.get("PAYWALL_BENCH_DATABASE_URL", PG_URL)
-        bench_database("PostgreSQL", url, args.seconds, args.readers, signing_key, args.rounds)
+        bench_database(
+            "PostgreSQL", url, args.seconds, args.readers, signing_key, args.rounds, floor=args.floor
+        )
     bench_tokens(signing_key, min(args.seconds, 5.0))
 
 
