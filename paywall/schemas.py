@@ -59,15 +59,19 @@ class StrictSchema(Schema):
 
 
 def ReaderIdField(**kwargs: Any) -> fields.String:
-    """A reader or article id field, validated and documented (length and pattern) alike."""
-    return fields.String(
-        validate=[
-            validate.Length(min=1, max=READER_ID_MAX),
-            validate.Regexp(IDENTIFIER_PATTERN, error="Must not contain control characters."),
-            validate_identifier,
-        ],
-        **kwargs,
-    )
+    """A reader or article id field, validated and documented (length and pattern) alike.
+
+    One validator, so a bad id gets the one message that fits it (an empty id is "Must not be
+    empty.", not that and a length and a pattern complaint too); the OpenAPI description gets the
+    same rule as minLength, maxLength and pattern from the metadata.
+    """
+    metadata = {
+        "minLength": 1,
+        "maxLength": READER_ID_MAX,
+        "pattern": IDENTIFIER_PATTERN,
+        **kwargs.pop("metadata", {}),
+    }
+    return fields.String(validate=validate_identifier, metadata=metadata, **kwargs)
 
 
 class ProblemSchema(Schema):

@@ -131,6 +131,24 @@ def test_bad_access_input_names_the_field(
     assert field in resp.get_json()["errors"]
 
 
+@pytest.mark.parametrize(
+    ("reader", "message"),
+    [
+        ("", "Must not be empty."),
+        ("   ", "Must not be empty."),
+        ("r" * 129, "Must be at most 128 characters."),
+        ("a\u0000b", "Must not contain control characters."),
+        (" r", "Must not start with a space."),
+    ],
+)
+def test_a_bad_id_gets_the_one_message_that_fits(
+    client: FlaskClient, site_key: dict[str, str], reader: str, message: str
+) -> None:
+    resp = post(client, "/v1/access", site_key, {"reader": reader, "article": "a"})
+    assert resp.status_code == 422
+    assert resp.get_json()["errors"] == {"reader": [message]}
+
+
 def test_ids_of_exactly_128_characters_are_fine(client: FlaskClient, site_key: dict[str, str]) -> None:
     resp = post(client, "/v1/access", site_key, {"reader": "r" * 128, "article": "a" * 128})
     assert resp.status_code == 200
