@@ -63,6 +63,7 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
     # Connections opened in the master must not be shared with the forked workers.
+    from paywall.context import db_of
     from paywall.wsgi import app
 
-    app.extensions["paywall.db"].dispose()
+    db_of(app).dispose()

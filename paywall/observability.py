@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from pythonjsonlogger.json import JsonFormatter
 
 from paywall import clock
+from paywall.context import db_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -143,7 +144,7 @@ def _sync_lag_collector(app: Flask) -> Any:
                 "paywall_stripe_events_failed", "Stored Stripe events that failed processing."
             )
             try:
-                with app.extensions["paywall.db"].transaction(readonly=True) as session:
+                with db_of(app).transaction(readonly=True) as session:
                     newest = session.scalar(select(func.max(StripeEvent.received_at)))
                     n_failed = session.scalar(
                         select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "failed")
@@ -175,7 +176,7 @@ def _sync_lag_collector(app: Flask) -> Any:
                 labels=["kind", "outcome"],
             )
             try:
-                with app.extensions["paywall.db"].transaction(readonly=True) as session:
+                with db_of(app).transaction(readonly=True) as session:
                     outbox = session.execute(
                         select(OutboxMessage.kind, OutboxMessage.status, func.count()).group_by(
                             OutboxMessage.kind, OutboxMessage.status

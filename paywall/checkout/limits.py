@@ -16,7 +16,7 @@ from limits.errors import ConfigurationError
 
 from paywall.checkout.config import ratelimit_settings
 from paywall.config import ConfigError, Settings
-from paywall.context import current_settings
+from paywall.context import current_settings, settings_of
 
 EXTENSION = "paywall.checkout.limiter"
 TOO_MANY = "Too many attempts from here; wait a little and try again."
@@ -54,7 +54,7 @@ def limiter_for(app: Flask) -> Limiter:
     """This app's Limiter, built once from [ratelimit]."""
     limiter: Limiter | None = app.extensions.get(EXTENSION)
     if limiter is None:
-        conf = ratelimit_settings(app.extensions["paywall.settings"])
+        conf = ratelimit_settings(settings_of(app))
         limiter = Limiter(
             key_func=client_address,
             storage_uri=conf.storage_uri,

@@ -36,7 +36,7 @@ from paywall.checkout.config import (
 )
 from paywall.checkout.plans import Plan, load_plans
 from paywall.config import Settings
-from paywall.context import current_db, current_settings
+from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.schemas import validate_identifier
 
@@ -541,7 +541,7 @@ def _cors(resp: Response) -> Response:
 def init_app(app: Flask, api: Api) -> None:
     """Register the pages and widget routes, with their rate limits."""
     app.register_blueprint(bp)
-    conf = ratelimit_settings(app.extensions["paywall.settings"])
+    conf = ratelimit_settings(settings_of(app))
     # Card testing: every route that creates a Stripe session is limited per address and per reader.
     for form in ("donate", "subscribe"):
         limits.limit(

@@ -19,7 +19,7 @@ from paywall.checkout.schemas import (
     PortalSchema,
     SubscriptionCheckoutSchema,
 )
-from paywall.context import current_db, current_settings
+from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError, bad_request
 
 blp = Blueprint("checkout", __name__, url_prefix="/v1", description="Checkout and the customer portal")
@@ -133,7 +133,7 @@ def _body_reader() -> str | None:
 def init_app(app: Flask, api: Api) -> None:
     """Register the API, and limit donations per reader (the site's own address is shared by all)."""
     api.register_blueprint(blp)
-    conf = ratelimit_settings(app.extensions["paywall.settings"])
+    conf = ratelimit_settings(settings_of(app))
     limits.limit(
         app,
         "checkout.create_donation",

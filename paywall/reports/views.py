@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from paywall import clock
 from paywall.auth import authenticate, require_role, split_key
 from paywall.config import Settings
-from paywall.context import current_db, current_settings
+from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.reports import websession
 from paywall.reports.chart import revenue_charts
@@ -301,7 +301,7 @@ def sign_out() -> WerkzeugResponse:
 
 def init_app(app: Flask, api: Api) -> None:
     """Register the report API and the /reports page, and derive the sign-in cookie's signer."""
-    settings: Settings = app.extensions["paywall.settings"]
+    settings = settings_of(app)
     websession.init_session(app, settings)
     api.register_blueprint(blp)
     app.register_blueprint(page)
