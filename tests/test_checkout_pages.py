@@ -254,6 +254,41 @@ def test_subscribe_lists_and_starts_plans(browser: FlaskClient, token: str, stri
     assert sent.form["cancel_url"] == f"{PUBLIC}/subscribe"
 
 
+def test_example_plan_placeholder_price_is_never_offered(
+    make_settings: Callable[..., Settings],
+    db: Database,
+    stripe_api: FakeStripe,
+    make_key: Callable[[str], dict[str, str]],
+) -> None:
+    """The shipped [plans.monthly] keeps its price_REPLACE_ME: no list, page or widget offers it
+    (before, every one did and it failed only when a reader clicked)."""
+    settings = make_settings(
+        {"PAYWALL_STRIPE_SECRET_KEY": "sk_test_pages", "PAYWALL_STRIPE_API_BASE": stripe_api.url},
+        server={"allowed_origins": ["https://news.example.org"]},
+    )
+    assert settings.raw["plans"]["monthly"]["price"] == "price_REPLACE_ME"
+    app = create_app(settings, db=db)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    reader_token = access_token(settings, "reader-42")
+
+    assert client.get("/v1/plans", headers=make_key("site")).json == {"plans": []}
+    page = client.get(f"/subscribe?token={reader_token}").get_data(as_text=True)
+    assert "Monthly supporter" not in page and "<form" not in page and "No plans are on offer" in page
+    assert client.get(f"/subscribe?token={reader_token}&plan=monthly").status_code == 404
+    appeal = client.get(f"/support/appeal?token={reader_token}").json
+    assert appeal["show"] is True and appeal["donate_url"]
+    assert "subscribe_url" not in appeal and "subscribe_label" not in appeal
+    form, _ = signing.sign(
+        settings,
+        {"form": "subscribe", "nonce": "n", "sub": "reader-42"},
+        purpose="checkout-form",
+        ttl=dt.timedelta(hours=1),
+    )
+    assert client.post("/subscribe", data={"form_token": form, "plan": "monthly"}).status_code == 404
+    assert stripe_api.requests == []
+
+
 def test_subscribe_needs_a_reader(
     browser: FlaskClient, pages_settings: Callable[..., Settings], stripe_api: FakeStripe
 ) -> None:

@@ -15,6 +15,7 @@ from paywall.access.appeals import dismissed_until
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
+from tests.test_checkout_api import PLANS
 from tests.test_checkout_pages import access_token
 
 SITE = "https://news.example.org"
@@ -22,13 +23,15 @@ SITE = "https://news.example.org"
 
 @pytest.fixture
 def widget_settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(server={"allowed_origins": [SITE]})
+    return make_settings(server={"allowed_origins": [SITE]}, plans=PLANS)
 
 
 @pytest.fixture
 def make_widget_client(make_settings: Callable[..., Settings], db: Database) -> Callable[..., FlaskClient]:
     def make(**overrides: Any) -> FlaskClient:
         overrides.setdefault("server", {"allowed_origins": [SITE]})
+        # Plans with real prices, so the widget offers Subscribe (the shipped example plan is not offered).
+        overrides.setdefault("plans", PLANS)
         app = create_app(make_settings(**overrides), db=db)
         app.config["TESTING"] = True
         return app.test_client()

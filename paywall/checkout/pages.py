@@ -34,7 +34,7 @@ from paywall.checkout.config import (
     donation_settings,
     ratelimit_settings,
 )
-from paywall.checkout.plans import Plan, load_plans
+from paywall.checkout.plans import Plan, offered_plans
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
@@ -319,7 +319,7 @@ def subscribe_page() -> Any:
     settings = current_settings()
     token = request.args.get("token")
     reader = reader_from_token(settings, token)
-    plans = load_plans(settings)
+    plans = offered_plans(settings)
     wanted = request.args.get("plan")
     if wanted:
         if wanted not in plans:
@@ -349,7 +349,7 @@ def subscribe_submit() -> Any:
             "Please try again",
             "This form has expired. Please go back to the article and press Subscribe again.",
         )
-    plan = load_plans(settings).get(request.form.get("plan", ""))
+    plan = offered_plans(settings).get(request.form.get("plan", ""))
     if plan is None:
         return _message(404, "No such plan", "That plan is not offered.")
     with current_db().transaction(readonly=True) as session:
@@ -459,12 +459,15 @@ def appeal() -> Any:
         headline=copy.headline,
         text=copy.text,
         region_label=copy.region_label,
-        subscribe_label=copy.subscribe_label,
         donate_label=copy.donate_label,
         close_label=copy.close_label,
-        subscribe_url=_token_link(settings, "/subscribe", token),
         donate_url=_token_link(settings, "/donate", token),
     )
+    if offered_plans(settings):
+        # No Subscribe button while no plan can be bought (e.g. only the example plan's placeholder).
+        body.update(
+            subscribe_label=copy.subscribe_label, subscribe_url=_token_link(settings, "/subscribe", token)
+        )
     return _no_store(body)
 
 

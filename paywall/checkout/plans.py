@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from paywall import money
 from paywall.config import ConfigError, Settings, build_section
 
-# The price id the shipped example plan carries; Checkout refuses it (503) until it is replaced.
+# The price id the shipped example plan carries: never offered (not listed, not on /subscribe, no
+# Subscribe button in the widget), and Checkout refuses it (503) until it is replaced.
 PLACEHOLDER_PRICE = "price_REPLACE_ME"
 PLAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -87,3 +88,8 @@ def load_plans(settings: Settings) -> dict[str, Plan]:
                 description=value.description,
             )
     return plans
+
+
+def offered_plans(settings: Settings) -> dict[str, Plan]:
+    """The plans readers can buy: enabled, and with a real price (not the shipped placeholder)."""
+    return {name: plan for name, plan in load_plans(settings).items() if plan.configured}

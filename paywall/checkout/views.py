@@ -10,7 +10,7 @@ from flask_smorest import Api, Blueprint
 from paywall.auth import require_role
 from paywall.checkout import limits, sessions
 from paywall.checkout.config import ratelimit_settings
-from paywall.checkout.plans import load_plans
+from paywall.checkout.plans import load_plans, offered_plans
 from paywall.checkout.schemas import (
     CheckoutCreatedSchema,
     DonationCheckoutSchema,
@@ -42,8 +42,8 @@ def _caller_key() -> str | None:
 @require_role("site")
 @blp.response(200, PlanListSchema)
 def list_plans() -> Any:
-    """The configured plans ([plans.<name>] tables), for the site to show."""
-    return {"plans": [plan.as_dict() for plan in load_plans(current_settings()).values()]}
+    """The plans on offer ([plans.<name>] tables with a real price), for the site to show."""
+    return {"plans": [plan.as_dict() for plan in offered_plans(current_settings()).values()]}
 
 
 @blp.route("/checkout/subscription", methods=["POST"])

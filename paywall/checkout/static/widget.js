@@ -53,11 +53,14 @@
     var label = el("span", "pw-appeal__label", data.region_label);
     var text = el("p", "pw-appeal__text", data.text);
     var actions = el("div", "pw-appeal__actions");
-    var subscribe = el("a", "pw-appeal__button pw-appeal__button--primary", data.subscribe_label);
-    subscribe.href = data.subscribe_url;
-    var donate = el("a", "pw-appeal__button", data.donate_label);
+    // No subscribe_url while no plan is on offer: then Donate is the only button.
+    if (data.subscribe_url) {
+      var subscribe = el("a", "pw-appeal__button pw-appeal__button--primary", data.subscribe_label);
+      subscribe.href = data.subscribe_url;
+      actions.appendChild(subscribe);
+    }
+    var donate = el("a", "pw-appeal__button" + (data.subscribe_url ? "" : " pw-appeal__button--primary"), data.donate_label);
     donate.href = data.donate_url;
-    actions.appendChild(subscribe);
     actions.appendChild(donate);
 
     var close = el("button", "pw-appeal__close");
