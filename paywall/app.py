@@ -19,6 +19,7 @@ from paywall.context import DB_KEY, SETTINGS_KEY
 from paywall.db import Database
 from paywall.errors import register_error_handlers
 from paywall.schemas import READER_ID_PARAM_SCHEMA, ProblemSchema, ReaderIdConverter
+from paywall.sections import check_settings
 
 log = logging.getLogger("paywall")
 
@@ -87,8 +88,12 @@ def configure_logging(settings: Settings) -> None:
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Flask:
-    """Build the app. Tests pass their own settings and database; production reads the environment."""
+    """Build the app. Tests pass their own settings and database; production reads the environment.
+
+    Every settings section is built and checked first: a bad one raises ConfigError naming the key.
+    """
     settings = settings or load_settings()
+    check_settings(settings)
     configure_logging(settings)
     app = Flask(__name__)
     app.config.update(

@@ -33,10 +33,15 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            # Every section is built and checked here, so a typo stops any command with the key named.
+            from paywall.sections import check_settings
+
             try:
-                self._settings = load_settings()
+                settings = load_settings()
+                check_settings(settings)
             except ConfigError as exc:
                 raise click.ClickException(f"configuration: {exc}") from None
+            self._settings = settings
         return self._settings
 
     @property

@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from paywall.config import ROOT
 from paywall.context import current_db
+from paywall.db import Database
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
 
 
 class StatusSchema(Schema):
     status = fields.String(required=True)
-    database = fields.String()
+    database = fields.String(
+        metadata={"description": "ok, unreachable, or unmigrated (run `paywall db upgrade`)"}
+    )
+
+
+@functools.cache
+def code_revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """The heads and all revisions of this code's migrations (read once per process)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(ROOT / "migrations"))
+    known = frozenset(rev.revision for rev in script.walk_revisions())
+    return frozenset(script.get_heads()), known
+
+
+def is_migrated(db: Database) -> bool:
+    """Whether the database is at every migration head of this code.
+
+    Features migrate on branches of their own, so there are several heads. A revision this code
+    does not know means newer code migrated the database ahead (migrations are additive, so this
+    code still runs): that counts as migrated unless a revision it does know is still behind.
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+        conn.rollback()
+    heads, known = code_revisions()
+    if not current:
+        return False
+    if current - known:
+        return not (current & known) - heads
+    return current == heads
 
 
 @blp.route("/healthz")
@@ -26,9 +61,20 @@ def healthz() -> dict[str, Any]:
 
 @blp.route("/readyz")
 @blp.response(200, StatusSchema)
-@blp.alt_response(503, schema=StatusSchema, description="The database does not answer.")
+@blp.alt_response(
+    503,
+    schema=StatusSchema,
+    description="The database does not answer, or is not at this code's migrations (`paywall db upgrade`).",
+)
 def readyz() -> Any:
-    """The database answers; 503 while it does not, so a load balancer stops sending traffic."""
-    if current_db().ping():
-        return {"status": "ok", "database": "ok"}
-    return {"status": "unavailable", "database": "unreachable"}, 503
+    """The database answers and is migrated; 503 otherwise, so a load balancer sends no traffic."""
+    db = current_db()
+    if not db.ping():
+        return {"status": "unavailable", "database": "unreachable"}, 503
+    try:
+        migrated = is_migrated(db)
+    except Exception:  # the database went away between the two queries
+        return {"status": "unavailable", "database": "unreachable"}, 503
+    if not migrated:
+        return {"status": "unavailable", "database": "unmigrated"}, 503
+    return {"status": "ok", "database": "ok"}

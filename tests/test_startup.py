@@ -1,0 +1,131 @@
+"""Start-up checks: every settings section is checked before anything runs, /readyz waits for the
+migrations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from paywall.app import create_app
+from paywall.cli import main, upgrade_database
+from paywall.config import ConfigError, Settings
+from paywall.db import Database
+
+# (TOML override, what the one-line error must name): a typo, a wrong type, a bad value, per section.
+BAD_SETTINGS = [
+    ("[access]\nfree_articles_per_mont = 5\n", "free_articles_per_mont"),
+    ('[access]\ngrace_period_days = "seven"\n', "access.grace_period_days"),
+    ('[reports]\ntimezone = "Europe/Pariss"\n', "reports.timezone"),
+    ('[reports]\nlivemode = "sometimes"\n', "reports.livemode"),
+    ('[donations]\ndefault_currency = "chf"\n', "donations.default_currency"),
+    ("[donations.limits.eur]\nmin = 500\nmax = 100\n", "donations.limits.eur"),
+    ('[checkout]\nsite_ulr = "https://news.example.org"\n', "site_ulr"),
+    ('[appeal]\nheadline = ["Help"]\n', "appeal.headline"),
+    ('[mailer]\nreceipts_timezone = "Mars/Olympus"\n', "mailer.receipts_timezone"),
+    (
+        '[plans.gold]\nprice = "price_gold"\nlabel = "Gold"\ninterval = "week"\namount = 900\ncurrency = "eur"\n',
+        "plans.gold.interval",
+    ),
+    ("[acess]\nfree_articles_per_month = 5\n", "[acess]"),
+    ('[logging]\nlevel = "LOUD"\n', "logging.level"),
+    ('[server]\nallowed_origins = ["news.example.org"]\n', "server.allowed_origins"),
+]
+
+
+def _bad_file(tmp_path: Path, toml: str) -> str:
+    path = tmp_path / "site.toml"
+    path.write_text(toml)
+    return str(path)
+
+
+@pytest.mark.parametrize(("toml", "key"), BAD_SETTINGS)
+def test_settings_are_checked_at_start(
+    toml: str, key: str, tmp_path: Path, make_settings: Callable[..., Settings], db: Database
+) -> None:
+    """Before, only the core sections were checked at start: the app came up (healthz 200) and
+    every request that read the bad section answered 500."""
+    settings = make_settings({"PAYWALL_CONFIG": _bad_file(tmp_path, toml)})
+    with pytest.raises(ConfigError) as caught:
+        create_app(settings, db=db)
+    assert key in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("toml", "key"), BAD_SETTINGS[:3] + BAD_SETTINGS[-3:-2])
+def test_settings_are_checked_at_start_by_paywall_serve(
+    toml: str, key: str, tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[Any] = []
+    monkeypatch.setattr("paywall.cli.os.execv", lambda *args: started.append(args))
+    monkeypatch.setenv("PAYWALL_CONFIG", _bad_file(tmp_path, toml))
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 1
+    assert started == []  # gunicorn never started
+    (line,) = result.output.splitlines()
+    assert line.startswith("Error: configuration: ") and key in line
+
+
+def test_settings_are_checked_at_start_one_line_without_traceback(tmp_path: Path) -> None:
+    """`paywall serve` (what `make run` ends with) as a real process: one line, exit 1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWALL_")}
+    env["PAYWALL_CONFIG"] = _bad_file(tmp_path, BAD_SETTINGS[0][0])
+    env["PAYWALL_DATABASE_URL"] = f"sqlite:///{tmp_path}/never.sqlite3"
+    proc = subprocess.run(
+        [sys.executable, "-m", "paywall.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "Error: configuration: [access] has unknown key(s): free_articles_per_mont"
+    ]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_readyz_is_not_ready_on_an_unmigrated_database(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.sqlite3"
+    database = Database(url)
+    try:
+        app = create_app(make_settings({"PAYWALL_DATABASE_URL": url}), db=database)
+        client = app.test_client()
+        assert client.get("/healthz").status_code == 200
+        resp = client.get("/readyz")
+        assert (resp.status_code, resp.get_json()) == (
+            503,
+            {"status": "unavailable", "database": "unmigrated"},
+        )
+        upgrade_database(url, "0003")  # one branch behind the others
+        assert client.get("/readyz").status_code == 503
+        upgrade_database(url)
+        resp = client.get("/readyz")
+        assert (resp.status_code, resp.get_json()) == (200, {"status": "ok", "database": "ok"})
+    finally:
+        database.dispose()
+
+
+def test_readyz_stays_ready_while_newer_code_migrates_ahead(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Migrations are additive: old code keeps serving while a newer release's migration applies."""
+    url = f"sqlite:///{tmp_path}/ahead.sqlite3"
+    upgrade_database(url)
+    database = Database(url)
+    try:
+        with database.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES ('9999')")
+        app = create_app(make_settings({"PAYWALL_DATABASE_URL": url}), db=database)
+        assert app.test_client().get("/readyz").status_code == 200
+    finally:
+        database.dispose()
