@@ -19,7 +19,7 @@ from paywall.context import DB_KEY, SETTINGS_KEY
 from paywall.db import Database
 from paywall.errors import register_error_handlers
 from paywall.schemas import READER_ID_PARAM_SCHEMA, ProblemSchema, ReaderIdConverter
-from paywall.sections import check_settings
+from paywall.sections import check_serving, check_settings, log_startup_warnings
 
 log = logging.getLogger("paywall")
 
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     """
     settings = settings or load_settings()
     check_settings(settings)
+    check_serving(settings)
     configure_logging(settings)
     app = Flask(__name__)
     app.config.update(
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
 
 
 def log_missing_settings(settings: Settings) -> None:
-    """Say once, at start, which optional settings are missing and what that turns off."""
+    """Say once, at start, which optional settings are missing and what will not work as set."""
     for item in settings.missing():
         log.warning("not configured: %s", item)
+    log_startup_warnings(settings, log)

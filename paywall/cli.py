@@ -141,6 +141,12 @@ def _safe_url(url: str) -> str:
 @pass_ctx
 def serve(obj: Context, bind: str | None) -> None:
     """Run the web service under gunicorn with config/gunicorn.conf.py."""
+    from paywall.sections import check_serving
+
+    try:
+        check_serving(obj.settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
     bind = bind or obj.settings.server.bind
     os.environ["PAYWALL_BIND"] = bind
     args = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), "--bind", bind]
@@ -167,6 +173,17 @@ def keys_create(obj: Context, role: str, name: str) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {role} key {name!r}; store it now, it is not shown again: {key}")
+
+
+@keys.command("signing-key")
+def keys_signing_key() -> None:
+    """Print a new Ed25519 signing key (PEM) for PAYWALL_SIGNING_KEY; nothing is stored.
+
+    To rotate: put the new key first, keep the old one after it until its tokens have expired.
+    """
+    from paywall.signing import generate_pem
+
+    click.echo(generate_pem(), nl=False)
 
 
 @keys.command("list")

@@ -9,6 +9,7 @@ that reads it. The built values are cached on the settings, so features read the
 
 from __future__ import annotations
 
+import logging
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from paywall.checkout.config import (
     donation_settings,
     ratelimit_settings,
 )
-from paywall.checkout.plans import load_plans
+from paywall.checkout.plans import PLACEHOLDER_PRICE, load_plans
 from paywall.config import ConfigError, Settings
 from paywall.mail.settings import mailer_settings
 from paywall.reports.periods import report_settings
@@ -42,6 +43,8 @@ FEATURE_SECTIONS: dict[str, Callable[[Settings], Any]] = {
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+SIGNING_KEY_COMMAND = "paywall keys signing-key"
 
 
 def _check_url(where: str, value: str, *, origin_only: bool = False) -> None:
@@ -113,3 +116,52 @@ def check_settings(settings: Settings) -> None:
     for build in FEATURE_SECTIONS.values():
         build(settings)
     _check_mailer(settings)
+
+
+def check_serving(settings: Settings) -> None:
+    """What stops the server from starting beyond bad settings: a public https service must sign
+    tokens and unsubscribe links with a key from the environment, not one generated on this disk."""
+    if urlsplit(settings.server.public_url).scheme == "https" and not settings.secrets.signing_key:
+        raise ConfigError(
+            f"PAYWALL_SIGNING_KEY is not set while server.public_url is {settings.server.public_url}: "
+            "a key generated on this disk breaks every token and unsubscribe link on another host or "
+            f"after a redeploy; print a new one with `{SIGNING_KEY_COMMAND}`"
+        )
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What will not work as configured, said once at start (the server still runs)."""
+    out = []
+    public = urlsplit(settings.server.public_url)
+    host, _, port = settings.server.bind.rpartition(":")
+    public_port = public.port or (443 if public.scheme == "https" else 80)
+    if public.hostname in LOOPBACK_HOSTS and (host not in LOOPBACK_HOSTS or port != str(public_port)):
+        out.append(
+            f"server.public_url (PAYWALL_PUBLIC_URL) is {settings.server.public_url} while the server "
+            f"listens on {settings.server.bind}: every link (Checkout return, unsubscribe, widget) "
+            "points there; set PAYWALL_PUBLIC_URL to this service's public address"
+        )
+    if not settings.server.allowed_origins:
+        out.append(
+            "server.allowed_origins (PAYWALL_ALLOWED_ORIGINS) is empty: the appeal widget shows "
+            "nothing on any site; set it to your site's origin, e.g. https://news.example.org"
+        )
+    if not settings.secrets.signing_key:
+        out.append(
+            "PAYWALL_SIGNING_KEY is not set: tokens and unsubscribe links are signed with a key "
+            "generated on this disk (var/signing-key.pem); a second host or a redeploy breaks every one "
+            f"of them; print a key with `{SIGNING_KEY_COMMAND}` and set it in the environment"
+        )
+    for plan in load_plans(settings).values():
+        if plan.price == PLACEHOLDER_PRICE:
+            out.append(
+                f"plans.{plan.name}.price is the example placeholder {PLACEHOLDER_PRICE}: the plan is "
+                "not offered (GET /v1/plans, /subscribe, the widget) until you set a real Stripe price id"
+            )
+    return out
+
+
+def log_startup_warnings(settings: Settings, log: logging.Logger) -> None:
+    """Log each start-up warning once."""
+    for item in startup_warnings(settings):
+        log.warning("will not work: %s", item)

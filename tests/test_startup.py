@@ -1,8 +1,9 @@
 """Start-up checks: every settings section is checked before anything runs, /readyz waits for the
-migrations."""
+migrations, what will not work is said once, and an https service needs PAYWALL_SIGNING_KEY."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,10 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from paywall.app import create_app
+from paywall.app import create_app, log_missing_settings
 from paywall.cli import main, upgrade_database
-from paywall.config import ConfigError, Settings
+from paywall.config import ConfigError, Settings, load_settings
 from paywall.db import Database
+from paywall.signing import parse_pem_keys
+from tests.test_checkout_api import PLANS
 
 # (TOML override, what the one-line error must name): a typo, a wrong type, a bad value, per section.
 BAD_SETTINGS = [
@@ -129,3 +132,66 @@ def test_readyz_stays_ready_while_newer_code_migrates_ahead(
         assert app.test_client().get("/readyz").status_code == 200
     finally:
         database.dispose()
+
+
+def test_https_public_url_without_signing_key_refuses_to_start(
+    make_settings: Callable[..., Settings], db: Database, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unsigned = make_settings({"PAYWALL_SIGNING_KEY": ""})
+    assert unsigned.server.public_url.startswith("https://")
+    with pytest.raises(ConfigError, match=r"PAYWALL_SIGNING_KEY is not set.*`paywall keys signing-key`"):
+        create_app(unsigned, db=db)
+    # Over plain http (development) a key generated on disk is allowed, with a warning.
+    create_app(
+        make_settings({"PAYWALL_SIGNING_KEY": "", "PAYWALL_PUBLIC_URL": "http://127.0.0.1:8000"}), db=db
+    )
+
+    started: list[Any] = []
+    monkeypatch.setattr("paywall.cli.os.execv", lambda *args: started.append(args))
+    monkeypatch.setenv("PAYWALL_PUBLIC_URL", "https://paywall.example.org")
+    monkeypatch.delenv("PAYWALL_SIGNING_KEY", raising=False)
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 1 and started == []
+    assert "PAYWALL_SIGNING_KEY is not set" in result.output
+
+
+def test_signing_key_command_prints_a_new_key(runner: CliRunner) -> None:
+    first = runner.invoke(main, ["keys", "signing-key"])
+    second = runner.invoke(main, ["keys", "signing-key"])
+    assert first.exit_code == 0 and second.exit_code == 0
+    (key,) = parse_pem_keys(first.output)
+    (other,) = parse_pem_keys(second.output)
+    assert key.kid != other.kid
+
+
+def _warnings(settings: Settings, caplog: pytest.LogCaptureFixture) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="paywall"):
+        log_missing_settings(settings)
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("will not work: ")]
+
+
+def test_startup_says_what_will_not_work(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(environ={"PAYWALL_BIND": "0.0.0.0:8000"})
+    said = _warnings(settings, caplog)
+    assert len(said) == 4
+    public, origins, key, plan = said
+    assert "PAYWALL_PUBLIC_URL" in public and "http://127.0.0.1:8000" in public and "0.0.0.0:8000" in public
+    assert "PAYWALL_ALLOWED_ORIGINS" in origins and "widget shows nothing" in origins
+    assert "PAYWALL_SIGNING_KEY" in key and "redeploy" in key and "paywall keys signing-key" in key
+    assert "plans.monthly.price" in plan and "not offered" in plan
+
+
+def test_startup_says_nothing_when_all_is_set(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(
+        environ={
+            "PAYWALL_BIND": "0.0.0.0:8000",
+            "PAYWALL_PUBLIC_URL": "https://paywall.example.org",
+            "PAYWALL_ALLOWED_ORIGINS": "https://news.example.org",
+            "PAYWALL_SIGNING_KEY": "set",
+        },
+        overrides={"plans": PLANS},
+    )
+    assert _warnings(settings, caplog) == []
+    # Development as shipped: listening where the default public URL points is fine.
+    assert not any("PAYWALL_PUBLIC_URL" in w for w in _warnings(load_settings(environ={}), caplog))
