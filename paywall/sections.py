@@ -49,6 +49,10 @@ SIGNING_KEY_COMMAND = "paywall keys signing-key"
 
 def _check_url(where: str, value: str, *, origin_only: bool = False) -> None:
     parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} has a bad port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where}: {value!r} is not an http(s) URL")
     if origin_only and (parts.path not in ("", "/") or parts.query or parts.fragment):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -59,6 +60,19 @@ def test_settings_are_checked_at_start(
         create_app(settings, db=db)
     assert key in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_settings_are_checked_at_start_from_the_environment(
+    make_settings: Callable[..., Settings], db: Database
+) -> None:
+    for env, key in (
+        ({"PAYWALL_PUBLIC_URL": "https://paywall.example.org:https"}, "server.public_url"),
+        ({"PAYWALL_BIND": "8000"}, "server.bind"),
+        ({"PAYWALL__REPORTS__SESSION_HOURS": "eight"}, "reports.session_hours"),
+        ({"PAYWALL__ACESS__DISMISS_DAYS": "3"}, "[acess]"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            create_app(make_settings(env), db=db)
 
 
 @pytest.mark.parametrize(("toml", "key"), BAD_SETTINGS[:3] + BAD_SETTINGS[-3:-2])
