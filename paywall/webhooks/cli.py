@@ -34,9 +34,8 @@ def stripe_group() -> None:
 @pass_ctx
 def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None:
     """Page through customers, subscriptions, invoices, charges, refunds, disputes and balance
-    transactions; upsert them and print what changed. An interrupted run resumes where it stopped."""
-    import stripe
-
+    transactions; upsert them and print every row created or changed (id and fields), per list
+    what happened, and the lists that failed (then exit 1). An interrupted run resumes where it stopped."""
     from paywall.errors import ApiError
     from paywall.stripe_gateway import make_client
     from paywall.webhooks import reconcile
@@ -45,15 +44,22 @@ def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None
         client = make_client(obj.settings)
     except ApiError as exc:
         raise click.ClickException(exc.detail) from None
-    try:
-        tally = reconcile.run_sync(obj.db, client, since=_utc(since), page_size=page_size)
-    except stripe.StripeError as exc:
-        raise click.ClickException(
-            f"Stripe: {exc.user_message or exc}; progress is saved, run again to resume"
-        ) from None
+    tally = reconcile.run_sync(obj.db, client, since=_utc(since), page_size=page_size)
+    changes = list(tally.change_lines())
+    if changes:
+        click.echo("created or changed (table id: changed columns):")
+    for line in changes:
+        click.echo(f"  {line}")
     for line in tally.lines():
         click.echo(line)
     click.echo(f"changed: {tally.changed}")
+    if tally.stopped:
+        raise click.ClickException(f"Stripe: {tally.stopped}; progress is saved, run again to resume")
+    if tally.failed:
+        raise click.ClickException(
+            f"{len(tally.failed)} of {len(reconcile.LISTS)} lists failed: {', '.join(tally.failed)}; "
+            "the others were synced; run again to retry them from where they stopped"
+        )
 
 
 @click.group("events")
