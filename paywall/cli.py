@@ -6,12 +6,14 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from paywall.config import ROOT, ConfigError, Settings, load_settings
-from paywall.db import Database
+from paywall.config import CONFIG_DIR, MIGRATIONS_DIR, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from paywall.db import Database
 
 # Feature modules that expose a click group or command as ``cli`` (added to ``paywall``).
 FEATURE_COMMANDS: list[str] = [
@@ -47,6 +49,8 @@ class Context:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from paywall.db import Database
+
             s = self.settings.database
             self._db = Database(s.url, pool_size=s.pool_size, lock_timeout_seconds=s.lock_timeout_seconds)
         return self._db
@@ -58,8 +62,8 @@ pass_ctx = click.make_pass_decorator(Context, ensure=True)
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
-    cfg = Config(str(ROOT / "migrations" / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["url"] = url
     return cfg
 
@@ -74,7 +78,31 @@ def upgrade_database(url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """The ``paywall`` group: a database that cannot be used ends a command with one line saying
+    what to fix (the URL, the server, ``paywall db upgrade``), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not _from_database(exc):
+                raise
+            from paywall.db import describe_error
+
+            obj = ctx.find_object(Context)
+            message = describe_error(exc, obj.settings.database.url if obj is not None else "")
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+def _from_database(exc: BaseException) -> bool:
+    # sqlalchemy is only imported by commands that use the database; no need to import it here.
+    return type(exc).__module__.startswith(("sqlalchemy.", "paywall.db"))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="paywall")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -149,7 +177,7 @@ def serve(obj: Context, bind: str | None) -> None:
         raise click.ClickException(f"configuration: {exc}") from None
     bind = bind or obj.settings.server.bind
     os.environ["PAYWALL_BIND"] = bind
-    args = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), "--bind", bind]
+    args = [sys.executable, "-m", "gunicorn", "-c", str(CONFIG_DIR / "gunicorn.conf.py"), "--bind", bind]
     args.append("paywall.wsgi:app")
     os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
 

@@ -21,8 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = ROOT / "config" / "default.toml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT = PACKAGE_DIR.parent
+
+
+def _shipped(name: str) -> Path:
+    """The top-level ``config/`` or ``migrations/``: in a checkout the folder itself; in an installed
+    wheel the copy that pyproject.toml maps into the package (``paywall/_config``, ...)."""
+    bundled = PACKAGE_DIR / f"_{name}"
+    return bundled if bundled.is_dir() else ROOT / name
+
+
+CONFIG_DIR = _shipped("config")
+MIGRATIONS_DIR = _shipped("migrations")
+DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
+# A source checkout (or an editable install of one), as opposed to an installed wheel.
+IN_CHECKOUT = CONFIG_DIR == ROOT / "config" and (ROOT / "pyproject.toml").is_file()
+SQLITE_FILE = "paywall.sqlite3"
 
 T = TypeVar("T")
 
@@ -68,7 +83,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str = "sqlite:///var/paywall.sqlite3"
+    # Empty: the SQLite file in data_dir() (filled in by load_settings).
+    url: str = ""
     pool_size: int = 5
     lock_timeout_seconds: int = 5
 
@@ -152,6 +168,16 @@ class Settings:
     def resolve_path(self, relative: str) -> Path:
         """A path from the configuration: relative ones are taken from the working directory."""
         return Path(relative).expanduser()
+
+
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the default SQLite file lives, whatever the working directory: ``var/`` in a checkout;
+    installed, the per-user data directory ``$XDG_DATA_HOME/paywall`` (``~/.local/share/paywall``)."""
+    if IN_CHECKOUT:
+        return ROOT / "var"
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(base) / "paywall"
 
 
 def _check_type(where: str, value: Any, hint: Any) -> Any:
@@ -256,6 +282,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _database(table: Any, env: Mapping[str, str]) -> DatabaseSettings:
+    database = build_section("database", table, DatabaseSettings)
+    if not database.url.strip():
+        database = dataclasses.replace(database, url=f"sqlite:///{data_dir(env) / SQLITE_FILE}")
+    return database
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
@@ -288,7 +321,7 @@ def load_settings(
     )
     settings = Settings(
         server=build_section("server", raw.get("server", {}), ServerSettings),
-        database=build_section("database", raw.get("database", {}), DatabaseSettings),
+        database=_database(raw.get("database", {}), env),
         stripe=build_section("stripe", raw.get("stripe", {}), StripeSettings),
         mail=build_section("mail", raw.get("mail", {}), MailSettings),
         logging=build_section("logging", raw.get("logging", {}), LoggingSettings),

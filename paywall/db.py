@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, MetaData, create_engine, event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.types import TypeDecorator
@@ -109,6 +109,64 @@ def is_transient(exc: BaseException) -> bool:
 T = TypeVar("T")
 
 
+class DatabaseURLError(Exception):
+    """The database URL cannot be used; the message says what to fix (and never shows a password)."""
+
+
+URL_HELP = (
+    "set PAYWALL_DATABASE_URL (or [database] url) to e.g. postgresql+psycopg://user@host/dbname "
+    "or sqlite:////absolute/path/paywall.sqlite3"
+)
+MISSING_TABLE = re.compile(r'no such table: (\w+)|relation "(\w+)" does not exist')
+
+
+def check_url(url: str) -> URL:
+    """The parsed URL, or a DatabaseURLError naming what is wrong: the syntax, the database, the driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseURLError(f"the database URL is not one SQLAlchemy can read; {URL_HELP}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseURLError(f"database {backend!r} is not supported (sqlite or postgresql); {URL_HELP}")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError) as exc:
+        raise DatabaseURLError(
+            f"database driver {parsed.drivername!r} is not available ({exc}); {URL_HELP}"
+        ) from None
+    return parsed
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for output."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unreadable URL)"
+
+
+def describe_error(exc: BaseException, url: str) -> str | None:
+    """One line for an operator saying what is wrong with the database and what to do; None when
+    the error is not about the URL, the connection or a missing schema (a bug: keep its traceback)."""
+    if isinstance(exc, DatabaseURLError):
+        return str(exc)
+    if not isinstance(exc, DBAPIError):
+        return None
+    where = safe_url(url)
+    detail = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    missing = MISSING_TABLE.search(detail)
+    if missing:
+        table = missing.group(1) or missing.group(2)
+        return f"the database {where} has no table {table}: run `paywall db upgrade`"
+    if exc.statement is None or exc.connection_invalidated:
+        # Raised while connecting: wrong host, port, name, credentials, or the server is down.
+        return f"cannot connect to the database {where}: {detail}; check PAYWALL_DATABASE_URL and the server"
+    if isinstance(exc, OperationalError):
+        return f"the database {where} failed: {detail}"
+    return None
+
+
 def _pg_connect_args(lock_timeout_seconds: int, *, synchronous_commit: bool = True) -> dict[str, Any]:
     ms = int(lock_timeout_seconds * 1000)
     options = f"-c lock_timeout={ms} -c statement_timeout={ms * 6}"
@@ -118,7 +176,10 @@ def _pg_connect_args(lock_timeout_seconds: int, *, synchronous_commit: bool = Tr
 
 
 def make_engine(url: str, *, pool_size: int = 5, lock_timeout_seconds: int = 5) -> Engine:
-    """An engine configured for this service: WAL and immediate transactions on SQLite."""
+    """An engine configured for this service: WAL and immediate transactions on SQLite.
+
+    Raises DatabaseURLError for a URL that cannot work, before anything connects."""
+    check_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from paywall import config
 from paywall.config import ConfigError, load_settings
 
 
 def test_defaults() -> None:
     s = load_settings(environ={})
-    assert s.database.url == "sqlite:///var/paywall.sqlite3"
+    assert s.database.url == f"sqlite:///{config.ROOT / 'var' / 'paywall.sqlite3'}"
     assert s.server.bind == "127.0.0.1:8000"
     assert s.stripe.api_base == "https://api.stripe.com"
     assert s.secrets.stripe_webhook_secrets == ()

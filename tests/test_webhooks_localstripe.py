@@ -16,13 +16,16 @@ from typing import Any
 
 import pytest
 import requests
+import stripe
+from click.testing import CliRunner
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from paywall.app import create_app
+from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.models import Payment
+from paywall.models import Payment, StripeCustomer
 from paywall.stripe_gateway import make_client
 from tests.conftest import WEBHOOK_SECRET
 from tests.faults import free_port
@@ -161,3 +164,26 @@ def test_subscription_created_and_canceled_through_localstripe(
 
     events = requests.get(f"{url}/v1/events", headers=site_key, timeout=5)  # site keys may not read the inbox
     assert events.status_code == 403
+
+
+def test_sync_against_localstripe_goes_past_the_lists_it_does_not_serve(
+    localstripe: str, runner: CliRunner, db: Database
+) -> None:
+    """Issue 13, point 17, against a real Stripe-speaking server: localstripe serves no Checkout
+    Sessions or disputes lists (404); the sync reports them and still syncs every other list."""
+    env = {"PAYWALL_STRIPE_SECRET_KEY": "sk_test_e2e", "PAYWALL_STRIPE_API_BASE": localstripe}
+    client = stripe.StripeClient("sk_test_e2e", base_addresses={"api": localstripe})
+    customer = client.v1.customers.create(
+        {"email": "sync@example.org", "metadata": {"reader": "reader_sync"}}
+    )
+    result = runner.invoke(main, ["stripe", "sync"], env=env)
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert f"  stripe_customers {customer.id}: created" in lines
+    assert "customers: 1 created" in lines and "balance_transactions: nothing" in lines
+    assert any(line.startswith("checkout_sessions: nothing (FAILED: 404 ") for line in lines)
+    assert any(line.startswith("disputes: nothing (FAILED: 404 ") for line in lines)
+    assert lines[-1].startswith("Error: 2 of 8 lists failed: checkout_sessions, disputes;")
+    with db.transaction(readonly=True) as session:
+        row = session.scalar(select(StripeCustomer).where(StripeCustomer.stripe_customer_id == customer.id))
+        assert row is not None and row.reader_id is not None

@@ -81,6 +81,7 @@ class FakeStripe:
         self.lists = lists
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
         self.fail_on: tuple[str, str] | None = None
+        self.fail_status = 400
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -95,7 +96,8 @@ class FakeStripe:
                 if fake.fail_on == (url.path, after):
                     fake.fail_on = None
                     self._send(
-                        400, {"error": {"type": "invalid_request_error", "message": "injected failure"}}
+                        fake.fail_status,
+                        {"error": {"type": "invalid_request_error", "message": "injected failure"}},
                     )
                     return
                 if url.path not in fake.lists:
@@ -173,7 +175,9 @@ def test_interrupted_sync_resumes_where_it_stopped(
     runner: CliRunner, db: Database, fake_stripe: FakeStripe
 ) -> None:
     second_charge = fake_stripe.lists["/v1/charges"][1]["id"]
+    # A refused key stops the run (every list would fail the same way); the run stays open.
     fake_stripe.fail_on = ("/v1/charges", second_charge)
+    fake_stripe.fail_status = 401
     first = sync_cmd(runner, fake_stripe, "--page-size", "2", "--since", "2026-01-01")
     assert first.exit_code != 0 and "run again to resume" in first.output
     with db.transaction(readonly=True) as session:
@@ -190,6 +194,74 @@ def test_interrupted_sync_resumes_where_it_stopped(
     assert later[0][1]["created[gte]"] == ["1767225600"]
     with db.transaction(readonly=True) as session:
         check_c(session, None)
+
+
+def test_sync_list_that_fails_does_not_stop_the_others(
+    runner: CliRunner, db: Database, fake_stripe: FakeStripe
+) -> None:
+    """Issue 13, point 17: an endpoint the API base does not serve (disputes: 404) and a list that
+    fails half-way (charges, page 2) are reported; every other list is synced; the exit code is 1."""
+    disputes = fake_stripe.lists.pop("/v1/disputes")
+    second_charge = fake_stripe.lists["/v1/charges"][1]["id"]
+    fake_stripe.fail_on = ("/v1/charges", second_charge)
+    first = sync_cmd(runner, fake_stripe, "--page-size", "2")
+    assert first.exit_code == 1, first.output
+    lines = first.output.splitlines()
+    assert "charges: 1 created, 1 ignored (FAILED: 400 injected failure)" in lines
+    assert "disputes: nothing (FAILED: 404 no such list)" in lines
+    # The lists after the failed ones still ran (two fees wait for charges not synced yet).
+    assert "balance_transactions: 2 ignored, 1 updated" in lines
+    assert lines[-1] == (
+        "Error: 2 of 8 lists failed: charges, disputes; the others were synced; "
+        "run again to retry them from where they stopped"
+    )
+    assert fake_stripe.paths()[-1] == "/v1/balance_transactions"
+
+    # The next run does every list again, and the failed list from where it failed.
+    fake_stripe.lists["/v1/disputes"] = disputes
+    seen = len(fake_stripe.requests)
+    second = sync_cmd(runner, fake_stripe, "--page-size", "2")
+    assert second.exit_code == 0, second.output
+    assert (
+        "customers: 1 unchanged" in second.output
+        and "charges: 2 created (resumed)" in second.output
+        and "balance_transactions: 1 unchanged, 2 updated" in second.output
+    )
+    charges = [q for p, q in fake_stripe.requests[seen:] if p == "/v1/charges"]
+    assert charges[0]["starting_after"] == [second_charge]
+    with db.transaction(readonly=True) as session:
+        check_c(session, None)
+
+
+def test_sync_reports_each_created_or_changed_row_with_id_and_fields(
+    runner: CliRunner, db: Database, fake_stripe: FakeStripe
+) -> None:
+    """Issue 13, point 17: the run ends with every row it created or changed, by id, with the
+    changed columns (not the sync's own bookkeeping)."""
+    first = sync_cmd(runner, fake_stripe)
+    assert first.exit_code == 0, first.output
+    charges = [c["id"] for c in fake_stripe.lists["/v1/charges"] if c.get("balance_transaction")]
+    created = first.output.split("created or changed (table id: changed columns):\n", 1)[1]
+    assert f"  subscriptions {SUB_A}: created\n" in created
+    for charge in charges:
+        assert f"  payments {charge}: created\n" in created
+
+    sub = next(s for s in fake_stripe.lists["/v1/subscriptions"] if s["id"] == SUB_A)
+    sub["cancel_at_period_end"] = True
+    bt = fake_stripe.lists["/v1/balance_transactions"][0]
+    bt["fee"], bt["net"] = 80, bt["amount"] - 80
+    again = sync_cmd(runner, fake_stripe)
+    assert again.exit_code == 0, again.output
+    lines = again.output.splitlines()
+    assert lines[:3] == [
+        "created or changed (table id: changed columns):",
+        f"  subscriptions {SUB_A}: cancel_at_period_end",
+        f"  payments {bt['source']}: fee_minor, net_minor",
+    ]
+    assert lines[-1] == "changed: 2"
+
+    unchanged = sync_cmd(runner, fake_stripe)
+    assert "created or changed" not in unchanged.output and "changed: 0" in unchanged.output
 
 
 def test_fetched_state_beats_older_events(

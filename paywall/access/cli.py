@@ -1,21 +1,24 @@
-"""``paywall comp`` (complimentary access) and ``paywall meter purge`` from the command line."""
+"""``paywall comp`` (complimentary access) and ``paywall meter purge`` from the command line.
+
+Features are imported inside the commands: ``paywall --help`` loads this module and should not pay
+for SQLAlchemy and marshmallow (tests/test_cli_startup.py).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import click
-from marshmallow import ValidationError
 
 from paywall import clock
-from paywall.access import comps, meter
-from paywall.access.rules import meter_period
-from paywall.access.settings import access_settings
 from paywall.cli import Context, pass_ctx
-from paywall.schemas import validate_identifier
 
 
 def _reader(value: str) -> str:
+    from marshmallow import ValidationError
+
+    from paywall.schemas import validate_identifier
+
     try:
         validate_identifier(value)
     except ValidationError as exc:
@@ -43,6 +46,8 @@ def comp_cli() -> None:
 @pass_ctx
 def grant(obj: Context, reader: str, until: dt.datetime, note: str | None) -> None:
     """Give READER access through the day --until."""
+    from paywall.access import comps
+
     reader = _reader(reader)
     end = comps.end_of_day(until.date())
     if end <= clock.now():
@@ -58,6 +63,8 @@ def grant(obj: Context, reader: str, until: dt.datetime, note: str | None) -> No
 @pass_ctx
 def revoke(obj: Context, reader: str) -> None:
     """End READER's comp now."""
+    from paywall.access import comps
+
     reader = _reader(reader)
     with obj.db.transaction() as session:
         outcome = comps.revoke_comp(session, reader)
@@ -82,6 +89,10 @@ def meter_cli() -> None:
 @pass_ctx
 def purge(obj: Context, keep_months: int) -> None:
     """Delete meter rows of older months (run monthly, e.g. from cron)."""
+    from paywall.access import meter
+    from paywall.access.rules import meter_period
+    from paywall.access.settings import access_settings
+
     cfg = access_settings(obj.settings)
     period, _ = meter_period(clock.now(), cfg)
     year, month = (int(part) for part in period.split("-"))

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
-from paywall.config import ROOT, Settings
+from paywall.config import CONFIG_DIR, Settings
 from paywall.mail.settings import appeals_dirs
 
-BUILTIN_DIR = ROOT / "config" / "appeals"
+BUILTIN_DIR = CONFIG_DIR / "appeals"
 SEGMENTS = ("never_supported", "lapsed_subscribers", "past_donors", "all_opted_in")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")

@@ -1,20 +1,24 @@
-"""`paywall appeals`: list, preview, send (once per reader), and release stuck claims."""
+"""`paywall appeals`: list, preview, send (once per reader), and release stuck claims.
+
+The mailer and the database are imported inside the commands, so ``paywall --help`` stays light.
+"""
 
 from __future__ import annotations
 
 from email import message_from_bytes
 from email import policy as email_policy
+from typing import TYPE_CHECKING
 
 import click
 
-from paywall.appeals.campaigns import Campaign, CampaignError, load_campaign, load_campaigns
-from paywall.appeals.mailer import OutsideWindow, build_appeal, ledger_summary, release_claims, send_campaign
 from paywall.cli import Context, pass_ctx
 from paywall.mail.message import to_bytes
 from paywall.mail.settings import MailNotConfigured, require_mail
 from paywall.mail.smtp import MailConfigError, SmtpTransport
 from paywall.mail.tally import echo_tally
-from paywall.readers.service import find_reader
+
+if TYPE_CHECKING:
+    from paywall.appeals.campaigns import Campaign
 
 
 @click.group("appeals")
@@ -23,6 +27,8 @@ def cli() -> None:
 
 
 def _campaign(obj: Context, name: str) -> Campaign:
+    from paywall.appeals.campaigns import CampaignError, load_campaign
+
     try:
         return load_campaign(obj.settings, name)
     except CampaignError as exc:
@@ -33,6 +39,9 @@ def _campaign(obj: Context, name: str) -> Campaign:
 @pass_ctx
 def list_campaigns(obj: Context) -> None:
     """Every campaign: segment, send window, rate, and its ledger so far."""
+    from paywall.appeals.campaigns import CampaignError, load_campaigns
+    from paywall.appeals.mailer import ledger_summary
+
     try:
         campaigns = load_campaigns(obj.settings)
     except CampaignError as exc:
@@ -56,6 +65,10 @@ def list_campaigns(obj: Context) -> None:
 @pass_ctx
 def preview(obj: Context, name: str, reader_id: str) -> None:
     """Render NAME for one reader to stdout (headers, text, HTML); sends nothing."""
+    from paywall.appeals.campaigns import CampaignError
+    from paywall.appeals.mailer import build_appeal
+    from paywall.readers.service import find_reader
+
     campaign = _campaign(obj, name)
     with obj.db.transaction(readonly=True) as session:
         reader = find_reader(session, reader_id)
@@ -86,6 +99,8 @@ def preview(obj: Context, name: str, reader_id: str) -> None:
 @pass_ctx
 def send(obj: Context, name: str, dry_run: bool, limit: int | None, force: bool) -> None:
     """Send NAME to its segment, once per reader, and print a tally of outcomes."""
+    from paywall.appeals.mailer import OutsideWindow, send_campaign
+
     campaign = _campaign(obj, name)
     settings = obj.settings
     transport = None
@@ -131,6 +146,9 @@ def send(obj: Context, name: str, dry_run: bool, limit: int | None, force: bool)
 @pass_ctx
 def release(obj: Context, name: str, readers: tuple[str, ...], yes: bool) -> None:
     """Free claimed/unknown ledger rows of NAME so the next send mails them (may duplicate!)."""
+    from paywall.appeals.mailer import release_claims
+    from paywall.readers.service import find_reader
+
     if not yes:
         raise click.ClickException(
             "releasing may send a reader the same appeal twice if the message did go out; add --yes to confirm"

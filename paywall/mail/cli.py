@@ -1,4 +1,7 @@
-"""`paywall mail` (outbox and suppression list), `paywall receipts`, and `paywall worker`."""
+"""`paywall mail` (outbox and suppression list), `paywall receipts`, and `paywall worker`.
+
+What needs the database is imported inside the commands, so ``paywall --help`` stays light.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,8 @@ from types import FrameType
 import click
 
 from paywall.cli import Context, pass_ctx
-from paywall.db import is_transient
-from paywall.mail import outbox, receipts
 from paywall.mail.settings import MailNotConfigured, mailer_settings, require_mail
 from paywall.mail.smtp import MailConfigError, SmtpTransport
-from paywall.mail.suppression import suppress, unsuppress
 from paywall.mail.tally import echo_tally
 
 log = logging.getLogger("paywall.worker")
@@ -38,6 +38,8 @@ def mail() -> None:
 @pass_ctx
 def drain(obj: Context, limit: int | None) -> None:
     """Send every due message in the outbox once, then exit; prints a tally."""
+    from paywall.mail import outbox
+
     with _transport(obj) as transport:
         try:
             tally = outbox.drain(obj.db, obj.settings, transport, limit=limit)
@@ -52,6 +54,8 @@ def drain(obj: Context, limit: int | None) -> None:
 @pass_ctx
 def status(obj: Context) -> None:
     """Outbox messages per status."""
+    from paywall.mail import outbox
+
     with obj.db.transaction(readonly=True) as session:
         echo_tally(outbox.status_counts(session), "outbox:")
 
@@ -61,6 +65,8 @@ def status(obj: Context) -> None:
 @pass_ctx
 def retry(obj: Context, message_id: int) -> None:
     """Queue a failed or stuck ('sending') outbox message again (it may then arrive twice)."""
+    from paywall.mail import outbox
+
     with obj.db.transaction() as session:
         click.echo(f"{message_id}: {outbox.retry(session, message_id)}")
 
@@ -70,6 +76,8 @@ def retry(obj: Context, message_id: int) -> None:
 @pass_ctx
 def suppress_cmd(obj: Context, address: str) -> None:
     """Never mail ADDRESS again (only a hash of it is stored)."""
+    from paywall.mail.suppression import suppress
+
     with obj.db.transaction() as session:
         click.echo(suppress(session, address, reason="manual"))
 
@@ -79,6 +87,8 @@ def suppress_cmd(obj: Context, address: str) -> None:
 @pass_ctx
 def unsuppress_cmd(obj: Context, address: str) -> None:
     """Take ADDRESS off the suppression list (e.g. the reader fixed their mailbox)."""
+    from paywall.mail.suppression import unsuppress
+
     with obj.db.transaction() as session:
         click.echo(unsuppress(session, address))
 
@@ -95,6 +105,8 @@ def receipts_group() -> None:
 @pass_ctx
 def receipts_send(obj: Context, year: int, dry_run: bool, limit: int | None) -> None:
     """Mail each donor of YEAR one summary per currency, net of refunds, once per (donor, year)."""
+    from paywall.mail import receipts
+
     transport = None if dry_run else _transport(obj)
     try:
         tally = receipts.send_yearly_receipts(
@@ -112,6 +124,9 @@ def receipts_send(obj: Context, year: int, dry_run: bool, limit: int | None) -> 
 
 def run_worker(obj: Context, stop: threading.Event, poll_seconds: float) -> None:
     """Drain the outbox until ``stop`` is set; between drains, wait ``poll_seconds``."""
+    from paywall.db import is_transient
+    from paywall.mail import outbox
+
     transport = SmtpTransport.from_settings(obj.settings)
     try:
         while not stop.is_set():

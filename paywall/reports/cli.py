@@ -1,4 +1,7 @@
-"""``paywall report revenue|subscriptions|payments|donors``: the same reports as the HTTP routes."""
+"""``paywall report revenue|subscriptions|payments|donors``: the same reports as the HTTP routes.
+
+The reports are imported when a command runs, not when ``paywall --help`` loads this module.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,8 @@ import sys
 from typing import Any, BinaryIO
 
 import click
-from marshmallow import ValidationError
 
 from paywall.cli import Context, pass_ctx
-from paywall.reports.exporters import export_chunks, write_all
-from paywall.reports.schemas import QUERY_SCHEMAS
-from paywall.reports.service import report_table, reporting_zone
 
 
 @click.group("report")
@@ -20,6 +19,12 @@ def cli() -> None:
 
 
 def _run(obj: Context, name: str, params: dict[str, Any], output: str | None) -> None:
+    from marshmallow import ValidationError
+
+    from paywall.reports.exporters import export_chunks, write_all
+    from paywall.reports.schemas import QUERY_SCHEMAS
+    from paywall.reports.service import report_table, reporting_zone
+
     raw = {k: v for k, v in params.items() if v is not None}
     try:
         args = QUERY_SCHEMAS[name]().load(raw)

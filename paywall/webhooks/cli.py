@@ -1,17 +1,17 @@
-"""``paywall stripe sync`` and ``paywall events list|replay``."""
+"""``paywall stripe sync`` and ``paywall events list|replay``.
+
+stripe-python, SQLAlchemy and Flask are imported inside the commands: ``paywall --help`` loads
+this module and should start in a fraction of a second (tests/test_cli_startup.py).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import click
-import stripe
 
 from paywall.cli import Context, pass_ctx
 from paywall.clock import isoformat
-from paywall.errors import ApiError
-from paywall.stripe_gateway import make_client
-from paywall.webhooks import inbox, reconcile
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"])
 
@@ -30,24 +30,36 @@ def stripe_group() -> None:
 
 @stripe_group.command("sync")
 @click.option("--since", type=DATE, default=None, help="Only objects created on or after (UTC).")
-@click.option("--page-size", type=click.IntRange(1, 100), default=reconcile.PAGE_SIZE, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True)
 @pass_ctx
 def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None:
     """Page through customers, subscriptions, invoices, charges, refunds, disputes and balance
-    transactions; upsert them and print what changed. An interrupted run resumes where it stopped."""
+    transactions; upsert them and print every row created or changed (id and fields), per list
+    what happened, and the lists that failed (then exit 1). An interrupted run resumes where it stopped."""
+    from paywall.errors import ApiError
+    from paywall.stripe_gateway import make_client
+    from paywall.webhooks import reconcile
+
     try:
         client = make_client(obj.settings)
     except ApiError as exc:
         raise click.ClickException(exc.detail) from None
-    try:
-        tally = reconcile.run_sync(obj.db, client, since=_utc(since), page_size=page_size)
-    except stripe.StripeError as exc:
-        raise click.ClickException(
-            f"Stripe: {exc.user_message or exc}; progress is saved, run again to resume"
-        ) from None
+    tally = reconcile.run_sync(obj.db, client, since=_utc(since), page_size=page_size)
+    changes = list(tally.change_lines())
+    if changes:
+        click.echo("created or changed (table id: changed columns):")
+    for line in changes:
+        click.echo(f"  {line}")
     for line in tally.lines():
         click.echo(line)
     click.echo(f"changed: {tally.changed}")
+    if tally.stopped:
+        raise click.ClickException(f"Stripe: {tally.stopped}; progress is saved, run again to resume")
+    if tally.failed:
+        raise click.ClickException(
+            f"{len(tally.failed)} of {len(reconcile.LISTS)} lists failed: {', '.join(tally.failed)}; "
+            "the others were synced; run again to retry them from where they stopped"
+        )
 
 
 @click.group("events")
@@ -62,6 +74,8 @@ def events_group() -> None:
 @pass_ctx
 def events_list(obj: Context, status: str | None, type_: str | None, limit: int) -> None:
     """List stored events, newest first: id, type, status, created, error."""
+    from paywall.webhooks import inbox
+
     with obj.db.transaction(readonly=True) as session:
         rows = inbox.list_events(session, status=status, type_=type_, limit=limit)
         for row in rows:
@@ -81,6 +95,8 @@ def events_list(obj: Context, status: str | None, type_: str | None, limit: int)
 @pass_ctx
 def events_replay(obj: Context, failed: bool, event_id: str | None, since: dt.datetime | None) -> None:
     """Re-run stored events through the same handlers (safe to repeat: newest state still wins)."""
+    from paywall.webhooks import inbox
+
     if not (failed or event_id or since):
         raise click.UsageError("say which events: --failed, --id EVT or --since DATE")
     tally = inbox.replay(obj.db, obj.settings, failed=failed, event_id=event_id, since=_utc(since))

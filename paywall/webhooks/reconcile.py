@@ -7,6 +7,12 @@ time and beats any event from the same second (see ``sync`` for the rule).
 Progress is kept in ``sync_cursors``: a ``run`` row (open while a run is under way) and one row per
 list with the last object id done. Running again after an interruption resumes each list where it
 stopped; a finished run makes the next one start from the beginning.
+
+A list that fails (an endpoint the API base does not serve, a key not allowed to read it, Stripe
+down) does not stop the others: the run goes on, reports it, and the next run resumes that list
+where it failed while doing the others in full. Only a refused key stops the run (every list would
+fail); then it stays open and the next run resumes it. The tally lists every row the run created or
+changed, with the changed columns, taken from the session at each flush.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
-from sqlalchemy.orm import Session
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session, UOWTransaction
 
 from paywall import clock
 from paywall.db import Database
@@ -71,22 +78,88 @@ LISTS = (
 )
 
 
+# Bookkeeping columns, not facts about the object: left out of the changed fields.
+UNREPORTED = {"synced_event_at", "synced_event_id", "updated_at"}
+
+
+@dataclass
+class RowChange:
+    """One row the run created or changed: its table, its key (the Stripe id), the changed columns."""
+
+    table: str
+    key: str
+    created: bool = False
+    fields: set[str] = field(default_factory=set)
+
+    def line(self) -> str:
+        what = "created" if self.created else ", ".join(sorted(self.fields))
+        return f"{self.table} {self.key}: {what}"
+
+
+def _row_key(obj: Any) -> tuple[str, str]:
+    """(table, key): the row's first unique column (its Stripe id, a reader's id), else its primary key."""
+    mapper = inspect(obj).mapper
+    table = mapper.local_table
+    for column in table.columns:
+        if column.unique and not column.primary_key:
+            value = getattr(obj, mapper.get_property_by_column(column).key, None)
+            if value is not None:
+                return str(table.name), str(value)
+    return str(table.name), ",".join(str(v) for v in mapper.primary_key_from_instance(obj))
+
+
 @dataclass
 class Tally:
-    """What a run changed, per list and outcome (created, updated, unchanged, stale, ignored)."""
+    """What a run changed, per list and outcome (created, updated, unchanged, stale, ignored), the
+    rows it created or changed, the lists that failed (name -> reason), and why it stopped, if so."""
 
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
+    changes: dict[tuple[str, str], RowChange] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    stopped: str | None = None
 
     def add(self, name: str, outcome: str) -> None:
         self.counts.setdefault(name, Counter())[outcome] += 1
+
+    def watch(self, session: Session) -> None:
+        """Record, at each flush of ``session``, the rows it creates or changes."""
+        event.listen(session, "before_flush", self._before_flush)
+
+    def _before_flush(self, session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+        for obj in session.new:
+            self._change(obj).created = True
+        for obj in session.dirty:
+            state = inspect(obj)
+            fields = {
+                prop.columns[0].name
+                for prop in state.mapper.column_attrs
+                if prop.key not in UNREPORTED and state.attrs[prop.key].history.has_changes()
+            }
+            if fields:
+                self._change(obj).fields |= fields
+
+    def _change(self, obj: Any) -> RowChange:
+        table, key = _row_key(obj)
+        found = self.changes.get((table, key))
+        if found is None:
+            found = self.changes[(table, key)] = RowChange(table, key)
+        return found
 
     def lines(self) -> Iterator[str]:
         for item in LISTS:
             counts = self.counts.get(item.name, Counter())
             note = " (resumed)" if item.name in self.resumed else ""
+            if item.name in self.failed:
+                note += f" (FAILED: {self.failed[item.name]})"
             parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
             yield f"{item.name}: {parts}{note}"
+
+    def change_lines(self) -> Iterator[str]:
+        """One line per row created or changed, in the order the run first touched them."""
+        for change in self.changes.values():
+            if change.table != SyncCursor.__tablename__:
+                yield change.line()
 
     @property
     def changed(self) -> int:
@@ -129,7 +202,8 @@ def run_sync(
     page_size: int = PAGE_SIZE,
     progress: Callable[[str], None] | None = None,
 ) -> Tally:
-    """Page through every list and upsert what Stripe has; resumable (see the module docstring)."""
+    """Page through every list and upsert what Stripe has; resumable, and a list that fails does
+    not stop the others (see the module docstring)."""
     started = _begin_run(db, since)
     tally = Tally()
     for item in LISTS:
@@ -138,41 +212,71 @@ def run_sync(
             if cur.started_at == started and cur.completed_at is not None:
                 tally.resumed.append(item.name)
                 continue
-            if cur.started_at == started and cur.cursor:
+            if cur.cursor and cur.completed_at is None and cur.since == since:
+                # Interrupted in this run, or failed in an earlier one: go on from there.
                 tally.resumed.append(item.name)
                 starting_after: str | None = cur.cursor
+                cur.started_at = started
             else:
                 cur.started_at, cur.cursor, cur.completed_at, cur.since = started, None, None, since
                 starting_after = None
-        while True:
-            params: dict[str, Any] = {"limit": page_size, **item.params}
-            if since is not None:
-                params["created"] = {"gte": int(since.timestamp())}
-            if starting_after:
-                params["starting_after"] = starting_after
-            page = client.raw_request("get", item.path, **params).data
-            objects = [o for o in page.get("data") or [] if isinstance(o, Mapping)]
-            with db.transaction() as session:
-                _lock_page(session, objects)
-                at = clock.now()
-                for obj in objects:
-                    src = Source.fetch(livemode=bool(obj.get("livemode")), at=at)
-                    tally.add(item.name, item.apply(session, obj, src))
-                sync.settle(session)
-                if objects:
-                    starting_after = str(objects[-1].get("id"))
-                    cur = _cursor(session, item.name)
-                    cur.cursor = starting_after
-                    cur.updated_at = clock.now()
-            if progress is not None:
-                progress(f"{item.name}: {len(objects)} read")
-            if not page.get("has_more") or not objects:
-                break
-        with db.transaction() as session:
-            cur = _cursor(session, item.name)
-            cur.completed_at = clock.now()
-            cur.cursor = None
+        try:
+            _sync_list(db, client, item, tally, since, starting_after, page_size, progress)
+        except stripe.AuthenticationError as exc:
+            # The key is refused: every list would fail the same way. Stop; the run stays open.
+            tally.stopped = _reason(exc)
+            return tally
+        except stripe.StripeError as exc:
+            tally.failed[item.name] = _reason(exc)
     with db.transaction() as session:
         run = _cursor(session, RUN)
         run.completed_at = clock.now()
     return tally
+
+
+def _reason(exc: stripe.StripeError) -> str:
+    """Stripe's message about a failed request, on one line, with its HTTP status."""
+    message = " ".join(str(exc.user_message or exc).split()) or type(exc).__name__
+    return f"{exc.http_status} {message}" if exc.http_status else message
+
+
+def _sync_list(
+    db: Database,
+    client: stripe.StripeClient,
+    item: StripeList,
+    tally: Tally,
+    since: dt.datetime | None,
+    starting_after: str | None,
+    page_size: int,
+    progress: Callable[[str], None] | None,
+) -> None:
+    """Page through one list from ``starting_after``, committing each page and the cursor after it."""
+    while True:
+        params: dict[str, Any] = {"limit": page_size, **item.params}
+        if since is not None:
+            params["created"] = {"gte": int(since.timestamp())}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page = client.raw_request("get", item.path, **params).data
+        objects = [o for o in page.get("data") or [] if isinstance(o, Mapping)]
+        with db.transaction() as session:
+            tally.watch(session)
+            _lock_page(session, objects)
+            at = clock.now()
+            for obj in objects:
+                src = Source.fetch(livemode=bool(obj.get("livemode")), at=at)
+                tally.add(item.name, item.apply(session, obj, src))
+            sync.settle(session)
+            if objects:
+                starting_after = str(objects[-1].get("id"))
+                cur = _cursor(session, item.name)
+                cur.cursor = starting_after
+                cur.updated_at = clock.now()
+        if progress is not None:
+            progress(f"{item.name}: {len(objects)} read")
+        if not page.get("has_more") or not objects:
+            break
+    with db.transaction() as session:
+        cur = _cursor(session, item.name)
+        cur.completed_at = clock.now()
+        cur.cursor = None
