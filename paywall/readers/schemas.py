@@ -21,11 +21,16 @@ class SubscriptionSummarySchema(Schema):
     interval = fields.String(allow_none=True)
     amount = fields.Integer(allow_none=True)
     currency = fields.String(allow_none=True)
+    current_period_start = fields.String(allow_none=True)
     current_period_end = fields.String(allow_none=True)
     cancel_at_period_end = fields.Boolean()
+    cancel_at = fields.String(allow_none=True)
     trial_end = fields.String(allow_none=True)
     canceled_at = fields.String(allow_none=True)
     ended_at = fields.String(allow_none=True)
+    payment_failed_at = fields.String(
+        allow_none=True, metadata={"description": "first failed payment still unpaid (grace start)"}
+    )
 
 
 class DonationSummarySchema(Schema):
