@@ -318,6 +318,8 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
     quantity = item.get("quantity") or sub.get("quantity") or 1
     meta = _meta(sub)
     kind = _kind(meta.get("kind")) or _kind(_meta(price).get("kind")) or _kind(_meta(plan).get("kind"))
+    # The customer portal's pause: collection stops, the status stays ``active`` (null when not paused).
+    pause = _map(sub.get("pause_collection"))
     return {
         "stripe_customer_id": obj_id(sub.get("customer")),
         "status": _str(sub.get("status"), 32) or "incomplete",
@@ -341,9 +343,22 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
         "latest_invoice": obj_id(sub.get("latest_invoice")),
         "campaign": _str(meta.get("campaign"), 100),
         "metadata_": dict(meta),
+        "pause_collection_behavior": _str(pause.get("behavior"), 32),
+        "pause_collection_resumes_at": ts(pause.get("resumes_at")),
         "_kind": kind,
         "_reader": meta.get("reader"),
     }
+
+
+def _paused_at(row: Subscription, values: Mapping[str, Any], src: Source) -> dt.datetime | None:
+    """When the pause in ``values`` began: kept from the row if it was already paused, else this
+    state's time; None when not paused. The mirror has no status history, so this is the one date
+    the subscriptions report can count a pause from."""
+    if values["status"] != "paused" and values["pause_collection_behavior"] is None:
+        return None
+    if row.paused_at is not None and (row.status == "paused" or row.pause_collection_behavior is not None):
+        return row.paused_at
+    return src.at
 
 
 def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
@@ -361,6 +376,7 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
         _remember(session, row, sid)
     elif not _wins(row, src, _subscription_rank(values.get), _subscription_rank(lambda k: getattr(row, k))):
         return "stale"
+    values["paused_at"] = _paused_at(row, values, src)
     values["reader_id"] = _reader_id(session, reader_ref)
     changed = _set(
         row, values, links=("stripe_customer_id", "reader_id", "campaign", "latest_invoice", "started_at")
