@@ -106,3 +106,19 @@ def test_a_pause_with_resumes_at_in_the_past_is_over(
     # Stripe has not yet sent the update clearing pause_collection: from resumes_at on, no longer paused.
     monkeypatch.setattr(clock, "now", lambda: resumes)
     assert access(client, site_key)["reason"] == "subscription"
+
+
+def test_paused_subscription_shows_as_paused_in_the_reader_view(
+    client: FlaskClient, site_key: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resumes = DURING + dt.timedelta(days=1)
+    deliver_all(client, paused_scenario("keep_as_draft", resumes_at=resumes))
+    monkeypatch.setattr(clock, "now", lambda: DURING)
+    sub = client.get(f"/v1/readers/{READER}", headers=site_key).get_json()["supporter"]["subscription"]
+    assert sub["status"] == "active" and sub["paused"] is True
+    assert sub["pause_collection"] == {"behavior": "keep_as_draft", "resumes_at": clock.isoformat(resumes)}
+    assert sub["paused_at"] == clock.isoformat(PAUSED_AT)
+    # Past resumes_at the pause is over (Stripe's update clearing it may still be on its way).
+    monkeypatch.setattr(clock, "now", lambda: resumes)
+    sub = client.get(f"/v1/readers/{READER}", headers=site_key).get_json()["supporter"]["subscription"]
+    assert sub["paused"] is False and sub["pause_collection"]["behavior"] == "keep_as_draft"

@@ -13,6 +13,11 @@ class ReaderInSchema(StrictSchema):
     marketing_opt_in = StrictBoolean()
 
 
+class PauseCollectionSchema(Schema):
+    behavior = fields.String(metadata={"description": "keep_as_draft, mark_uncollectible or void"})
+    resumes_at = fields.String(allow_none=True, metadata={"description": "null: until resumed"})
+
+
 class SubscriptionSummarySchema(Schema):
     stripe_subscription_id = fields.String()
     status = fields.String()
@@ -31,6 +36,16 @@ class SubscriptionSummarySchema(Schema):
     payment_failed_at = fields.String(
         allow_none=True, metadata={"description": "first failed payment still unpaid (grace start)"}
     )
+    paused = fields.Boolean(
+        metadata={
+            "description": "status paused, or collection paused (pause_collection) and not yet at "
+            "resumes_at: no subscription access"
+        }
+    )
+    pause_collection = fields.Nested(
+        PauseCollectionSchema, allow_none=True, metadata={"description": "Stripe's pause_collection"}
+    )
+    paused_at = fields.String(allow_none=True, metadata={"description": "when the sync first saw the pause"})
 
 
 class DonationSummarySchema(Schema):
