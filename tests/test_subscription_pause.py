@@ -122,3 +122,17 @@ def test_paused_subscription_shows_as_paused_in_the_reader_view(
     monkeypatch.setattr(clock, "now", lambda: resumes)
     sub = client.get(f"/v1/readers/{READER}", headers=site_key).get_json()["supporter"]["subscription"]
     assert sub["paused"] is False and sub["pause_collection"]["behavior"] == "keep_as_draft"
+
+
+def test_portal_pause_is_counted_apart_in_the_subscriptions_report(
+    client: FlaskClient, finance_key: dict[str, str]
+) -> None:
+    deliver_all(client, paused_scenario())
+    body = client.get(
+        "/v1/reports/subscriptions?start=2026-08-01&end=2026-11-01&livemode=all", headers=finance_key
+    ).get_json()
+    months = {r["period"]: (r["active"], r["new"], r["paused"], r["mrr"]) for r in body["rows"]}
+    # Paying from Sep 1st, paused from Sep 10th on: not active, out of MRR.
+    assert months == {"2026-08": (0, 0, 0, 0), "2026-09": (0, 1, 1, 0), "2026-10": (0, 0, 1, 0)}
+    (total,) = body["totals"]
+    assert (total["active"], total["paused"], total["mrr"]) == (0, 1, 0)
