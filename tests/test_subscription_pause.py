@@ -136,3 +136,23 @@ def test_portal_pause_is_counted_apart_in_the_subscriptions_report(
     assert months == {"2026-08": (0, 0, 0, 0), "2026-09": (0, 1, 1, 0), "2026-10": (0, 0, 1, 0)}
     (total,) = body["totals"]
     assert (total["active"], total["paused"], total["mrr"]) == (0, 1, 0)
+
+
+@pytest.mark.parametrize("order", ["in order", "newest first"])
+def test_paused_at_is_the_same_whatever_the_delivery_order(
+    client: FlaskClient, db: Database, order: str
+) -> None:
+    paused = paused_scenario()
+    # A week later the portal switches the same pause to void: still paused since PAUSED_AT.
+    switched = subscription_updated(
+        paused, PAUSED_AT + dt.timedelta(days=7), {"behavior": "void", "resumes_at": None}, n=2
+    )
+    switched["data"]["previous_attributes"] = {
+        "pause_collection": paused[-1]["data"]["object"]["pause_collection"]
+    }
+    pause_events = [paused[-1], switched]
+    deliver_all(client, paused[:-1] + (pause_events if order == "in order" else pause_events[::-1]))
+    with db.transaction(readonly=True) as s:
+        row = s.scalar(select(Subscription))
+        assert row is not None and row.pause_collection_behavior == "void"
+        assert row.paused_at == PAUSED_AT

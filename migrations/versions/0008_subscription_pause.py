@@ -7,7 +7,8 @@ Create Date: 2026-11-29 11:20:00
 Stripe's customer portal pauses a subscription with ``pause_collection`` (``behavior``:
 keep_as_draft, mark_uncollectible or void; ``resumes_at``) and leaves its status ``active``; the
 ``paused`` status (a trial that ended without a payment method) needs no new column. ``paused_at``
-is when the sync first saw the current pause (either kind), for the subscriptions report.
+is when the current pause (either kind) began, as the stored events show; for the subscriptions
+report.
 Additive and nullable: the previous code keeps running while it is applied, and existing rows read
 as not paused until their next subscription event (or ``paywall stripe sync``) fills them in.
 """

@@ -112,8 +112,8 @@ class Subscription(SyncedMixin, Base):
     # keep_as_draft, mark_uncollectible or void, and when collection resumes (None: until resumed).
     pause_collection_behavior: Mapped[str | None] = mapped_column(String(32))
     pause_collection_resumes_at: Mapped[dt.datetime | None]
-    # When the current pause (status ``paused`` or pause_collection) began, as the sync first saw
-    # it (the created time of that event); None when not paused. For the subscriptions report.
+    # When the current pause (status ``paused`` or pause_collection) began: the first state of its
+    # unbroken run among the stored events (order-free); None when not paused. For the report.
     paused_at: Mapped[dt.datetime | None]
 
 

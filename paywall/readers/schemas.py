@@ -45,7 +45,7 @@ class SubscriptionSummarySchema(Schema):
     pause_collection = fields.Nested(
         PauseCollectionSchema, allow_none=True, metadata={"description": "Stripe's pause_collection"}
     )
-    paused_at = fields.String(allow_none=True, metadata={"description": "when the sync first saw the pause"})
+    paused_at = fields.String(allow_none=True, metadata={"description": "when the current pause began"})
 
 
 class DonationSummarySchema(Schema):

@@ -9,7 +9,7 @@ each subscription's dates, not its status history, so the rules use dates:
 - ``incomplete`` and ``incomplete_expired`` never started;
 - a paused subscription (status ``paused``, or Stripe's ``pause_collection``, which leaves the
   status ``active``) is counted in ``paused``, not ``active``, and is out of MRR, from the pause's
-  start (``paused_at``: when the sync first saw it) until ``pause_collection.resumes_at`` (a pause
+  start (``paused_at``, from the stored events) until ``pause_collection.resumes_at`` (a pause
   is over at resumes_at) or, with none, to the end. Once Stripe resumes it the mirror forgets the
   pause, like any other past status;
 - MRR normalises each plan to a month: annual / 12, weekly * 52 / 12, daily * 365 / 12, times
