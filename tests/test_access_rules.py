@@ -612,6 +612,110 @@ def test_decide(
     assert decision.meter is None if reason not in ("metered", "meter_exhausted") else decision.meter
 
 
+PAUSED = {"pause_collection_behavior": "mark_uncollectible"}
+# (id, state, now, allowed, reason, until, appeal): a pause grants no subscription access.
+PAUSE_CASES: list[tuple[str, ReaderState, dt.datetime, bool, str, dt.datetime | None, bool]] = [
+    ("collection paused", state(subscriptions=(sub(**PAUSED),)), NOW, True, "metered", None, True),
+    (
+        "collection paused with keep_as_draft, resuming later",
+        state(
+            subscriptions=(
+                sub(pause_collection_behavior="keep_as_draft", pause_collection_resumes_at=NOW + SEC),
+            )
+        ),
+        NOW,
+        True,
+        "metered",
+        None,
+        True,
+    ),
+    (
+        "a collection pause is over at resumes_at",
+        state(subscriptions=(sub(pause_collection_behavior="void", pause_collection_resumes_at=NOW),)),
+        NOW,
+        True,
+        "subscription",
+        NOW + 20 * DAY,
+        False,
+    ),
+    (
+        "paused trial",
+        state(subscriptions=(sub("trialing", trial_end=NOW + DAY, **PAUSED),)),
+        NOW,
+        True,
+        "metered",
+        None,
+        True,
+    ),
+    (
+        "paused in dunning gets no grace",
+        state(subscriptions=(sub("past_due", payment_failed_at=NOW - DAY, **PAUSED),)),
+        NOW,
+        True,
+        "metered",
+        None,
+        True,
+    ),
+    (
+        "status paused (trial ended without a payment method)",
+        state(subscriptions=(sub("paused", current_period_end=NOW + DAY),)),
+        NOW,
+        True,
+        "metered",
+        None,
+        True,
+    ),
+    (
+        "a paused subscription beside an active one",
+        state(subscriptions=(sub(**PAUSED), sub(stripe_subscription_id="sub_2"))),
+        NOW,
+        True,
+        "subscription",
+        NOW + 20 * DAY,
+        False,
+    ),
+    (
+        "a paused recurring donation is not a current donor",
+        state(subscriptions=(sub(kind="donation", **PAUSED),)),
+        NOW,
+        True,
+        "metered",
+        None,
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "st", "now", "allowed", "reason", "until", "appeal"),
+    PAUSE_CASES,
+    ids=[c[0] for c in PAUSE_CASES],
+)
+def test_paused_subscription_grants_no_access_and_the_trace_says_so(
+    case: str,
+    st: ReaderState,
+    now: dt.datetime,
+    allowed: bool,
+    reason: str,
+    until: dt.datetime | None,
+    appeal: bool,
+) -> None:
+    decision = decide(st, now, CFG)
+    trace = [s.as_dict() for s in decision.trace]
+    assert (decision.allowed, decision.reason, decision.until, decision.appeal) == (
+        allowed,
+        reason,
+        until,
+        appeal,
+    ), trace
+    paused = [s for s in decision.trace if "paused" in s.why]
+    if reason == "metered" and st.subscriptions[0].kind == "subscription":
+        # The trace names the pause, on the rule it stopped, and says it grants nothing.
+        assert paused and all(not s.applies for s in paused), trace
+        assert paused[0].rule in ("subscription", "trial", "grace_period"), trace
+        assert "no access while paused" in paused[0].why, trace
+
+
 def test_meter_counts_and_records_only_new_articles() -> None:
     first = decide(state(article="a"), NOW, CFG)
     assert first.records_read and first.meter is not None and first.meter.used == 1

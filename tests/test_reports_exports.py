@@ -163,12 +163,12 @@ def test_subscriptions_active_new_churned_mrr(db: Database) -> None:
     with db.transaction(readonly=True) as s:
         table = subscriptions_table(s, Period(dt.date(2026, 1, 1), dt.date(2026, 5, 1), UTC), "month", None)
     rows = {(r[0], r[1], r[2], r[3]): r[4:] for r in table.rows}
-    # (active, new, churned, trialing, mrr)
-    assert rows[("2026-01", "subscription", "monthly", "usd")] == (2, 2, 0, 0, 1600)
-    assert rows[("2026-02", "subscription", "monthly", "usd")] == (2, 0, 0, 1, 1600)
-    assert rows[("2026-03", "subscription", "monthly", "usd")] == (2, 1, 1, 0, 1600)
-    assert rows[("2026-02", "subscription", "annual", "usd")] == (1, 1, 0, 0, 750)
-    assert rows[("2026-04", "donation", None, "eur")] == (1, 0, 0, 0, 500)
+    # (active, new, churned, trialing, paused, mrr)
+    assert rows[("2026-01", "subscription", "monthly", "usd")] == (2, 2, 0, 0, 0, 1600)
+    assert rows[("2026-02", "subscription", "monthly", "usd")] == (2, 0, 0, 1, 0, 1600)
+    assert rows[("2026-03", "subscription", "monthly", "usd")] == (2, 1, 1, 0, 0, 1600)
+    assert rows[("2026-02", "subscription", "annual", "usd")] == (1, 1, 0, 0, 0, 750)
+    assert rows[("2026-04", "donation", None, "eur")] == (1, 0, 0, 0, 0, 500)
     # Active at the end = active at the start + new - churned, for every group.
     by_group: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
     for r in table.rows:
@@ -197,3 +197,46 @@ def test_subscriptions_http(
         ).status_code
         == 422
     )
+
+
+def test_paused_subscriptions_are_counted_apart_from_active_and_out_of_mrr(db: Database) -> None:
+    with db.transaction() as s:
+        subscription(s, started_at=utc(2026, 1, 5))  # paying throughout
+        # The portal's pause from Feb 10th, no end: Stripe's status stays active.
+        subscription(
+            s,
+            started_at=utc(2026, 1, 5),
+            pause_collection_behavior="mark_uncollectible",
+            paused_at=utc(2026, 2, 10),
+        )
+        # Paused Feb 20th, resuming Mar 15th.
+        subscription(
+            s,
+            started_at=utc(2026, 1, 5),
+            pause_collection_behavior="void",
+            paused_at=utc(2026, 2, 20),
+            pause_collection_resumes_at=utc(2026, 3, 15),
+        )
+        # A trial that ended on Feb 5th without a payment method: status paused.
+        subscription(
+            s,
+            started_at=utc(2026, 1, 22),
+            trial_end=utc(2026, 2, 5),
+            status="paused",
+            paused_at=utc(2026, 2, 5),
+        )
+    with db.transaction(readonly=True) as s:
+        table = subscriptions_table(s, Period(dt.date(2026, 1, 1), dt.date(2026, 4, 1), UTC), "month", None)
+    assert [c.key for c in table.columns][4:] == ["active", "new", "churned", "trialing", "paused", "mrr"]
+    # (active, new, churned, trialing, paused, mrr)
+    assert [r[4:] for r in table.rows] == [
+        (3, 3, 0, 1, 0, 2400),
+        (1, 1, 0, 0, 3, 800),
+        (2, 0, 0, 0, 2, 1600),
+    ]
+    # Active + paused at the end = active + paused at the start + new - churned.
+    previous = 0
+    for r in table.rows:
+        assert r[4] + r[8] == previous + r[5] - r[6]
+        previous = r[4] + r[8]
+    assert [t[4:] for t in table.totals] == [(2, 4, 0, 0, 2, 1600)]

@@ -53,3 +53,24 @@ def test_donations_listed_and_erasure_blanks_personal_data(
         assert cs is not None and (cs.email, cs.name) == (None, None)
         for event in session.scalars(select(StripeEvent)):
             assert "sam.okafor@example.net" not in str(event.payload)
+
+
+def test_reader_view_shows_payment_failed_at_current_period_start_and_cancel_at(
+    client: FlaskClient, site_key: dict[str, str]
+) -> None:
+    a = load_scenario("a")
+    # a, then d's first event: set to cancel at the period end (d and c are both futures of a).
+    deliver_all(client, a + load_scenario("d")[len(a) :][:1])
+    sub = client.get("/v1/readers/member_8731", headers=site_key).get_json()["supporter"]["subscription"]
+    assert sub["cancel_at_period_end"] is True and sub["cancel_at"] == "2026-10-01T14:00:40Z"
+    assert sub["current_period_start"] == "2026-09-01T14:00:40Z"
+    assert sub["payment_failed_at"] is None
+
+    # Then c (newer events) up to the Nov 1 renewal failing: the subscription turns past_due.
+    c = load_scenario("c")[len(a) :]
+    failing = next(i for i, e in enumerate(c) if e["data"]["object"].get("status") == "past_due")
+    deliver_all(client, c[: failing + 1])
+    sub = client.get("/v1/readers/member_8731", headers=site_key).get_json()["supporter"]["subscription"]
+    assert sub["status"] == "past_due" and sub["cancel_at"] is None
+    assert sub["current_period_start"] == "2026-11-01T14:00:40Z"
+    assert sub["payment_failed_at"] is not None and sub["payment_failed_at"].startswith("2026-11-01")

@@ -13,6 +13,13 @@ Rules in detail (the README's "Access API" section says the same for site owners
   end ends exactly at that end. One that renews is given ``renewal_leeway_hours`` past the end,
   because Stripe renews a little after the period ends and the sync may lag; paywalling a paying
   subscriber for that hour every month is the complaint we exist to prevent.
+- A paused subscription grants nothing while paused: status ``paused`` (Stripe's status for a trial
+  that ended without a payment method), or collection paused with ``pause_collection`` (the
+  customer portal's pause: Stripe leaves the status ``active`` and bills nothing, whatever the
+  behavior, keep_as_draft, mark_uncollectible or void). A collection pause with ``resumes_at`` is
+  over from ``resumes_at`` on (``now >= resumes_at``), even before Stripe's update clearing it
+  arrives: from then on the subscription is what its status says. A recurring donation whose
+  collection is paused is not a current donor either (the appeal shows).
 - A subscription whose payment for the current period (paid at or after ``current_period_start``)
   was refunded in full or lost in a dispute grants nothing: "a refund ends the access it paid for".
 - ``grace_period``: status ``past_due`` or ``unpaid``, until ``grace_period_days`` after the grace
@@ -65,6 +72,16 @@ class SubscriptionFact:
     trial_end: dt.datetime | None = None
     payment_failed_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
+    # Stripe's pause_collection: behavior (None: collection not paused) and resumes_at.
+    pause_collection_behavior: str | None = None
+    pause_collection_resumes_at: dt.datetime | None = None
+
+    def collection_paused(self, now: dt.datetime) -> bool:
+        """Whether Stripe's collection is paused at ``now`` (a pause is over at ``resumes_at``)."""
+        if self.pause_collection_behavior is None:
+            return False
+        resumes = self.pause_collection_resumes_at
+        return resumes is None or now < resumes
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,12 @@ def _subscription_payment_voided(sub: SubscriptionFact, payments: tuple[PaymentF
     return f"its payment {latest.stripe_charge_id} was {why}" if why else None
 
 
+def _pause_why(sub: SubscriptionFact) -> str:
+    resumes = sub.pause_collection_resumes_at
+    when = f"until {_at(resumes)}" if resumes else "until resumed"
+    return f"its collection is paused ({sub.pause_collection_behavior}) {when}: no access while paused"
+
+
 def _grace_start(sub: SubscriptionFact) -> dt.datetime | None:
     return sub.payment_failed_at or sub.current_period_start or sub.current_period_end
 
@@ -210,6 +233,10 @@ def _subscription_rules(
         steps.append(Step("subscription", False, "no subscription"))
     for sub in subs:
         sid = sub.stripe_subscription_id
+        if sub.status in ("active", "trialing", *GRACE_STATUSES) and sub.collection_paused(now):
+            rule = {"active": "subscription", "trialing": "trial"}.get(sub.status, "grace_period")
+            steps.append(Step(rule, False, f"{sid} is {sub.status} but {_pause_why(sub)}"))
+            continue
         if sub.status in ("active", "trialing"):
             reason = "subscription" if sub.status == "active" else "trial"
             end = sub.current_period_end
@@ -259,6 +286,8 @@ def _subscription_rules(
                     grace = ("grace_period", end)
             else:
                 steps.append(Step("grace_period", False, f"{sid} is {sub.status}; grace ended {_at(end)}"))
+        elif sub.status == "paused":
+            steps.append(Step("subscription", False, f"{sid} is paused: no access while paused"))
         else:
             ended = f", ended {_at(sub.ended_at)}" if sub.ended_at else ""
             steps.append(Step("subscription", False, f"{sid} is {sub.status}{ended}"))
@@ -299,7 +328,7 @@ def _appeal(
     if supporter:
         return False, Step("appeal", False, f"hidden: {supporter} access")
     for sub in state.subscriptions:
-        if sub.kind == "donation" and sub.status in DONOR_STATUSES:
+        if sub.kind == "donation" and sub.status in DONOR_STATUSES and not sub.collection_paused(now):
             return False, Step("appeal", False, f"hidden: recurring donation {sub.stripe_subscription_id}")
     pause = dt.timedelta(days=settings.appeal_pause_days)
     for p in state.payments:

@@ -17,45 +17,48 @@ from paywall.access.rules import CompFact, PaymentFact, ReaderState, Subscriptio
 from paywall.access.settings import AccessSettings
 from paywall.db import DriverStatement
 
-# Columns: src, ref, kind, status, t1..t5, flag, n1..n3, ref2. Each branch fills what it has.
+# Columns: src, ref, kind, status, t1..t5, flag, n1..n3, ref2, t6. Each branch fills what it has.
 _STATE_SQL = """
 SELECT 'sub' AS src, s.stripe_subscription_id AS ref, s.kind AS kind, s.status AS status,
        s.current_period_start AS t1, s.current_period_end AS t2, s.trial_end AS t3,
        s.payment_failed_at AS t4, s.ended_at AS t5, s.cancel_at_period_end AS flag,
-       NULL AS n1, NULL AS n2, NULL AS n3, NULL AS ref2
+       NULL AS n1, NULL AS n2, NULL AS n3, s.pause_collection_behavior AS ref2,
+       s.pause_collection_resumes_at AS t6
   FROM readers r JOIN subscriptions s ON s.reader_id = r.id
  WHERE r.external_id = :reader
 UNION ALL
 SELECT 'pay', p.stripe_charge_id, p.kind, p.dispute_status, p.paid_at, NULL, NULL, NULL, NULL, NULL,
-       p.amount_minor, p.refunded_minor, p.disputed_minor, p.stripe_subscription_id
+       p.amount_minor, p.refunded_minor, p.disputed_minor, p.stripe_subscription_id, NULL
   FROM readers r JOIN payments p ON p.reader_id = r.id
  WHERE r.external_id = :reader AND p.kind = 'donation' AND p.paid_at >= :donations_since
 UNION ALL
 SELECT 'pay', p.stripe_charge_id, p.kind, p.dispute_status, p.paid_at, NULL, NULL, NULL, NULL, NULL,
-       p.amount_minor, p.refunded_minor, p.disputed_minor, p.stripe_subscription_id
+       p.amount_minor, p.refunded_minor, p.disputed_minor, p.stripe_subscription_id, NULL
   FROM readers r JOIN subscriptions s ON s.reader_id = r.id
   JOIN payments p ON p.stripe_subscription_id = s.stripe_subscription_id
  WHERE r.external_id = :reader AND s.kind = 'subscription' AND p.kind <> 'donation'
    AND s.status IN ('active', 'trialing', 'past_due', 'unpaid')
    AND p.paid_at >= s.current_period_start
 UNION ALL
-SELECT 'comp', c.note, NULL, NULL, c.until, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'comp', c.note, NULL, NULL, c.until, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
   FROM readers r JOIN comps c ON c.reader_id = r.id
  WHERE r.external_id = :reader
 UNION ALL
-SELECT 'dismiss', NULL, NULL, NULL, d.dismissed_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'dismiss', NULL, NULL, NULL, d.dismissed_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL
   FROM appeal_dismissals d
  WHERE d.reader = :reader
 UNION ALL
-SELECT 'meter', m.article, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.slot, NULL, NULL, NULL
+SELECT 'meter', m.article, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.slot, NULL, NULL, NULL, NULL
   FROM meter_reads m
  WHERE m.reader = :reader AND m.period = :period
 """
 
 # Run on the driver's cursor (see DriverStatement): on the hot path Core's execution costs more
-# than this statement. Columns: 0 src, 1 ref, 2 kind, 3 status, 4-8 t1..t5, 9 flag, 10-12 n1..n3, 13 ref2.
+# than this statement. Columns: 0 src, 1 ref, 2 kind, 3 status, 4-8 t1..t5, 9 flag, 10-12 n1..n3, 13 ref2,
+# 14 t6 (added last, so the others keep their places).
 STATE_QUERY = DriverStatement(
-    _STATE_SQL, datetime_params=("donations_since",), datetime_columns=(4, 5, 6, 7, 8)
+    _STATE_SQL, datetime_params=("donations_since",), datetime_columns=(4, 5, 6, 7, 8, 14)
 )
 
 
@@ -78,7 +81,7 @@ def load_state(
     articles: set[str] = set()
     slot = 0
     rows, _ = STATE_QUERY.execute(conn, params)
-    for src, ref, kind, status, t1, t2, t3, t4, t5, flag, n1, n2, n3, ref2 in rows:
+    for src, ref, kind, status, t1, t2, t3, t4, t5, flag, n1, n2, n3, ref2, t6 in rows:
         if src == "sub":
             subs.append(
                 SubscriptionFact(
@@ -91,6 +94,8 @@ def load_state(
                     payment_failed_at=t4,
                     ended_at=t5,
                     cancel_at_period_end=bool(flag),
+                    pause_collection_behavior=ref2,
+                    pause_collection_resumes_at=t6,
                 )
             )
         elif src == "pay":

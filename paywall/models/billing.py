@@ -108,6 +108,13 @@ class Subscription(SyncedMixin, Base):
     latest_invoice: Mapped[str | None] = mapped_column(StripeId)
     campaign: Mapped[str | None] = mapped_column(String(100))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    # Stripe's pause_collection (the customer portal's pause; the status stays ``active``):
+    # keep_as_draft, mark_uncollectible or void, and when collection resumes (None: until resumed).
+    pause_collection_behavior: Mapped[str | None] = mapped_column(String(32))
+    pause_collection_resumes_at: Mapped[dt.datetime | None]
+    # When the current pause (status ``paused`` or pause_collection) began: the first state of its
+    # unbroken run among the stored events (order-free); None when not paused. For the report.
+    paused_at: Mapped[dt.datetime | None]
 
 
 class Invoice(SyncedMixin, Base):

@@ -13,6 +13,11 @@ class ReaderInSchema(StrictSchema):
     marketing_opt_in = StrictBoolean()
 
 
+class PauseCollectionSchema(Schema):
+    behavior = fields.String(metadata={"description": "keep_as_draft, mark_uncollectible or void"})
+    resumes_at = fields.String(allow_none=True, metadata={"description": "null: until resumed"})
+
+
 class SubscriptionSummarySchema(Schema):
     stripe_subscription_id = fields.String()
     status = fields.String()
@@ -21,11 +26,26 @@ class SubscriptionSummarySchema(Schema):
     interval = fields.String(allow_none=True)
     amount = fields.Integer(allow_none=True)
     currency = fields.String(allow_none=True)
+    current_period_start = fields.String(allow_none=True)
     current_period_end = fields.String(allow_none=True)
     cancel_at_period_end = fields.Boolean()
+    cancel_at = fields.String(allow_none=True)
     trial_end = fields.String(allow_none=True)
     canceled_at = fields.String(allow_none=True)
     ended_at = fields.String(allow_none=True)
+    payment_failed_at = fields.String(
+        allow_none=True, metadata={"description": "first failed payment still unpaid (grace start)"}
+    )
+    paused = fields.Boolean(
+        metadata={
+            "description": "status paused, or collection paused (pause_collection) and not yet at "
+            "resumes_at: no subscription access"
+        }
+    )
+    pause_collection = fields.Nested(
+        PauseCollectionSchema, allow_none=True, metadata={"description": "Stripe's pause_collection"}
+    )
+    paused_at = fields.String(allow_none=True, metadata={"description": "when the current pause began"})
 
 
 class DonationSummarySchema(Schema):

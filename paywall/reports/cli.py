@@ -97,7 +97,7 @@ def revenue(
 def subscriptions(
     obj: Context, start: str, end: str, group_by: str, fmt: str, output: str | None, livemode: str | None
 ) -> None:
-    """Active, new, churned, trialing and MRR per period, plan and currency."""
+    """Active, new, churned, trialing, paused and MRR per period, plan and currency."""
     _run(
         obj,
         "subscriptions",

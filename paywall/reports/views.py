@@ -146,7 +146,7 @@ def revenue(args: dict[str, Any]) -> Response:
 @blp.arguments(SubscriptionsQuerySchema, location="query", unknown=RAISE)
 @blp.doc(responses=_DOC_RESPONSES)
 def subscriptions(args: dict[str, Any]) -> Response:
-    """Active subscribers at each period's end, new, churned, trialing and MRR per plan and currency."""
+    """Active subscribers at each period's end, new, churned, trialing, paused and MRR per plan and currency."""
     return _export("subscriptions", args)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from paywall import clock
 from paywall.clock import isoformat
 from paywall.models import (
     CheckoutSession,
@@ -19,7 +21,7 @@ from paywall.models import (
     Subscription,
 )
 
-# Current subscriptions first (active and trialing, then in dunning), ended ones last.
+# Current subscriptions first (active and trialing, then in dunning or paused), ended ones last.
 STATUS_ORDER = {
     "active": 0,
     "trialing": 0,
@@ -34,7 +36,23 @@ ENDED = ("canceled", "incomplete_expired")
 DONATIONS_SHOWN = 50
 
 
-def subscription_summary(sub: Subscription) -> dict[str, Any]:
+def paused(sub: Subscription, now: dt.datetime) -> bool:
+    """Status ``paused``, or collection paused (pause_collection) at ``now``: the access rules' test."""
+    if sub.status == "paused":
+        return True
+    if sub.pause_collection_behavior is None:
+        return False
+    resumes = sub.pause_collection_resumes_at
+    return resumes is None or now < resumes
+
+
+def subscription_summary(sub: Subscription, now: dt.datetime) -> dict[str, Any]:
+    pause = None
+    if sub.pause_collection_behavior is not None:
+        pause = {
+            "behavior": sub.pause_collection_behavior,
+            "resumes_at": isoformat(sub.pause_collection_resumes_at),
+        }
     return {
         "stripe_subscription_id": sub.stripe_subscription_id,
         "status": sub.status,
@@ -51,18 +69,25 @@ def subscription_summary(sub: Subscription) -> dict[str, Any]:
         "canceled_at": isoformat(sub.canceled_at),
         "ended_at": isoformat(sub.ended_at),
         "payment_failed_at": isoformat(sub.payment_failed_at),
+        "paused": paused(sub, now),
+        "pause_collection": pause,
+        "paused_at": isoformat(sub.paused_at),
     }
 
 
-def _relevance(sub: Subscription) -> tuple[int, int, float]:
+def _relevance(sub: Subscription, now: dt.datetime) -> tuple[int, int, float]:
     end = sub.current_period_end.timestamp() if sub.current_period_end else 0.0
-    return (STATUS_ORDER.get(sub.status, 3), 0 if sub.kind == "subscription" else 1, -end)
+    # A paused subscription ranks with status ``paused``, whatever Stripe's status says.
+    status = "paused" if paused(sub, now) else sub.status
+    return (STATUS_ORDER.get(status, 3), 0 if sub.kind == "subscription" else 1, -end)
 
 
 def supporter_section(session: Session, reader: Reader) -> dict[str, Any]:
     """``subscription`` (the most relevant current one, or None), all ``subscriptions``, ``donations``."""
+    now = clock.now()
     subs = sorted(
-        session.scalars(select(Subscription).where(Subscription.reader_id == reader.id)), key=_relevance
+        session.scalars(select(Subscription).where(Subscription.reader_id == reader.id)),
+        key=lambda s: _relevance(s, now),
     )
     current = next((s for s in subs if s.status not in ENDED), None)
     donations = session.scalars(
@@ -72,8 +97,8 @@ def supporter_section(session: Session, reader: Reader) -> dict[str, Any]:
         .limit(DONATIONS_SHOWN)
     )
     return {
-        "subscription": subscription_summary(current) if current else None,
-        "subscriptions": [subscription_summary(s) for s in subs],
+        "subscription": subscription_summary(current, now) if current else None,
+        "subscriptions": [subscription_summary(s, now) for s in subs],
         "donations": [
             {
                 "stripe_charge_id": p.stripe_charge_id,

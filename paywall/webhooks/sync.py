@@ -49,6 +49,7 @@ from paywall.models import (
     Reader,
     Refund,
     StripeCustomer,
+    StripeEvent,
     Subscription,
 )
 from paywall.readers.service import ensure_reader
@@ -318,6 +319,8 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
     quantity = item.get("quantity") or sub.get("quantity") or 1
     meta = _meta(sub)
     kind = _kind(meta.get("kind")) or _kind(_meta(price).get("kind")) or _kind(_meta(plan).get("kind"))
+    # The customer portal's pause: collection stops, the status stays ``active`` (null when not paused).
+    pause = _map(sub.get("pause_collection"))
     return {
         "stripe_customer_id": obj_id(sub.get("customer")),
         "status": _str(sub.get("status"), 32) or "incomplete",
@@ -341,9 +344,44 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
         "latest_invoice": obj_id(sub.get("latest_invoice")),
         "campaign": _str(meta.get("campaign"), 100),
         "metadata_": dict(meta),
+        "pause_collection_behavior": _str(pause.get("behavior"), 32),
+        "pause_collection_resumes_at": ts(pause.get("resumes_at")),
         "_kind": kind,
         "_reader": meta.get("reader"),
     }
+
+
+def _pause_in(sub: Obj) -> bool:
+    """Whether a Stripe subscription state is paused: status ``paused`` or collection paused."""
+    return (
+        sub.get("status") == "paused" or _str(_map(sub.get("pause_collection")).get("behavior")) is not None
+    )
+
+
+def _paused_at(session: Session, row: Subscription, sub: Obj, src: Source) -> dt.datetime | None:
+    """When the row's current pause began (None when not paused): the first state of the latest
+    unbroken run of paused states among the stored events about it, this state and the row's own.
+    Worked out from all of them, so the same whatever order the events arrived in. The mirror has
+    no status history; this is the one date the subscriptions report can count a pause from."""
+    if row.status != "paused" and row.pause_collection_behavior is None:
+        return None
+    newest = row.synced_event_at or src.at
+    points = [(newest, True), (src.at, _pause_in(sub))]
+    events = session.execute(
+        select(StripeEvent.created, StripeEvent.payload).where(
+            StripeEvent.object_id == row.stripe_subscription_id,
+            StripeEvent.type.startswith("customer.subscription."),
+        )
+    )
+    for created, payload in events:
+        points.append((created, _pause_in(_map(_map(_map(payload).get("data")).get("object")))))
+    start = newest
+    # Newest first; within one second a state that is not paused ends the run.
+    for at, paused in sorted((p for p in points if p[0] <= newest), reverse=True):
+        if not paused:
+            break
+        start = at
+    return start
 
 
 def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
@@ -360,6 +398,8 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
         row = Subscription(stripe_subscription_id=sid, status=values["status"], kind="subscription")
         _remember(session, row, sid)
     elif not _wins(row, src, _subscription_rank(values.get), _subscription_rank(lambda k: getattr(row, k))):
+        # An older state can still be where the current pause began.
+        row.paused_at = _paused_at(session, row, sub, src)
         return "stale"
     values["reader_id"] = _reader_id(session, reader_ref)
     changed = _set(
@@ -369,6 +409,7 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
         row.kind = explicit_kind
         changed = True
     _stamp(row, src)
+    row.paused_at = _paused_at(session, row, sub, src)
     session.flush()
     if created or changed:
         link_subscription(session, row)
