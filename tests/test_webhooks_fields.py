@@ -60,6 +60,8 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("a", "invoice.paid", "currency", DELETE),
     ("a", "customer.subscription.created", "items.data[0].price.unit_amount", 1e21),
     ("a", "customer.subscription.created", "items.data[0].current_period_end", 2**40),
+    ("a", "customer.subscription.created", "items.data[0].quantity", 1.5),
+    ("a", "invoice.paid", "attempt_count", "1"),
 ]
 STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -157,7 +159,7 @@ def test_nan_in_a_signed_event_is_stored_and_failed(client: FlaskClient, db: Dat
         row = session.scalar(select(StripeEvent))
         assert row is not None and row.error is not None
         assert row.error.startswith("InvalidField: data.object.amount: ") and "nan" in row.error
-        assert row.payload["data"]["object"]["amount"] == "nan"
+        assert row.payload["data"]["object"]["amount"] == "NaN"
 
 
 def deliver_raw(client: FlaskClient, body: bytes) -> Any:
@@ -189,3 +191,15 @@ def test_absurd_event_id_or_created_is_400_naming_the_field(
     assert field in resp.get_json()["errors"]
     with db.transaction(readonly=True) as session:
         assert session.scalar(text("SELECT count(*) FROM stripe_events")) == 0
+
+
+@pytest.mark.parametrize(("depth", "status"), [(900, 200), (100_000, 400)])
+def test_deeply_nested_signed_event_is_never_a_500(
+    client: FlaskClient, db: Database, depth: int, status: int
+) -> None:
+    """Nested past what Python's json parses (RecursionError): a 400 "not JSON"; within it: stored."""
+    body = body_of(load_scenario("b")[0]).replace(
+        b'"metadata":{}', b'"metadata":{"deep":' + b"[" * depth + b"]" * depth + b"}", 1
+    )
+    resp = deliver_raw(client, body)
+    assert resp.status_code == status, resp.get_data()[:300]

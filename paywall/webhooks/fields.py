@@ -12,6 +12,7 @@ Error texts name the field and the kind of value, never the value itself (it may
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from paywall import clock
 # about nine million such rows still sum inside a signed 64-bit integer (SQLite's, BIGINT's).
 MAX_AMOUNT = 10**12
 MAX_ID = 255
+# Quantities, interval counts, attempts: a million keeps unit amount x quantity inside a BIGINT.
+MAX_COUNT = 10**6
 # 2000-01-01 to 2200-01-01 UTC: every Stripe timestamp (created, periods, trials, cancel_at) fits.
 MIN_TIMESTAMP = 946_684_800
 MAX_TIMESTAMP = 7_258_118_400
@@ -162,21 +165,31 @@ def json_safe(value: Any) -> Any:
 
     Python's json parses them; PostgreSQL's json type does not. Only a failed event can hold one
     (no reader accepts a float), and its stored copy keeps the token as text for the operator."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
+    return json.loads(json.dumps(value), parse_constant=str)
 
 
 def has_non_finite(value: Any) -> bool:
-    """Whether a parsed payload holds NaN or an infinity anywhere."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, Mapping):
-        return any(has_non_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_non_finite(v) for v in value)
+    """Whether a parsed payload holds NaN or an infinity anywhere (iterative: any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
+
+
+def read_count(obj: Mapping[str, Any], key: str, limit: int = MAX_COUNT) -> int | None:
+    """``obj[key]`` as a whole count (quantity, interval count, attempts) in 0..``limit``."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(f"must be a whole number, got {_kind(value)}", key=key, container=obj)
+    if not 0 <= value <= limit:
+        raise InvalidField(f"outside 0..{limit}", key=key, container=obj)
+    return value

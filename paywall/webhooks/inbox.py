@@ -62,7 +62,7 @@ def verify(raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: 
         raise InvalidEvent("Stripe-Signature", last_error)
     try:
         event = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         raise InvalidEvent("body", "The body is not JSON.") from None
     if not isinstance(event, dict) or event.get("object") != "event":
         raise InvalidEvent("body", "The body is not a Stripe event.")

@@ -52,7 +52,14 @@ from paywall.models import (
     Subscription,
 )
 from paywall.readers.service import ensure_reader
-from paywall.webhooks.fields import read_amount, read_currency, read_id, read_text, read_timestamp
+from paywall.webhooks.fields import (
+    read_amount,
+    read_count,
+    read_currency,
+    read_id,
+    read_text,
+    read_timestamp,
+)
 
 FETCH_PREFIX = "fetch:"
 KINDS = ("subscription", "donation")
@@ -309,7 +316,7 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
     recurring = _map(price.get("recurring"))
     unit = read_amount(price, "unit_amount")
     unit = read_amount(plan, "amount") if unit is None else unit
-    quantity = item.get("quantity") or sub.get("quantity") or 1
+    quantity = read_count(item, "quantity") or read_count(sub, "quantity") or 1
     meta = _meta(sub)
     kind = _kind(meta.get("kind")) or _kind(_meta(price).get("kind")) or _kind(_meta(plan).get("kind"))
     return {
@@ -319,7 +326,7 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
         "stripe_product_id": obj_id(price.get("product")) or obj_id(plan.get("product")),
         "plan": _price_name(price, plan),
         "interval": _str(recurring.get("interval") or plan.get("interval"), 16),
-        "interval_count": int(recurring.get("interval_count") or plan.get("interval_count") or 1),
+        "interval_count": read_count(recurring, "interval_count") or read_count(plan, "interval_count") or 1,
         "amount_minor": int(unit) * int(quantity) if isinstance(unit, int) else None,
         "currency": read_currency(price, required=False)
         or read_currency(plan, required=False)
@@ -503,7 +510,7 @@ def upsert_invoice(session: Session, inv: Obj, src: Source, *, failed: bool = Fa
         "currency": read_currency(inv),
         "amount_due": read_amount(inv, "amount_due") or 0,
         "amount_paid": read_amount(inv, "amount_paid") or 0,
-        "attempt_count": int(inv.get("attempt_count") or 0),
+        "attempt_count": read_count(inv, "attempt_count") or 0,
         "next_payment_attempt": ts(inv.get("next_payment_attempt")),
         "period_start": ts(period.get("start")) or ts(inv.get("period_start")),
         "period_end": ts(period.get("end")) or ts(inv.get("period_end")),
