@@ -48,7 +48,8 @@ def donors_table(session: Session, period: Period, livemode: bool | None) -> Tab
         paid_at, charge, customer, reader, email, name, currency = (
             row[0], row[1], row[7], row[12], row[13], row[14], row[15],
         )  # fmt: skip
-        kept = row[16] - row[17] - row[18]
+        # A refunded or disputed sum beyond 64 bits is NULL (see sums.bigint_or_null).
+        kept = row[16] - (row[17] or 0) - (row[18] or 0)
         if kept <= 0:
             continue
         reader_id = row[25]

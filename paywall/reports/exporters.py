@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from itertools import islice
@@ -25,6 +26,7 @@ from paywall import clock, money
 from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, Table
 
 FORMULA_START = frozenset("=+-@\t\r\n\0")
+CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
 CHUNK_BYTES = 64 * 1024
 # Rows converted per writerows call (about 50 KB of CSV for the payments export).
 CSV_BATCH = 256
@@ -233,10 +235,14 @@ def json_document(table: Table) -> dict[str, Any]:
 
 
 def number_format(currency: str) -> str:
-    """An Excel number format for ``currency``: its decimals and its code, e.g. '#,##0.00 "EUR"'."""
+    """An Excel number format for ``currency``: its decimals and its code, e.g. '#,##0.00 "EUR"'.
+
+    Only a three-letter code goes into the format: it is written into the workbook's styles as
+    is, where a quote or a control character from a stored value would corrupt the file."""
     exp = money.exponent(currency)
     digits = "." + "0" * exp if exp else ""
-    return f'#,##0{digits} "{currency.upper()}"'
+    code = f' "{currency.upper()}"' if CURRENCY_CODE.fullmatch(currency) else ""
+    return f"#,##0{digits}{code}"
 
 
 def write_xlsx(table: Table, target: IO[bytes] | str, tz: ZoneInfo) -> None:

@@ -14,12 +14,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, case, cast, func, literal, null, select
+from sqlalchemy import case, func, literal, null, select
 from sqlalchemy.orm import Session
 
 from paywall.models import Dispute, Payment, Reader, Refund
 from paywall.reports.periods import Period
 from paywall.reports.revenue import dispute_lost, refund_counted
+from paywall.reports.sums import bigint_or_null, wide_sum_expr
 from paywall.reports.tables import BOOL, DATETIME, MONEY, Column, Table
 
 # Rows fetched per round trip; a server-side cursor on PostgreSQL, so memory stays flat.
@@ -62,7 +63,7 @@ def payments_query(
 ) -> Any:
     """Payments paid in ``period`` with their counted refunds, lost disputes and dispute fees."""
     refunds = (
-        select(Refund.stripe_charge_id.label("charge"), func.sum(Refund.amount_minor).label("amount"))
+        select(Refund.stripe_charge_id.label("charge"), wide_sum_expr(Refund.amount_minor).label("amount"))
         .where(refund_counted(), Refund.stripe_charge_id.is_not(None))
         .group_by(Refund.stripe_charge_id)
         .subquery("r")
@@ -70,30 +71,30 @@ def payments_query(
     disputes = (
         select(
             Dispute.stripe_charge_id.label("charge"),
-            func.sum(case((dispute_lost(), Dispute.amount_minor), else_=literal(0))).label("lost"),
-            func.sum(func.coalesce(Dispute.fee_minor, 0)).label("fee"),
+            wide_sum_expr(case((dispute_lost(), Dispute.amount_minor), else_=literal(0))).label("lost"),
+            wide_sum_expr(func.coalesce(Dispute.fee_minor, 0)).label("fee"),
         )
         .where(Dispute.stripe_charge_id.is_not(None))
         .group_by(Dispute.stripe_charge_id)
         .subquery("d")
     )
-    # sum() of BIGINT is NUMERIC on PostgreSQL: cast back, so amounts stay Python ints.
-    refunded = cast(func.coalesce(refunds.c.amount, 0), BigInteger)
-    disputed = cast(func.coalesce(disputes.c.lost, 0), BigInteger)
-    dispute_fee = cast(func.coalesce(disputes.c.fee, 0), BigInteger)
+    # sum() of BIGINT is NUMERIC on PostgreSQL: cast back, so amounts stay Python ints; a value
+    # that does not fit (only rows stored before the webhook readers capped amounts) is NULL.
+    refunded = bigint_or_null(func.coalesce(refunds.c.amount, 0))
+    disputed = bigint_or_null(func.coalesce(disputes.c.lost, 0))
+    dispute_fee = bigint_or_null(func.coalesce(disputes.c.fee, 0))
     currency = func.lower(Payment.currency)
     fee_currency = func.lower(func.coalesce(Payment.balance_currency, Payment.currency))
     # Net only when the fees are in the charge's currency (else they are in the balance's).
     net = case(
         (
             fee_currency == currency,
-            cast(
+            bigint_or_null(
                 Payment.amount_minor
-                - refunded
-                - disputed
+                - func.coalesce(refunds.c.amount, 0)
+                - func.coalesce(disputes.c.lost, 0)
                 - func.coalesce(Payment.fee_minor, 0)
-                - dispute_fee,
-                BigInteger,
+                - func.coalesce(disputes.c.fee, 0)
             ),
         ),
         else_=null(),

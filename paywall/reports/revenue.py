@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement, SQLColumnExpression
 
 from paywall.models import Dispute, Payment, Refund
 from paywall.reports.periods import TIME_GROUPS, Period, bucket_expr, bucket_label, buckets
+from paywall.reports.sums import combine, wide_sum
 
 GROUPS = (*TIME_GROUPS, "kind", "plan", "campaign")
 AMOUNTS = ("gross", "refunds", "disputes", "fees", "net")
@@ -116,8 +117,8 @@ def revenue_report(
             Payment.currency,
             Payment.balance_currency,
             func.count(),
-            func.coalesce(func.sum(Payment.amount_minor), 0),
-            func.coalesce(func.sum(func.coalesce(Payment.fee_minor, 0)), 0),
+            *wide_sum(Payment.amount_minor, dialect),
+            *wide_sum(func.coalesce(Payment.fee_minor, 0), dialect),
         )
         .where(Payment.paid_at >= start, Payment.paid_at < end)
         .group_by(pay_key, Payment.currency, Payment.balance_currency),
@@ -126,7 +127,7 @@ def revenue_report(
     )
     ref_key = key(Refund.stripe_created).label("k")
     refunds = _mode(
-        select(ref_key, Refund.currency, func.coalesce(func.sum(Refund.amount_minor), 0))
+        select(ref_key, Refund.currency, *wide_sum(Refund.amount_minor, dialect))
         .where(Refund.stripe_created >= start, Refund.stripe_created < end, refund_counted())
         .group_by(ref_key, Refund.currency),
         Refund,
@@ -138,8 +139,8 @@ def revenue_report(
             dis_key,
             Dispute.currency,
             Payment.balance_currency,
-            func.coalesce(func.sum(case((dispute_lost(), Dispute.amount_minor), else_=literal(0))), 0),
-            func.coalesce(func.sum(func.coalesce(Dispute.fee_minor, 0)), 0),
+            *wide_sum(case((dispute_lost(), Dispute.amount_minor), else_=literal(0)), dialect),
+            *wide_sum(func.coalesce(Dispute.fee_minor, 0), dialect),
         )
         .outerjoin(Payment, Payment.stripe_charge_id == Dispute.stripe_charge_id)
         .where(Dispute.opened_at >= start, Dispute.opened_at < end)
@@ -165,18 +166,21 @@ def revenue_report(
     # converted it: they go to that currency's row, never subtracted from another currency.
     with _hash_aggregates(session, dialect):
         results = [session.execute(q).all() for q in (payments, refunds, disputes)]
-    for k, currency, balance_currency, count, gross, fees in results[0]:
+    # Each sum comes as two columns (see sums.wide_sum), so no stored amount can overflow it.
+    for k, currency, balance_currency, count, *sums in results[0]:
         r = row(k, currency)
         r.payments += int(count)
-        r.gross += int(gross)
+        r.gross += combine(*sums[:2])
+        fees = combine(*sums[2:])
         if fees:
-            row(k, balance_currency or currency).fees += int(fees)
-    for k, currency, amount in results[1]:
-        row(k, currency).refunds += int(amount)
-    for k, currency, balance_currency, amount, fees in results[2]:
-        row(k, currency).disputes += int(amount)
+            row(k, balance_currency or currency).fees += fees
+    for k, currency, *sums in results[1]:
+        row(k, currency).refunds += combine(*sums)
+    for k, currency, balance_currency, *sums in results[2]:
+        row(k, currency).disputes += combine(*sums[:2])
+        fees = combine(*sums[2:])
         if fees:
-            row(k, balance_currency or currency).fees += int(fees)
+            row(k, balance_currency or currency).fees += fees
 
     report = RevenueReport(period=period, group_by=group_by, livemode=livemode)
     currencies = sorted({c for _, c in merged})

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from paywall.webhooks import sync
+from paywall.webhooks.fields import InvalidField, safe_id
 from paywall.webhooks.sync import Obj, Source
 
 Handler = Callable[[Session, Obj, Source], str]
@@ -126,21 +127,27 @@ LINK_FIELDS = ("customer", "payment_intent", "invoice", "subscription", "charge"
 
 
 def related_ids(obj: Mapping[str, Any]) -> set[str]:
-    """The Stripe ids an object touches: itself and the objects it links to."""
-    ids = {i for i in (sync.obj_id(obj),) if i}
+    """The Stripe ids an object touches: itself and the objects it links to.
+
+    Absurd ids are left out (no row can have them): the handler fails the event on them, inside
+    its savepoint, where this bookkeeping before it must not."""
+    ids = {i for i in (safe_id(obj),) if i}
     for field in LINK_FIELDS:
-        found = sync.obj_id(obj.get(field))
+        found = safe_id(obj.get(field))
         if found:
             ids.add(found)
     if obj.get("object") == "invoice":
-        sub = sync.invoice_subscription_id(obj)
+        try:
+            sub = sync.invoice_subscription_id(obj)
+            ids.update(sync.invoice_payment_intents(obj))
+        except (InvalidField, AttributeError, TypeError):
+            sub = None
         if sub:
             ids.add(sub)
-        ids.update(sync.invoice_payment_intents(obj))
     payment = obj.get("payment")
     if isinstance(payment, Mapping):
         for field in ("payment_intent", "charge"):
-            found = sync.obj_id(payment.get(field))
+            found = safe_id(payment.get(field))
             if found:
                 ids.add(found)
     return ids

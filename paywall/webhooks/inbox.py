@@ -25,8 +25,9 @@ from paywall import clock
 from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
 from paywall.models import StripeEvent
+from paywall.webhooks.fields import InvalidField, has_non_finite, json_safe, read_id, read_timestamp, safe_id
 from paywall.webhooks.handlers import HANDLERS, related_ids
-from paywall.webhooks.sync import Source, forget, obj_id, settle
+from paywall.webhooks.sync import Source, forget, settle
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def verify(raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: 
         raise InvalidEvent("Stripe-Signature", last_error)
     try:
         event = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         raise InvalidEvent("body", "The body is not JSON.") from None
     if not isinstance(event, dict) or event.get("object") != "event":
         raise InvalidEvent("body", "The body is not a Stripe event.")
@@ -69,11 +70,17 @@ def verify(raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: 
     if (
         not isinstance(event.get("id"), str)
         or not isinstance(event.get("type"), str)
-        or not isinstance(event.get("created"), int)
         or not isinstance(data, dict)
         or not isinstance(data.get("object"), dict)
     ):
         raise InvalidEvent("body", "The event lacks id, type, created or data.object.")
+    # The envelope keys the inbox row itself: an absurd one cannot be recorded, so it is refused.
+    for field, read in (("id", read_id), ("created", read_timestamp)):
+        try:
+            if read(event.get(field)) is None:
+                raise InvalidField("is missing")
+        except InvalidField as exc:
+            raise InvalidEvent(field, f"The event's {field} is not valid: {exc.reason}.") from None
     return event
 
 
@@ -146,7 +153,9 @@ def process(session: Session, row: StripeEvent, event: Mapping[str, Any], settin
             raise TransientDatabaseError(str(type(exc).__name__)) from exc
         log.warning("stripe event %s (%s) failed: %s", row.stripe_event_id, row.type, type(exc).__name__)
         row.status = "failed"
-        row.error = f"{type(exc).__name__}: {exc}"[:2000]
+        # An absurd value is named by its path in the event, e.g. "data.object.amount: ...".
+        detail = exc.describe(event) if isinstance(exc, InvalidField) else exc
+        row.error = f"{type(exc).__name__}: {detail}"[:2000]
         return row.status
     row.status = "ignored" if outcome == "ignored" else "processed"
     row.error = None
@@ -169,8 +178,8 @@ def receive(db: Database, settings: Settings, event: Mapping[str, Any]) -> Deliv
             api_version=(str(event["api_version"])[:64] if event.get("api_version") else None),
             livemode=bool(event.get("livemode")),
             created=clock.from_timestamp(event["created"]),
-            object_id=obj_id(obj),
-            payload=dict(event),
+            object_id=safe_id(obj),
+            payload=json_safe(event) if has_non_finite(event) else dict(event),
             received_at=clock.now(),
             status="received",
             attempts=0,

@@ -53,6 +53,14 @@ from paywall.models import (
     Subscription,
 )
 from paywall.readers.service import ensure_reader
+from paywall.webhooks.fields import (
+    read_amount,
+    read_count,
+    read_currency,
+    read_id,
+    read_text,
+    read_timestamp,
+)
 
 FETCH_PREFIX = "fetch:"
 KINDS = ("subscription", "donation")
@@ -85,20 +93,13 @@ class Source:
 
 
 def obj_id(value: Any) -> str | None:
-    """The id of a field that may be an id string or an expanded object."""
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, Mapping):
-        found = value.get("id")
-        return found if isinstance(found, str) else None
-    return None
+    """The id of a field that may be an id string or an expanded object (InvalidField if absurd)."""
+    return read_id(value)
 
 
 def ts(value: Any) -> dt.datetime | None:
-    """A Stripe unix timestamp as aware UTC."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return clock.from_timestamp(value)
+    """A Stripe unix timestamp as aware UTC (InvalidField if not whole seconds in a sane range)."""
+    return read_timestamp(value)
 
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
@@ -111,9 +112,8 @@ def _map(value: Any) -> Mapping[str, Any]:
 
 
 def _str(value: Any, limit: int = 255) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()[:limit]
-    return None
+    """A stripped string; InvalidField if not a string, over ``limit`` or with control characters."""
+    return read_text(value, limit)
 
 
 def _kind(value: Any) -> str | None:
@@ -315,8 +315,9 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
     price: Obj = price_raw if isinstance(price_raw, Mapping) else {}
     plan: Obj = plan_raw if isinstance(plan_raw, Mapping) else {}
     recurring = _map(price.get("recurring"))
-    unit = price.get("unit_amount") if price.get("unit_amount") is not None else plan.get("amount")
-    quantity = item.get("quantity") or sub.get("quantity") or 1
+    unit = read_amount(price, "unit_amount")
+    unit = read_amount(plan, "amount") if unit is None else unit
+    quantity = read_count(item, "quantity") or read_count(sub, "quantity") or 1
     meta = _meta(sub)
     kind = _kind(meta.get("kind")) or _kind(_meta(price).get("kind")) or _kind(_meta(plan).get("kind"))
     # The customer portal's pause: collection stops, the status stays ``active`` (null when not paused).
@@ -328,9 +329,11 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
         "stripe_product_id": obj_id(price.get("product")) or obj_id(plan.get("product")),
         "plan": _price_name(price, plan),
         "interval": _str(recurring.get("interval") or plan.get("interval"), 16),
-        "interval_count": int(recurring.get("interval_count") or plan.get("interval_count") or 1),
+        "interval_count": read_count(recurring, "interval_count") or read_count(plan, "interval_count") or 1,
         "amount_minor": int(unit) * int(quantity) if isinstance(unit, int) else None,
-        "currency": _str(price.get("currency") or plan.get("currency") or sub.get("currency"), 3),
+        "currency": read_currency(price, required=False)
+        or read_currency(plan, required=False)
+        or read_currency(sub, required=False),
         "quantity": int(quantity),
         "current_period_start": ts(item.get("current_period_start") or sub.get("current_period_start")),
         "current_period_end": ts(item.get("current_period_end") or sub.get("current_period_end")),
@@ -510,7 +513,7 @@ def _service_line(inv: Obj) -> Obj | None:
         parent = _map(line.get("parent"))
         details = parent.get("subscription_item_details") if isinstance(parent, Mapping) else None
         proration = details.get("proration") if isinstance(details, Mapping) else line.get("proration", False)
-        if not proration and (line.get("amount") or 0) >= 0:
+        if not proration and (read_amount(line, "amount", signed=True) or 0) >= 0:
             best = line
     return best or (lines[-1] if lines else None)
 
@@ -545,10 +548,10 @@ def upsert_invoice(session: Session, inv: Obj, src: Source, *, failed: bool = Fa
         "stripe_charge_id": obj_id(inv.get("charge")),
         "status": _str(inv.get("status"), 32),
         "billing_reason": _str(inv.get("billing_reason"), 64),
-        "currency": _str(inv.get("currency"), 3) or "usd",
-        "amount_due": int(inv.get("amount_due") or 0),
-        "amount_paid": int(inv.get("amount_paid") or 0),
-        "attempt_count": int(inv.get("attempt_count") or 0),
+        "currency": read_currency(inv),
+        "amount_due": read_amount(inv, "amount_due") or 0,
+        "amount_paid": read_amount(inv, "amount_paid") or 0,
+        "attempt_count": read_count(inv, "attempt_count") or 0,
         "next_payment_attempt": ts(inv.get("next_payment_attempt")),
         "period_start": ts(period.get("start")) or ts(inv.get("period_start")),
         "period_end": ts(period.get("end")) or ts(inv.get("period_end")),
@@ -617,7 +620,7 @@ def link_invoice_payment(session: Session, ip: Obj, src: Source) -> str:
     created = row is None
     if row is None:
         # The invoice's own events may come later; they fill in the rest (this row has no state yet).
-        row = Invoice(stripe_invoice_id=iid, currency=_str(ip.get("currency"), 3) or "usd")
+        row = Invoice(stripe_invoice_id=iid, currency=read_currency(ip))
         _remember(session, row, iid)
     changed = _set(
         row,
@@ -669,9 +672,9 @@ def _balance(value: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"stripe_balance_transaction_id": obj_id(value)}
     if isinstance(value, Mapping) and value.get("fee") is not None:
         out.update(
-            fee_minor=int(value["fee"]),
-            net_minor=int(value.get("net") or 0),
-            balance_currency=_str(value.get("currency"), 3),
+            fee_minor=read_amount(value, "fee", signed=True),
+            net_minor=read_amount(value, "net", signed=True) or 0,
+            balance_currency=read_currency(value),
         )
     return out
 
@@ -687,14 +690,15 @@ def upsert_charge(session: Session, ch: Obj, src: Source) -> str:
         return "ignored" if row is None else "unchanged"
     billing = _map(ch.get("billing_details"))
     meta = _meta(ch)
-    amount = ch.get("amount_captured") or ch.get("amount") or 0
+    captured, charged = read_amount(ch, "amount_captured"), read_amount(ch, "amount")
+    amount = captured or charged or 0
     values: dict[str, Any] = {
         "stripe_payment_intent_id": obj_id(ch.get("payment_intent")),
         "stripe_customer_id": obj_id(ch.get("customer")),
         "stripe_invoice_id": obj_id(ch.get("invoice")),
-        "amount_minor": int(amount),
-        "currency": _str(ch.get("currency"), 3) or "usd",
-        "charge_refunded_minor": int(ch.get("amount_refunded") or 0),
+        "amount_minor": amount,
+        "currency": read_currency(ch),
+        "charge_refunded_minor": read_amount(ch, "amount_refunded") or 0,
         "paid_at": ts(ch.get("created")) or src.at,
         "email": _str(billing.get("email"), 320) or _str(ch.get("receipt_email"), 320),
         "name": _str(billing.get("name"), 200),
@@ -756,15 +760,16 @@ def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
     if pi.get("status") != "succeeded" or charge_id is None:
         relink_payments(session, payment_intent_id=pid)
         return "ignored"
+    received, asked = read_amount(pi, "amount_received"), read_amount(pi, "amount")
     row = _get(session, Payment, Payment.stripe_charge_id, charge_id)
     created = row is None
     if row is None:
-        amount = pi.get("amount_received") or pi.get("amount") or 0
+        amount = received or asked or 0
         row = Payment(
             stripe_charge_id=charge_id,
             kind="donation",
-            amount_minor=int(amount),
-            currency=_str(pi.get("currency"), 3) or "usd",
+            amount_minor=amount,
+            currency=read_currency(pi),
             paid_at=ts(pi.get("created")) or src.at,
             livemode=src.livemode,
         )
@@ -1020,8 +1025,8 @@ def upsert_refund(session: Session, re: Obj, src: Source) -> str:
         "stripe_charge_id": obj_id(re.get("charge")),
         "stripe_payment_intent_id": obj_id(re.get("payment_intent")),
         "stripe_balance_transaction_id": obj_id(re.get("balance_transaction")),
-        "amount_minor": int(re.get("amount") or 0),
-        "currency": _str(re.get("currency"), 3) or "usd",
+        "amount_minor": read_amount(re, "amount") or 0,
+        "currency": read_currency(re),
         "status": _str(re.get("status"), 32),
         "reason": _str(re.get("reason"), 64),
         "stripe_created": ts(re.get("created")) or src.at,
@@ -1071,15 +1076,15 @@ def upsert_dispute(session: Session, dp: Obj, src: Source) -> str:
         raise ValueError("dispute without an id")
     bts = [bt for bt in dp.get("balance_transactions") or [] if isinstance(bt, Mapping)]
     status = _str(dp.get("status"), 32) or "needs_response"
-    withdrawn = [ts(bt.get("created")) for bt in bts if (bt.get("amount") or 0) < 0]
-    reinstated = [ts(bt.get("created")) for bt in bts if (bt.get("amount") or 0) > 0]
+    withdrawn = [ts(bt.get("created")) for bt in bts if (read_amount(bt, "amount", signed=True) or 0) < 0]
+    reinstated = [ts(bt.get("created")) for bt in bts if (read_amount(bt, "amount", signed=True) or 0) > 0]
     etype = src.event_type
     values: dict[str, Any] = {
         "stripe_charge_id": obj_id(dp.get("charge")),
         "stripe_payment_intent_id": obj_id(dp.get("payment_intent")),
-        "amount_minor": int(dp.get("amount") or 0),
-        "currency": _str(dp.get("currency"), 3) or "usd",
-        "fee_minor": sum(int(bt.get("fee") or 0) for bt in bts) if bts else None,
+        "amount_minor": read_amount(dp, "amount") or 0,
+        "currency": read_currency(dp),
+        "fee_minor": sum(read_amount(bt, "fee", signed=True) or 0 for bt in bts) if bts else None,
         "status": status,
         "reason": _str(dp.get("reason"), 64),
         "opened_at": ts(dp.get("created")) or src.at,
@@ -1157,8 +1162,8 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
         "campaign": _str(meta.get("campaign"), 100),
         "email": _str(details.get("email"), 320) or _str(cs.get("customer_email"), 320),
         "name": _str(details.get("name"), 200),
-        "amount_total": cs.get("amount_total"),
-        "currency": _str(cs.get("currency"), 3),
+        "amount_total": read_amount(cs, "amount_total"),
+        "currency": read_currency(cs, required=False),
     }
 
     def rank(get: Callable[[str], Any]) -> tuple[int, int]:
@@ -1227,7 +1232,7 @@ def apply_balance_transaction(session: Session, bt: Obj) -> str:
     source = obj_id(bt.get("source"))
     if source is None or bt.get("fee") is None:
         return "ignored"
-    fee = int(bt.get("fee") or 0)
+    fee = read_amount(bt, "fee", signed=True) or 0
     if bt.get("type") in ("charge", "payment"):
         p = _get(session, Payment, Payment.stripe_charge_id, source)
         if p is None:
@@ -1237,8 +1242,8 @@ def apply_balance_transaction(session: Session, bt: Obj) -> str:
             {
                 "stripe_balance_transaction_id": obj_id(bt),
                 "fee_minor": fee,
-                "net_minor": int(bt.get("net") or 0),
-                "balance_currency": _str(bt.get("currency"), 3),
+                "net_minor": read_amount(bt, "net", signed=True) or 0,
+                "balance_currency": read_currency(bt),
             },
         )
         return "updated" if changed else "unchanged"

@@ -33,7 +33,7 @@ class DeliverySchema(Schema):
         required=True,
         metadata={
             "description": "processed, ignored (unknown type, other mode, nothing to do), "
-            "failed (kept for replay) or duplicate"
+            "failed (kept for replay, e.g. an absurd value: the error names the field) or duplicate"
         },
     )
 
@@ -90,7 +90,11 @@ def event_body(row: StripeEvent) -> dict[str, Any]:
 
 @blp.route("/webhooks/stripe", methods=["POST"])
 @blp.response(200, DeliverySchema)
-@blp.alt_response(400, schema="Error", description="Bad, missing or stale signature, or not an event.")
+@blp.alt_response(
+    400,
+    schema="Error",
+    description="Bad, missing or stale signature, not an event, or an absurd event id or created.",
+)
 @blp.alt_response(413, schema="Error", description="Body over the size limit.")
 @blp.alt_response(503, schema="Error", description="No webhook secret set, or the database is unavailable.")
 def stripe_webhook() -> Any:
