@@ -1272,25 +1272,14 @@ def queue_payment_failed(session: Session, inv_obj: Obj) -> str:
     inv = _get(session, Invoice, Invoice.stripe_invoice_id, iid)
     if inv is None or inv.status not in UNPAID_INVOICE:
         return "ignored"
-    to_email = None
-    if inv.stripe_customer_id:
-        cus = _get(session, StripeCustomer, StripeCustomer.stripe_customer_id, inv.stripe_customer_id)
-        to_email = cus.email if cus is not None else None
-    to_email = to_email or _reader_email(session, inv.reader_id) or _str(inv_obj.get("customer_email"), 320)
+    session.flush()
+    # The mailer renders it again from the rows at send time (outbox.refresh_before_send).
+    to_email, reader_id, data = outbox.payment_failed_notice(session, inv)
     return outbox.enqueue(
         session,
         kind="payment_failed",
         dedupe_key=f"payment_failed:{iid}",
-        to_email=to_email,
-        reader_id=inv.reader_id,
-        data={
-            "stripe_invoice_id": iid,
-            "stripe_subscription_id": inv.stripe_subscription_id,
-            "hosted_invoice_url": inv.hosted_invoice_url,
-            "amount_minor": inv.amount_due - inv.amount_paid,
-            "currency": inv.currency,
-            "attempt_count": inv.attempt_count,
-            "next_payment_attempt": clock.isoformat(inv.next_payment_attempt),
-            "reader": _external_id(session, inv.reader_id),
-        },
+        to_email=to_email or _str(inv_obj.get("customer_email"), 320),
+        reader_id=reader_id,
+        data=data,
     )
