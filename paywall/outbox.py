@@ -8,7 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from paywall import clock
+from paywall.models.billing import Invoice, StripeCustomer
 from paywall.models.outbox import OutboxMessage
+from paywall.models.readers import Reader
 
 # Kinds the sync queues; the mailer knows how to render each.
 KINDS = ("donation_receipt", "payment_failed", "trial_ending")
@@ -42,3 +45,45 @@ def enqueue(
     except IntegrityError:
         return "duplicate"
     return "queued"
+
+
+def payment_failed_notice(session: Session, inv: Invoice) -> tuple[str | None, int | None, dict[str, Any]]:
+    """(address, reader id, data) of an invoice's payment-failed notice, from the rows as they are now.
+
+    Called when the notice is queued and again when it is sent: by then the invoice may have been
+    retried (attempt count, next attempt) or linked to its reader (the personal portal link)."""
+    reader = session.get(Reader, inv.reader_id) if inv.reader_id is not None else None
+    customer_email = None
+    if inv.stripe_customer_id:
+        customer_email = session.scalar(
+            select(StripeCustomer.email).where(StripeCustomer.stripe_customer_id == inv.stripe_customer_id)
+        )
+    data: dict[str, Any] = {
+        "stripe_invoice_id": inv.stripe_invoice_id,
+        "stripe_subscription_id": inv.stripe_subscription_id,
+        "hosted_invoice_url": inv.hosted_invoice_url,
+        "amount_minor": inv.amount_due - inv.amount_paid,
+        "currency": inv.currency,
+        "attempt_count": inv.attempt_count,
+        "next_payment_attempt": clock.isoformat(inv.next_payment_attempt),
+        "reader": reader.external_id if reader is not None else None,
+    }
+    return customer_email or (reader.email if reader is not None else None), inv.reader_id, data
+
+
+def refresh_before_send(session: Session, msg: OutboxMessage) -> None:
+    """Re-derive a claimed message from the rows now, for kinds whose facts can change while it
+    waits (payment_failed); the row keeps what was sent. A message whose invoice row is gone
+    keeps its queued data."""
+    if msg.kind != "payment_failed":
+        return
+    invoice_id = (msg.data or {}).get("stripe_invoice_id")
+    if not isinstance(invoice_id, str):
+        return
+    inv = session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id))
+    if inv is None:
+        return
+    to_email, reader_id, data = payment_failed_notice(session, inv)
+    msg.data = data
+    msg.reader_id = reader_id if reader_id is not None else msg.reader_id
+    msg.to_email = to_email or msg.to_email

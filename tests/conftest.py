@@ -28,7 +28,15 @@ hypothesis_settings.register_profile("paywall", deadline=None)
 hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "paywall")
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "stripe"
+# ../shared beside the checkout; a git worktree one level deeper (/work/wt/NAME) finds it further up.
+FIXTURES = next(
+    (
+        up / "shared" / "fixtures" / "stripe"
+        for up in Path(__file__).resolve().parents[1:]
+        if (up / "shared" / "fixtures" / "stripe").is_dir()
+    ),
+    Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "stripe",
+)
 WEBHOOK_SECRET = "whsec_test_secret"
 # One signing key for the run, so no test writes a development key under var/.
 SIGNING_KEY = generate_pem()

@@ -379,3 +379,25 @@ def test_smtp_server_gone_mid_campaign_then_rerun_finishes_without_duplicates(
         assert again == Counter(sent=5, already_sent=3)
         everyone = first.recipients() + second.recipients()
     assert len(everyone) == 8 and len(set(everyone)) == 8
+
+
+def test_send_once_precheck_skips_sent_readers_in_dry_run_and_under_a_limit(
+    db: Database, msettings: Settings, campaign: Campaign, sink: SmtpSink
+) -> None:
+    """After a send, the ledger pre-check (not only the unique key) must see who already got it:
+    a dry run must not list them as still to send, and a ``--limit`` rerun must spend its limit
+    on readers who have not had the appeal, not on failed claims for those who have."""
+    for i in range(3):
+        add_reader(db, f"once{i}")
+    assert send(db, msettings, campaign, sink) == Counter(sent=3)
+    add_reader(db, "late0")
+    add_reader(db, "late1")
+
+    dry = send_campaign(db, msettings, campaign, None, dry_run=True, force=True)
+    assert dry.tally == Counter(already_sent=3, would_send=2)
+    assert sorted(c.external_id for c in dry.would_send) == ["late0", "late1"]
+
+    assert send(db, msettings, campaign, sink, limit=1) == Counter(already_sent=3, sent=1, over_limit=1)
+    assert send(db, msettings, campaign, sink, limit=1) == Counter(already_sent=4, sent=1)
+    assert sorted(Counter(sink.recipients()).values()) == [1] * 5
+    assert len(sink.received) == 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -13,9 +15,9 @@ from paywall.config import Settings
 from paywall.db import Database
 from paywall.mail.outbox import SUBJECTS, drain
 from paywall.mail.smtp import SmtpTransport
-from paywall.models import OutboxMessage
+from paywall.models import OutboxMessage, Reader
 from tests.mail_helpers import SmtpSink, mail_settings
-from tests.stripe_helpers import deliver_all, load_scenario
+from tests.stripe_helpers import deliver_all, load_scenario, scenario_file
 
 
 @pytest.fixture
@@ -59,3 +61,40 @@ def test_scenario_mail_is_sent_once(
     with SmtpTransport(host="127.0.0.1", port=sink.port, security="none") as t:
         assert drain(db, mail_settings(make_settings, sink), t) == Counter()
     assert len(sink.received) == len(sent)
+
+
+def test_payment_failed_mail_renders_from_the_rows_at_send_time(
+    client: FlaskClient, db: Database, make_settings: Callable[..., Settings], sink: SmtpSink
+) -> None:
+    """A notice queued before the reader was linked and before a second failed attempt is sent
+    with the attempt count, next attempt and personal portal link the rows hold at send time."""
+    base = load_scenario("a")
+    link = next(e for e in base if e["type"] == "checkout.session.completed")  # names the reader
+    renewal = scenario_file("c")
+    cut = next(i for i, e in enumerate(renewal) if e["type"] == "invoice.payment_failed")
+    first_failure = renewal[cut]
+    deliver_all(client, [e for e in base if e is not link] + renewal[: cut + 1])
+    with db.transaction(readonly=True) as s:
+        (queued,) = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "payment_failed"))
+        assert queued.reader_id is None and queued.data["reader"] is None
+        assert queued.data["attempt_count"] == 1
+    retried_at = first_failure["created"] + 3 * 86400
+    second_failure = copy.deepcopy(first_failure)
+    second_failure.update(id="evt_second_failure", created=retried_at)
+    second_failure["data"]["object"].update(attempt_count=2, next_payment_attempt=retried_at + 5 * 86400)
+    deliver_all(client, [link, second_failure])
+
+    with SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0) as t:
+        assert drain(db, mail_settings(make_settings, sink), t) == Counter(sent=1)
+    (received,) = sink.received
+    text = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    next_try = dt.datetime.fromtimestamp(retried_at + 5 * 86400, dt.UTC)
+    assert f"We will try again on {next_try:%d %B %Y}".replace(" 0", " ") in text
+    assert "/portal?token=" in text
+    with db.transaction(readonly=True) as s:
+        (sent,) = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "payment_failed"))
+        assert (
+            sent.status == "sent" and sent.data["attempt_count"] == 2 and sent.data["reader"] == "member_8731"
+        )
+        reader = s.scalar(select(Reader).where(Reader.external_id == "member_8731"))
+        assert reader is not None and sent.reader_id == reader.id

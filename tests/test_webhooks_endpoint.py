@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from paywall.app import create_app
 from paywall.cli import main
 from paywall.config import Settings
-from paywall.db import Database
+from paywall.db import Base, Database
 from paywall.models import Payment, StripeEvent
 from paywall.webhooks import handlers, sync
 from tests.conftest import WEBHOOK_SECRET
@@ -258,3 +258,25 @@ def test_replay_by_id_and_since_and_usage(client: FlaskClient, runner: CliRunner
     assert runner.invoke(main, ["events", "replay"]).exit_code != 0
     assert runner.invoke(main, ["events", "replay", "--id", "evt_nope"]).exit_code != 0
     assert count(db, Payment) == 1
+
+
+def test_livemode_event_under_a_test_key_is_ignored_and_creates_nothing(
+    make_settings: Callable[..., Settings], db: Database
+) -> None:
+    """The guard works both ways: a live event reaching a test-mode deployment (a misconfigured
+    endpoint) must not create a reader, customer, subscription, payment or mail."""
+    client = create_app(make_settings({"PAYWALL_STRIPE_SECRET_KEY": "sk_test_abc"}), db=db).test_client()
+    events = [{**e, "livemode": True} for e in load_scenario("a") + load_scenario("b")]
+    for event in events:
+        resp = deliver(client, event)
+        assert resp.status_code == 200 and resp.get_json()["outcome"] == "ignored", event["type"]
+    with db.engine.connect() as conn:
+        rows = {
+            table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            for table in Base.metadata.sorted_tables
+        }
+    assert rows.pop("stripe_events") == len(events)
+    assert {name: n for name, n in rows.items() if n} == {}
+    with db.transaction(readonly=True) as session:
+        stored = list(session.scalars(select(StripeEvent)))
+        assert all(e.status == "ignored" and "livemode True" in (e.error or "") for e in stored)

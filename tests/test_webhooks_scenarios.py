@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from paywall.db import Database
 from paywall.models import Dispute, Invoice, OutboxMessage, Payment, Reader, Refund, StripeEvent, Subscription
 from tests.conftest import truncate_all
-from tests.stripe_helpers import deliver_all, load_scenario, to_legacy
+from tests.stripe_helpers import assert_same_rows, deliver_all, load_scenario, mirror_rows, to_legacy
 
 SUB_A = "sub_1JfGyCQz8wLm3xTn55wOrYqR"
 SUB_H = "sub_12jjy0Qz8wLm3xTnmmNtYbMo"
@@ -194,7 +194,8 @@ CHECKS: dict[str, Callable[[Session, bool], None]] = {
 
 def run_and_check(
     app: Flask, db: Database, letter: str, events: list[dict[str, Any]], in_order: bool
-) -> None:
+) -> dict[str, list[dict[str, Any]]]:
+    """Deliver, check the scenario's expected rows, and return every stored column (mirror_rows)."""
     client = app.test_client()
     outcomes = deliver_all(client, events)
     assert "failed" not in outcomes
@@ -203,6 +204,20 @@ def run_and_check(
         stored = list(session.scalars(select(StripeEvent)))
         assert len(stored) == len({e["id"] for e in events})
         assert all(e.status in ("processed", "ignored") for e in stored), [(e.type, e.error) for e in stored]
+        return mirror_rows(session)
+
+
+# The rows an in-order replay stores, per (scenario, shape): what every shuffled replay must match.
+IN_ORDER_ROWS: dict[tuple[str, bool], dict[str, list[dict[str, Any]]]] = {}
+
+
+def in_order_rows(app: Flask, db: Database, letter: str, legacy: bool) -> dict[str, list[dict[str, Any]]]:
+    if (letter, legacy) not in IN_ORDER_ROWS:
+        truncate_all(db)
+        events = to_legacy(load_scenario(letter)) if legacy else load_scenario(letter)
+        IN_ORDER_ROWS[letter, legacy] = run_and_check(app, db, letter, events, in_order=True)
+        truncate_all(db)
+    return IN_ORDER_ROWS[letter, legacy]
 
 
 @pytest.mark.parametrize("letter", sorted(CHECKS))
@@ -216,11 +231,12 @@ def test_scenario_in_order(app: Flask, db: Database, letter: str) -> None:
 def test_scenario_shuffled_with_duplicates(
     app: Flask, db: Database, letter: str, data: st.DataObject
 ) -> None:
+    want = in_order_rows(app, db, letter, legacy=False)
     truncate_all(db)
     events = load_scenario(letter)
     dupes = data.draw(st.lists(st.sampled_from(events), max_size=len(events) // 2), label="duplicates")
     order = data.draw(st.permutations(events + dupes), label="delivery order")
-    run_and_check(app, db, letter, list(order), in_order=False)
+    assert_same_rows(run_and_check(app, db, letter, list(order), in_order=False), want)
 
 
 @pytest.mark.parametrize("letter", sorted(CHECKS))
@@ -234,10 +250,11 @@ def test_scenario_in_pre_2025_shape(app: Flask, db: Database, letter: str) -> No
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_pre_2025_shape_shuffled(app: Flask, db: Database, letter: str, data: st.DataObject) -> None:
+    want = in_order_rows(app, db, letter, legacy=True)
     truncate_all(db)
     events = to_legacy(load_scenario(letter))
     order = data.draw(st.permutations(events + events[:3]), label="delivery order")
-    run_and_check(app, db, letter, list(order), in_order=False)
+    assert_same_rows(run_and_check(app, db, letter, list(order), in_order=False), want)
 
 
 def test_grace_period_starts_at_first_failure_and_clears_when_paid(app: Flask, db: Database) -> None:

@@ -35,6 +35,7 @@ from paywall.mail.settings import mailer_settings
 from paywall.mail.smtp import MailConfigError, SmtpTransport, TransientFailure
 from paywall.mail.suppression import is_suppressed, suppress
 from paywall.models import OutboxMessage, Reader
+from paywall.outbox import refresh_before_send
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def _claim(session: Session, now: dt.datetime) -> tuple[_Job | None, str | None,
     msg = session.get(OutboxMessage, msg_id, populate_existing=True)
     if msg is None:  # claimed in this very transaction
         raise LookupError(msg_id)
+    refresh_before_send(session, msg)
     reader = session.get(Reader, msg.reader_id) if msg.reader_id is not None else None
     address = msg.to_email or (reader.email if reader is not None else None)
     reason = None

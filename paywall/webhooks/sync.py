@@ -27,6 +27,9 @@ The ordering rule (stated once, tested by replaying every scenario shuffled with
    dispute state (lost amount: the dispute amount when lost or while funds are withdrawn, 0 when
    won or reinstated); a subscription's ``payment_failed_at`` (the earliest first failure among its
    invoices that are still unpaid).
+4. Times Stripe does not state are the earliest event that shows them, stale or not, so the
+   first-processed event does not decide them: a dispute's ``closed_at`` and funds movements, a
+   Checkout Session's ``completed_at``, a customer's ``deleted_at``.
 """
 
 from __future__ import annotations
@@ -158,6 +161,15 @@ def _fill(row: Any, key: str, value: Any) -> bool:
     return True
 
 
+def _earliest(row: Any, key: str, value: dt.datetime | None) -> bool:
+    """Keep the earliest time seen for ``key``: the minimum over events, whatever their order."""
+    current = getattr(row, key)
+    if value is None or (current is not None and current <= value):
+        return False
+    setattr(row, key, value)
+    return True
+
+
 ROW_CACHE = "paywall.webhooks.rows"
 
 
@@ -222,23 +234,27 @@ def upsert_customer(session: Session, cus: Obj, src: Source, *, deleted: bool = 
     if row is None:
         row = StripeCustomer(stripe_customer_id=cid)
         _remember(session, row, cid)
-    if not created and not _wins(
-        row, src, _customer_rank(deleted), _customer_rank(row.deleted_at is not None)
-    ):
-        return "stale"
+    was_deleted = row.deleted_at is not None
+    # Deleted as of the earliest deletion seen, whichever event came first.
+    changed = deleted and _earliest(row, "deleted_at", src.at)
+    if not created and not _wins(row, src, _customer_rank(deleted), _customer_rank(was_deleted)):
+        return "updated" if changed else "stale"
     values: dict[str, Any] = {
         "reader_id": _reader_id(session, _meta(cus).get("reader")),
         "stripe_created": ts(cus.get("created")),
+        "email": _str(cus.get("email"), 320),
+        "name": _str(cus.get("name"), 200),
+        "metadata_": dict(_meta(cus)),
     }
-    if not deleted:
-        values.update(
-            email=_str(cus.get("email"), 320),
-            name=_str(cus.get("name"), 200),
-            metadata_=dict(_meta(cus)),
-        )
-    else:
-        values["deleted_at"] = row.deleted_at or src.at
-    changed = _set(row, values, links=("reader_id", "stripe_created"))
+    links = ["reader_id", "stripe_created"]
+    if deleted:
+        # customer.deleted carries the customer as it was, so it is the newest profile: stored
+        # even when it is the first event processed. A bare deleted object ({id, deleted}, as a
+        # fetch returns) says nothing about the profile, so it clears nothing.
+        links += ["email", "name"]
+        if "metadata" not in cus:
+            del values["metadata_"]
+    changed = _set(row, values, links=links) or changed
     _stamp(row, src)
     session.flush()
     if created or changed:
@@ -1102,7 +1118,7 @@ def upsert_dispute(session: Session, dp: Obj, src: Source) -> str:
         changed = True
     old_rank = rank(lambda k: getattr(row, k))
     new_values = dict(values)
-    new_values["funds_reinstated_at"] = (reinstated[0] if reinstated else None) or (
+    new_values["funds_reinstated_at"] = min(filter(None, reinstated), default=None) or (
         src.at if etype == "charge.dispute.funds_reinstated" else None
     )
     if created or _wins(row, src, rank(new_values.get), old_rank):
@@ -1113,13 +1129,15 @@ def upsert_dispute(session: Session, dp: Obj, src: Source) -> str:
         outcome = _outcome(created, changed)
     else:
         outcome = "stale"
-    # Funds movements are facts: kept whatever order the events came in.
-    changed = _fill(row, "funds_withdrawn_at", (withdrawn[0] if withdrawn else None)) or changed
+    # Funds movements and the close are facts: the earliest time any event shows them, so the
+    # result does not depend on which event was processed first (a stale event still counts).
+    changed = _earliest(row, "funds_withdrawn_at", min(filter(None, withdrawn), default=None)) or changed
     if etype == "charge.dispute.funds_withdrawn":
-        changed = _fill(row, "funds_withdrawn_at", src.at) or changed
-    changed = _fill(row, "funds_reinstated_at", new_values["funds_reinstated_at"]) or changed
-    if row.status in DISPUTE_STATUS_RANK and DISPUTE_STATUS_RANK[row.status] == 2:
-        changed = _fill(row, "closed_at", src.at) or changed
+        changed = _earliest(row, "funds_withdrawn_at", src.at) or changed
+    changed = _earliest(row, "funds_reinstated_at", new_values["funds_reinstated_at"]) or changed
+    if DISPUTE_STATUS_RANK.get(status) == 2:
+        # Stripe gives no close time: the event that first shows the dispute closed is the truth.
+        changed = _earliest(row, "closed_at", src.at) or changed
     session.flush()
     if created or changed:
         relink_payments(session, charge_id=row.stripe_charge_id)
@@ -1177,8 +1195,11 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
     if row is None:
         row = CheckoutSession(stripe_checkout_session_id=csid)
         _remember(session, row, csid)
-    elif not _wins(row, src, rank(values.get), rank(lambda k: getattr(row, k))):
-        return "stale"
+    # Stripe gives no completion time: the earliest event that shows the session complete (a
+    # stale one too), so the first-processed event does not decide it.
+    completed = status == "complete" and _earliest(row, "completed_at", src.at)
+    if not created and not _wins(row, src, rank(values.get), rank(lambda k: getattr(row, k))):
+        return "updated" if completed else "stale"
     changed = _set(
         row,
         values,
@@ -1193,12 +1214,11 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
             "name",
         ),
     )
-    if status == "complete":
-        _fill(row, "completed_at", src.at)
     _stamp(row, src)
     session.flush()
     if created or changed:
         link_checkout(session, row)
+    changed = changed or completed
     return _outcome(created, changed)
 
 
@@ -1298,25 +1318,14 @@ def queue_payment_failed(session: Session, inv_obj: Obj) -> str:
     inv = _get(session, Invoice, Invoice.stripe_invoice_id, iid)
     if inv is None or inv.status not in UNPAID_INVOICE:
         return "ignored"
-    to_email = None
-    if inv.stripe_customer_id:
-        cus = _get(session, StripeCustomer, StripeCustomer.stripe_customer_id, inv.stripe_customer_id)
-        to_email = cus.email if cus is not None else None
-    to_email = to_email or _reader_email(session, inv.reader_id) or _str(inv_obj.get("customer_email"), 320)
+    session.flush()
+    # The mailer renders it again from the rows at send time (outbox.refresh_before_send).
+    to_email, reader_id, data = outbox.payment_failed_notice(session, inv)
     return outbox.enqueue(
         session,
         kind="payment_failed",
         dedupe_key=f"payment_failed:{iid}",
-        to_email=to_email,
-        reader_id=inv.reader_id,
-        data={
-            "stripe_invoice_id": iid,
-            "stripe_subscription_id": inv.stripe_subscription_id,
-            "hosted_invoice_url": inv.hosted_invoice_url,
-            "amount_minor": inv.amount_due - inv.amount_paid,
-            "currency": inv.currency,
-            "attempt_count": inv.attempt_count,
-            "next_payment_attempt": clock.isoformat(inv.next_payment_attempt),
-            "reader": _external_id(session, inv.reader_id),
-        },
+        to_email=to_email or _str(inv_obj.get("customer_email"), 320),
+        reader_id=reader_id,
+        data=data,
     )
