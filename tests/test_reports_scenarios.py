@@ -9,15 +9,21 @@ e  (after b) the donation refunded in full on 2026-09-08
 f  (after b) the donation disputed on 2026-09-25 and lost; Stripe's dispute fee 15.00
 g  (after a) upgrade with a 7.50 USD proration charge on 2026-09-16
 h  annual plan in EUR after a trial, 120.00 EUR on 2026-09-24
+i  (after b) 20.00 of the donation refunded on 2026-09-08, known only from charge.refunded
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from paywall.db import Database
+from paywall.models import Payment
 from tests.stripe_helpers import deliver_all, load_scenario
 
 QUERY = "/v1/reports/revenue?start=2026-08-01&end=2027-01-01&livemode=all"
@@ -32,6 +38,7 @@ EXPECTED: dict[str, dict[str, tuple[int, int, int, int, int, int]]] = {
     "f": {"usd": (5000, 0, 5000, 1500, -1500, 1)},
     "g": {"usd": (2250, 0, 0, 0, 2250, 2)},
     "h": {"eur": (12000, 0, 0, 0, 12000, 1)},
+    "i": {"usd": (5000, 2000, 0, 0, 3000, 1)},
 }
 KEYS = ("gross", "refunds", "disputes", "fees", "net", "payments")
 
@@ -83,3 +90,43 @@ def test_annual_trial_subscription_and_donor(client: FlaskClient, finance_key: d
     assert eur[-1]["active"] == 1 and eur[-1]["mrr"] == 1000
     donors = client.get("/v1/reports/donors?year=2026&livemode=all", headers=finance_key).get_json()
     assert [(d["currency"], d["total"], d["count"]) for d in donors["rows"]] == [("usd", 5000, 1)]
+
+
+def _rows_for(client: FlaskClient, finance_key: dict[str, str], report: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = client.get(QUERY.replace("revenue", report), headers=finance_key).get_json()[
+        "rows"
+    ]
+    return rows
+
+
+def _refunds_everywhere(client: FlaskClient, finance_key: dict[str, str], db: Database) -> dict[str, Any]:
+    """The refunded amount of the b donation as each consumer sees it."""
+    body = client.get(QUERY, headers=finance_key).get_json()
+    months = {r["period"]: r["refunds"] for r in body["rows"] if r["currency"] == "usd" and r["refunds"]}
+    (line,) = _rows_for(client, finance_key, "payments")
+    csv_text = client.get(QUERY.replace("revenue", "payments") + "&format=csv", headers=finance_key).text
+    (csv_line,) = list(csv.DictReader(io.StringIO(csv_text)))
+    with db.transaction(readonly=True) as s:
+        (p,) = s.scalars(select(Payment))
+        row_refunded = p.refunded_minor
+    return {
+        "report": _totals(body)["usd"][1],
+        "months": months,
+        "export": line["refunded"],
+        "csv": csv_line["refunded"],
+        "payment": row_refunded,
+    }
+
+
+def test_refund_known_only_from_charge_counts_in_revenue(
+    client: FlaskClient, finance_key: dict[str, str], db: Database
+) -> None:
+    # b, then i: one charge.refunded (2000 of 5000) and no refund.* event (a pre-2024-10-28 endpoint).
+    deliver_all(client, load_scenario("i"))
+    assert _refunds_everywhere(client, finance_key, db) == {
+        "report": 2000,
+        "months": {"2026-09": 2000},
+        "export": 2000,
+        "csv": "20.00",
+        "payment": 2000,
+    }
