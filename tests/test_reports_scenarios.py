@@ -14,6 +14,7 @@ i  (after b) 20.00 of the donation refunded on 2026-09-08, known only from charg
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy import select
 
 from paywall.db import Database
 from paywall.models import Payment
-from tests.stripe_helpers import deliver_all, load_scenario
+from tests.stripe_helpers import deliver_all, load_scenario, scenario_file
 
 QUERY = "/v1/reports/revenue?start=2026-08-01&end=2027-01-01&livemode=all"
 
@@ -123,6 +124,39 @@ def test_refund_known_only_from_charge_counts_in_revenue(
 ) -> None:
     # b, then i: one charge.refunded (2000 of 5000) and no refund.* event (a pre-2024-10-28 endpoint).
     deliver_all(client, load_scenario("i"))
+    assert _refunds_everywhere(client, finance_key, db) == {
+        "report": 2000,
+        "months": {"2026-09": 2000},
+        "export": 2000,
+        "csv": "20.00",
+        "payment": 2000,
+    }
+
+
+def _partial_refund_objects() -> list[dict[str, Any]]:
+    """e's refund events (refund.created, refund.updated, charge.refund.updated) for i's partial
+    refund: the same refund, 2000 of the 5000 donation."""
+    events = copy.deepcopy([e for e in scenario_file("e") if e["data"]["object"]["object"] == "refund"])
+    for e in events:
+        e["id"] += "_partial"
+        e["data"]["object"]["amount"] = 2000
+    return events
+
+
+@pytest.mark.parametrize("order", ["charge first", "refund first", "interleaved"])
+def test_partial_refund_from_charge_and_refund_object_counts_once(
+    client: FlaskClient, finance_key: dict[str, str], db: Database, order: str
+) -> None:
+    (charge_refunded,) = scenario_file("i")
+    refunds = _partial_refund_objects()
+    deliver_all(client, scenario_file("b"))
+    if order == "charge first":
+        deliver_all(client, [charge_refunded, *refunds])
+    elif order == "refund first":
+        deliver_all(client, [*refunds, charge_refunded])
+    else:
+        deliver_all(client, [refunds[1], charge_refunded, refunds[0], refunds[2], charge_refunded])
+    # The charge and the refund object tell of the same 2000: counted once, and it stays partial.
     assert _refunds_everywhere(client, finance_key, db) == {
         "report": 2000,
         "months": {"2026-09": 2000},
