@@ -164,3 +164,29 @@ def test_partial_refund_from_charge_and_refund_object_counts_once(
         "csv": "20.00",
         "payment": 2000,
     }
+
+
+def test_refund_of_a_charge_never_recorded_is_counted_and_listed_unmatched(
+    client: FlaskClient, finance_key: dict[str, str]
+) -> None:
+    # e's refund events alone: the refunded donation's charge was never recorded as a payment.
+    refund_events = [e for e in scenario_file("e") if e["data"]["object"]["object"] == "refund"]
+    deliver_all(client, refund_events)
+    body = client.get(QUERY, headers=finance_key).get_json()
+    assert _totals(body) == {"usd": (0, 5000, 0, 0, -5000, 0)}
+    assert [r["period"] for r in body["rows"] if r["refunds"]] == ["2026-09"]
+    (line,) = _rows_for(client, finance_key, "payments")
+    assert line["unmatched"] is True
+    assert (line["charge"], line["paid_at"], line["kind"]) == ("ch_1CqRspQz8wLm3xTnAmmTDyRh", None, None)
+    assert (line["currency"], line["amount"], line["refunded"], line["net"]) == ("usd", 0, 5000, -5000)
+    csv_text = client.get(QUERY.replace("revenue", "payments") + "&format=csv", headers=finance_key).text
+    (csv_line,) = list(csv.DictReader(io.StringIO(csv_text)))
+    assert (csv_line["unmatched"], csv_line["refunded"], csv_line["net"]) == ("true", "50.00", "-50.00")
+
+    # Its charge arrives (the donation's events, or `paywall stripe sync` fetching it): the refund
+    # goes with its payment, counted once, still in its own month.
+    deliver_all(client, scenario_file("b"))
+    body = client.get(QUERY, headers=finance_key).get_json()
+    assert _totals(body) == {"usd": (5000, 5000, 0, 0, 0, 1)}
+    (line,) = _rows_for(client, finance_key, "payments")
+    assert (line["unmatched"], line["amount"], line["refunded"]) == (False, 5000, 5000)
