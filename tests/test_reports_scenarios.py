@@ -190,3 +190,32 @@ def test_refund_of_a_charge_never_recorded_is_counted_and_listed_unmatched(
     assert _totals(body) == {"usd": (5000, 5000, 0, 0, 0, 1)}
     (line,) = _rows_for(client, finance_key, "payments")
     assert (line["unmatched"], line["amount"], line["refunded"]) == (False, 5000, 5000)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_charge_only_refunds_count_in_the_month_each_was_made(
+    client: FlaskClient, finance_key: dict[str, str], db: Database, reverse: bool
+) -> None:
+    # i's charge.refunded (2000 on 2026-09-08), then a second one a month later (3000 in all).
+    (first,) = scenario_file("i")
+    second = copy.deepcopy(first)
+    second["id"] += "_second"
+    second["created"] += 30 * 86400
+    second["data"]["object"]["amount_refunded"] = 3000
+    second["data"]["previous_attributes"] = {"amount_refunded": 2000}
+    deliver_all(client, scenario_file("b"))
+    deliver_all(client, [second, first] if reverse else [first, second])
+    seen = _refunds_everywhere(client, finance_key, db)
+    assert (seen["report"], seen["months"], seen["payment"]) == (
+        3000,
+        {"2026-09": 2000, "2026-10": 1000},
+        3000,
+    )
+    # The refund object of the first one arrives late: it takes September's share, nothing doubles.
+    deliver_all(client, _partial_refund_objects())
+    seen = _refunds_everywhere(client, finance_key, db)
+    assert (seen["report"], seen["months"], seen["payment"]) == (
+        3000,
+        {"2026-09": 2000, "2026-10": 1000},
+        3000,
+    )
