@@ -24,7 +24,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from paywall.db import Database
-from paywall.models import Payment
+from paywall.models import Payment, Refund
 from tests.stripe_helpers import deliver_all, load_scenario, scenario_file
 
 QUERY = "/v1/reports/revenue?start=2026-08-01&end=2027-01-01&livemode=all"
@@ -219,3 +219,22 @@ def test_charge_only_refunds_count_in_the_month_each_was_made(
         {"2026-09": 2000, "2026-10": 1000},
         3000,
     )
+
+
+def test_refunds_embedded_in_the_charge_are_recorded(
+    client: FlaskClient, finance_key: dict[str, str], db: Database
+) -> None:
+    # API versions before 2022-11-15 embed the refund objects in the charge (`refunds.data`).
+    (charge_refunded,) = copy.deepcopy(scenario_file("i"))
+    refund_object = _partial_refund_objects()[0]["data"]["object"]
+    charge_refunded["data"]["object"]["refunds"] = {
+        "object": "list",
+        "data": [refund_object],
+        "has_more": False,
+    }
+    deliver_all(client, [*scenario_file("b"), charge_refunded])
+    seen = _refunds_everywhere(client, finance_key, db)
+    assert (seen["report"], seen["months"], seen["payment"]) == (2000, {"2026-09": 2000}, 2000)
+    with db.transaction(readonly=True) as s:
+        rows = {r.stripe_refund_id: r.amount_minor for r in s.scalars(select(Refund))}
+    assert rows == {refund_object["id"]: 2000, "ch_1CqRspQz8wLm3xTnAmmTDyRh:refunded:2000": 0}
