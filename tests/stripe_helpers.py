@@ -16,7 +16,7 @@ from tests.conftest import FIXTURES, WEBHOOK_SECRET
 
 SCENARIOS = FIXTURES / "scenarios"
 # Scenario -> the scenario to replay first (fixtures README, "Base").
-BASES = {"c": "a", "d": "a", "g": "a", "e": "b", "f": "b"}
+BASES = {"c": "a", "d": "a", "g": "a", "e": "b", "f": "b", "i": "b"}
 
 
 def scenario_file(letter: str) -> Any:

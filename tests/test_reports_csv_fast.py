@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from paywall import money
 from paywall.db import Database
+from paywall.models import Payment
 from paywall.reports import exporters, payments
 from paywall.reports.exporters import csv_chunks, safe_text
 from paywall.reports.payments import iter_payments, payments_table
@@ -93,6 +94,37 @@ def test_fast_csv_matches_the_plain_way(db: Database, zone: str) -> None:
     assert fast.count(b"\r\n") == 41
     assert b"'=cmd" in fast
     assert b"'-Eve" in fast
+
+
+def test_fast_csv_matches_the_plain_way_with_unmatched_refunds(db: Database) -> None:
+    """Refunds of charges never recorded: lines with no date, no text and amount 0, both paths alike."""
+    _history(db)
+    with db.transaction() as s:
+        for i, currency in enumerate(["usd", "kwd", "jpy"]):
+            orphan = Payment(
+                stripe_charge_id=f"ch_orphan_{i}", kind="donation", amount_minor=900, currency=currency,
+                paid_at=utc(2025, 1, 1), livemode=bool(i % 2),
+            )  # fmt: skip
+            refund(s, orphan, amount_minor=300 + i, stripe_created=utc(2026, 3, 2 + i, 23, 30))
+            refund(s, orphan, amount_minor=5, stripe_created=utc(2026, 3, 9), status="failed")
+    period = Period(dt.date(2026, 2, 1), dt.date(2026, 4, 1), ZoneInfo("UTC"))
+    for zone in ZONES:
+        tz = ZoneInfo(zone)
+        with db.transaction(readonly=True) as s:
+            fast = b"".join(csv_chunks(payments_table(s, period, None), tz))
+            table = payments_table(s, period, None)
+            plain = b"".join(csv_chunks(dataclasses.replace(table, csv_rows=None), tz))
+            reference = _reference_csv(payments_table(s, period, None), tz)
+            rows = list(iter_payments(s, period, None))
+        assert fast == plain == reference
+    assert fast.count(b"\r\n") == 44
+    tail = rows[40:]
+    assert [(r[1], r[15], r[16], r[17], r[23], r[24], r[25]) for r in tail] == [
+        ("ch_orphan_0", "usd", 0, 300, -300, False, True),
+        ("ch_orphan_1", "kwd", 0, 301, -301, True, True),
+        ("ch_orphan_2", "jpy", 0, 302, -302, False, True),
+    ]
+    assert all(r[25] is False for r in rows[:40])
 
 
 def test_rows_in_small_batches_are_all_there(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,6 +79,8 @@ class FakeStripe:
 
     def __init__(self, lists: dict[str, list[dict[str, Any]]]) -> None:
         self.lists = lists
+        # Objects only retrievable by id (GET /v1/<list>/<id>), beside those in the lists.
+        self.objects: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
         self.fail_on: tuple[str, str] | None = None
         self.fail_status = 400
@@ -99,6 +101,11 @@ class FakeStripe:
                         fake.fail_status,
                         {"error": {"type": "invalid_request_error", "message": "injected failure"}},
                     )
+                    return
+                parent, _, object_id = url.path.rpartition("/")
+                listed = {o["id"]: o for o in fake.lists.get(parent, [])}
+                if url.path not in fake.lists and (object_id in fake.objects or object_id in listed):
+                    self._send(200, fake.objects.get(object_id) or listed[object_id])
                     return
                 if url.path not in fake.lists:
                     self._send(404, {"error": {"type": "invalid_request_error", "message": "no such list"}})
@@ -292,3 +299,31 @@ def test_sync_records_refunds_and_disputes(runner: CliRunner, db: Database) -> N
 def test_sync_without_secret_key_names_the_setting(runner: CliRunner) -> None:
     result = runner.invoke(main, ["stripe", "sync"], env={"PAYWALL_STRIPE_SECRET_KEY": ""})
     assert result.exit_code != 0 and "PAYWALL_STRIPE_SECRET_KEY" in result.output
+
+
+def test_sync_fetches_the_charge_of_a_refund_never_matched(
+    runner: CliRunner, db: Database, client: FlaskClient, finance_key: dict[str, str]
+) -> None:
+    """A refund whose charge was never recorded (older than --since): sync fetches that charge."""
+    state = stripe_state(load_scenario("e"))
+    (charge,) = state["/v1/charges"]
+    state["/v1/charges"] = []  # created before --since: not listed
+    fake = FakeStripe(state)
+    fake.objects[charge["id"]] = charge
+    fake.thread.start()
+    try:
+        result = sync_cmd(runner, fake, "--since", "2026-09-07")
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+    assert result.exit_code == 0, result.output
+    assert "charges: 1 created" in result.output
+    assert f"/v1/charges/{charge['id']}" in fake.paths()
+    with db.transaction(readonly=True) as session:
+        (p,) = session.scalars(select(Payment))
+        assert (p.stripe_charge_id, p.amount_minor, p.refunded_minor) == (charge["id"], 5000, 5000)
+    query = "?start=2026-09-01&end=2026-10-01&livemode=all"
+    totals = client.get("/v1/reports/revenue" + query, headers=finance_key).get_json()["totals"]
+    assert [(t["gross"], t["refunds"]) for t in totals] == [(5000, 5000)]
+    rows = client.get("/v1/reports/payments" + query, headers=finance_key).get_json()["rows"]
+    assert [(r["charge"], r["refunded"], r["unmatched"]) for r in rows] == [(charge["id"], 5000, False)]

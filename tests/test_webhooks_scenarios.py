@@ -124,12 +124,29 @@ def check_d(session: Session, in_order: bool) -> None:
 def check_e(session: Session, in_order: bool) -> None:
     p = payments(session)[CHARGE_B]
     assert (p.refunded_minor, p.kind, p.campaign) == (5000, "donation", "fall-appeal-2026")
-    (re,) = session.scalars(select(Refund))
+    (re,) = session.scalars(select(Refund).where(Refund.charge_amount_refunded.is_(None)))
     assert (re.stripe_refund_id, re.status, re.amount_minor) == (
         "re_110PeHQz8wLm3xTnV6mCuoJX",
         "succeeded",
         5000,
     )
+    # charge.refunded said 5000 too: the refund object accounts for all of it.
+    (charge_only,) = session.scalars(select(Refund).where(Refund.charge_amount_refunded.is_not(None)))
+    assert (charge_only.charge_amount_refunded, charge_only.amount_minor) == (5000, 0)
+
+
+def check_i(session: Session, in_order: bool) -> None:
+    p = payments(session)[CHARGE_B]
+    assert (p.amount_minor, p.refunded_minor, p.charge_refunded_minor) == (5000, 2000, 2000)
+    # No refund object: the charge-only refund row carries it, dated by the charge.refunded event.
+    (re,) = session.scalars(select(Refund))
+    assert (re.stripe_charge_id, re.amount_minor, re.currency, re.status) == (
+        CHARGE_B,
+        2000,
+        "usd",
+        "succeeded",
+    )
+    assert (re.charge_amount_refunded, re.stripe_created) == (2000, at(1788862501))
 
 
 def check_f(session: Session, in_order: bool) -> None:
@@ -189,6 +206,7 @@ CHECKS: dict[str, Callable[[Session, bool], None]] = {
     "f": check_f,
     "g": check_g,
     "h": check_h,
+    "i": check_i,
 }
 
 

@@ -177,8 +177,8 @@ class Payment(SyncedMixin, Base):
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     refunded_minor: Mapped[int] = mapped_column(default=0)
-    # charge.amount_refunded as the newest charge state said; refunded_minor is the larger of this
-    # and the sum of the charge's refunds that did not fail.
+    # charge.amount_refunded as the newest charge state said; refunded_minor is the sum of the
+    # charge's counted refunds (refund objects, plus the charge-only part: see Refund), at most amount.
     charge_refunded_minor: Mapped[int] = mapped_column(default=0)
     dispute_status: Mapped[str | None] = mapped_column(String(32))
     disputed_minor: Mapped[int] = mapped_column(default=0)
@@ -195,7 +195,20 @@ class Payment(SyncedMixin, Base):
     paid_at: Mapped[dt.datetime]
 
 
+# Refund statuses whose money left (or is leaving) the account; a refund of unknown status counts too.
+COUNTED_REFUND_STATUSES = ("succeeded", "pending", "requires_action")
+
+
 class Refund(SyncedMixin, Base):
+    """Money refunded on a charge, counted in the period it was made (``stripe_created``).
+
+    Most rows are Stripe refund objects. A row with ``charge_amount_refunded`` set is a charge-only
+    refund: the charge said that much was refunded (``charge.refunded``; endpoints on API versions
+    before 2024-10-28 get no ``refund.*`` events for card refunds) by ``stripe_created``, and
+    ``amount_minor`` is the part of it no refund object accounts for (recomputed by the sync, 0
+    once the refund objects arrive). So every report sums this one table and counts each cent once.
+    """
+
     __tablename__ = "refunds"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -209,6 +222,8 @@ class Refund(SyncedMixin, Base):
     status: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(String(64))
     stripe_created: Mapped[dt.datetime]
+    # Set on charge-only refunds (see above): the charge's ``amount_refunded`` this row stands for.
+    charge_amount_refunded: Mapped[int | None]
 
 
 class Dispute(SyncedMixin, Base):

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from paywall.reports.payments import COLUMNS as PAYMENT_COLUMNS
 from paywall.reports.payments import iter_payments
 from paywall.reports.periods import Period
 from paywall.reports.tables import DATETIME, INT, MONEY, TEXT, Column, Table
@@ -52,7 +53,7 @@ def donors_table(session: Session, period: Period, livemode: bool | None) -> Tab
         kept = row[16] - (row[17] or 0) - (row[18] or 0)
         if kept <= 0:
             continue
-        reader_id = row[25]
+        reader_id = row[len(PAYMENT_COLUMNS)]
         who = (
             f"r:{reader_id}"
             if reader_id is not None

@@ -2,7 +2,10 @@
 
 ``refunded`` and ``disputed`` are computed from the refund and dispute records with the same
 rules as the revenue report (``revenue.refund_counted``, ``revenue.dispute_lost``), so the export
-and the report always add up to the same totals.
+and the report always add up to the same totals. Refunds of a charge never recorded as a payment
+(older than the service, say) are money out all the same: after the payments, one line per such
+charge with its refunds made in the period, ``unmatched`` true, amount 0 and no date of payment
+(``paywall stripe sync`` fetches the charge, and the refunds then go with its payment).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import case, func, literal, null, select
+from sqlalchemy import BigInteger, String, case, cast, exists, func, literal, null, select
 from sqlalchemy.orm import Session
 
 from paywall.models import Dispute, Payment, Reader, Refund
@@ -54,6 +57,7 @@ COLUMNS = [
     Column("dispute_fee", MONEY, currency="fee_currency"),
     Column("net", MONEY),
     Column("livemode", BOOL),
+    Column("unmatched", BOOL),
 ]
 _COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 
@@ -126,6 +130,7 @@ def payments_query(
         dispute_fee,
         net,
         Payment.livemode,
+        literal(False),
     ]
     if with_reader_id:
         columns.append(Payment.reader_id)
@@ -141,6 +146,47 @@ def payments_query(
         query = query.where(Payment.livemode.is_(livemode))
     if kind is not None:
         query = query.where(Payment.kind == kind)
+    return query
+
+
+def unmatched_refunds_query(period: Period, livemode: bool | None) -> Any:
+    """Counted refunds made in ``period`` whose charge has no payment row, one line per charge."""
+    refunded = bigint_or_null(wide_sum_expr(Refund.amount_minor))
+    currency = func.lower(Refund.currency)
+    text = cast(null(), String)
+    columns: list[Any] = [
+        null(),
+        Refund.stripe_charge_id,
+        func.max(Refund.stripe_payment_intent_id),
+        *[text] * 5,  # balance transaction, payout, invoice, subscription, customer
+        text,  # kind
+        null(),  # recurring
+        *[text] * 5,  # plan, campaign, reader, email, name
+        currency,
+        literal(0, BigInteger),
+        refunded,
+        literal(0, BigInteger),
+        text,  # dispute status
+        currency,
+        null(),  # fee
+        literal(0, BigInteger),
+        -refunded,
+        Refund.livemode,
+        literal(True),
+    ]
+    query: Any = (
+        select(*columns)
+        .where(
+            refund_counted(),
+            Refund.stripe_created >= period.start_utc,
+            Refund.stripe_created < period.end_utc,
+            ~exists().where(Payment.stripe_charge_id == Refund.stripe_charge_id),
+        )
+        .group_by(Refund.stripe_charge_id, currency, Refund.livemode)
+        .order_by(func.min(Refund.stripe_created), Refund.stripe_charge_id)
+    )
+    if livemode is not None:
+        query = query.where(Refund.livemode.is_(livemode))
     return query
 
 
@@ -235,20 +281,30 @@ def iter_payments(
     naive UTC text and booleans 0/1 (``exporters.csv_chunks`` takes both forms). Otherwise
     ``paid_at`` is an aware datetime and booleans are bools, whatever the database.
     """
-    query = payments_query(period, livemode, kind, with_reader_id=with_reader_id)
-    head, batches = _execute(session, query)
-    yield from head
-    if driver_rows or session.get_bind().dialect.name != "sqlite":
+    queries = [payments_query(period, livemode, kind, with_reader_id=with_reader_id)]
+    if kind is None:
+        unmatched = unmatched_refunds_query(period, livemode)
+        if with_reader_id:
+            unmatched = unmatched.add_columns(null())
+        queries.append(unmatched)
+    for query in queries:
+        head, batches = _execute(session, query)
+        yield from head
+        yield from _rows(batches, driver_rows or session.get_bind().dialect.name != "sqlite")
+
+
+def _rows(batches: Iterator[Sequence[Any]], as_given: bool) -> Iterator[Any]:
+    if as_given:
         # psycopg already returns aware datetimes and bools.
         for batch in batches:
             yield from batch
         return
-    recurring, live = _COLUMN_INDEX["recurring"], _COLUMN_INDEX["livemode"]
+    flags = (_COLUMN_INDEX["recurring"], _COLUMN_INDEX["livemode"], _COLUMN_INDEX["unmatched"])
     for batch in batches:
         for row in batch:
             out = list(row)
             out[0] = _utc_from_text(row[0]) if row[0] is not None else None
-            for i in (recurring, live):
+            for i in flags:
                 if out[i] is not None:
                     out[i] = bool(out[i])
             yield tuple(out)

@@ -3,7 +3,8 @@
 Cash-basis rules, one place for all of them:
 - a payment counts in the period it was paid (``Payment.paid_at``), with its Stripe fee;
 - a refund counts in the period it was made (``Refund.stripe_created``), if it succeeded or is
-  pending (a failed or canceled refund returned nothing);
+  pending (a failed or canceled refund returned nothing); refunds known only from the charge
+  (``charge.refunded`` without refund objects) are rows there too, dated by the charge event;
 - a dispute counts in the period it opened (``Dispute.opened_at``): its amount while the money is
   lost (not when won, reinstated, or a mere inquiry), and its fee when known;
 - fees are in the balance (settlement) currency and count in that currency's row;
@@ -23,14 +24,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, SQLColumnExpression
 
 from paywall.models import Dispute, Payment, Refund
+from paywall.models.billing import COUNTED_REFUND_STATUSES
 from paywall.reports.periods import TIME_GROUPS, Period, bucket_expr, bucket_label, buckets
 from paywall.reports.sums import combine, wide_sum
 
 GROUPS = (*TIME_GROUPS, "kind", "plan", "campaign")
 AMOUNTS = ("gross", "refunds", "disputes", "fees", "net")
 
-# Refund statuses whose money left (or is leaving) the account.
-COUNTED_REFUND_STATUSES = ("succeeded", "pending", "requires_action")
 # Dispute statuses that take no money: won, and inquiries ("warning_*") that never withdraw funds.
 UNLOST_DISPUTE_STATUSES = (
     "won",

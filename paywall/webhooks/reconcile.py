@@ -4,6 +4,9 @@ The repair for missed webhooks and the only source of fees (webhook payloads car
 balance transaction's id). A fetched object is the current state, so it is applied with the fetch
 time and beats any event from the same second (see ``sync`` for the rule).
 
+Last, the charge of every refund whose charge was never recorded as a payment (older than the
+service, or than ``--since``) is fetched, so the refund goes with its payment.
+
 Progress is kept in ``sync_cursors``: a ``run`` row (open while a run is under way) and one row per
 list with the last object id done. Running again after an interruption resumes each list where it
 stopped; a finished run makes the next one start from the beginning.
@@ -22,14 +25,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import stripe
-from sqlalchemy import event, inspect
+from sqlalchemy import event, exists, inspect, select
 from sqlalchemy.orm import Session, UOWTransaction
 
 from paywall import clock
 from paywall.db import Database
-from paywall.models import SyncCursor
+from paywall.models import Payment, Refund, SyncCursor
 from paywall.webhooks import sync
 from paywall.webhooks.handlers import related_ids
 from paywall.webhooks.inbox import lock_key, take_locks
@@ -228,6 +232,14 @@ def run_sync(
             return tally
         except stripe.StripeError as exc:
             tally.failed[item.name] = _reason(exc)
+    try:
+        fetch_unmatched_charges(db, client, tally)
+    except stripe.AuthenticationError as exc:
+        tally.stopped = _reason(exc)
+        return tally
+    except stripe.StripeError as exc:
+        # Reported on the charges line: these are charges, fetched one by one.
+        tally.failed.setdefault("charges", _reason(exc))
     with db.transaction() as session:
         run = _cursor(session, RUN)
         run.completed_at = clock.now()
@@ -280,3 +292,38 @@ def _sync_list(
         cur = _cursor(session, item.name)
         cur.completed_at = clock.now()
         cur.cursor = None
+
+
+def unmatched_charge_ids(session: Session) -> list[str]:
+    """Charges that have refunds but no payment row."""
+    return list(
+        session.scalars(
+            select(Refund.stripe_charge_id)
+            .where(
+                Refund.stripe_charge_id.is_not(None),
+                ~exists().where(Payment.stripe_charge_id == Refund.stripe_charge_id),
+            )
+            .distinct()
+            .order_by(Refund.stripe_charge_id)
+        )
+    )
+
+
+def fetch_unmatched_charges(db: Database, client: stripe.StripeClient, tally: Tally) -> None:
+    """Fetch and upsert the charge of each refund whose charge was never recorded (tallied under
+    ``charges``); a charge Stripe no longer knows is tallied ``missing`` and the others go on."""
+    with db.transaction(readonly=True) as session:
+        charge_ids = unmatched_charge_ids(session)
+    for charge_id in charge_ids:
+        try:
+            obj = client.raw_request(
+                "get", f"/v1/charges/{quote(charge_id, safe='')}", expand=["payment_intent"]
+            ).data
+        except stripe.InvalidRequestError:
+            tally.add("charges", "missing")
+            continue
+        with db.transaction() as session:
+            tally.watch(session)
+            _lock_page(session, [obj])
+            tally.add("charges", _charge(session, obj, Source.fetch(livemode=bool(obj.get("livemode")))))
+            sync.settle(session)

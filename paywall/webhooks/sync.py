@@ -23,8 +23,9 @@ The ordering rule (stated once, tested by replaying every scenario shuffled with
    cleared by a later state that lacks it (a newer state may replace it with another value).
 3. Derived facts are recomputed from the stored rows after every change, so they do not depend on
    the order the inputs arrived in: a payment's kind, links and reader; its refunded amount (the
-   larger of the charge's ``amount_refunded`` and the sum of its refunds that did not fail); its
-   dispute state (lost amount: the dispute amount when lost or while funds are withdrawn, 0 when
+   sum of its counted refunds, at most its amount); the charge-only part of its refunds (what the
+   charge's ``amount_refunded`` says beyond its refund objects, dated by the charge state that first
+   showed it: see ``refresh_charge_refunds``); its dispute state (lost amount: the dispute amount when lost or while funds are withdrawn, 0 when
    won or reinstated); a subscription's ``payment_failed_at`` (the earliest first failure among its
    invoices that are still unpaid).
 4. Times Stripe does not state are the earliest event that shows them, stale or not, so the
@@ -55,6 +56,7 @@ from paywall.models import (
     StripeEvent,
     Subscription,
 )
+from paywall.models.billing import COUNTED_REFUND_STATUSES
 from paywall.readers.service import ensure_reader
 from paywall.webhooks.fields import (
     read_amount,
@@ -724,8 +726,10 @@ def upsert_charge(session: Session, ch: Obj, src: Source) -> str:
     if row is None:
         row = Payment(stripe_charge_id=cid, kind="donation", amount_minor=values["amount_minor"])
         _remember(session, row, cid)
-    elif not _wins(row, src, _charge_rank(values.get), _charge_rank(lambda k: getattr(row, k))):
+    if not created and not _wins(row, src, _charge_rank(values.get), _charge_rank(lambda k: getattr(row, k))):
         _payment_hints(session, row, meta, _recurring_hint(ch))
+        # Even a stale state tells when its refunded amount was reached.
+        _charge_refunds(session, ch, values, src)
         relink_payment(session, row)
         return "stale"
     changed = _set(
@@ -746,8 +750,45 @@ def upsert_charge(session: Session, ch: Obj, src: Source) -> str:
     _stamp(row, src)
     changed = _payment_hints(session, row, meta, _recurring_hint(ch)) or changed
     session.flush()
+    _charge_refunds(session, ch, values, src)
     changed = relink_payment(session, row) or changed
     return _outcome(created, changed)
+
+
+def charge_refund_id(charge_id: str, amount_refunded: int) -> str:
+    """The key of a charge-only refund row: the charge and the refunded amount it stands for."""
+    return f"{charge_id}:refunded:{amount_refunded}"
+
+
+def _charge_refunds(session: Session, ch: Obj, values: Mapping[str, Any], src: Source) -> None:
+    """The refunds a charge state tells of: the refund objects older API versions embed (before
+    2022-11-15), and that ``amount_refunded`` was refunded by ``src.at`` (a charge-only refund row,
+    whose amount ``refresh_charge_refunds`` derives; the earliest source gives its date)."""
+    for embedded in _map(ch.get("refunds")).get("data") or []:
+        if isinstance(embedded, Mapping) and embedded.get("object") == "refund":
+            upsert_refund(session, embedded, src)
+    cid = obj_id(ch)
+    level = values["charge_refunded_minor"]
+    if cid is None or level <= 0:
+        return
+    key = charge_refund_id(cid, level)
+    row = _get(session, Refund, Refund.stripe_refund_id, key)
+    if row is None:
+        row = Refund(
+            stripe_refund_id=key,
+            stripe_charge_id=cid,
+            stripe_payment_intent_id=values["stripe_payment_intent_id"],
+            amount_minor=0,
+            currency=values["currency"],
+            status="succeeded",
+            stripe_created=src.at,
+            charge_amount_refunded=level,
+        )
+        _remember(session, row, key)
+    elif (src.at, src.event_id) >= (row.stripe_created, row.synced_event_id or ""):
+        return
+    row.stripe_created = src.at
+    _stamp(row, src)
 
 
 def _payment_hints(session: Session, row: Payment, meta: Mapping[str, Any], recurring: bool) -> bool:
@@ -955,13 +996,40 @@ def _dispute_lost(d: Dispute) -> int:
     return 0
 
 
+def _counted(r: Refund) -> bool:
+    return r.status is None or r.status in COUNTED_REFUND_STATUSES
+
+
+def refresh_charge_refunds(refunds: Iterable[Refund], amount_refunded: int) -> None:
+    """Give each charge-only refund row of one charge its amount, so that refund objects and
+    charge-only rows together count the charge's refunded amount exactly once, each part dated.
+
+    The charge-only total is what the newest charge state's ``amount_refunded`` says beyond the
+    counted refund objects. Each charge state is a dated step (by ``t`` the charge had ``X``
+    refunded); a step's row gets what, by then, no refund object made before it accounts for.
+    """
+    rows = list(refunds)
+    objects = [r for r in rows if r.charge_amount_refunded is None and _counted(r)]
+    steps = sorted(
+        (r for r in rows if r.charge_amount_refunded is not None),
+        key=lambda r: (r.stripe_created, r.charge_amount_refunded or 0),
+    )
+    unknown = max(0, amount_refunded - sum(r.amount_minor for r in objects))
+    reached = counted = 0
+    for step in steps:
+        reached = max(reached, step.charge_amount_refunded or 0)
+        known = sum(r.amount_minor for r in objects if r.stripe_created <= step.stripe_created)
+        now = min(unknown, max(counted, reached - known))
+        if step.amount_minor != now - counted:
+            step.amount_minor = now - counted
+        counted = now
+
+
 def _refresh_money(session: Session, p: Payment) -> None:
-    refunds = session.scalars(
-        select(Refund.amount_minor).where(
-            Refund.stripe_charge_id == p.stripe_charge_id, Refund.status.not_in(("failed", "canceled"))
-        )
-    ).all()
-    p.refunded_minor = min(p.amount_minor, max(p.charge_refunded_minor, sum(refunds)))
+    refunds = list(session.scalars(select(Refund).where(Refund.stripe_charge_id == p.stripe_charge_id)))
+    refresh_charge_refunds(refunds, p.charge_refunded_minor)
+    refunded = sum(r.amount_minor for r in refunds if _counted(r))
+    p.refunded_minor = min(p.amount_minor, refunded)
     disputes = list(
         session.scalars(
             select(Dispute)
