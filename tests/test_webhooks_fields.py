@@ -11,9 +11,11 @@ import re
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
+from paywall.cli import main
 from paywall.db import Base, Database
 from paywall.models import StripeEvent
 from tests.stripe_helpers import body_of, deliver, deliver_all, load_scenario, sign
@@ -42,6 +44,8 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("b", "charge.succeeded", "created", 10**12),
     ("b", "charge.succeeded", "created", -86_400),
     ("b", "charge.succeeded", "created", 1788633095.5),
+    ("b", "charge.succeeded", "created", True),
+    ("b", "charge.succeeded", "created", 0),
     ("b", "charge.succeeded", "id", LONG_ID),
     ("b", "charge.succeeded", "id", "ch_\x1b[31m"),
     ("b", "charge.succeeded", "payment_intent", "pi_" + "y" * 300),
@@ -84,11 +88,11 @@ def mutate(event: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return event
 
 
-def dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table but the inbox, to show an event left nothing behind."""
+def dump(db: Database) -> dict[str, list[str]]:
+    """Every row of every table but the inbox (and the API keys), to show an event left nothing."""
     with db.engine.connect() as conn:
         return {
-            t.name: sorted(map(repr, conn.execute(select(t)).all()))  # type: ignore[misc]
+            t.name: sorted(map(repr, conn.execute(select(t)).all()))
             for t in Base.metadata.sorted_tables
             if t.name not in ("stripe_events", "api_keys")
         }
@@ -129,15 +133,17 @@ def test_absurd_value_in_signed_event_is_failed_naming_the_field(
     listed = client.get("/v1/events?status=failed", headers=admin_key).get_json()["events"]
     assert [e["stripe_event_id"] for e in listed] == ["evt_absurd_value"]
     error = listed[0]["error"]
-    assert error.startswith(f"InvalidField: data.object.{path}: "), error
+    kind, where, _ = error.split(": ", 2)
+    # A shared value (True, a small int) may be in several fields: all of them are named.
+    assert kind == "InvalidField" and f"data.object.{path}" in where.removeprefix("one of ").split(", "), (
+        error
+    )
     assert "Okafor" not in error and "\x00" not in error, "no value echoed into the error"
     assert dump(db) == before, "nothing of the event was applied"
 
 
-def test_absurd_value_is_not_coerced_by_replay(client: FlaskClient, db: Database, runner: Any) -> None:
+def test_absurd_value_is_not_coerced_by_replay(client: FlaskClient, db: Database, runner: CliRunner) -> None:
     """A failed event stays failed when replayed: 12.99 never becomes 12."""
-    from paywall.cli import main
-
     event = mutate(load_scenario("b")[0], "amount_captured", 12.99)
     assert deliver(client, event).get_json()["outcome"] == "failed"
     result = runner.invoke(main, ["events", "replay", "--failed"])

@@ -48,25 +48,29 @@ class InvalidField(ValueError):
         self.container = container
 
     def describe(self, root: Any, prefix: str = "") -> str:
-        """``<path>: <reason>``, the path found in ``root`` (the event) by object identity."""
+        """``<path>: <reason>``, the path found in ``root`` (the event) by object identity.
+
+        Readers are handed the very objects the JSON parser made, so identity finds the field
+        read. Only values the interpreter shares (True, False, small ints) can sit in several
+        places at once: then every place holding it is named ("one of a, b")."""
         if self.key is not None and self.container is not None:
-            base = find(root, self.container, prefix)
+            base = next(iter(find(root, self.container, prefix)), None)
             path = f"{base}.{self.key}" if base else self.key
         else:
-            path = find(root, self.value, prefix) or self.key or "data.object"
+            paths = find(root, self.value, prefix)
+            path = paths[0] if len(paths) == 1 else f"one of {', '.join(paths)}" if paths else "data.object"
         return f"{path}: {self.reason}"
 
 
-def find(root: Any, target: Any, prefix: str = "") -> str | None:
-    """The dotted path of the first place in ``root`` holding ``target`` itself (identity).
-
-    Readers are handed the very objects the JSON parser made, so identity finds the field read
-    (a small int the interpreter shares may also match an earlier field with the same value)."""
+def find(root: Any, target: Any, prefix: str = "", limit: int = 5) -> list[str]:
+    """The dotted paths of the first ``limit`` places in ``root`` holding ``target`` itself."""
+    found: list[str] = []
     stack: list[tuple[str, Any]] = [(prefix, root)]
-    while stack:
+    while stack and len(found) < limit:
         path, value = stack.pop()
         if value is target:
-            return path
+            found.append(path)
+            continue
         if isinstance(value, Mapping):
             items = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
         elif isinstance(value, list):
@@ -74,7 +78,7 @@ def find(root: Any, target: Any, prefix: str = "") -> str | None:
         else:
             continue
         stack.extend(reversed(items))
-    return None
+    return found
 
 
 def _kind(value: Any) -> str:
