@@ -27,6 +27,7 @@ from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
 from tests.checkout_stripe_fake import FakeStripe
+from tests.test_checkout_api import PLANS
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -104,7 +105,15 @@ def chromium() -> None:
 
 
 @pytest.fixture
-def servers(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict[str, Any]]:
+def widget_plans() -> dict[str, Any]:
+    """Plans with real prices (the example plan's placeholder is not offered: no Subscribe)."""
+    return PLANS
+
+
+@pytest.fixture
+def servers(
+    make_settings: Callable[..., Settings], db: Database, widget_plans: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
     """The service (its own port), the demo site (another), and fake Stripe (a third)."""
     token_box: dict[str, str] = {}
     with (
@@ -124,6 +133,7 @@ def servers(make_settings: Callable[..., Settings], db: Database) -> Iterator[di
                 "PAYWALL_PUBLIC_URL": service,
             },
             server={"allowed_origins": [f"http://127.0.0.1:{demo.port}"]},
+            plans=widget_plans,
         )
         token, _ = signing.sign(
             settings,
@@ -262,5 +272,26 @@ def test_reader_sees_the_appeal_donates_and_closes_it(
                 other.goto(servers["foreign_demo"])
             other.wait_for_load_state("networkidle")
             assert other.locator("[data-paywall-appeal]").count() == 0
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("widget_plans", [{}])  # only the shipped example plan, price_REPLACE_ME
+def test_example_plan_placeholder_price_is_never_offered_in_the_widget(
+    chromium: None, servers: dict[str, Any]
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(servers["demo"])
+            region = page.get_by_role("region", name="Help keep us open")
+            region.wait_for()
+            links = region.get_by_role("link")
+            assert links.all_inner_texts() == ["Donate"]  # no Subscribe button that would fail on click
+            assert "pw-appeal__button--primary" in (links.first.get_attribute("class") or "")
         finally:
             browser.close()
