@@ -292,3 +292,12 @@ def test_sync_records_refunds_and_disputes(runner: CliRunner, db: Database) -> N
 def test_sync_without_secret_key_names_the_setting(runner: CliRunner) -> None:
     result = runner.invoke(main, ["stripe", "sync"], env={"PAYWALL_STRIPE_SECRET_KEY": ""})
     assert result.exit_code != 0 and "PAYWALL_STRIPE_SECRET_KEY" in result.output
+
+
+def test_sync_page_size_default_is_the_reconcile_default() -> None:
+    """The option's default is a literal (reading reconcile would import stripe for `--help`)."""
+    from paywall.webhooks import reconcile
+    from paywall.webhooks.cli import stripe_sync
+
+    (option,) = [p for p in stripe_sync.params if p.name == "page_size"]
+    assert option.default == reconcile.PAGE_SIZE
