@@ -327,3 +327,12 @@ def test_sync_fetches_the_charge_of_a_refund_never_matched(
     assert [(t["gross"], t["refunds"]) for t in totals] == [(5000, 5000)]
     rows = client.get("/v1/reports/payments" + query, headers=finance_key).get_json()["rows"]
     assert [(r["charge"], r["refunded"], r["unmatched"]) for r in rows] == [(charge["id"], 5000, False)]
+
+
+def test_sync_page_size_default_is_the_reconcile_default() -> None:
+    """The option's default is a literal (reading reconcile would import stripe for `--help`)."""
+    from paywall.webhooks import reconcile
+    from paywall.webhooks.cli import stripe_sync
+
+    (option,) = [p for p in stripe_sync.params if p.name == "page_size"]
+    assert option.default == reconcile.PAGE_SIZE
