@@ -33,6 +33,8 @@ STATUS_ORDER = {
     "incomplete_expired": 5,
 }
 ENDED = ("canceled", "incomplete_expired")
+# The statuses a collection pause takes access from (as in the access rules).
+COLLECTING = ("active", "trialing", "past_due", "unpaid")
 DONATIONS_SHOWN = 50
 
 
@@ -40,7 +42,7 @@ def paused(sub: Subscription, now: dt.datetime) -> bool:
     """Status ``paused``, or collection paused (pause_collection) at ``now``: the access rules' test."""
     if sub.status == "paused":
         return True
-    if sub.pause_collection_behavior is None:
+    if sub.pause_collection_behavior is None or sub.status not in COLLECTING:
         return False
     resumes = sub.pause_collection_resumes_at
     return resumes is None or now < resumes
