@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from paywall.models.outbox import OutboxMessage
+from paywall.readers.erased import Subject
 
 # Kinds the sync queues; the mailer knows how to render each.
 KINDS = ("donation_receipt", "payment_failed", "trial_ending")
@@ -42,3 +43,22 @@ def enqueue(
     except IntegrityError:
         return "duplicate"
     return "queued"
+
+
+def erase_reader_mail(session: Session, subject: Subject) -> int:
+    """Delete every outbox row for this person (by reader, or addressed to one of their addresses),
+    sent or not: each holds their address and name. Returns how many went.
+
+    A later event about the same charge queues nothing again: the sync no longer knows an address
+    for an erased person (paywall.readers.erased)."""
+    result = session.execute(
+        delete(OutboxMessage)
+        .where(
+            or_(
+                OutboxMessage.reader_id == subject.reader.id,
+                func.lower(OutboxMessage.to_email).in_(subject.lowered_emails()),
+            )
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from paywall import clock
 from paywall.access import comps, meter
 from paywall.access.rules import meter_period
 from paywall.access.settings import access_settings
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 from paywall.schemas import validate_identifier
 
 

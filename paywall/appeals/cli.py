@@ -9,7 +9,7 @@ import click
 
 from paywall.appeals.campaigns import Campaign, CampaignError, load_campaign, load_campaigns
 from paywall.appeals.mailer import OutsideWindow, build_appeal, ledger_summary, release_claims, send_campaign
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 from paywall.mail.message import to_bytes
 from paywall.mail.settings import MailNotConfigured, require_mail
 from paywall.mail.smtp import MailConfigError, SmtpTransport

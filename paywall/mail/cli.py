@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 from paywall.db import is_transient
 from paywall.mail import outbox, receipts
 from paywall.mail.settings import MailNotConfigured, mailer_settings, require_mail

@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 import click
 from marshmallow import ValidationError
 
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 from paywall.reports.exporters import export_chunks, write_all
 from paywall.reports.schemas import QUERY_SCHEMAS
 from paywall.reports.service import report_table, reporting_zone

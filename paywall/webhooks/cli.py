@@ -7,7 +7,7 @@ import datetime as dt
 import click
 import stripe
 
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 from paywall.clock import isoformat
 from paywall.errors import ApiError
 from paywall.stripe_gateway import make_client

@@ -51,6 +51,7 @@ from paywall.models import (
     StripeCustomer,
     Subscription,
 )
+from paywall.readers.erased import mentions_erased
 from paywall.readers.service import ensure_reader
 
 FETCH_PREFIX = "fetch:"
@@ -197,6 +198,17 @@ def _reader_id(session: Session, external_id: Any) -> int | None:
     return ensure_reader(session, name).id
 
 
+PERSONAL_FIELDS = ("email", "name")
+
+
+def _unless_erased(session: Session, obj: Obj, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the personal fields blanked when ``obj`` names an erased person's customer
+    or address (paywall.erasure): a later event must not write back what an erasure removed."""
+    if any(values.get(key) for key in PERSONAL_FIELDS) and mentions_erased(session, obj):
+        values.update({key: None for key in PERSONAL_FIELDS if key in values})
+    return values
+
+
 def _outcome(created: bool, changed: bool) -> str:
     if created:
         return "created"
@@ -235,6 +247,7 @@ def upsert_customer(session: Session, cus: Obj, src: Source, *, deleted: bool = 
             name=_str(cus.get("name"), 200),
             metadata_=dict(_meta(cus)),
         )
+        _unless_erased(session, cus, values)
     else:
         values["deleted_at"] = row.deleted_at or src.at
     changed = _set(row, values, links=("reader_id", "stripe_created"))
@@ -659,6 +672,7 @@ def upsert_charge(session: Session, ch: Obj, src: Source) -> str:
         "name": _str(billing.get("name"), 200),
         **_balance(ch.get("balance_transaction")),
     }
+    _unless_erased(session, ch, values)
     created = row is None
     if row is None:
         row = Payment(stripe_charge_id=cid, kind="donation", amount_minor=values["amount_minor"])
@@ -730,12 +744,16 @@ def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
         _remember(session, row, charge_id)
     changed = _set(
         row,
-        {
-            "stripe_payment_intent_id": pid,
-            "stripe_customer_id": obj_id(pi.get("customer")),
-            "stripe_invoice_id": obj_id(pi.get("invoice")),
-            "email": _str(pi.get("receipt_email"), 320),
-        },
+        _unless_erased(
+            session,
+            pi,
+            {
+                "stripe_payment_intent_id": pid,
+                "stripe_customer_id": obj_id(pi.get("customer")),
+                "stripe_invoice_id": obj_id(pi.get("invoice")),
+                "email": _str(pi.get("receipt_email"), 320),
+            },
+        ),
         links=("stripe_payment_intent_id", "stripe_customer_id", "stripe_invoice_id", "email"),
     )
     changed = _payment_hints(session, row, _meta(pi), _recurring_hint(pi)) or changed
@@ -1119,6 +1137,7 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
         "amount_total": cs.get("amount_total"),
         "currency": _str(cs.get("currency"), 3),
     }
+    _unless_erased(session, cs, values)
 
     def rank(get: Callable[[str], Any]) -> tuple[int, int]:
         return (
@@ -1256,7 +1275,8 @@ def queue_payment_failed(session: Session, inv_obj: Obj) -> str:
     if inv.stripe_customer_id:
         cus = _get(session, StripeCustomer, StripeCustomer.stripe_customer_id, inv.stripe_customer_id)
         to_email = cus.email if cus is not None else None
-    to_email = to_email or _reader_email(session, inv.reader_id) or _str(inv_obj.get("customer_email"), 320)
+    invoice_email = _unless_erased(session, inv_obj, {"email": _str(inv_obj.get("customer_email"), 320)})
+    to_email = to_email or _reader_email(session, inv.reader_id) or invoice_email["email"]
     return outbox.enqueue(
         session,
         kind="payment_failed",
