@@ -147,7 +147,6 @@ def worker(obj: Context, poll: float | None) -> None:
         require_mail(obj.settings)
     except MailNotConfigured as exc:
         raise click.ClickException(f"{exc}; the worker has nothing to do") from None
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
