@@ -58,22 +58,33 @@ def stripe_identities(payload: Any) -> set[str]:
     return identities(customer_ids=customer_ids, emails=emails)
 
 
+# Per transaction (session): identity -> erased?, so the inbox's look-up of a whole event answers
+# the sync's look-ups of the objects inside it without another query.
+KNOWN = "paywall.readers.erased"
+
+
 def mark_erased(session: Session, keys: Iterable[str]) -> int:
     """Remember these identities as erased; returns how many were new."""
     now = clock.now()
+    wanted = sorted(set(keys))
+    session.info.pop(KNOWN, None)
     return sum(
         insert_ignore(session, ErasedIdentity, {"identity": key, "erased_at": now}, ["identity"])
-        for key in sorted(set(keys))
+        for key in wanted
     )
 
 
 def is_erased(session: Session, keys: Iterable[str]) -> bool:
     """Whether any of these identities belongs to an erased person."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return False
-    found = session.scalar(select(ErasedIdentity.id).where(ErasedIdentity.identity.in_(wanted)).limit(1))
-    return found is not None
+    known: dict[str, bool] = session.info.setdefault(KNOWN, {})
+    wanted = set(keys)
+    unknown = sorted(wanted - known.keys())
+    if unknown:
+        found = set(
+            session.scalars(select(ErasedIdentity.identity).where(ErasedIdentity.identity.in_(unknown)))
+        )
+        known.update({key: key in found for key in unknown})
+    return any(known[key] for key in wanted)
 
 
 def mentions_erased(session: Session, payload: Any) -> bool:
