@@ -128,3 +128,12 @@ def test_replaying_events_after_erasure_restores_nothing(
     out = runner.invoke(main, ["events", "replay", "--since", "2000-01-01"])
     assert out.exit_code == 0, out.output
     assert personal_data_left(db, MEMBER_EMAIL, MEMBER_NAME) == []
+
+
+def test_cli_erase_names_an_unknown_or_bad_reader(db: Database, runner: Any) -> None:
+    from paywall.cli import main
+
+    missing = runner.invoke(main, ["readers", "erase", "nobody"])
+    assert missing.exit_code == 1 and "no reader 'nobody'" in missing.output
+    bad = runner.invoke(main, ["readers", "erase", "a\x01b"])
+    assert bad.exit_code == 2 and "READER" in bad.output
