@@ -42,6 +42,8 @@ access_log_format = (
     '{"time": "%(t)s", "level": "INFO", "logger": "access", "remote": "%(h)s", "method": "%(m)s", '
     '"path": "%(U)s", "status": %(s)s, "bytes": %(B)s, "ms": %(M)s, "request_id": "%({x-request-id}o)s"}'
 )
+# Values in access lines are redacted and JSON-escaped (a %0A in a path cannot forge a line).
+logger_class = "paywall.accesslog.AccessLogger"
 errorlog = "-"
 loglevel = os.environ.get("PAYWALL_LOG_LEVEL", "info").lower()
 

@@ -2,61 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from paywall.config import CONFIG_DIR, MIGRATIONS_DIR, ConfigError, Settings, load_settings
+from paywall.clicontext import Context, pass_ctx
+from paywall.config import CONFIG_DIR, MIGRATIONS_DIR, ConfigError
 
-if TYPE_CHECKING:
-    from paywall.db import Database
-
-# Feature modules that expose a click group or command as ``cli`` (added to ``paywall``).
-FEATURE_COMMANDS: list[str] = [
-    "paywall.access.cli",
-    "paywall.webhooks.cli",
-    "paywall.reports.cli",
-    "paywall.appeals.cli",
-    "paywall.mail.cli",
-]
-
-
-class Context:
-    """Settings and database, built on first use so ``paywall --help`` needs neither."""
-
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
-        self._db: Database | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            # Every section is built and checked here, so a typo stops any command with the key named.
-            from paywall.sections import check_settings
-
-            try:
-                settings = load_settings()
-                check_settings(settings)
-            except ConfigError as exc:
-                raise click.ClickException(f"configuration: {exc}") from None
-            self._settings = settings
-        return self._settings
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            from paywall.db import Database
-
-            s = self.settings.database
-            self._db = Database(s.url, pool_size=s.pool_size, lock_timeout_seconds=s.lock_timeout_seconds)
-        return self._db
-
-
-pass_ctx = click.make_pass_decorator(Context, ensure=True)
+__all__ = ["Context", "main", "pass_ctx", "upgrade_database"]
 
 
 def alembic_config(url: str) -> Any:
@@ -244,16 +200,24 @@ def keys_revoke(obj: Context, name: str) -> None:
 
 
 def _add_feature_commands() -> None:
-    for name in FEATURE_COMMANDS:
-        module: Any = importlib.import_module(name)
+    """Each feature's words, named here (its module imports paywall.clicontext, not this module)."""
+    from paywall.access import cli as access_cli
+    from paywall.appeals import cli as appeals_cli
+    from paywall.mail import cli as mail_cli
+    from paywall.readers import cli as readers_cli
+    from paywall.reports import cli as reports_cli
+    from paywall.webhooks import cli as webhooks_cli
+
+    for module in (access_cli, webhooks_cli, reports_cli, appeals_cli, mail_cli, readers_cli):
         # ``cli`` is one click command or group, or a list of them (one per top-level word).
-        for command in module.cli if isinstance(module.cli, list | tuple) else [module.cli]:
+        commands: Any = module.cli
+        for command in commands if isinstance(commands, list | tuple) else [commands]:
             main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # ``python -m paywall.cli``: run the importable module's group, which feature modules (that
-    # import paywall.cli themselves) extend; building this copy too would import them half-made.
+    # ``python -m paywall.cli``: run the importable module's group (the one tests and the console
+    # script use), so one copy of the commands exists.
     from paywall.cli import main as _main
 
     _main()

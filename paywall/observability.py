@@ -16,6 +16,7 @@ import contextvars
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from typing import Any
@@ -63,17 +64,37 @@ def record_webhook(event_type: str, outcome: str) -> None:
 
 # Defence in depth: whatever a message carries by mistake (an SMTP reply quoting the recipient,
 # an exception echoing a header), these never reach a log line.
+#
+# Every pattern runs in linear time, so a hostile value (a signed event with a 100,000-character
+# id) cannot stall a worker: a match may only start where a run of its characters starts (the
+# lookbehinds), and repeats that something must follow are bounded.
+#
+# An address as the API accepts it, and more: any local part (non-ASCII too), then a domain name
+# (non-ASCII, or a bare host such as ``localhost``) or a bracketed literal (``[127.0.0.1]``).
+_ADDRESS_CHAR = r"[^\s@<>()\[\]{},;:\"`/\\|]"
 _REDACTIONS = [
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
+    (
+        re.compile(rf"(?<!{_ADDRESS_CHAR}){_ADDRESS_CHAR}+@(?:\[[^\]\s]{{1,255}}\]|{_ADDRESS_CHAR}+)"),
+        "[email]",
+    ),
+    # Nothing follows their last (greedy) repeat, so these never backtrack.
     (re.compile(r"\bpw_[0-9a-f]{16}_[A-Za-z0-9-]+"), "[api-key]"),
     (re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+"), "[stripe-key]"),
     (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), "[webhook-secret]"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), "[token]"),
+    (re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), "[token]"),
+    # Up to the END line, or (no END: a cut-off key) to the end of the text.
     (
-        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+        re.compile(
+            r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----"
+            r"(?:[\s\S]*?-----END [A-Z ]{0,40}PRIVATE KEY-----|[\s\S]*)"
+        ),
         "[private-key]",
     ),
 ]
+
+# Control characters (and Unicode line breaks) in a message are written escaped, so a value
+# carrying a newline (a %0A in a request path) cannot start a forged log line.
+_CONTROLS = {i: f"\\x{i:02x}" for i in (*range(32), 127, 0x85)} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def redact(text: str) -> str:
@@ -81,6 +102,11 @@ def redact(text: str) -> str:
     for pattern, placeholder in _REDACTIONS:
         text = pattern.sub(placeholder, text)
     return text
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters and line breaks escaped (``\\x0a``): one line, always."""
+    return text.translate(_CONTROLS)
 
 
 class RequestIdFilter(logging.Filter):
@@ -92,7 +118,7 @@ class RequestIdFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string: leave it for logging to report
             return True
-        cleaned = redact(message)
+        cleaned = escape_controls(redact(message))
         if cleaned != message:
             record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
@@ -107,7 +133,9 @@ def configure_logging(level: str, *, json_logs: bool = True) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_paywall", False)), None)
     if handler is None:
-        handler = logging.StreamHandler()
+        # The process's own stderr, not whatever sys.stderr is when the first command configures
+        # logging (a test's CliRunner swaps it for a buffer it then throws away).
+        handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
         handler._paywall = True  # type: ignore[attr-defined]
         handler.addFilter(RequestIdFilter())
         root.addHandler(handler)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,6 +12,7 @@ from paywall import clock
 from paywall.models.billing import Invoice, StripeCustomer
 from paywall.models.outbox import OutboxMessage
 from paywall.models.readers import Reader
+from paywall.readers.erased import Subject
 
 # Kinds the sync queues; the mailer knows how to render each.
 KINDS = ("donation_receipt", "payment_failed", "trial_ending")
@@ -87,3 +88,22 @@ def refresh_before_send(session: Session, msg: OutboxMessage) -> None:
     msg.data = data
     msg.reader_id = reader_id if reader_id is not None else msg.reader_id
     msg.to_email = to_email or msg.to_email
+
+
+def erase_reader_mail(session: Session, subject: Subject) -> int:
+    """Delete every outbox row for this person (by reader, or addressed to one of their addresses),
+    sent or not: each holds their address and name. Returns how many went.
+
+    A later event about the same charge queues nothing again: the sync no longer knows an address
+    for an erased person (paywall.readers.erased)."""
+    result = session.execute(
+        delete(OutboxMessage)
+        .where(
+            or_(
+                OutboxMessage.reader_id == subject.reader.id,
+                func.lower(OutboxMessage.to_email).in_(subject.lowered_emails()),
+            )
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import datetime as dt
 import click
 
 from paywall import clock
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 
 
 def _reader(value: str) -> str:

@@ -25,7 +25,6 @@ from paywall.auth import require_role
 from paywall.clock import isoformat
 from paywall.context import current_db, current_settings
 from paywall.errors import bad_request, not_found
-from paywall.readers.service import register_eraser
 from paywall.schemas import validate_identifier
 
 blp = Blueprint("access", __name__, url_prefix="/v1", description="May this reader read this article?")
@@ -132,8 +131,7 @@ def delete_comp(reader: str) -> Any:
 
 
 def init_app(app: Flask, api: Any) -> None:
-    """Register the routes, the reader view's ``comp``, and erasure of access data."""
+    """Register the routes and the reader view's ``comp`` (erasure: paywall.erasure)."""
     api.register_blueprint(blp)
     api.register_blueprint(comps_blp)
     supporter.register(comps.comp_summary)
-    register_eraser(comps.erase_reader_access)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 from paywall.mail.message import to_bytes
 from paywall.mail.settings import MailNotConfigured, require_mail
 from paywall.mail.smtp import MailConfigError, SmtpTransport

@@ -12,7 +12,7 @@ from types import FrameType
 
 import click
 
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 from paywall.mail.settings import MailNotConfigured, mailer_settings, require_mail
 from paywall.mail.smtp import MailConfigError, SmtpTransport
 from paywall.mail.tally import echo_tally
@@ -162,7 +162,6 @@ def worker(obj: Context, poll: float | None) -> None:
         require_mail(obj.settings)
     except MailNotConfigured as exc:
         raise click.ClickException(f"{exc}; the worker has nothing to do") from None
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

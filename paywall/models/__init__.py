@@ -14,7 +14,7 @@ from paywall.models.billing import (
 )
 from paywall.models.mail import AppealSend, Suppression, YearlyReceipt
 from paywall.models.outbox import OutboxMessage
-from paywall.models.readers import ApiKey, Reader
+from paywall.models.readers import ApiKey, ErasedIdentity, Reader
 
 __all__ = [
     "ApiKey",
@@ -23,6 +23,7 @@ __all__ = [
     "CheckoutSession",
     "Comp",
     "Dispute",
+    "ErasedIdentity",
     "Invoice",
     "MeterRead",
     "OutboxMessage",

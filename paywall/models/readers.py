@@ -50,3 +50,19 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     revoked_at: Mapped[dt.datetime | None]
     last_used_at: Mapped[dt.datetime | None]
+
+
+class ErasedIdentity(Base):
+    """What recognises an erased person in Stripe data that arrives later, so it is never written back.
+
+    ``identity``: ``customer:<Stripe customer id>`` or ``email:<SHA-256 hex of the trimmed,
+    lower-cased address>`` (paywall/readers/erased.py). An unkeyed hash on purpose: it must match in
+    every process that syncs (webhook, replay, reconcile, CLI) across signing-key rotations, like the
+    suppression list's; it says only that someone with a guessed address asked to be erased.
+    """
+
+    __tablename__ = "erased_identities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity: Mapped[str] = mapped_column(String(100), unique=True)
+    erased_at: Mapped[dt.datetime] = mapped_column(default=clock.now)

@@ -1,4 +1,4 @@
-"""Reader records: create or update from the site, look up, and erase."""
+"""Reader records: create or update from the site, and look up. Erasure: paywall/erasure.py."""
 
 from __future__ import annotations
 
@@ -10,16 +10,6 @@ from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.models import Reader
-
-# Functions that blank a reader's personal data in other tables (payments, customers, mail).
-# Features register theirs, so erasure reaches every table without this module knowing them all.
-_erasers: list[Any] = []
-
-
-def register_eraser(fn: Any) -> Any:
-    if fn not in _erasers:
-        _erasers.append(fn)
-    return fn
 
 
 def find_reader(session: Session, external_id: str) -> Reader | None:
@@ -68,20 +58,3 @@ def upsert_reader(session: Session, external_id: str, data: dict[str, Any]) -> t
     reader.updated_at = clock.now()
     session.flush()
     return reader, created
-
-
-def erase_reader(session: Session, external_id: str) -> str:
-    """Erase personal data, keep (anonymised) financial records: 'erased', 'already_erased', 'not_found'."""
-    reader = find_reader(session, external_id)
-    if reader is None:
-        return "not_found"
-    if reader.erased_at is not None and reader.email is None and reader.name is None:
-        return "already_erased"
-    reader.email = None
-    reader.name = None
-    reader.marketing_opt_in = False
-    reader.erased_at = clock.now()
-    for eraser in _erasers:
-        eraser(session, reader)
-    session.flush()
-    return "erased"

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
+from paywall import erasure
 from paywall.auth import require_role
 from paywall.clock import isoformat
 from paywall.context import current_db
@@ -80,7 +81,7 @@ def delete_reader(reader: str) -> Any:
     """Erase a reader's personal data; payments stay, anonymised."""
     _check_external_id(reader)
     with current_db().transaction() as session:
-        outcome = service.erase_reader(session, reader)
+        outcome = erasure.erase_reader(session, reader)
     if outcome == "not_found":
         raise not_found(f"No reader {reader!r}.", "reader")
     return {"reader": reader, "outcome": outcome}

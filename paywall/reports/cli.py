@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from paywall.cli import Context, pass_ctx
+from paywall.clicontext import Context, pass_ctx
 
 
 @click.group("report")

@@ -25,8 +25,10 @@ from paywall import clock
 from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
 from paywall.models import StripeEvent
+from paywall.readers.erased import mentions_erased
 from paywall.webhooks.fields import InvalidField, has_non_finite, json_safe, read_id, read_timestamp, safe_id
 from paywall.webhooks.handlers import HANDLERS, related_ids
+from paywall.webhooks.readers import redact
 from paywall.webhooks.sync import Source, forget, settle
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,9 @@ def process(session: Session, row: StripeEvent, event: Mapping[str, Any], settin
     """Run the event's handler in a savepoint; record the outcome on the inbox row."""
     row.attempts = (row.attempts or 0) + 1
     row.processed_at = clock.now()
+    if mentions_erased(session, event):
+        # About an erased person (paywall.erasure): keep the event, not their details.
+        row.payload = redact(row.payload or dict(event))
     expected_mode = settings.stripe_livemode
     if expected_mode is not None and bool(event.get("livemode")) != expected_mode:
         row.status = "ignored"

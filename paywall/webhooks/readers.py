@@ -6,20 +6,23 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.clock import isoformat
 from paywall.models import (
     CheckoutSession,
+    Dispute,
     Invoice,
     Payment,
     Reader,
+    Refund,
     StripeCustomer,
     StripeEvent,
     Subscription,
 )
+from paywall.readers.erased import Subject
 
 # Current subscriptions first (active and trialing, then in dunning or paused), ended ones last.
 STATUS_ORDER = {
@@ -136,14 +139,19 @@ PERSONAL_KEYS = frozenset(
         "shipping_details",
         "individual_name",
         "business_name",
+        # Dispute evidence.
+        "customer_email_address",
+        "customer_purchase_ip",
+        "billing_address",
+        "shipping_address",
     ]
 )
 
 
 def redact(value: Any) -> Any:
-    """A copy of a Stripe payload with every personal field set to None."""
+    """A copy of a Stripe payload with every personal field (and any ``*email*`` key) set to None."""
     if isinstance(value, Mapping):
-        return {k: (None if k in PERSONAL_KEYS else redact(v)) for k, v in value.items()}
+        return {k: (None if k in PERSONAL_KEYS or "email" in str(k) else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
@@ -153,33 +161,77 @@ def _ids(rows: Iterable[Any]) -> set[str]:
     return {i for row in rows for i in row if i}
 
 
-def erase_reader_data(session: Session, reader: Reader) -> None:
-    """Blank donor details on the reader's payments, sessions and customers, and in stored events."""
+def erase_reader_data(session: Session, subject: Subject) -> None:
+    """Blank donor details wherever the sync wrote them for this person (rows linked to the reader,
+    to their Stripe customers, or holding one of their addresses), and redact the stored events
+    about those objects. Adds the customer ids and addresses found to ``subject``, so they can be
+    remembered as erased (paywall.erasure)."""
+    rid = subject.reader.id
+    customers = set(
+        session.scalars(select(StripeCustomer.stripe_customer_id).where(StripeCustomer.reader_id == rid))
+    )
+    for linked in (Payment, CheckoutSession, Subscription, Invoice):
+        customers |= _ids(
+            session.execute(select(linked.stripe_customer_id).where(linked.reader_id == rid)).all()
+        )
+    subject.stripe_customer_ids |= customers
+    cids = sorted(customers)
+    for model in (Payment, CheckoutSession, StripeCustomer):
+        subject.emails |= _ids(
+            session.execute(
+                select(model.email).where(or_(model.reader_id == rid, model.stripe_customer_id.in_(cids)))
+            ).all()
+        )
+    lowered = subject.lowered_emails()
+
+    def theirs(model: Any) -> Any:
+        return or_(
+            model.reader_id == rid, model.stripe_customer_id.in_(cids), func.lower(model.email).in_(lowered)
+        )
+
     payments = session.execute(
         select(
             Payment.stripe_charge_id,
             Payment.stripe_payment_intent_id,
             Payment.stripe_checkout_session_id,
             Payment.stripe_invoice_id,
-        ).where(Payment.reader_id == reader.id)
+        ).where(theirs(Payment))
     ).all()
-    sessions = session.execute(
-        select(CheckoutSession.stripe_checkout_session_id, CheckoutSession.stripe_payment_intent_id).where(
-            CheckoutSession.reader_id == reader.id
+    charges = sorted({row[0] for row in payments})
+    object_ids = (
+        _ids(payments)
+        | _ids(
+            session.execute(
+                select(
+                    CheckoutSession.stripe_checkout_session_id, CheckoutSession.stripe_payment_intent_id
+                ).where(theirs(CheckoutSession))
+            ).all()
         )
-    ).all()
-    customers = session.execute(
-        select(StripeCustomer.stripe_customer_id).where(StripeCustomer.reader_id == reader.id)
-    ).all()
-    for model in (Payment, CheckoutSession):
-        session.execute(update(model).where(model.reader_id == reader.id).values(email=None, name=None))
-    session.execute(
-        update(StripeCustomer).where(StripeCustomer.reader_id == reader.id).values(email=None, name=None)
+        | set(cids)
+        | _ids(session.execute(select(StripeCustomer.stripe_customer_id).where(theirs(StripeCustomer))).all())
     )
-    invoices = session.execute(select(Invoice.stripe_invoice_id).where(Invoice.reader_id == reader.id)).all()
-    object_ids = _ids(payments) | _ids(sessions) | _ids(customers) | _ids(invoices)
+    for owned in (Invoice, Subscription):
+        key = owned.stripe_invoice_id if owned is Invoice else owned.stripe_subscription_id
+        object_ids |= _ids(
+            session.execute(
+                select(key).where(or_(owned.reader_id == rid, owned.stripe_customer_id.in_(cids)))
+            ).all()
+        )
+    object_ids |= _ids(
+        session.execute(select(Refund.stripe_refund_id).where(Refund.stripe_charge_id.in_(charges))).all()
+    )
+    object_ids |= _ids(
+        session.execute(select(Dispute.stripe_dispute_id).where(Dispute.stripe_charge_id.in_(charges))).all()
+    )
+    for model in (Payment, CheckoutSession, StripeCustomer):
+        session.execute(
+            update(model)
+            .where(theirs(model))
+            .values(email=None, name=None)
+            .execution_options(synchronize_session="fetch")
+        )
     if not object_ids:
         return
-    # Events name their object: redact every stored event about one of the reader's objects.
+    # Events name their object: redact every stored event about one of the person's objects.
     for event in session.scalars(select(StripeEvent).where(StripeEvent.object_id.in_(sorted(object_ids)))):
         event.payload = redact(event.payload)

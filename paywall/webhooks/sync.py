@@ -57,6 +57,7 @@ from paywall.models import (
     Subscription,
 )
 from paywall.models.billing import COUNTED_REFUND_STATUSES
+from paywall.readers.erased import mentions_erased
 from paywall.readers.service import ensure_reader
 from paywall.webhooks.fields import (
     read_amount,
@@ -212,6 +213,17 @@ def _reader_id(session: Session, external_id: Any) -> int | None:
     return ensure_reader(session, name).id
 
 
+PERSONAL_FIELDS = ("email", "name")
+
+
+def _unless_erased(session: Session, obj: Obj, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the personal fields blanked when ``obj`` names an erased person's customer
+    or address (paywall.erasure): a later event must not write back what an erasure removed."""
+    if any(values.get(key) for key in PERSONAL_FIELDS) and mentions_erased(session, obj):
+        values.update({key: None for key in PERSONAL_FIELDS if key in values})
+    return values
+
+
 def _outcome(created: bool, changed: bool) -> str:
     if created:
         return "created"
@@ -248,6 +260,7 @@ def upsert_customer(session: Session, cus: Obj, src: Source, *, deleted: bool = 
         "name": _str(cus.get("name"), 200),
         "metadata_": dict(_meta(cus)),
     }
+    _unless_erased(session, cus, values)
     links = ["reader_id", "stripe_created"]
     if deleted:
         # customer.deleted carries the customer as it was, so it is the newest profile: stored
@@ -722,6 +735,7 @@ def upsert_charge(session: Session, ch: Obj, src: Source) -> str:
         "name": _str(billing.get("name"), 200),
         **_balance(ch.get("balance_transaction")),
     }
+    _unless_erased(session, ch, values)
     created = row is None
     if row is None:
         row = Payment(stripe_charge_id=cid, kind="donation", amount_minor=values["amount_minor"])
@@ -833,12 +847,16 @@ def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
         _remember(session, row, charge_id)
     changed = _set(
         row,
-        {
-            "stripe_payment_intent_id": pid,
-            "stripe_customer_id": obj_id(pi.get("customer")),
-            "stripe_invoice_id": obj_id(pi.get("invoice")),
-            "email": _str(pi.get("receipt_email"), 320),
-        },
+        _unless_erased(
+            session,
+            pi,
+            {
+                "stripe_payment_intent_id": pid,
+                "stripe_customer_id": obj_id(pi.get("customer")),
+                "stripe_invoice_id": obj_id(pi.get("invoice")),
+                "email": _str(pi.get("receipt_email"), 320),
+            },
+        ),
         links=("stripe_payment_intent_id", "stripe_customer_id", "stripe_invoice_id", "email"),
     )
     changed = _payment_hints(session, row, _meta(pi), _recurring_hint(pi)) or changed
@@ -1251,6 +1269,7 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
         "amount_total": read_amount(cs, "amount_total"),
         "currency": read_currency(cs, required=False),
     }
+    _unless_erased(session, cs, values)
 
     def rank(get: Callable[[str], Any]) -> tuple[int, int]:
         return (

@@ -16,10 +16,9 @@ from paywall.context import current_db, current_settings
 from paywall.errors import ApiError, not_configured
 from paywall.models import StripeEvent
 from paywall.observability import record_webhook
-from paywall.readers.service import register_eraser
 from paywall.schemas import StrictSchema
 from paywall.webhooks import inbox
-from paywall.webhooks.readers import erase_reader_data, supporter_section
+from paywall.webhooks.readers import supporter_section
 
 log = logging.getLogger(__name__)
 blp = Blueprint("webhooks", __name__, description="Stripe webhooks and the event inbox")
@@ -145,7 +144,6 @@ def list_events(args: dict[str, Any]) -> Any:
 
 
 def init_app(app: Flask, api: Api) -> None:
-    """Register the routes, the reader view's supporter provider and the eraser."""
+    """Register the routes and the reader view's supporter provider (erasure: paywall.erasure)."""
     api.register_blueprint(blp)
     supporter.register(supporter_section)
-    register_eraser(erase_reader_data)
