@@ -1408,11 +1408,13 @@ def queue_payment_failed(session: Session, inv_obj: Obj) -> str:
     session.flush()
     # The mailer renders it again from the rows at send time (outbox.refresh_before_send).
     to_email, reader_id, data = outbox.payment_failed_notice(session, inv)
+    # The invoice's own address is the last resort, and never an erased person's.
+    invoice_email = _unless_erased(session, inv_obj, {"email": _str(inv_obj.get("customer_email"), 320)})
     return outbox.enqueue(
         session,
         kind="payment_failed",
         dedupe_key=f"payment_failed:{iid}",
-        to_email=to_email or _str(inv_obj.get("customer_email"), 320),
+        to_email=to_email or invoice_email["email"],
         reader_id=reader_id,
         data=data,
     )
