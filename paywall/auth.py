@@ -144,6 +144,21 @@ def authenticate(header: str | None) -> Caller:
     return Caller(name=found[0], role=found[1])
 
 
+def authorize(*roles: str) -> Caller:
+    """This request's caller, who must hold one of ``roles`` (admin may do everything): else a 401
+    or 403 ApiError. Also kept as ``g.caller``."""
+    allowed = set(roles) | {"admin"}
+    caller = authenticate(request.headers.get("Authorization"))
+    if caller.role not in allowed:
+        raise ApiError(
+            403,
+            f"This key's role ({caller.role}) may not do this; needs {' or '.join(sorted(allowed))}.",
+            type_="forbidden",
+        )
+    g.caller = caller
+    return caller
+
+
 def require_role(*roles: str) -> Callable[[F], F]:
     """Decorator: the caller's key must have one of ``roles``; admin may do everything."""
     allowed = set(roles) | {"admin"}
@@ -151,14 +166,7 @@ def require_role(*roles: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            caller = authenticate(request.headers.get("Authorization"))
-            if caller.role not in allowed:
-                raise ApiError(
-                    403,
-                    f"This key's role ({caller.role}) may not do this; needs {' or '.join(sorted(allowed))}.",
-                    type_="forbidden",
-                )
-            g.caller = caller
+            authorize(*roles)
             return view(*args, **kwargs)
 
         # Document the requirement in the OpenAPI description (flask-smorest's doc decorator).
