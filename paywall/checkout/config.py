@@ -56,7 +56,7 @@ class CheckoutSettings:
 @dataclass(frozen=True)
 class RateLimitSettings:
     enabled: bool = True
-    storage_uri: str = "memory://"
+    storage_uri: str = "auto"
     checkout_per_address: str = "10/minute;40/hour"
     checkout_per_reader: str = "5/minute;20/hour"
     widget_per_address: str = "120/minute"
