@@ -9,19 +9,25 @@ reader; a breach is a 429 problem with ``Retry-After``.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
+from limits import parse_many
 from limits.errors import ConfigurationError
 
 from paywall.checkout import limitstore
 from paywall.checkout.config import ratelimit_settings
 from paywall.config import ConfigError, Settings
 from paywall.context import current_settings, settings_of
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "paywall.checkout.limiter"
 TOO_MANY = "Too many attempts from here; wait a little and try again."
@@ -133,3 +139,43 @@ def limit(
         identified.__module__ = getattr(inner, "__module__", __name__)
         view = identified
     app.view_functions[endpoint] = view
+
+
+# -- failed authentication, per client address (auth.authenticate and the /reports sign-in) ---------
+
+AUTH_FAILURES = "paywall/auth-failures"
+
+
+def auth_retry_after() -> int | None:
+    """Seconds until this client address may try a key again, or None when it may now.
+
+    The counters are the Limiter's (shared by the workers like every limit); a storage failure
+    lets the check through rather than answering 500.
+    """
+    conf = ratelimit_settings(current_settings())
+    if not conf.enabled:
+        return None
+    strategy = limiter_for(current_app).limiter
+    address = client_address()
+    try:
+        for item in parse_many(conf.auth_failures_per_address):
+            if not strategy.test(item, AUTH_FAILURES, address):
+                reset_at, _remaining = strategy.get_window_stats(item, AUTH_FAILURES, address)
+                return max(1, math.ceil(reset_at - time.time()))
+    except Exception:  # any storage error: never a 500 for this
+        log.warning("rate-limit storage failed; failed-key throttle skipped", exc_info=True)
+    return None
+
+
+def note_auth_failure() -> None:
+    """Count one failed key check against this client address."""
+    conf = ratelimit_settings(current_settings())
+    if not conf.enabled:
+        return
+    strategy = limiter_for(current_app).limiter
+    address = client_address()
+    try:
+        for item in parse_many(conf.auth_failures_per_address):
+            strategy.hit(item, AUTH_FAILURES, address)
+    except Exception:  # any storage error: never a 500 for this
+        log.warning("rate-limit storage failed; a failed key check was not counted", exc_info=True)

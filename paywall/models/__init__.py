@@ -14,7 +14,7 @@ from paywall.models.billing import (
 )
 from paywall.models.mail import AppealSend, Suppression, YearlyReceipt
 from paywall.models.outbox import OutboxMessage
-from paywall.models.readers import ApiKey, Reader
+from paywall.models.readers import ApiKey, Reader, ReportSession
 
 __all__ = [
     "ApiKey",
@@ -29,6 +29,7 @@ __all__ = [
     "Payment",
     "Reader",
     "Refund",
+    "ReportSession",
     "StripeCustomer",
     "StripeEvent",
     "Subscription",
