@@ -56,6 +56,16 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(_metrics_dir, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
+# Rate-limit counters every worker shares ([ratelimit] storage_uri = "auto"): a SQLite file in a
+# private directory made fresh at every start, so a client gets the limit once, not once per worker.
+if not os.environ.get("PAYWALL_RATELIMIT_DIR"):
+    os.environ["PAYWALL_RATELIMIT_DIR"] = tempfile.mkdtemp(prefix="paywall-ratelimit-")
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if os.path.basename(os.environ.get("PAYWALL_RATELIMIT_DIR", "")).startswith("paywall-ratelimit-"):
+        shutil.rmtree(os.environ["PAYWALL_RATELIMIT_DIR"], ignore_errors=True)
+
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
     from prometheus_client import multiprocess

@@ -122,10 +122,22 @@ def authenticate(header: str | None) -> Caller:
         type_="unauthorized",
         headers={"WWW-Authenticate": 'Bearer realm="paywall"'},
     )
-    if not header or not header.startswith("Bearer "):
-        raise unauthorized
-    parts = split_key(header[len("Bearer ") :].strip())
+    if not header:
+        raise unauthorized  # no key: nothing guessed, so nothing counted (always 401)
+    # A key was offered: past too many failures from this address, it is not even checked.
+    from paywall.checkout.limits import auth_retry_after, note_auth_failure
+
+    retry_after = auth_retry_after()
+    if retry_after is not None:
+        raise ApiError(
+            429,
+            "Too many failed key checks from this address; wait and try again.",
+            type_="too-many-requests",
+            headers={"Retry-After": str(retry_after)},
+        )
+    parts = split_key(header[len("Bearer ") :].strip()) if header.startswith("Bearer ") else None
     if parts is None:
+        note_auth_failure()
         raise unauthorized
     key_id, secret = parts
     cache: KeyCache = current_app.extensions["paywall.keycache"]
@@ -140,8 +152,24 @@ def authenticate(header: str | None) -> Caller:
     expected = found[2] if found else hash_secret("unknown-key")
     ok = hmac.compare_digest(hash_secret(secret), expected)
     if not found or not ok or found[3]:
+        note_auth_failure()
         raise unauthorized
     return Caller(name=found[0], role=found[1])
+
+
+def authorize(*roles: str) -> Caller:
+    """This request's caller, who must hold one of ``roles`` (admin may do everything): else a 401
+    or 403 ApiError. Also kept as ``g.caller``."""
+    allowed = set(roles) | {"admin"}
+    caller = authenticate(request.headers.get("Authorization"))
+    if caller.role not in allowed:
+        raise ApiError(
+            403,
+            f"This key's role ({caller.role}) may not do this; needs {' or '.join(sorted(allowed))}.",
+            type_="forbidden",
+        )
+    g.caller = caller
+    return caller
 
 
 def require_role(*roles: str) -> Callable[[F], F]:
@@ -151,14 +179,7 @@ def require_role(*roles: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            caller = authenticate(request.headers.get("Authorization"))
-            if caller.role not in allowed:
-                raise ApiError(
-                    403,
-                    f"This key's role ({caller.role}) may not do this; needs {' or '.join(sorted(allowed))}.",
-                    type_="forbidden",
-                )
-            g.caller = caller
+            authorize(*roles)
             return view(*args, **kwargs)
 
         # Document the requirement in the OpenAPI description (flask-smorest's doc decorator).
@@ -173,6 +194,11 @@ def require_role(*roles: str) -> Callable[[F], F]:
                 },
                 "403": {
                     "description": "The key's role may not do this.",
+                    "content": {"application/problem+json": {"schema": problem}},
+                },
+                "429": {
+                    "description": "Too many failed key checks from this address ([ratelimit] "
+                    "auth_failures_per_address); see Retry-After.",
                     "content": {"application/problem+json": {"schema": problem}},
                 },
             },

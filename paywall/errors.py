@@ -7,6 +7,7 @@ an error body, and no stack trace ever reaches a client.
 
 from __future__ import annotations
 
+import json as stdjson
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -148,8 +149,42 @@ def _detail_for(errors: Mapping[str, list[str]], fallback: str) -> str:
     return f"Invalid {field}: {first}{more}"
 
 
+# Shorter bodies can neither nest deeply enough to exhaust the recursion limit (about 1,000 levels)
+# nor hold a number longer than int()'s 4,300 digits, so only longer ones are parsed ahead.
+JSON_CHECK_MIN_BYTES = 900
+
+
+def refuse_unparseable_json() -> None:
+    """Before any view: a JSON body the parsers would crash on is a 400 problem, not a 500.
+
+    webargs and Flask parse JSON with the standard library, which raises RecursionError on deep
+    nesting and a bare ValueError on a number of more than 4,300 digits; neither is the
+    JSONDecodeError they answer 400 for.
+    """
+    if not request.is_json:
+        return
+    data = request.get_data(cache=True)
+    if len(data) < JSON_CHECK_MIN_BYTES:
+        return
+    try:
+        stdjson.loads(data)
+    except RecursionError:
+        message = "Nested too deeply."
+    except (stdjson.JSONDecodeError, UnicodeDecodeError):
+        return  # plain bad JSON: the parser answers it as it always has
+    except ValueError:
+        message = "A number has too many digits."
+    else:
+        return
+    raise ApiError(
+        400, f"The request body is not usable JSON: {message}", errors={"body": [message]}, type_="malformed"
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every error in the one shape."""
+
+    app.before_request(refuse_unparseable_json)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:

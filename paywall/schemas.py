@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 from werkzeug.routing import BaseConverter
 
 # A reader id is the site's own opaque string: 1 to 128 printable characters.
@@ -51,11 +52,53 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+def unstorable_text(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text, or None: a NUL (PostgreSQL refuses it in text) or a
+    lone surrogate such as JSON's ``"\\ud800"`` (it has no UTF-8 form, so no database takes it)."""
+    if "\x00" in value:
+        return "Must not contain control characters."  # the identifier rule's words: one message
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Must be valid Unicode text (no unpaired surrogates)."
+    return None
+
+
+def unstorable_text_errors(data: Any) -> dict[str, list[str]]:
+    """Each string in ``data`` (keys and values, at any depth) that cannot be stored, by field path."""
+    errors: dict[str, list[str]] = {}
+    # Iterative, so a deep body cannot exhaust the recursion limit here.
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            problem = unstorable_text(value)
+            if problem:
+                errors.setdefault(path or "body", []).append(problem)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and (problem := unstorable_text(key)):
+                    errors.setdefault(name, []).append(problem)
+                stack.append((name, item))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+    return errors
+
+
 class StrictSchema(Schema):
-    """Unknown fields are errors, so a typo never passes silently."""
+    """Unknown fields are errors, so a typo never passes silently; and no text field (of this schema
+    or any that derives from it: every request schema does) takes a NUL or a lone surrogate."""
 
     class Meta:
         unknown = RAISE
+
+    @pre_load
+    def _refuse_unstorable_text(self, data: Any, **_: Any) -> Any:
+        errors = unstorable_text_errors(data)
+        if errors:
+            raise ValidationError(errors)
+        return data
 
 
 def ReaderIdField(**kwargs: Any) -> fields.String:

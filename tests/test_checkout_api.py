@@ -546,6 +546,35 @@ def test_api_donations_are_limited_per_reader(
     assert api.post("/v1/checkout/donation", json=guest, headers=site_key).status_code == 201
 
 
+def test_keyless_calls_do_not_spend_a_readers_donation_attempts(
+    make_client: Callable[..., FlaskClient],
+    site_key: dict[str, str],
+    finance_key: dict[str, str],
+    stripe_api: FakeStripe,
+) -> None:
+    """Issue 13, point 9: anyone could lock a reader's donations for an hour with keyless calls."""
+    # (Failed keys are throttled per address too, test_security.py; here only the reader's limit.)
+    api = make_client(
+        ratelimit={"checkout_per_reader": "2/minute", "auth_failures_per_address": "1000/minute"}
+    )
+    body = {"reader": "victim", "amount": 500, "currency": "eur", "interval": "once"}
+    for n in range(30):
+        resp = api.post("/v1/checkout/donation", json={**body, "amount": 500 + n})
+        assert resp.status_code == 401, (n, resp.status_code)
+        forged = {"Authorization": "Bearer pw_0000000000000000_forged"}
+        assert api.post("/v1/checkout/donation", json=body, headers=forged).status_code == 401
+        assert api.post("/v1/checkout/donation", json=body, headers=finance_key).status_code == 403
+    for amount in (500, 600):
+        resp = api.post("/v1/checkout/donation", json={**body, "amount": amount}, headers=site_key)
+        assert resp.status_code == 201, resp.get_json()
+    assert (
+        api.post("/v1/checkout/donation", json={**body, "amount": 700}, headers=site_key).status_code == 429
+    )
+    # Over the limit, a keyless call is still a 401, never a 429 that would confirm the reader.
+    assert api.post("/v1/checkout/donation", json=body).status_code == 401
+    assert len(stripe_api.posts("/v1/checkout/sessions")) == 2
+
+
 def _redis_url() -> str | None:
     """The Redis of this machine (CI has one on 127.0.0.1:6379), or None."""
     import socket

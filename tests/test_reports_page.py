@@ -97,6 +97,49 @@ def test_site_keys_and_bad_keys_are_refused(page_app: Flask, db: Database) -> No
     assert _sign_in(client, _new_key(db, "admin")) == 303
 
 
+def test_signing_out_ends_the_session_on_the_server(page_app: Flask, db: Database) -> None:
+    """Issue 13, point 11: a copy of the cookie taken before sign-out must not work after it."""
+    client = page_app.test_client()
+    assert _sign_in(client, _new_key(db, "finance")) == 303
+    cookie = client.get_cookie("paywall_reports")
+    assert cookie is not None
+    copied = page_app.test_client()
+    copied.set_cookie("paywall_reports", cookie.value)
+    revenue = "/v1/reports/revenue?start=2020-01-01&end=2030-01-01"
+    assert copied.get(revenue).status_code == 200  # the copy works while the session lives
+    html = client.get("/reports").get_data(as_text=True)
+    assert client.post("/reports/sign-out", data={"csrf_token": _csrf(html)}).status_code == 303
+    assert copied.get(revenue).status_code == 401
+    assert 'name="key"' in copied.get("/reports").get_data(as_text=True)  # the sign-in form again
+
+
+def test_failed_sign_ins_are_throttled_per_address(
+    make_settings: Callable[..., Settings], db: Database
+) -> None:
+    """Issue 13, point 11: wrong keys on the /reports sign-in are limited per client address."""
+    settings = make_settings(
+        {"PAYWALL_SESSION_SECRET": SECRET}, ratelimit={"auth_failures_per_address": "3/minute"}
+    )
+    app = create_app(settings, db=db)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    good = _new_key(db, "finance")
+    assert [_sign_in(client, f"pw_{n:016x}_wrong") for n in range(3)] == [401, 401, 401]
+    token = _csrf(client.get("/reports").get_data(as_text=True))
+    resp = client.post("/reports/sign-in", data={"key": good, "csrf_token": token})
+    assert resp.status_code == 429  # not even the right key is checked now
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "Too many failed sign-ins" in resp.get_data(as_text=True)
+    # The same key over the API, from the same address: throttled too.
+    revenue = "/v1/reports/revenue?start=2020-01-01&end=2030-01-01"
+    assert client.get(revenue, headers={"Authorization": f"Bearer {good}"}).status_code == 429
+    # Another address is not held up.
+    other = client.post(
+        "/reports/sign-in", data={"key": good, "csrf_token": token}, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+    )
+    assert other.status_code == 303
+
+
 def test_revoking_the_key_ends_the_sign_in(page_app: Flask, db: Database) -> None:
     client = page_app.test_client()
     key = _new_key(db, "finance")

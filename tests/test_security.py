@@ -86,3 +86,29 @@ def test_every_html_page_has_security_headers(client: FlaskClient) -> None:
         assert "default-src" in csp, rule.rule
         assert resp.headers.get("X-Content-Type-Options") == "nosniff", rule.rule
     assert seen >= 1
+
+
+def test_failed_api_keys_are_throttled_per_address(
+    make_settings,  # type: ignore[no-untyped-def]
+    db: Database,
+    make_key: Callable[[str], dict[str, str]],
+) -> None:
+    """Issue 13, point 11: wrong keys on the API are limited per client address; no key is a 401."""
+    from paywall.app import create_app
+
+    app = create_app(make_settings(ratelimit={"auth_failures_per_address": "3/minute"}), db=db)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    site = make_key("site")
+    forged = {"Authorization": "Bearer pw_0000000000000000_forged"}
+    for _ in range(20):  # no key at all: nothing guessed, nothing counted
+        assert client.get("/v1/readers/r").status_code == 401
+    assert client.get("/v1/readers/r", headers=site).status_code == 404
+    for headers in (forged, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic eDp5"}):
+        assert client.get("/v1/readers/r", headers=headers).status_code == 401
+    resp = client.get("/v1/readers/r", headers=site)
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 0
+    assert resp.mimetype == "application/problem+json"
+    assert client.get("/v1/readers/r").status_code == 401  # still a plain 401 without a key
+    other = client.get("/v1/readers/r", headers=site, environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    assert other.status_code == 404

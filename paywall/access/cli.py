@@ -49,7 +49,10 @@ def grant(obj: Context, reader: str, until: dt.datetime, note: str | None) -> No
     from paywall.access import comps
 
     reader = _reader(reader)
-    end = comps.end_of_day(until.date())
+    try:
+        end = comps.end_of_day(until.date())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--until") from None
     if end <= clock.now():
         raise click.BadParameter("must be today or later", param_hint="--until")
     with obj.db.transaction() as session:

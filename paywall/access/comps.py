@@ -17,10 +17,22 @@ from paywall.clock import isoformat
 from paywall.models import AppealDismissal, Comp, MeterRead, Reader
 from paywall.readers.service import ensure_reader
 
+# The last day a comp may run through. Python's dates end on 9999-12-31, so that day has no
+# exclusive end; a year earlier still reads as "for good" and leaves room for date arithmetic.
+LAST_DAY = dt.date(9998, 12, 31)
+TOO_LATE = f"Must be {LAST_DAY.isoformat()} or earlier."
+
 
 def end_of_day(day: dt.date) -> dt.datetime:
-    """The exclusive end of ``day`` in UTC: a comp until a date includes the whole date."""
+    """The exclusive end of ``day`` in UTC: a comp until a date includes the whole date.
+
+    ValueError (TOO_LATE) for a day after LAST_DAY."""
+    if day > LAST_DAY:
+        raise ValueError(TOO_LATE)
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+LATEST_UNTIL = end_of_day(LAST_DAY)
 
 
 def find_comp(session: Session, external_id: str) -> Comp | None:

@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from paywall import clock
-from paywall.access.comps import end_of_day
+from paywall.access.comps import LAST_DAY, LATEST_UNTIL, TOO_LATE, end_of_day
 from paywall.access.rules import ALLOWED_REASONS, DENIED_REASONS
 from paywall.schemas import ReaderIdField, StrictBoolean, StrictSchema
 
@@ -72,15 +72,23 @@ class UntilField(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:  # type: ignore[override]
         if not isinstance(value, str):
             raise ValidationError("Not a valid date.")
+        until: dt.datetime | None
         try:
             if len(value) == 10:
-                return end_of_day(dt.date.fromisoformat(value))
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                day = dt.date.fromisoformat(value)
+                until = end_of_day(day) if day <= LAST_DAY else None
+            else:
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if parsed.tzinfo is None:
+                    raise ValidationError("A datetime needs a time zone offset (or Z).")
+                until = parsed.astimezone(dt.UTC)
         except ValueError:
             raise ValidationError("Not a valid date (YYYY-MM-DD) or datetime.") from None
-        if parsed.tzinfo is None:
-            raise ValidationError("A datetime needs a time zone offset (or Z).")
-        return parsed.astimezone(dt.UTC)
+        except OverflowError:
+            until = None  # late on 9999-12-31 with an offset: UTC would be past Python's calendar
+        if until is None or until > LATEST_UNTIL:
+            raise ValidationError(TOO_LATE)
+        return until
 
 
 def _in_future(value: dt.datetime) -> None:

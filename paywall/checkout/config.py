@@ -56,10 +56,11 @@ class CheckoutSettings:
 @dataclass(frozen=True)
 class RateLimitSettings:
     enabled: bool = True
-    storage_uri: str = "memory://"
+    storage_uri: str = "auto"
     checkout_per_address: str = "10/minute;40/hour"
     checkout_per_reader: str = "5/minute;20/hour"
     widget_per_address: str = "120/minute"
+    auth_failures_per_address: str = "10/minute;100/hour"
     proxy_hops: int = 0
 
 
@@ -115,7 +116,12 @@ def checkout_settings(settings: Settings) -> CheckoutSettings:
 def ratelimit_settings(settings: Settings) -> RateLimitSettings:
     """``[ratelimit]``, with each limit string parsed once so a typo fails at start."""
     value = settings.section("ratelimit", RateLimitSettings)
-    for name in ("checkout_per_address", "checkout_per_reader", "widget_per_address"):
+    for name in (
+        "checkout_per_address",
+        "checkout_per_reader",
+        "widget_per_address",
+        "auth_failures_per_address",
+    ):
         try:
             parse_many(getattr(value, name))
         except ValueError as exc:

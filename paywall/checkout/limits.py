@@ -1,25 +1,49 @@
 """Rate limits on the public and donation routes (card testing), with Flask-Limiter.
 
-One Limiter per app (not a module global), built from ``[ratelimit]``: in-memory by default, shared
-Redis when ``storage_uri`` says ``redis://...`` (every worker then counts together). Limits apply
-per client address and per reader; a breach is a 429 problem with ``Retry-After``.
+One Limiter per app (not a module global), built from ``[ratelimit]``. ``storage_uri = "auto"`` (the
+default) counts in a SQLite file that every worker of one gunicorn server shares (the directory comes
+from PAYWALL_RATELIMIT_DIR, which config/gunicorn.conf.py sets at start), and in memory in a lone
+process; ``redis://...`` shares the counters across hosts. Limits apply per client address and per
+reader; a breach is a 429 problem with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
+from limits import parse_many
 from limits.errors import ConfigurationError
 
+from paywall.checkout import limitstore
 from paywall.checkout.config import ratelimit_settings
 from paywall.config import ConfigError, Settings
 from paywall.context import current_settings, settings_of
 
+log = logging.getLogger(__name__)
+
 EXTENSION = "paywall.checkout.limiter"
 TOO_MANY = "Too many attempts from here; wait a little and try again."
+# Set by config/gunicorn.conf.py: a directory private to one server (master and its workers).
+SHARED_DIR_ENV = "PAYWALL_RATELIMIT_DIR"
+
+
+def resolve_storage_uri(configured: str, environ: dict[str, str] | None = None) -> str:
+    """The storage URI ``configured`` stands for: "auto" is the SQLite file every worker of this
+    server shares when gunicorn's config names a directory for it, else this process's memory."""
+    if configured != "auto":
+        return configured
+    shared = (os.environ if environ is None else environ).get(SHARED_DIR_ENV)
+    if shared:
+        return f"{limitstore.SCHEME}:///{Path(shared).resolve() / 'ratelimit.sqlite3'}"
+    return "memory://"
 
 
 def client_address() -> str:
@@ -57,13 +81,14 @@ def limiter_for(app: Flask) -> Limiter:
         conf = ratelimit_settings(settings_of(app))
         limiter = Limiter(
             key_func=client_address,
-            storage_uri=conf.storage_uri,
+            storage_uri=resolve_storage_uri(conf.storage_uri),
             strategy="moving-window",
             headers_enabled=True,
             retry_after="delta-seconds",
             key_prefix="paywall",
             enabled=conf.enabled,
-            # If Redis goes away, count in this process's memory instead: limits stay, never a 500.
+            # If the storage fails (Redis gone, the SQLite file unwritable), count in this process's
+            # memory instead: limits stay, never a 500.
             in_memory_fallback_enabled=True,
         )
         try:
@@ -114,3 +139,43 @@ def limit(
         identified.__module__ = getattr(inner, "__module__", __name__)
         view = identified
     app.view_functions[endpoint] = view
+
+
+# -- failed authentication, per client address (auth.authenticate and the /reports sign-in) ---------
+
+AUTH_FAILURES = "paywall/auth-failures"
+
+
+def auth_retry_after() -> int | None:
+    """Seconds until this client address may try a key again, or None when it may now.
+
+    The counters are the Limiter's (shared by the workers like every limit); a storage failure
+    lets the check through rather than answering 500.
+    """
+    conf = ratelimit_settings(current_settings())
+    if not conf.enabled:
+        return None
+    strategy = limiter_for(current_app).limiter
+    address = client_address()
+    try:
+        for item in parse_many(conf.auth_failures_per_address):
+            if not strategy.test(item, AUTH_FAILURES, address):
+                reset_at, _remaining = strategy.get_window_stats(item, AUTH_FAILURES, address)
+                return max(1, math.ceil(reset_at - time.time()))
+    except Exception:  # any storage error: never a 500 for this
+        log.warning("rate-limit storage failed; failed-key throttle skipped", exc_info=True)
+    return None
+
+
+def note_auth_failure() -> None:
+    """Count one failed key check against this client address."""
+    conf = ratelimit_settings(current_settings())
+    if not conf.enabled:
+        return
+    strategy = limiter_for(current_app).limiter
+    address = client_address()
+    try:
+        for item in parse_many(conf.auth_failures_per_address):
+            strategy.hit(item, AUTH_FAILURES, address)
+    except Exception:  # any storage error: never a 500 for this
+        log.warning("rate-limit storage failed; a failed key check was not counted", exc_info=True)

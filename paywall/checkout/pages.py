@@ -228,14 +228,21 @@ def donate_page() -> Any:
     return render_template("checkout/donate.html", **context)
 
 
+# Longer than any amount a donation limit allows, and far below int()'s 4,300-digit limit.
+AMOUNT_MAX_CHARS = 20
+
+
 def parse_major(text: str, currency: str) -> int | None:
     """A typed amount in major units ("12.50") as minor units; None when it is not a plain amount."""
     cleaned = text.strip().replace(",", ".").replace(" ", "")
+    if len(cleaned) > AMOUNT_MAX_CHARS:
+        return None
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
         return None
-    if not value.is_finite() or value <= 0:
+    # "1e999999999" is a finite Decimal whose minor units would overflow the context (a 500).
+    if not value.is_finite() or value <= 0 or value.adjusted() >= AMOUNT_MAX_CHARS:
         return None
     minor = value.scaleb(money.exponent(currency))
     if minor != minor.to_integral_value():
@@ -265,7 +272,8 @@ def donate_submit() -> Any:
         amount = parse_major(other, currency)
         if amount is None:
             errors["amount"] = "Enter an amount such as 12 or 12.50."
-    elif choice.isdigit():
+    elif choice.isascii() and choice.isdigit() and len(choice) <= AMOUNT_MAX_CHARS:
+        # isdigit() alone takes "²" (which int() refuses) and 4,301 digits (which int() refuses too).
         amount = int(choice)
     else:
         errors["amount"] = "Choose an amount."

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api, Blueprint
 
-from paywall.auth import require_role
+from paywall.auth import authorize, require_role
 from paywall.checkout import limits, sessions
 from paywall.checkout.config import ratelimit_settings
 from paywall.checkout.plans import load_plans, offered_plans
@@ -125,6 +125,9 @@ def create_portal(data: dict[str, Any]) -> Any:
 
 
 def _body_reader() -> str | None:
+    # Only a caller with a site key may spend a reader's attempts: a keyless or wrong-role call is
+    # a 401/403 here, before any limit counts it (else anyone could lock a reader out for an hour).
+    authorize("site")
     body = request.get_json(silent=True)
     reader = body.get("reader") if isinstance(body, dict) else None
     return reader if isinstance(reader, str) and reader else None

@@ -14,7 +14,7 @@ from paywall.models.billing import (
 )
 from paywall.models.mail import AppealSend, Suppression, YearlyReceipt
 from paywall.models.outbox import OutboxMessage
-from paywall.models.readers import ApiKey, ErasedIdentity, Reader
+from paywall.models.readers import ApiKey, ErasedIdentity, Reader, ReportSession
 
 __all__ = [
     "ApiKey",
@@ -30,6 +30,7 @@ __all__ = [
     "Payment",
     "Reader",
     "Refund",
+    "ReportSession",
     "StripeCustomer",
     "StripeEvent",
     "Subscription",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paywall import clock
@@ -66,3 +66,18 @@ class ErasedIdentity(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     identity: Mapped[str] = mapped_column(String(100), unique=True)
     erased_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+
+
+class ReportSession(Base):
+    """A /reports sign-in. The cookie carries a random token; only its SHA-256 is stored here.
+
+    Signing out deletes the row, so the session ends on the server: a copy of the cookie taken
+    before is worth nothing after."""
+
+    __tablename__ = "report_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -264,7 +264,7 @@ def _download_links(period: Period, month_start: dt.date, year: int) -> list[dic
 
 @page.post("/sign-in")
 def sign_in() -> WerkzeugResponse:
-    """Check the CSRF token and the finance key, then remember the key's id in the signed cookie."""
+    """Check the CSRF token and the finance key, then open a session and put its token in the cookie."""
     data = websession.load()
     if not websession.csrf_ok(data, request.form.get("csrf_token")):
         data.pop("csrf", None)
@@ -272,7 +272,16 @@ def sign_in() -> WerkzeugResponse:
     key = (request.form.get("key") or "").strip()
     try:
         caller = authenticate(f"Bearer {key}")
-    except ApiError:
+    except ApiError as exc:
+        if exc.status == 429:  # too many failed keys from this address (auth_failures_per_address)
+            throttled = _render(
+                data,
+                "reports/sign_in.html",
+                429,
+                error="Too many failed sign-ins from here; wait and try again.",
+            )
+            throttled.headers["Retry-After"] = exc.headers.get("Retry-After", "60")
+            return throttled
         return _render(data, "reports/sign_in.html", 401, error="That key is not valid.")
     if caller.role not in websession.FINANCE_ROLES:
         return _render(
@@ -282,9 +291,8 @@ def sign_in() -> WerkzeugResponse:
     if parts is None:  # authenticate() accepted it, so it is well formed
         return _render(data, "reports/sign_in.html", 401, error="That key is not valid.")
     log.info("reports sign-in by key %r", caller.name)
-    # A fresh CSRF token with every sign-in, so a token seen before it is worth nothing after.
-    new = {"kid": parts[0]}
-    websession.csrf_token(new)
+    # A new session and a fresh CSRF token with every sign-in, so a token seen before is worth nothing after.
+    new = websession.open_session(parts[0])
     resp = redirect(url_for("reports_page.dashboard"), 303)
     websession.save(resp, new)
     return resp
@@ -295,6 +303,7 @@ def sign_out() -> WerkzeugResponse:
     data = websession.load()
     resp = redirect(url_for("reports_page.dashboard"), 303)
     if websession.csrf_ok(data, request.form.get("csrf_token")):
+        websession.end_session(data)
         websession.clear(resp)
     return resp
 

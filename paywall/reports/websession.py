@@ -1,4 +1,8 @@
-"""The /reports sign-in: a signed, HttpOnly cookie holding which finance key signed in, plus CSRF.
+"""The /reports sign-in: a signed, HttpOnly cookie holding a session token, plus CSRF.
+
+Each sign-in is a ``report_sessions`` row (only the token's SHA-256 is stored) naming the finance
+key that signed in; signing out deletes the row, so the session ends on the server and a copy of
+the cookie is worth nothing after.
 
 The cookie is ours (not Flask's app-wide session), so its name, lifetime and flags are this
 feature's business alone. It is signed with ``PAYWALL_SESSION_SECRET`` (itsdangerous, as Flask's
@@ -8,6 +12,7 @@ Every use re-checks the key, so revoking it ends the sign-in within seconds.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 import os
@@ -17,14 +22,15 @@ from typing import Any
 
 from flask import Flask, current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from werkzeug.wrappers import Response
 
-from paywall.auth import Caller
+from paywall import clock
+from paywall.auth import Caller, hash_secret
 from paywall.config import Settings
 from paywall.context import current_db, current_settings
 from paywall.errors import not_configured
-from paywall.models import ApiKey
+from paywall.models import ApiKey, ReportSession
 from paywall.reports.periods import report_settings
 
 log = logging.getLogger(__name__)
@@ -124,14 +130,49 @@ def csrf_ok(data: dict[str, Any], submitted: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
+def open_session(key_id: str) -> dict[str, Any]:
+    """Record a sign-in by the key ``key_id`` (the caller checked it); the new cookie's data, with a
+    fresh CSRF token. Expired sessions are swept here."""
+    token = secrets.token_urlsafe(32)
+    now = clock.now()
+    with current_db().transaction() as session:
+        api_key_id = session.scalar(select(ApiKey.id).where(ApiKey.key_id == key_id))
+        if api_key_id is None:
+            raise LookupError("the key vanished while signing in")
+        session.execute(delete(ReportSession).where(ReportSession.expires_at <= now))
+        session.add(
+            ReportSession(
+                token_hash=hash_secret(token),
+                api_key_id=api_key_id,
+                created_at=now,
+                expires_at=now + dt.timedelta(seconds=_max_age()),
+            )
+        )
+    data: dict[str, Any] = {"sid": token}
+    csrf_token(data)
+    return data
+
+
+def end_session(data: dict[str, Any]) -> None:
+    """Sign out on the server: the session's row goes, whoever holds a copy of the cookie."""
+    token = data.get("sid")
+    if isinstance(token, str) and token:
+        with current_db().transaction() as session:
+            session.execute(delete(ReportSession).where(ReportSession.token_hash == hash_secret(token)))
+
+
 def signed_in_caller(data: dict[str, Any] | None = None) -> Caller | None:
-    """The finance or admin key this session signed in with, if it is still valid."""
+    """The finance or admin key this session signed in with, if the session and the key are live."""
     data = load() if data is None else data
-    key_id = data.get("kid")
-    if not isinstance(key_id, str) or not key_id:
+    token = data.get("sid")
+    if not isinstance(token, str) or not token:
         return None
     with current_db().transaction(readonly=True) as session:
-        row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
-        if row is None or row.revoked_at is not None or row.role not in FINANCE_ROLES:
-            return None
-        return Caller(name=row.name, role=row.role)
+        row = session.execute(
+            select(ApiKey.name, ApiKey.role, ApiKey.revoked_at)
+            .join(ReportSession, ReportSession.api_key_id == ApiKey.id)
+            .where(ReportSession.token_hash == hash_secret(token), ReportSession.expires_at > clock.now())
+        ).first()
+    if row is None or row.revoked_at is not None or row.role not in FINANCE_ROLES:
+        return None
+    return Caller(name=row.name, role=row.role)
