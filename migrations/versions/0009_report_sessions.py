@@ -1,7 +1,7 @@
 """Report sessions: a /reports sign-in is a row, so signing out ends it on the server.
 
-Revision ID: 0011
-Revises: 0005
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-29 11:50:00
 
 Additive: a new table only. Code from before this revision keeps its stateless cookies (they never
@@ -16,8 +16,8 @@ from alembic import op
 
 import paywall.db
 
-revision = "0011"
-down_revision = "0005"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

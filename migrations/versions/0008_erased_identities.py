@@ -1,7 +1,7 @@
 """Erased identities: Stripe customer ids and address hashes of erased readers.
 
-Revision ID: 0010
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-29 11:30:00
 
 A new table only (additive): code that does not know it keeps running while it is applied.
@@ -14,8 +14,8 @@ from alembic import op
 
 import paywall.db
 
-revision = "0010"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Subscription pauses: Stripe's pause_collection, and when the current pause began.
 
-Revision ID: 0008
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-29 11:20:00
 
 Stripe's customer portal pauses a subscription with ``pause_collection`` (``behavior``:
@@ -20,8 +20,8 @@ from alembic import op
 
 import paywall.db
 
-revision = "0008"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
