@@ -9,6 +9,7 @@ reader; a breach is a 429 problem with ``Retry-After``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError
 
 from paywall.checkout import limitstore
@@ -146,6 +147,12 @@ def limit(
 AUTH_FAILURES = "paywall/auth-failures"
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed(limits_text: str) -> list[RateLimitItem]:
+    # Every authenticated request asks: parse each setting once, not per request.
+    return parse_many(limits_text)
+
+
 def auth_retry_after() -> int | None:
     """Seconds until this client address may try a key again, or None when it may now.
 
@@ -158,7 +165,7 @@ def auth_retry_after() -> int | None:
     strategy = limiter_for(current_app).limiter
     address = client_address()
     try:
-        for item in parse_many(conf.auth_failures_per_address):
+        for item in _parsed(conf.auth_failures_per_address):
             if not strategy.test(item, AUTH_FAILURES, address):
                 reset_at, _remaining = strategy.get_window_stats(item, AUTH_FAILURES, address)
                 return max(1, math.ceil(reset_at - time.time()))
@@ -175,7 +182,7 @@ def note_auth_failure() -> None:
     strategy = limiter_for(current_app).limiter
     address = client_address()
     try:
-        for item in parse_many(conf.auth_failures_per_address):
+        for item in _parsed(conf.auth_failures_per_address):
             strategy.hit(item, AUTH_FAILURES, address)
     except Exception:  # any storage error: never a 500 for this
         log.warning("rate-limit storage failed; a failed key check was not counted", exc_info=True)
