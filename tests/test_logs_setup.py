@@ -176,6 +176,9 @@ def test_gunicorn_access_lines_are_json_whatever_the_path(
     from gunicorn.util import load_class
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the conf file then leaves it
+    # The conf file shares rate-limit counters through this directory when unset; set it here so
+    # the variable is undone after the test and later apps in this process keep their own counters.
+    monkeypatch.setenv("PAYWALL_RATELIMIT_DIR", str(tmp_path / "ratelimit"))
     conf = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
     cfg = Config()
     cfg.set("accesslog", "-")
