@@ -23,6 +23,9 @@ class JsonSafeAtoms(dict[str, Any]):
         if key.startswith("{"):
             key = key.lower()
         value = self.get(key, "-")
+        if value is None:
+            # The byte count of a response gunicorn did not measure: a bare None is not JSON.
+            return "null"
         if isinstance(value, str):
             # json.dumps escapes quotes, backslashes, control characters and line separators.
             return json.dumps(redact(value))[1:-1]

@@ -201,3 +201,8 @@ def test_gunicorn_access_lines_are_json_whatever_the_path(
     record = json.loads(line)
     assert record["path"] == path.replace("ana@example.org", "[email]")
     assert record["request_id"] == "r\n1" and record["status"] == 404
+
+    # A response whose size gunicorn does not know still makes a valid JSON line.
+    resp.sent = None
+    atoms = logger.atoms(resp, SimpleNamespace(headers=[]), environ, dt.timedelta(milliseconds=3))
+    assert json.loads(cfg.access_log_format % logger.atoms_wrapper_class(atoms))["bytes"] is None
