@@ -336,3 +336,24 @@ def test_sync_page_size_default_is_the_reconcile_default() -> None:
 
     (option,) = [p for p in stripe_sync.params if p.name == "page_size"]
     assert option.default == reconcile.PAGE_SIZE
+
+
+def test_sync_names_an_absurd_object_and_applies_the_rest_of_its_page(
+    runner: CliRunner, db: Database, fake_stripe: FakeStripe
+) -> None:
+    """A fetched object with a value no real Stripe object has (a fractional amount) is not
+    applied, and named with the field; the rest of its page and the other lists are synced, the
+    row report leaves out what was rolled back, and the exit code is 1."""
+    bad = fake_stripe.lists["/v1/charges"][0]
+    bad["amount"] = 12.99
+    result = sync_cmd(runner, fake_stripe, "--page-size", "2")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert f"  charges {bad['id']}: amount: must be a whole number of minor units, got float" in lines
+    assert "charges: 2 created, 1 ignored, 1 invalid" in lines
+    assert lines[-1] == "Error: 1 objects were not applied (listed above)"
+    created = [line for line in lines if line.startswith("  payments ") and line.endswith(": created")]
+    assert len(created) == 2 and not any(bad["id"] in line for line in created)
+    with db.transaction(readonly=True) as session:
+        charges = set(session.scalars(select(Payment.stripe_charge_id)))
+    assert len(charges) == 2 and bad["id"] not in charges

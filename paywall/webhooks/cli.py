@@ -55,11 +55,17 @@ def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None
     click.echo(f"changed: {tally.changed}")
     if tally.stopped:
         raise click.ClickException(f"Stripe: {tally.stopped}; progress is saved, run again to resume")
+    if tally.invalid:
+        click.echo("not applied (a value no real Stripe object has; fix it in Stripe, then run again):")
+        for line in tally.invalid:
+            click.echo(f"  {line}")
     if tally.failed:
         raise click.ClickException(
             f"{len(tally.failed)} of {len(reconcile.LISTS)} lists failed: {', '.join(tally.failed)}; "
             "the others were synced; run again to retry them from where they stopped"
         )
+    if tally.invalid:
+        raise click.ClickException(f"{len(tally.invalid)} objects were not applied (listed above)")
 
 
 @click.group("events")

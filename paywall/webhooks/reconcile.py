@@ -35,6 +35,7 @@ from paywall import clock
 from paywall.db import Database
 from paywall.models import Payment, Refund, SyncCursor
 from paywall.webhooks import sync
+from paywall.webhooks.fields import InvalidField, safe_id
 from paywall.webhooks.handlers import related_ids
 from paywall.webhooks.inbox import lock_key, take_locks
 from paywall.webhooks.sync import Obj, Source
@@ -68,6 +69,7 @@ class StripeList:
     apply: Callable[[Session, Obj, Source], str]
 
 
+CHARGES = StripeList("charges", "/v1/charges", {"expand": ["data.payment_intent"]}, _charge)
 LISTS = (
     StripeList("customers", "/v1/customers", {}, lambda s, o, src: sync.upsert_customer(s, o, src)),
     StripeList("subscriptions", "/v1/subscriptions", {"status": "all"}, sync.upsert_subscription),
@@ -75,7 +77,7 @@ LISTS = (
         "checkout_sessions", "/v1/checkout/sessions", {"status": "complete"}, sync.upsert_checkout_session
     ),
     StripeList("invoices", "/v1/invoices", {"expand": ["data.payments"]}, _invoice),
-    StripeList("charges", "/v1/charges", {"expand": ["data.payment_intent"]}, _charge),
+    CHARGES,
     StripeList("refunds", "/v1/refunds", {}, sync.upsert_refund),
     StripeList("disputes", "/v1/disputes", {}, sync.upsert_dispute),
     StripeList("balance_transactions", "/v1/balance_transactions", {}, _balance_transaction),
@@ -122,6 +124,10 @@ class Tally:
     changes: dict[tuple[str, str], RowChange] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     stopped: str | None = None
+    # Objects no real Stripe object looks like ("charges ch_…: amount: must be …"), not applied.
+    invalid: list[str] = field(default_factory=list)
+    # Rows flushed since the last keep(): reported only once their savepoint or transaction holds.
+    _pending: list[tuple[Any, bool, set[str]]] = field(default_factory=list)
 
     def add(self, name: str, outcome: str) -> None:
         self.counts.setdefault(name, Counter())[outcome] += 1
@@ -132,7 +138,7 @@ class Tally:
 
     def _before_flush(self, session: Session, _flush: UOWTransaction, _instances: Any) -> None:
         for obj in session.new:
-            self._change(obj).created = True
+            self._pending.append((_row_key(obj), True, set()))
         for obj in session.dirty:
             state = inspect(obj)
             fields = {
@@ -141,14 +147,21 @@ class Tally:
                 if prop.key not in UNREPORTED and state.attrs[prop.key].history.has_changes()
             }
             if fields:
-                self._change(obj).fields |= fields
+                self._pending.append((_row_key(obj), False, fields))
 
-    def _change(self, obj: Any) -> RowChange:
-        table, key = _row_key(obj)
-        found = self.changes.get((table, key))
-        if found is None:
-            found = self.changes[(table, key)] = RowChange(table, key)
-        return found
+    def keep(self) -> None:
+        """Report the rows flushed since the last keep() or drop(): their work was committed."""
+        for (table, key), created, fields in self._pending:
+            found = self.changes.get((table, key))
+            if found is None:
+                found = self.changes[(table, key)] = RowChange(table, key)
+            found.created = found.created or created
+            found.fields |= fields
+        self._pending.clear()
+
+    def drop(self) -> None:
+        """Forget the rows flushed since the last keep(): their savepoint was rolled back."""
+        self._pending.clear()
 
     def lines(self) -> Iterator[str]:
         for item in LISTS:
@@ -274,16 +287,13 @@ def _sync_list(
         with db.transaction() as session:
             tally.watch(session)
             _lock_page(session, objects)
-            at = clock.now()
-            for obj in objects:
-                src = Source.fetch(livemode=bool(obj.get("livemode")), at=at)
-                tally.add(item.name, item.apply(session, obj, src))
-            sync.settle(session)
+            _apply_page(session, item, objects, tally)
             if objects:
                 starting_after = str(objects[-1].get("id"))
                 cur = _cursor(session, item.name)
                 cur.cursor = starting_after
                 cur.updated_at = clock.now()
+        tally.keep()
         if progress is not None:
             progress(f"{item.name}: {len(objects)} read")
         if not page.get("has_more") or not objects:
@@ -292,6 +302,40 @@ def _sync_list(
         cur = _cursor(session, item.name)
         cur.completed_at = clock.now()
         cur.cursor = None
+
+
+def _apply_page(session: Session, item: StripeList, objects: list[Obj], tally: Tally) -> None:
+    """Upsert a page in one savepoint; if an object holds a value no real Stripe object has
+    (fields.InvalidField), apply the others one by one and name the bad ones instead of failing."""
+    at = clock.now()
+
+    def source(obj: Obj) -> Source:
+        return Source.fetch(livemode=bool(obj.get("livemode")), at=at)
+
+    try:
+        with session.begin_nested():
+            outcomes = [item.apply(session, obj, source(obj)) for obj in objects]
+            sync.settle(session)
+    except InvalidField:
+        sync.forget(session)
+        tally.drop()
+    else:
+        for outcome in outcomes:
+            tally.add(item.name, outcome)
+        return
+    for obj in objects:
+        try:
+            with session.begin_nested():
+                outcome = item.apply(session, obj, source(obj))
+                sync.settle(session)
+        except InvalidField as exc:
+            sync.forget(session)
+            tally.drop()
+            tally.add(item.name, "invalid")
+            tally.invalid.append(f"{item.name} {safe_id(obj)}: {exc.describe(obj)}")
+        else:
+            tally.keep()
+            tally.add(item.name, outcome)
 
 
 def unmatched_charge_ids(session: Session) -> list[str]:
@@ -325,5 +369,5 @@ def fetch_unmatched_charges(db: Database, client: stripe.StripeClient, tally: Ta
         with db.transaction() as session:
             tally.watch(session)
             _lock_page(session, [obj])
-            tally.add("charges", _charge(session, obj, Source.fetch(livemode=bool(obj.get("livemode")))))
-            sync.settle(session)
+            _apply_page(session, CHARGES, [obj], tally)
+        tally.keep()
