@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from paywall.clicontext import Context, pass_ctx
-from paywall.config import CONFIG_DIR, MIGRATIONS_DIR, ConfigError
+from paywall.config import CONFIG_DIR, MIGRATIONS_DIR
 
 __all__ = ["Context", "main", "pass_ctx", "upgrade_database"]
 
@@ -125,12 +125,7 @@ def _safe_url(url: str) -> str:
 @pass_ctx
 def serve(obj: Context, bind: str | None) -> None:
     """Run the web service under gunicorn with config/gunicorn.conf.py."""
-    from paywall.sections import check_serving
-
-    try:
-        check_serving(obj.settings)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
+    obj.check_signing()
     bind = bind or obj.settings.server.bind
     os.environ["PAYWALL_BIND"] = bind
     args = [sys.executable, "-m", "gunicorn", "-c", str(CONFIG_DIR / "gunicorn.conf.py"), "--bind", bind]

@@ -45,6 +45,17 @@ class Context:
             self._settings = settings
         return self._settings
 
+    def check_signing(self) -> None:
+        """Stop a command that signs links (the server, the mail worker, appeal sends) for an
+        https service without PAYWALL_SIGNING_KEY: a key generated on this disk would break every
+        token and unsubscribe link on another host or after a redeploy."""
+        from paywall.sections import check_serving
+
+        try:
+            check_serving(self.settings)
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration: {exc}") from None
+
     @property
     def db(self) -> Database:
         if self._db is None:

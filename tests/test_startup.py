@@ -167,6 +167,13 @@ def test_https_public_url_without_signing_key_refuses_to_start(
     result = runner.invoke(main, ["serve"])
     assert result.exit_code == 1 and started == []
     assert "PAYWALL_SIGNING_KEY is not set" in result.output
+    # The other commands that sign links refuse too, before sending anything.
+    for words in (["worker"], ["appeals", "send", "keep-us-open"]):
+        result = runner.invoke(main, words)
+        assert result.exit_code == 1 and "PAYWALL_SIGNING_KEY is not set" in result.output, (
+            words,
+            result.output,
+        )
 
 
 def test_signing_key_command_prints_a_new_key(runner: CliRunner) -> None:

@@ -105,6 +105,7 @@ def send(obj: Context, name: str, dry_run: bool, limit: int | None, force: bool)
     settings = obj.settings
     transport = None
     if not dry_run:
+        obj.check_signing()  # each mail carries a signed one-click unsubscribe link
         try:
             require_mail(settings)
         except MailNotConfigured as exc:

@@ -158,6 +158,7 @@ def run_worker(obj: Context, stop: threading.Event, poll_seconds: float) -> None
 @pass_ctx
 def worker(obj: Context, poll: float | None) -> None:
     """Keep draining the outbox; on SIGTERM or Ctrl-C, finish the current message and exit."""
+    obj.check_signing()  # its mails carry signed unsubscribe and reader links
     try:
         require_mail(obj.settings)
     except MailNotConfigured as exc:
