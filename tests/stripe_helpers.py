@@ -137,6 +137,7 @@ MIRRORED_TABLES = (
     "readers",
     "stripe_customers",
     "subscriptions",
+    "stripe_prices",
     "invoices",
     "payments",
     "refunds",
@@ -150,13 +151,6 @@ EXCLUDED_COLUMNS: dict[str, dict[str, str]] = {
         "created_at": "wall-clock time this replay first met the reader",
         "updated_at": "wall-clock time of the last write, not a Stripe fact",
     },
-}
-# NOT legitimate: order-dependent columns this comparison found, left to their owners (issue 13
-# report). Remove an entry once fixed. payments.plan is copied from the subscription's plan when
-# the payment is first linked to it: after an upgrade (scenario g) the first month's payment is
-# named after the new plan if the upgrade was processed before that payment was linked.
-KNOWN_ORDER_DEPENDENT: dict[str, dict[str, str]] = {
-    "payments": {"plan": "first-come copy of subscriptions.plan (sync.relink_payment)"},
 }
 
 
@@ -172,11 +166,7 @@ def mirror_rows(session: Any) -> dict[str, list[dict[str, Any]]]:
     dump: dict[str, list[dict[str, Any]]] = {}
     for name in MIRRORED_TABLES:
         table = Base.metadata.tables[name]
-        skip = {
-            **EXCLUDED_COLUMNS["*"],
-            **EXCLUDED_COLUMNS.get(name, {}),
-            **KNOWN_ORDER_DEPENDENT.get(name, {}),
-        }
+        skip = {**EXCLUDED_COLUMNS["*"], **EXCLUDED_COLUMNS.get(name, {})}
         rows = []
         for found in session.execute(select(table)).mappings():
             row = {k: v for k, v in found.items() if k not in skip}

@@ -7,12 +7,15 @@ import copy
 import datetime as dt
 import itertools
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from sqlalchemy import select
 
 from paywall.db import Database
 from paywall.models import CheckoutSession, Dispute, StripeCustomer, Subscription
+from paywall.reports.periods import Period
+from paywall.reports.revenue import revenue_report
 from tests.conftest import truncate_all
 from tests.stripe_helpers import assert_same_rows, deliver_all, load_scenario, mirror_rows
 
@@ -147,3 +150,36 @@ def test_checkout_completed_at_is_the_earliest_event_showing_it_complete(app: Fl
     with db.transaction(readonly=True) as session:
         row = session.scalar(select(CheckoutSession))
         assert row is not None and row.synced_event_id == "evt_cs_later"
+
+
+SUPPORTER = ("price_1mgNSEQz8wLm3xTnaWTeJ9B4", "supporter_monthly_usd")
+CHAMPION = ("price_1ZyNYaQz8wLm3xTneCS2aMI3", "champion_monthly_usd")
+
+
+def test_payment_plan_is_the_plan_it_paid_for_whatever_the_order(app: Flask, db: Database) -> None:
+    """Scenario a + g: the first month was paid on the supporter price, the proration on the
+    champion price. Delivered in order, or with g's upgrade (or all of g) before a's payment
+    events, each payment keeps the price and plan it paid for, and so does the report by plan."""
+    a_events, g_events = load_scenario("a"), load_scenario("g")[len(load_scenario("a")) :]
+    upgrade, g_rest = g_events[0], g_events[1:]
+    assert upgrade["type"] == "customer.subscription.updated"
+    rows = replay_each_order(
+        app,
+        db,
+        [
+            a_events + g_events,
+            [upgrade, *a_events, *g_rest],
+            a_events[:1] + g_events + a_events[1:],
+            g_events + a_events,
+        ],
+    )
+    a_charge = next(e for e in a_events if e["type"] == "charge.succeeded")["data"]["object"]["id"]
+    paid = {p["stripe_charge_id"]: (p["stripe_price_id"], p["plan"]) for p in rows["payments"]}
+    assert paid.pop(a_charge) == SUPPORTER
+    assert list(paid.values()) == [CHAMPION]
+    # The database holds the last order (all of g first): the first month counts under the old plan.
+    period = Period(dt.date(2026, 9, 1), dt.date(2026, 10, 1), ZoneInfo("UTC"))
+    with db.transaction(readonly=True) as session:
+        report = revenue_report(session, period, "plan")
+    by_plan = {(r.period, r.currency): (r.gross, r.payments) for r in report.rows}
+    assert by_plan == {("supporter_monthly_usd", "usd"): (1500, 1), ("champion_monthly_usd", "usd"): (750, 1)}

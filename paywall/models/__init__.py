@@ -9,6 +9,7 @@ from paywall.models.billing import (
     Refund,
     StripeCustomer,
     StripeEvent,
+    StripePrice,
     Subscription,
     SyncCursor,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ReportSession",
     "StripeCustomer",
     "StripeEvent",
+    "StripePrice",
     "Subscription",
     "Suppression",
     "SyncCursor",

@@ -117,6 +117,23 @@ class Subscription(SyncedMixin, Base):
     paused_at: Mapped[dt.datetime | None]
 
 
+class StripePrice(SyncedMixin, Base):
+    """A Stripe price as the sync last saw it (subscription items, and invoice lines that carry the
+    price object): what names a payment's plan after the subscription has moved to another price."""
+
+    __tablename__ = "stripe_prices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_price_id: Mapped[str] = mapped_column(StripeId, unique=True)
+    stripe_product_id: Mapped[str | None] = mapped_column(StripeId)
+    # Named as subscriptions.plan is: metadata.plan, else lookup_key, nickname, the plan's nickname, the id.
+    plan: Mapped[str | None] = mapped_column(String(100))
+    unit_amount_minor: Mapped[int | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    interval: Mapped[str | None] = mapped_column(String(16))
+    interval_count: Mapped[int] = mapped_column(default=1)
+
+
 class Invoice(SyncedMixin, Base):
     __tablename__ = "invoices"
 

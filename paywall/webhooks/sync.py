@@ -27,7 +27,10 @@ The ordering rule (stated once, tested by replaying every scenario shuffled with
    charge's ``amount_refunded`` says beyond its refund objects, dated by the charge state that first
    showed it: see ``refresh_charge_refunds``); its dispute state (lost amount: the dispute amount when lost or while funds are withdrawn, 0 when
    won or reinstated); a subscription's ``payment_failed_at`` (the earliest first failure among its
-   invoices that are still unpaid).
+   invoices that are still unpaid); a payment's price and plan (the price of its invoice's service
+   line, which wins over the subscription's current price, else the subscription's; the plan is
+   that price's name in ``stripe_prices``, kept newest-wins from every state that shows the price,
+   stale ones too), so a payment keeps the plan it paid for after an upgrade.
 4. Times Stripe does not state are the earliest event that shows them, stale or not, so the
    first-processed event does not decide them: a dispute's ``closed_at`` and funds movements, a
    Checkout Session's ``completed_at``, a customer's ``deleted_at``.
@@ -54,6 +57,7 @@ from paywall.models import (
     Refund,
     StripeCustomer,
     StripeEvent,
+    StripePrice,
     Subscription,
 )
 from paywall.models.billing import COUNTED_REFUND_STATUSES
@@ -385,6 +389,41 @@ def subscription_values(sub: Obj) -> dict[str, Any]:
     }
 
 
+def upsert_price(session: Session, price_raw: Any, plan_raw: Any, src: Source) -> None:
+    """A price object seen inside another object (a subscription item, or an invoice line on older
+    API versions) -> ``stripe_prices``, newest state winning. Called for stale states too: a price
+    is a fact about itself, and the newest-wins guard keeps the result order-free. A bare id (or
+    ``{id, object}``) says nothing about the price and is skipped."""
+    price: Obj = price_raw if isinstance(price_raw, Mapping) else {}
+    plan: Obj = plan_raw if isinstance(plan_raw, Mapping) else {}
+    pid = obj_id(price_raw) or obj_id(plan_raw)
+    if pid is None or ("currency" not in price and "currency" not in plan):
+        return
+    recurring = _map(price.get("recurring"))
+    unit = read_amount(price, "unit_amount")
+    values: dict[str, Any] = {
+        "stripe_product_id": obj_id(price.get("product")) or obj_id(plan.get("product")),
+        "plan": _price_name(price, plan),
+        "unit_amount_minor": read_amount(plan, "amount") if unit is None else unit,
+        "currency": read_currency(price, required=False) or read_currency(plan, required=False),
+        "interval": _str(recurring.get("interval") or plan.get("interval"), 16),
+        "interval_count": read_count(recurring, "interval_count") or read_count(plan, "interval_count") or 1,
+    }
+    row = _get(session, StripePrice, StripePrice.stripe_price_id, pid)
+    created = row is None
+    if row is None:
+        row = StripePrice(stripe_price_id=pid)
+        _remember(session, row, pid)
+    elif not _wins(row, src, (), ()):
+        return
+    renamed = row.plan != values["plan"]
+    _set(row, values, links=("stripe_product_id",))
+    _stamp(row, src)
+    session.flush()
+    if created or renamed:
+        relink_payments(session, price_id=pid)
+
+
 def _pause_in(sub: Obj) -> bool:
     """Whether a Stripe subscription state is paused: status ``paused`` or collection paused."""
     return (
@@ -426,6 +465,12 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
     values = subscription_values(sub)
     explicit_kind = values.pop("_kind")
     reader_ref = values.pop("_reader")
+    items = _map(sub.get("items")).get("data") or []
+    for item in items:
+        if isinstance(item, Mapping):
+            upsert_price(session, item.get("price"), item.get("plan"), src)
+    if not items:
+        upsert_price(session, sub.get("plan"), sub.get("plan"), src)
     row = _get(session, Subscription, Subscription.stripe_subscription_id, sid)
     created = row is None
     if row is None:
@@ -568,6 +613,9 @@ def upsert_invoice(session: Session, inv: Obj, src: Source, *, failed: bool = Fa
     iid = obj_id(inv)
     if iid is None:
         raise ValueError("invoice without an id")
+    for any_line in (inv.get("lines") or {}).get("data") or []:
+        if isinstance(any_line, Mapping):
+            upsert_price(session, any_line.get("price"), any_line.get("plan"), src)
     line = _service_line(inv)
     period = _map(line.get("period")) if line else {}
     transitions = _map(inv.get("status_transitions"))
@@ -873,6 +921,7 @@ def relink_payments(
     invoice_id: str | None = None,
     payment_intent_id: str | None = None,
     charge_id: str | None = None,
+    price_id: str | None = None,
 ) -> None:
     """Mark every payment related to the given ids for ``settle`` to re-derive."""
     conds = []
@@ -886,6 +935,8 @@ def relink_payments(
         conds.append(Payment.stripe_payment_intent_id == payment_intent_id)
     if charge_id:
         conds.append(Payment.stripe_charge_id == charge_id)
+    if price_id:
+        conds.append(Payment.stripe_price_id == price_id)
     if not conds:
         return
     pending = session.info.setdefault(PENDING_RELINK, {})
@@ -937,7 +988,9 @@ def relink_payment(session: Session, p: Payment) -> bool:
         _fill(p, "stripe_invoice_id", inv.stripe_invoice_id)
         _fill(p, "stripe_subscription_id", inv.stripe_subscription_id)
         _fill(p, "stripe_customer_id", inv.stripe_customer_id)
-        _fill(p, "stripe_price_id", inv.stripe_price_id)
+        if inv.stripe_price_id is not None:
+            # What the invoice billed wins over the subscription's price, even one filled before.
+            p.stripe_price_id = inv.stripe_price_id
         _fill(p, "reader_id", inv.reader_id)
         p.recurring = p.recurring or inv.stripe_subscription_id is not None
     cs = _find_checkout(session, p)
@@ -957,7 +1010,7 @@ def relink_payment(session: Session, p: Payment) -> bool:
         _fill(p, "reader_id", sub.reader_id)
         _fill(p, "campaign", sub.campaign)
         _fill(p, "stripe_price_id", sub.stripe_price_id)
-        _fill(p, "plan", sub.plan)
+    _refresh_plan(session, p, sub)
     if p.stripe_customer_id:
         cus = _get(session, StripeCustomer, StripeCustomer.stripe_customer_id, p.stripe_customer_id)
         if cus is not None:
@@ -978,6 +1031,19 @@ def relink_payment(session: Session, p: Payment) -> bool:
     elif before["kind"] == "donation":
         _withdraw_pending(session, f"receipt:{p.stripe_charge_id}", "not a donation")
     return changed
+
+
+def _refresh_plan(session: Session, p: Payment, sub: Subscription | None) -> None:
+    """The plan a payment paid for: the name of its own price (``stripe_prices``), else its
+    subscription's plan when that is still the same price. Never the plan the subscription moved
+    to later; left as it is when neither is known (rows synced before ``stripe_prices`` existed)."""
+    if p.stripe_price_id is None:
+        return
+    price = _get(session, StripePrice, StripePrice.stripe_price_id, p.stripe_price_id)
+    if price is not None and price.plan is not None:
+        p.plan = price.plan
+    elif sub is not None and sub.stripe_price_id == p.stripe_price_id and sub.plan is not None:
+        p.plan = sub.plan
 
 
 def _snapshot(p: Payment) -> dict[str, Any]:
