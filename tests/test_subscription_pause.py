@@ -156,3 +156,23 @@ def test_paused_at_is_the_same_whatever_the_delivery_order(
         row = s.scalar(select(Subscription))
         assert row is not None and row.pause_collection_behavior == "void"
         assert row.paused_at == PAUSED_AT
+
+
+def test_paused_at_stays_put_when_the_same_pause_is_fetched_again(db: Database) -> None:
+    """A pause first seen by ``paywall stripe sync`` (no stored event shows it) keeps the start
+    the first fetch saw; fetching it again later must not move it forward (closed months of the
+    subscriptions report would change)."""
+    from paywall.webhooks.sync import Source, settle, upsert_subscription
+
+    events = load_scenario("a")
+    state = copy.deepcopy([e for e in events if e["data"]["object"].get("object") == "subscription"][-1])
+    sub = state["data"]["object"]
+    sub["pause_collection"] = {"behavior": "void", "resumes_at": None}
+    first, second = PAUSED_AT, PAUSED_AT + dt.timedelta(days=20)
+    for at in (first, second):
+        with db.transaction() as session:
+            upsert_subscription(session, sub, Source.fetch(at=at))
+            settle(session)
+    with db.transaction(readonly=True) as session:
+        row = session.scalars(select(Subscription)).one()
+        assert row.paused_at == first

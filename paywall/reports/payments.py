@@ -1,8 +1,9 @@
 """The payments export: one line per payment, for reconciling with Stripe, streamed.
 
 ``refunded`` and ``disputed`` are computed from the refund and dispute records with the same
-rules as the revenue report (``revenue.refund_counted``, ``revenue.dispute_lost``), so the export
-and the report always add up to the same totals. Refunds of a charge never recorded as a payment
+rules as the revenue report (``revenue.refund_counted``, ``revenue.dispute_lost``), but on the
+payment's line, whenever they were made: the export and the report agree over a span holding the
+payments and their refunds and disputes (the report counts a refund in the month it was made). Refunds of a charge never recorded as a payment
 (older than the service, say) are money out all the same: after the payments, one line per such
 charge with its refunds made in the period, ``unmatched`` true, amount 0 and no date of payment
 (``paywall stripe sync`` fetches the charge, and the refunds then go with its payment).

@@ -108,7 +108,7 @@ def spans(session: Session, start: dt.datetime, end: dt.datetime, livemode: bool
         paying_from = max(sub.started_at, sub.trial_end) if sub.trial_end else sub.started_at
         paused_from = None
         if sub.status == "paused" or sub.pause_collection_behavior is not None:
-            # Rows synced before migration 0008 have no paused_at until their next event.
+            # Rows synced before migration 0007 have no paused_at until their next event.
             paused_from = sub.paused_at or sub.synced_event_at or paying_from
         out.append(
             Span(

@@ -440,10 +440,17 @@ def _paused_at(session: Session, row: Subscription, sub: Obj, src: Source) -> dt
         return None
     newest = row.synced_event_at or src.at
     points = [(newest, True), (src.at, _pause_in(sub))]
+    if row.paused_at is not None:
+        # The start already known (a fetch, or an event no longer stored, may be all that showed
+        # it): a later fetch of the same pause must not move it forward. A state that is not
+        # paused and newer than it still ends the run first.
+        points.append((row.paused_at, True))
     events = session.execute(
         select(StripeEvent.created, StripeEvent.payload).where(
             StripeEvent.object_id == row.stripe_subscription_id,
             StripeEvent.type.startswith("customer.subscription."),
+            # A failed or ignored event was never applied: it says nothing about the pause.
+            StripeEvent.status == "processed",
         )
     )
     for created, payload in events:
