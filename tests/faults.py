@@ -118,6 +118,15 @@ def http(
         return 0, b""
 
 
+def wait_healthy(proc: subprocess.Popen[str], base: str, seconds: float = 30) -> None:
+    """Wait until ``base``/healthz answers 200; fail with the server's output if it exits or stalls."""
+    deadline = time.monotonic() + seconds
+    while http("GET", base + "/healthz")[0] != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def gunicorn(
     env: dict[str, str], cwd: Path, *, workers: int = 2
@@ -138,11 +147,7 @@ def gunicorn(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while http("GET", base + "/healthz")[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
-            time.sleep(0.2)
+        wait_healthy(proc, base)
         yield base, proc
     finally:
         proc.terminate()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 
 from paywall.cli import alembic_config, main
-from tests.faults import free_port
+from tests.faults import free_port, wait_healthy
 
 
 def test_help_lists_everything(runner: CliRunner) -> None:
@@ -62,16 +61,7 @@ def test_db_upgrade_and_serve_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        wait_healthy(proc, f"http://127.0.0.1:{port}", seconds=30)
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/readers/cli-reader",
             data=b'{"email": "cli@example.org"}',

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from paywall.config import ROOT
-from tests.faults import free_port
+from tests.faults import free_port, wait_healthy
 
 UNSHIPPED = (".git", ".venv", "build", "dist", "var", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
 
@@ -101,16 +100,7 @@ def test_wheel_install_migrates_and_serves_from_any_directory(tmp_path: Path) ->
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
+        wait_healthy(proc, f"http://127.0.0.1:{port}", seconds=60)
         # Templates ship too: the API page renders.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=5) as resp:
             assert resp.status == 200 and b"<html" in resp.read().lower()
