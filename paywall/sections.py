@@ -26,6 +26,7 @@ from paywall.checkout.plans import PLACEHOLDER_PRICE, load_plans
 from paywall.config import ConfigError, Settings
 from paywall.mail.settings import mailer_settings
 from paywall.reports.periods import report_settings
+from paywall.signin.settings import gate_settings, signin_settings
 
 # The sections load_settings() builds itself (paywall/config.py).
 CORE_SECTIONS = ("server", "database", "stripe", "mail", "logging")
@@ -40,6 +41,8 @@ FEATURE_SECTIONS: dict[str, Callable[[Settings], Any]] = {
     "appeal": appeal_settings,
     "ratelimit": ratelimit_settings,
     "mailer": mailer_settings,
+    "signin": signin_settings,
+    "gate": gate_settings,
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL")

@@ -22,6 +22,9 @@ class AccessSettings:
     meter_timezone: str = "UTC"
     token_ttl_seconds: int = 900
     renewal_leeway_hours: int = 24
+    # Free articles a month for a registered reader (signed in, or registered by the site);
+    # 0 = the same allowance as an anonymous reader.
+    registered_free_articles_per_month: int = 5
 
     def __post_init__(self) -> None:
         for name in (
@@ -31,6 +34,7 @@ class AccessSettings:
             "appeal_pause_days",
             "dismiss_days",
             "renewal_leeway_hours",
+            "registered_free_articles_per_month",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"access.{name} must be 0 or more")

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, jsonify, redirect, render_template, request
 from flask_smorest import Api
 from marshmallow import ValidationError
 
-from paywall import clock, money, signing
+from paywall import browser, clock, money, signing
 from paywall.access.appeals import dismiss_appeal, dismissed_until
 from paywall.access.settings import access_settings
 from paywall.checkout import limits, sessions
@@ -41,6 +41,7 @@ from paywall.errors import ApiError
 from paywall.schemas import validate_identifier
 
 bp = Blueprint("reader_pages", __name__, template_folder="templates")
+browser.install(bp)
 
 READER_PURPOSES = ("access", "reader-link")
 FORM_PURPOSE = "checkout-form"
@@ -509,44 +510,6 @@ def dismiss() -> Any:
             "hidden_until": int(until.timestamp() * 1000) if until else None,
         }
     )
-
-
-# ----- CORS for /support/* -----------------------------------------------------------------------
-
-
-def _own_origin(settings: Settings) -> str:
-    parts = urlsplit(settings.server.public_url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _allowed(settings: Settings, origin: str) -> bool:
-    return origin in settings.server.allowed_origins or origin == _own_origin(settings)
-
-
-@bp.before_request
-def _refuse_foreign_writes() -> Any:
-    # CORS only stops a foreign page from *reading* answers; a plain form POST still arrives. Refuse
-    # state changes from browser origins the operator has not allowed.
-    if request.method == "POST" and request.path.startswith("/support/"):
-        origin = request.headers.get("Origin")
-        if origin and not _allowed(current_settings(), origin):
-            raise ApiError(403, "This origin may not call the widget.", type_="forbidden")
-    return None
-
-
-@bp.after_request
-def _cors(resp: Response) -> Response:
-    if not request.path.startswith("/support/"):
-        return resp
-    resp.vary.add("Origin")
-    origin = request.headers.get("Origin")
-    if origin and origin in current_settings().server.allowed_origins:
-        resp.headers["Access-Control-Allow-Origin"] = origin
-        if request.method == "OPTIONS":
-            resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
-            resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
-            resp.headers["Access-Control-Max-Age"] = "600"
-    return resp
 
 
 def init_app(app: Flask, api: Api) -> None:

@@ -15,7 +15,7 @@ from paywall.models.billing import (
 )
 from paywall.models.mail import AppealSend, Suppression, YearlyReceipt
 from paywall.models.outbox import OutboxMessage
-from paywall.models.readers import ApiKey, ErasedIdentity, Reader, ReportSession
+from paywall.models.readers import ApiKey, ErasedIdentity, Reader, ReportSession, SigninCode
 
 __all__ = [
     "ApiKey",
@@ -32,6 +32,7 @@ __all__ = [
     "Reader",
     "Refund",
     "ReportSession",
+    "SigninCode",
     "StripeCustomer",
     "StripeEvent",
     "StripePrice",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paywall import clock
@@ -31,6 +31,16 @@ class Reader(Base):
     erased_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[dt.datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+    # The trimmed, lower-cased address the reader proved they own by signing in with a code sent to
+    # it (paywall/signin). Unique: one verified email names exactly one reader. ``email`` above is
+    # what the site or Stripe says and is not proof of anything.
+    verified_email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    email_verified_at: Mapped[dt.datetime | None]
+    # Signed in here, or vouched for by the site (PUT /v1/readers): who passes a registration wall.
+    # Anonymous browser ids never have a row, so they are never registered.
+    registered_at: Mapped[dt.datetime | None]
+    # Every reader token carries it (claim ``sv``); signing out everywhere increments it.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiKey(Base):
@@ -81,3 +91,27 @@ class ReportSession(Base):
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class SigninCode(Base):
+    """One emailed sign-in: a 6-digit code and a one-time link token, both stored as SHA-256 only.
+
+    ``email_hash`` is the SHA-256 hex of the normalised address (no address is stored here); the
+    newest row per address is the live one, and sending a new code ends the older ones. ``purpose``:
+    ``signin`` or ``delete`` (the code that confirms "Delete my account"). ``failed_attempts`` counts
+    wrong codes: at the limit the address is locked until a new code is sent.
+    """
+
+    __tablename__ = "signin_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16), default="signin", server_default="signin")
+    # Where the link in the mail returns the reader (already checked against the allowed origins).
+    return_url: Mapped[str | None] = mapped_column(Text)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    used_at: Mapped[dt.datetime | None]
