@@ -38,11 +38,18 @@ def upgrade() -> None:
         sa.Column("code_hash", sa.String(length=64), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("purpose", sa.String(length=16), nullable=False, server_default="signin"),
+        # Kept only while the code is live (the exchange must know whom it proves); blanked on use.
+        sa.Column("email", sa.String(length=320), nullable=True),
+        # A one-time return token (/thanks, purpose "return") names its reader instead of an address.
+        sa.Column("reader_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("return_url", sa.Text(), nullable=True),
         sa.Column("failed_attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("created_at", paywall.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", paywall.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("used_at", paywall.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["reader_id"], ["readers.id"], name=op.f("fk_signin_codes_reader_id_readers")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signin_codes")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_signin_codes_token_hash")),
     )

@@ -96,9 +96,10 @@ class ReportSession(Base):
 class SigninCode(Base):
     """One emailed sign-in: a 6-digit code and a one-time link token, both stored as SHA-256 only.
 
-    ``email_hash`` is the SHA-256 hex of the normalised address (no address is stored here); the
+    ``email_hash`` is the SHA-256 hex of the normalised address (how rows are found); the
     newest row per address is the live one, and sending a new code ends the older ones. ``purpose``:
-    ``signin`` or ``delete`` (the code that confirms "Delete my account"). ``failed_attempts`` counts
+    ``signin``, ``delete`` (the code that confirms "Delete my account") or ``return`` (a one-time
+    token for the site's [signin] return_url, no code, no mail). ``failed_attempts`` counts
     wrong codes: at the limit the address is locked until a new code is sent.
     """
 
@@ -109,6 +110,11 @@ class SigninCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     purpose: Mapped[str] = mapped_column(String(16), default="signin", server_default="signin")
+    # The address, kept only while the code is live (the exchange must know whom it proves): it is
+    # blanked when the code is used and the row is purged once expired (paywall/signin/codes.py).
+    email: Mapped[str | None] = mapped_column(String(320))
+    # A one-time return token (purpose ``return``, from /thanks) names its reader, not an address.
+    reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id"))
     # Where the link in the mail returns the reader (already checked against the allowed origins).
     return_url: Mapped[str | None] = mapped_column(Text)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

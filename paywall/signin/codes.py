@@ -1,0 +1,177 @@
+"""The one-time sign-in secrets: a 6-digit code and a link token per emailed sign-in.
+
+Only SHA-256 hashes of the code and the token are stored. The newest row per (address, purpose) is
+the live one: issuing a new code ends the older ones, and with them the address's lockout (wrong
+codes are counted on the live row). Using a code or token is a conditional UPDATE (``... WHERE
+used_at IS NULL``), so of two racing uses exactly one wins on SQLite and PostgreSQL alike.
+
+A 6-digit code has a million values; ``max_failed_codes`` (5) wrong tries per code, a fresh code
+only through the rate-limited sign-in request, and the code's 15 minutes keep guessing hopeless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from paywall.config import Settings
+from paywall.models import Reader, SigninCode
+from paywall.signin.identity import normalise_email
+from paywall.signin.settings import signin_settings
+
+PURPOSES = ("signin", "delete", "return")
+CODE_DIGITS = 6
+
+
+def hash_secret(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def email_hash(email: str) -> str:
+    return hash_secret(normalise_email(email))
+
+
+@dataclass(frozen=True)
+class Issued:
+    code: str
+    token: str
+    expires_at: dt.datetime
+
+
+class CodeRefused(Exception):
+    """A code or token that does not sign anyone in. ``reason``: wrong, expired, used, locked."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def issue(
+    session: Session,
+    settings: Settings,
+    email: str,
+    *,
+    now: dt.datetime,
+    purpose: str = "signin",
+    return_url: str | None = None,
+) -> Issued:
+    """A new code and link token for ``email``; every older live one for it and ``purpose`` ends."""
+    if purpose not in ("signin", "delete"):
+        raise ValueError(f"codes are issued for signin or delete, not {purpose!r}")
+    hashed = email_hash(email)
+    session.execute(
+        update(SigninCode)
+        .where(SigninCode.email_hash == hashed, SigninCode.purpose == purpose, SigninCode.used_at.is_(None))
+        .values(used_at=now, email=None)
+    )
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    token = secrets.token_urlsafe(32)
+    expires = now + signin_settings(settings).code_ttl
+    session.add(
+        SigninCode(
+            email_hash=hashed,
+            code_hash=hash_secret(code),
+            token_hash=hash_secret(token),
+            purpose=purpose,
+            email=normalise_email(email),
+            return_url=return_url,
+            created_at=now,
+            expires_at=expires,
+        )
+    )
+    session.flush()
+    return Issued(code=code, token=token, expires_at=expires)
+
+
+def issue_return_token(session: Session, settings: Settings, reader: Reader, *, now: dt.datetime) -> str:
+    """A one-time token that signs ``reader`` in once through POST /v1/signin/exchange ``{"token"}``.
+
+    For a site with its own backend: /thanks sends the payer to ``[signin] return_url`` with it."""
+    token = secrets.token_urlsafe(32)
+    session.add(
+        SigninCode(
+            email_hash=hash_secret(f"reader:{reader.id}"),
+            code_hash="",
+            token_hash=hash_secret(token),
+            purpose="return",
+            reader_id=reader.id,
+            created_at=now,
+            expires_at=now + signin_settings(settings).code_ttl,
+        )
+    )
+    session.flush()
+    return token
+
+
+def _use(session: Session, row: SigninCode, now: dt.datetime) -> None:
+    """Mark ``row`` used, or raise ``used`` when another request used it first."""
+    result = session.execute(
+        update(SigninCode)
+        .where(SigninCode.id == row.id, SigninCode.used_at.is_(None))
+        .values(used_at=now, email=None)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise CodeRefused("used", "This code was already used. Ask for a new one.")
+
+
+def check_code(
+    session: Session, settings: Settings, email: str, code: str, *, now: dt.datetime, purpose: str = "signin"
+) -> SigninCode:
+    """The live row ``code`` proves for ``email``, now used; raises CodeRefused otherwise.
+
+    A wrong code counts against the address (committed by the caller's transaction even though
+    the answer is an error: the caller must commit before answering)."""
+    limit = signin_settings(settings).max_failed_codes
+    row = session.scalar(
+        select(SigninCode)
+        .where(SigninCode.email_hash == email_hash(email), SigninCode.purpose == purpose)
+        .order_by(SigninCode.created_at.desc(), SigninCode.id.desc())
+        .limit(1)
+    )
+    if row is None or row.used_at is not None:
+        raise CodeRefused("used", "This code is not valid any more. Ask for a new one.")
+    if row.failed_attempts >= limit:
+        raise CodeRefused("locked", "Too many wrong codes. Ask for a new code.")
+    if now >= row.expires_at:
+        raise CodeRefused("expired", "This code has expired. Ask for a new one.")
+    if not hmac.compare_digest(row.code_hash, hash_secret(code.strip())):
+        session.execute(
+            update(SigninCode)
+            .where(SigninCode.id == row.id)
+            .values(failed_attempts=SigninCode.failed_attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        raise CodeRefused("wrong", "This code is not right. Check the mail and try again.")
+    _use(session, row, now)
+    return row
+
+
+def check_token(session: Session, token: str, *, now: dt.datetime, purposes: tuple[str, ...]) -> SigninCode:
+    """The row a link or return token belongs to, now used; raises CodeRefused otherwise."""
+    row = session.scalar(
+        select(SigninCode).where(
+            SigninCode.token_hash == hash_secret(token), SigninCode.purpose.in_(purposes)
+        )
+    )
+    if row is None or row.used_at is not None:
+        raise CodeRefused("used", "This link is not valid any more. Ask for a new one.")
+    if now >= row.expires_at:
+        raise CodeRefused("expired", "This link has expired. Ask for a new one.")
+    email = row.email
+    _use(session, row, now)
+    row.email = email  # the caller still needs whom the link proves; the stored copy is blanked
+    return row
+
+
+def purge_expired(session: Session, now: dt.datetime) -> int:
+    """Delete rows expired a day ago or more (kept a day so a late use says "expired", not "wrong")."""
+    result = session.execute(delete(SigninCode).where(SigninCode.expires_at < now - dt.timedelta(days=1)))
+    return int(getattr(result, "rowcount", 0) or 0)
