@@ -1,6 +1,8 @@
-"""The access rules: ``decide(state, now, settings)``, a pure function of what we know about a reader.
+"""The access rules: ``decide(state, now, settings, level)``, a pure function of what we know about a reader.
 
-First match wins: comp, subscription / trial, grace period, donation, metered. The appeal flag is
+First match wins: comp, subscription / trial, grace period, donation; then what the article's
+level allows a reader without an entitlement (paywall/access/levels.py): a free article, the
+metered allowance, a registration wall, or supporters only. The appeal flag is
 worked out beside the rules from the whole state (a comped subscriber is still a subscriber). Every
 rule adds a line to the trace, saying why it did or did not apply, so an operator can answer "why was
 I paywalled?" from the answer alone.
@@ -42,136 +44,49 @@ donation less than ``appeal_pause_days`` old, or dismissed the appeal less than 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any
 
+from paywall.access import levels
+from paywall.access.facts import (
+    ALLOWED_REASONS,
+    DEFAULT_LEVEL,
+    DENIED_REASONS,
+    DONOR_STATUSES,
+    ENTITLEMENTS,
+    GRACE_STATUSES,
+    LEVELS,
+    CompFact,
+    Decision,
+    Meter,
+    PaymentFact,
+    ReaderState,
+    Step,
+    SubscriptionFact,
+    at,
+    dismissal_active,
+    meter_period,
+)
 from paywall.access.settings import AccessSettings
-from paywall.clock import isoformat
 
-ALLOWED_REASONS = ("comp", "subscription", "trial", "grace_period", "donation", "metered")
-DENIED_REASONS = ("meter_exhausted",)
-GRACE_STATUSES = ("past_due", "unpaid")
-# A recurring donation in one of these states is a current donor (appeal paused).
-DONOR_STATUSES = ("active", "trialing", "past_due")
+# The facts live in paywall/access/facts.py; callers have always imported them from here.
+__all__ = [
+    "ALLOWED_REASONS",
+    "DEFAULT_LEVEL",
+    "DENIED_REASONS",
+    "ENTITLEMENTS",
+    "LEVELS",
+    "CompFact",
+    "Decision",
+    "Meter",
+    "PaymentFact",
+    "ReaderState",
+    "Step",
+    "SubscriptionFact",
+    "decide",
+    "dismissal_active",
+    "meter_period",
+]
 
-
-@dataclass(frozen=True)
-class CompFact:
-    until: dt.datetime
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class SubscriptionFact:
-    stripe_subscription_id: str
-    status: str
-    kind: str = "subscription"
-    current_period_start: dt.datetime | None = None
-    current_period_end: dt.datetime | None = None
-    cancel_at_period_end: bool = False
-    trial_end: dt.datetime | None = None
-    payment_failed_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
-    # Stripe's pause_collection: behavior (None: collection not paused) and resumes_at.
-    pause_collection_behavior: str | None = None
-    pause_collection_resumes_at: dt.datetime | None = None
-
-    def collection_paused(self, now: dt.datetime) -> bool:
-        """Whether Stripe's collection is paused at ``now`` (a pause is over at ``resumes_at``)."""
-        if self.pause_collection_behavior is None:
-            return False
-        resumes = self.pause_collection_resumes_at
-        return resumes is None or now < resumes
-
-
-@dataclass(frozen=True)
-class PaymentFact:
-    stripe_charge_id: str
-    kind: str
-    amount_minor: int
-    paid_at: dt.datetime
-    refunded_minor: int = 0
-    dispute_status: str | None = None
-    disputed_minor: int = 0
-    stripe_subscription_id: str | None = None
-
-    @property
-    def voided(self) -> str | None:
-        """Why this payment grants nothing (refunded in full, lost dispute), or None if it stands."""
-        if self.amount_minor > 0 and self.refunded_minor >= self.amount_minor:
-            return "refunded"
-        if self.dispute_status == "lost" or self.disputed_minor > 0:
-            return "lost in a dispute"
-        return None
-
-
-@dataclass(frozen=True)
-class ReaderState:
-    """Everything the rules need about one reader id, loaded in one read (see state.py)."""
-
-    reader: str
-    article: str | None = None
-    comp: CompFact | None = None
-    subscriptions: tuple[SubscriptionFact, ...] = ()
-    payments: tuple[PaymentFact, ...] = ()
-    dismissed_at: dt.datetime | None = None
-    # Articles this reader id has already used the allowance on in the current meter period.
-    meter_articles: frozenset[str] = frozenset()
-    # The highest meter slot taken in the period (0: none); the next free read claims this + 1.
-    meter_slot: int = 0
-
-
-@dataclass(frozen=True)
-class Meter:
-    used: int
-    limit: int
-    resets_at: dt.datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"used": self.used, "limit": self.limit, "resets_at": isoformat(self.resets_at)}
-
-
-@dataclass(frozen=True)
-class Step:
-    """One line of the trace: a rule, whether it applied, and why."""
-
-    rule: str
-    applies: bool
-    why: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "applies": self.applies, "why": self.why}
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    reason: str
-    until: dt.datetime | None
-    meter: Meter | None
-    appeal: bool
-    trace: tuple[Step, ...] = field(default=())
-    # True when this answer spends the allowance on a new article (the caller records the read).
-    records_read: bool = False
-
-
-def meter_period(now: dt.datetime, settings: AccessSettings) -> tuple[str, dt.datetime]:
-    """The meter period of ``now`` (``YYYY-MM`` in meter_timezone) and when the next one starts (UTC)."""
-    local = now.astimezone(settings.tz)
-    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
-    resets = dt.datetime(year, month, 1, tzinfo=settings.tz).astimezone(dt.UTC)
-    return f"{local.year:04d}-{local.month:02d}", resets
-
-
-def dismissal_active(dismissed_at: dt.datetime | None, now: dt.datetime, settings: AccessSettings) -> bool:
-    """Whether a dismissal made at ``dismissed_at`` still hides the appeal at ``now``."""
-    if dismissed_at is None:
-        return False
-    return now < dismissed_at + dt.timedelta(days=settings.dismiss_days)
-
-
-def _at(value: dt.datetime | None) -> str:
-    return isoformat(value) or "never"
+Grant = tuple[str, dt.datetime | None]
 
 
 def _subscription_payment_voided(sub: SubscriptionFact, payments: tuple[PaymentFact, ...]) -> str | None:
@@ -195,7 +110,7 @@ def _subscription_payment_voided(sub: SubscriptionFact, payments: tuple[PaymentF
 
 def _pause_why(sub: SubscriptionFact) -> str:
     resumes = sub.pause_collection_resumes_at
-    when = f"until {_at(resumes)}" if resumes else "until resumed"
+    when = f"until {at(resumes)}" if resumes else "until resumed"
     return f"its collection is paused ({sub.pause_collection_behavior}) {when}: no access while paused"
 
 
@@ -215,82 +130,95 @@ def _comp_rule(state: ReaderState, now: dt.datetime) -> tuple[Step, dt.datetime 
     if comp is None:
         return Step("comp", False, "no comp"), None, False
     if now < comp.until:
-        return Step("comp", True, f"comp until {_at(comp.until)}"), comp.until, True
-    return Step("comp", False, f"comp expired at {_at(comp.until)}"), None, False
+        return Step("comp", True, f"comp until {at(comp.until)}"), comp.until, True
+    return Step("comp", False, f"comp expired at {at(comp.until)}"), None, False
+
+
+def _paid_rule(
+    sub: SubscriptionFact, state: ReaderState, now: dt.datetime, leeway: dt.timedelta
+) -> tuple[Step, Grant | None]:
+    """An active or trialing subscription: its step, and what it grants (None: nothing)."""
+    sid = sub.stripe_subscription_id
+    reason = "subscription" if sub.status == "active" else "trial"
+    end = sub.current_period_end
+    if reason == "trial":
+        end = sub.trial_end or sub.current_period_end
+    voided = _subscription_payment_voided(sub, state.payments)
+    if voided:
+        return Step(reason, False, f"{sid} is {sub.status} but {voided}"), None
+    if end is None:
+        return Step(reason, True, f"{sid} is {sub.status} with no end date"), (reason, None)
+    if sub.cancel_at_period_end:
+        if now >= end:
+            return Step(reason, False, f"{sid} was set to cancel and ended at {at(end)}"), None
+        return Step(reason, True, f"{sid} is {sub.status}, set to cancel at {at(end)}"), (reason, end)
+    if now >= end + leeway:
+        return Step(reason, False, f"{sid} is {sub.status} but its period ended at {at(end)}"), None
+    # The site is told the period end; past it, the end of the leeway (when access would really
+    # stop if the renewal never arrives).
+    until = end if now < end else end + leeway
+    note = "" if now < end else f" (renewal pending since {at(end)})"
+    return Step(reason, True, f"{sid} is {sub.status} until {at(until)}{note}"), (reason, until)
+
+
+def _grace_rule(
+    sub: SubscriptionFact, state: ReaderState, now: dt.datetime, grace_days: dt.timedelta
+) -> tuple[Step, Grant | None]:
+    """A past_due or unpaid subscription: its step, and the grace period it grants (None: none)."""
+    sid = sub.stripe_subscription_id
+    start = _grace_start(sub)
+    if start is None:
+        return Step("grace_period", False, f"{sid} is {sub.status} with no failure date"), None
+    voided = _subscription_payment_voided(sub, state.payments)
+    if voided:
+        return Step("grace_period", False, f"{sid} is {sub.status} but {voided}"), None
+    end = start + grace_days
+    if now < end:
+        return (
+            Step("grace_period", True, f"{sid} is {sub.status}; payment failed {at(start)}"),
+            ("grace_period", end),
+        )
+    return Step("grace_period", False, f"{sid} is {sub.status}; grace ended {at(end)}"), None
+
+
+def _subscription_step(
+    sub: SubscriptionFact, state: ReaderState, now: dt.datetime, settings: AccessSettings
+) -> tuple[Step, Grant | None]:
+    """One subscription's step and grant, by its status."""
+    sid = sub.stripe_subscription_id
+    if sub.status in ("active", "trialing", *GRACE_STATUSES) and sub.collection_paused(now):
+        rule = {"active": "subscription", "trialing": "trial"}.get(sub.status, "grace_period")
+        return Step(rule, False, f"{sid} is {sub.status} but {_pause_why(sub)}"), None
+    if sub.status in ("active", "trialing"):
+        return _paid_rule(sub, state, now, dt.timedelta(hours=settings.renewal_leeway_hours))
+    if sub.status in GRACE_STATUSES:
+        return _grace_rule(sub, state, now, dt.timedelta(days=settings.grace_period_days))
+    if sub.status == "paused":
+        return Step("subscription", False, f"{sid} is paused: no access while paused"), None
+    ended = f", ended {at(sub.ended_at)}" if sub.ended_at else ""
+    return Step("subscription", False, f"{sid} is {sub.status}{ended}"), None
 
 
 def _subscription_rules(
     state: ReaderState, now: dt.datetime, settings: AccessSettings
-) -> tuple[list[Step], tuple[str, dt.datetime | None] | None, tuple[str, dt.datetime | None] | None]:
+) -> tuple[list[Step], Grant | None, Grant | None]:
     """Steps, the best subscription/trial grant, and the best grace grant."""
-    steps: list[Step] = []
-    best: tuple[str, dt.datetime | None] | None = None
-    grace: tuple[str, dt.datetime | None] | None = None
-    leeway = dt.timedelta(hours=settings.renewal_leeway_hours)
-    grace_days = dt.timedelta(days=settings.grace_period_days)
     subs = [s for s in state.subscriptions if s.kind == "subscription"]
     if not subs:
-        steps.append(Step("subscription", False, "no subscription"))
+        return [Step("subscription", False, "no subscription")], None, None
+    steps: list[Step] = []
+    best: Grant | None = None
+    grace: Grant | None = None
     for sub in subs:
-        sid = sub.stripe_subscription_id
-        if sub.status in ("active", "trialing", *GRACE_STATUSES) and sub.collection_paused(now):
-            rule = {"active": "subscription", "trialing": "trial"}.get(sub.status, "grace_period")
-            steps.append(Step(rule, False, f"{sid} is {sub.status} but {_pause_why(sub)}"))
+        step, grant = _subscription_step(sub, state, now, settings)
+        steps.append(step)
+        if grant is None:
             continue
-        if sub.status in ("active", "trialing"):
-            reason = "subscription" if sub.status == "active" else "trial"
-            end = sub.current_period_end
-            if reason == "trial":
-                end = sub.trial_end or sub.current_period_end
-            voided = _subscription_payment_voided(sub, state.payments)
-            if voided:
-                steps.append(Step(reason, False, f"{sid} is {sub.status} but {voided}"))
-                continue
-            if end is None:
-                steps.append(Step(reason, True, f"{sid} is {sub.status} with no end date"))
-                until: dt.datetime | None = None
-            elif sub.cancel_at_period_end:
-                if now >= end:
-                    steps.append(Step(reason, False, f"{sid} was set to cancel and ended at {_at(end)}"))
-                    continue
-                until = end
-                steps.append(Step(reason, True, f"{sid} is {sub.status}, set to cancel at {_at(end)}"))
-            else:
-                # The site is told the period end; past it, the end of the leeway (when access
-                # would really stop if the renewal never arrives).
-                until = end if now < end else end + leeway
-                if now >= end + leeway:
-                    steps.append(
-                        Step(reason, False, f"{sid} is {sub.status} but its period ended at {_at(end)}")
-                    )
-                    continue
-                note = "" if now < end else f" (renewal pending since {_at(end)})"
-                steps.append(Step(reason, True, f"{sid} is {sub.status} until {_at(until)}{note}"))
-            if best is None or (best[0] == "trial" and reason == "subscription") or _later(until, best[1]):
-                best = (reason, until)
-        elif sub.status in GRACE_STATUSES:
-            start = _grace_start(sub)
-            if start is None:
-                steps.append(Step("grace_period", False, f"{sid} is {sub.status} with no failure date"))
-                continue
-            voided = _subscription_payment_voided(sub, state.payments)
-            if voided:
-                steps.append(Step("grace_period", False, f"{sid} is {sub.status} but {voided}"))
-                continue
-            end = start + grace_days
-            if now < end:
-                steps.append(
-                    Step("grace_period", True, f"{sid} is {sub.status}; payment failed {_at(start)}")
-                )
-                if grace is None or _later(end, grace[1]):
-                    grace = ("grace_period", end)
-            else:
-                steps.append(Step("grace_period", False, f"{sid} is {sub.status}; grace ended {_at(end)}"))
-        elif sub.status == "paused":
-            steps.append(Step("subscription", False, f"{sid} is paused: no access while paused"))
-        else:
-            ended = f", ended {_at(sub.ended_at)}" if sub.ended_at else ""
-            steps.append(Step("subscription", False, f"{sid} is {sub.status}{ended}"))
+        if grant[0] == "grace_period":
+            if grace is None or _later(grant[1], grace[1]):
+                grace = grant
+        elif best is None or (best[0] == "trial" and grant[0] == "subscription") or _later(grant[1], best[1]):
+            best = grant
     return steps, best, grace
 
 
@@ -313,7 +241,7 @@ def _donation_rule(
             best = p
     if best is not None:
         until = best.paid_at + window
-        return Step("donation", True, f"donation {best.stripe_charge_id} until {_at(until)}"), until, True
+        return Step("donation", True, f"donation {best.stripe_charge_id} until {at(until)}"), until, True
     extra = f" ({'; '.join(voided)})" if voided else ""
     return (
         Step("donation", False, f"no donation in the last {settings.donation_access_days} days{extra}"),
@@ -336,28 +264,27 @@ def _appeal(
             return False, Step(
                 "appeal",
                 False,
-                f"hidden: donation {p.stripe_charge_id} paused asks until {_at(p.paid_at + pause)}",
+                f"hidden: donation {p.stripe_charge_id} paused asks until {at(p.paid_at + pause)}",
             )
     if state.dismissed_at is not None:
         end = state.dismissed_at + dt.timedelta(days=settings.dismiss_days)
         if dismissal_active(state.dismissed_at, now, settings):
-            return False, Step("appeal", False, f"hidden: dismissed until {_at(end)}")
-        return True, Step("appeal", True, f"shown: dismissal expired at {_at(end)}")
+            return False, Step("appeal", False, f"hidden: dismissed until {at(end)}")
+        return True, Step("appeal", True, f"shown: dismissal expired at {at(end)}")
     return True, Step("appeal", True, "shown: not a supporter")
 
 
-def decide(state: ReaderState, now: dt.datetime, settings: AccessSettings) -> Decision:
-    """May this reader read this article now? Pure: the answer depends only on the arguments."""
-    steps: list[Step] = []
-
+def _entitlement(
+    state: ReaderState, now: dt.datetime, settings: AccessSettings
+) -> tuple[list[Step], Grant | None, str | None]:
+    """The entitlement steps, the grant (first match wins), and the supporter kind for the appeal."""
+    if state.anonymous:
+        # Nothing was loaded for it, and nothing may be: a browser can claim any id.
+        return [Step("entitlements", False, "an anonymous browser has none (not signed in)")], None, None
     comp_step, comp_until, comp_ok = _comp_rule(state, now)
-    steps.append(comp_step)
     sub_steps, sub_grant, grace_grant = _subscription_rules(state, now, settings)
-    steps.extend(sub_steps)
     donation_step, donation_until, donation_ok = _donation_rule(state, now, settings)
-    steps.append(donation_step)
-
-    grant: tuple[str, dt.datetime | None] | None = None
+    grant: Grant | None = None
     if comp_ok:
         grant = ("comp", comp_until)
     elif sub_grant is not None:
@@ -366,37 +293,19 @@ def decide(state: ReaderState, now: dt.datetime, settings: AccessSettings) -> De
         grant = grace_grant
     elif donation_ok:
         grant = ("donation", donation_until)
+    # The appeal rule weighs donations itself (a lapsed donor may be asked again).
+    supporter = grant[0] if grant is not None and grant[0] != "donation" else None
+    return [comp_step, *sub_steps, donation_step], grant, supporter
 
-    supporter = None
-    if comp_ok:
-        supporter = "comp"
-    elif sub_grant is not None:
-        supporter = sub_grant[0]
-    elif grace_grant is not None:
-        supporter = "grace_period"
+
+def decide(
+    state: ReaderState, now: dt.datetime, settings: AccessSettings, level: str = DEFAULT_LEVEL
+) -> Decision:
+    """May this reader read this article, of this level, now? Pure: depends only on the arguments.
+
+    ``level`` is one of LEVELS (the caller validated it; another raises ValueError).
+    """
+    level_step = levels.level_step(state, level, settings)
+    steps, grant, supporter = _entitlement(state, now, settings)
     appeal, appeal_step = _appeal(state, now, settings, supporter)
-
-    if grant is not None:
-        steps.append(Step("metered", False, f"not needed: {grant[0]} access"))
-        steps.append(appeal_step)
-        return Decision(True, grant[0], grant[1], None, appeal, tuple(steps))
-
-    period, resets = meter_period(now, settings)
-    limit = settings.free_articles_per_month
-    used = len(state.meter_articles)
-    article = state.article
-    if article is not None and article in state.meter_articles:
-        meter = Meter(used, limit, resets)
-        steps.append(Step("metered", True, f"{article!r} was already read in {period}: free again"))
-        steps.append(appeal_step)
-        return Decision(True, "metered", None, meter, appeal, tuple(steps))
-    if used < limit:
-        new = article is not None
-        meter = Meter(used + 1 if new else used, limit, resets)
-        what = f"article {meter.used} of {limit}" if new else f"{used} of {limit} used, none counted"
-        steps.append(Step("metered", True, f"{what} in {period}"))
-        steps.append(appeal_step)
-        return Decision(True, "metered", None, meter, appeal, tuple(steps), records_read=new)
-    steps.append(Step("metered", False, f"all {limit} free articles of {period} used"))
-    steps.append(appeal_step)
-    return Decision(False, "meter_exhausted", None, Meter(used, limit, resets), appeal, tuple(steps))
+    return levels.apply_level(state, now, settings, level, grant, [level_step, *steps], appeal, appeal_step)
