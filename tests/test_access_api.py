@@ -28,11 +28,21 @@ def test_access_answer_shape_and_explain(client: FlaskClient, site_key: dict[str
     assert resp.status_code == 200
     assert resp.headers["Cache-Control"] == "private, no-store"
     body = resp.get_json()
-    assert set(body) == {"reader", "article", "allowed", "reason", "until", "meter", "appeal"}
+    assert set(body) == {
+        "reader",
+        "article",
+        "allowed",
+        "reason",
+        "until",
+        "meter",
+        "appeal",
+        "level",
+        "register",
+    }
     assert body["allowed"] is True and body["reason"] == "metered" and body["meter"]["used"] == 1
     explained = post(client, "/v1/access", site_key, {"reader": "cookie-1", "article": "a1", "explain": True})
     trace = explained.get_json()["trace"]
-    assert trace[0]["rule"] == "comp" and trace[-1]["rule"] == "appeal"
+    assert [t["rule"] for t in trace[:2]] == ["level", "comp"] and trace[-1]["rule"] == "appeal"
     assert any("already read" in t["why"] for t in trace)
 
 

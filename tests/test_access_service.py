@@ -36,6 +36,8 @@ def test_subscriber_is_allowed_without_metering(db: Database, settings: Settings
         "until": "2026-03-25T12:00:00Z",
         "meter": None,
         "appeal": False,
+        "level": "metered",
+        "register": False,
     }
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(MeterRead)) == 0

@@ -9,8 +9,23 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from paywall import clock
 from paywall.access.comps import LAST_DAY, LATEST_UNTIL, TOO_LATE, end_of_day
-from paywall.access.rules import ALLOWED_REASONS, DENIED_REASONS
+from paywall.access.rules import ALLOWED_REASONS, DEFAULT_LEVEL, DENIED_REASONS, LEVELS
 from paywall.schemas import ReaderIdField, StrictBoolean, StrictSchema
+
+
+def LevelField() -> fields.String:
+    """The article's access level (``"level"`` in both access routes)."""
+    return fields.String(
+        load_default=DEFAULT_LEVEL,
+        validate=validate.OneOf(LEVELS),
+        metadata={
+            "enum": list(LEVELS),
+            "description": "free: everyone, no meter. metered (default): entitlements, then the monthly "
+            "allowance (larger for registered readers). registered: entitlements, then registered "
+            "readers' allowance; others `registration_required`. supporters: entitlements only; "
+            "others `supporters_only`.",
+        },
+    )
 
 
 class AccessRequestSchema(StrictSchema):
@@ -19,6 +34,7 @@ class AccessRequestSchema(StrictSchema):
     explain = StrictBoolean(
         load_default=False, metadata={"description": "Add `trace`: every rule and why it applied or not."}
     )
+    level = LevelField()
 
 
 class MeterSchema(Schema):
@@ -45,6 +61,22 @@ class AccessAnswerSchema(Schema):
     )
     meter = fields.Nested(MeterSchema, required=True, allow_none=True)
     appeal = fields.Boolean(required=True, metadata={"description": "Show the support appeal."})
+    level = fields.String(
+        required=True, metadata={"enum": list(LEVELS), "description": "The level asked for."}
+    )
+    register = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Signing up would give this reader more (the level needs it, or a larger allowance)."
+        },
+    )
+    token = fields.String(
+        metadata={
+            "description": "When not allowed: an access token for this decision; hand it to the widget, "
+            "which shows the gate."
+        }
+    )
+    token_expires_at = fields.String(metadata={"description": "When `token` expires (UTC)."})
     trace = fields.List(fields.Nested(TraceStepSchema), metadata={"description": "With explain only."})
 
 

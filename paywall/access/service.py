@@ -2,6 +2,7 @@
 
 ``check_access`` is the one function: load the state (one query), ``decide``, and, when the answer
 spends a free article, record it race-safely. It never calls Stripe and never creates a reader.
+``evaluate_anonymous`` does the same for an anonymous browser (client mode): its meter only.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from paywall.access import meter
-from paywall.access.rules import Decision, ReaderState, decide, meter_period
+from paywall.access.rules import DEFAULT_LEVEL, Decision, ReaderState, decide, meter_period
 from paywall.access.settings import access_settings
-from paywall.access.state import load_state
+from paywall.access.state import load_anonymous_state, load_state
 from paywall.clock import isoformat
 from paywall.config import Settings
 
@@ -27,15 +28,33 @@ def peek(
     reader: str,
     article: str | None,
     now: dt.datetime,
+    *,
+    level: str = DEFAULT_LEVEL,
 ) -> tuple[ReaderState, Decision]:
-    """The reader's state and decision, from one query; writes nothing.
+    """The reader's state and decision at ``level``, from one query; writes nothing.
 
     ``decision.records_read`` says whether the answer spends a free article (then call ``spend``).
     """
     cfg = access_settings(settings)
     period, _ = meter_period(now, cfg)
     state = load_state(conn, reader, article, now, cfg, period)
-    return state, decide(state, now, cfg)
+    return state, decide(state, now, cfg, level)
+
+
+def peek_anonymous(
+    conn: Session | Connection,
+    settings: Settings,
+    browser_id: str,
+    article: str | None,
+    now: dt.datetime,
+    *,
+    level: str = DEFAULT_LEVEL,
+) -> tuple[ReaderState, Decision]:
+    """``peek`` for an anonymous browser id (valid_browser_id): its meter and dismissal only."""
+    cfg = access_settings(settings)
+    period, _ = meter_period(now, cfg)
+    state = load_anonymous_state(conn, browser_id, article, period)
+    return state, decide(state, now, cfg, level)
 
 
 def spend(
@@ -58,7 +77,7 @@ def spend(
         # read. Every loss means one more read counted, so the meter runs out within the allowance.
         articles, slot = meter.read_meter(conn, state.reader, period)
         state = dataclasses.replace(state, meter_articles=articles, meter_slot=slot)
-        decision = decide(state, now, cfg)
+        decision = decide(state, now, cfg, decision.level)
     return decision
 
 
@@ -70,21 +89,39 @@ def evaluate(
     now: dt.datetime,
     *,
     record: bool = True,
+    level: str = DEFAULT_LEVEL,
 ) -> Decision:
-    """The decision for ``reader`` reading ``article`` (None: do not meter).
+    """The decision for ``reader`` reading ``article`` (None: do not meter) at ``level``.
 
     With ``record`` a newly metered article is written (see ``spend``). Without it nothing is written.
     """
-    state, decision = peek(conn, settings, reader, article, now)
+    state, decision = peek(conn, settings, reader, article, now, level=level)
+    if record and decision.records_read:
+        decision = spend(conn, settings, state, decision, now)
+    return decision
+
+
+def evaluate_anonymous(
+    conn: Session | Connection,
+    settings: Settings,
+    browser_id: str,
+    article: str | None,
+    now: dt.datetime,
+    *,
+    record: bool = True,
+    level: str = DEFAULT_LEVEL,
+) -> Decision:
+    """``evaluate`` for an anonymous browser: never an entitlement; its reads go under its own key."""
+    state, decision = peek_anonymous(conn, settings, browser_id, article, now, level=level)
     if record and decision.records_read:
         decision = spend(conn, settings, state, decision, now)
     return decision
 
 
 def answer_body(
-    reader: str, article: str | None, decision: Decision, *, explain: bool = False
+    reader: str | None, article: str | None, decision: Decision, *, explain: bool = False
 ) -> dict[str, Any]:
-    """The JSON answer of ``POST /v1/access`` for a decision."""
+    """The JSON answer of ``POST /v1/access`` for a decision (``reader`` None: an anonymous browser)."""
     body: dict[str, Any] = {
         "reader": reader,
         "article": article,
@@ -93,6 +130,8 @@ def answer_body(
         "until": isoformat(decision.until),
         "meter": decision.meter.as_dict() if decision.meter else None,
         "appeal": decision.appeal,
+        "level": decision.level,
+        "register": decision.register,
     }
     if explain:
         body["trace"] = [step.as_dict() for step in decision.trace]
@@ -107,7 +146,8 @@ def check_access(
     now: dt.datetime,
     *,
     explain: bool = False,
+    level: str = DEFAULT_LEVEL,
 ) -> dict[str, Any]:
-    """The same answer as ``POST /v1/access``; ``article`` None checks without metering."""
-    decision = evaluate(session, settings, reader, article, now, record=True)
+    """The same answer as ``POST /v1/access`` (without its token); ``article`` None checks without metering."""
+    decision = evaluate(session, settings, reader, article, now, record=True, level=level)
     return answer_body(reader, article, decision, explain=explain)

@@ -2,8 +2,13 @@
 
 The access check runs on every article view, so the state is a single ``UNION ALL`` of small,
 indexed lookups: the reader's subscriptions, the payments that can still matter (recent donations;
-subscription payments in the current period), the comp, the last dismissal, and this month's meter.
-Unknown ids (anonymous cookie ids) simply match no reader row: nothing is created for them.
+subscription payments in the current period), the comp, whether the reader is registered, the last
+dismissal, and this month's meter. Unknown ids (a site's cookie ids) simply match no reader row:
+nothing is created for them.
+
+An anonymous browser (client mode, paywall/access/anonymous.py) is loaded by ``load_anonymous_state``:
+its meter and dismissal under ``anonymous_key(id)`` and nothing else, by a statement that does not
+touch the readers, subscriptions, payments or comps tables at all.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import datetime as dt
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from paywall.access.rules import CompFact, PaymentFact, ReaderState, SubscriptionFact
+from paywall.access.anonymous import anonymous_key
+from paywall.access.facts import CompFact, PaymentFact, ReaderState, SubscriptionFact
 from paywall.access.settings import AccessSettings
 from paywall.db import DriverStatement
 
@@ -44,6 +50,10 @@ SELECT 'comp', c.note, NULL, NULL, c.until, NULL, NULL, NULL, NULL, NULL, NULL, 
   FROM readers r JOIN comps c ON c.reader_id = r.id
  WHERE r.external_id = :reader
 UNION ALL
+SELECT 'reg', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM readers r
+ WHERE r.external_id = :reader AND r.registered_at IS NOT NULL AND r.erased_at IS NULL
+UNION ALL
 SELECT 'dismiss', NULL, NULL, NULL, d.dismissed_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL
   FROM appeal_dismissals d
@@ -54,12 +64,24 @@ SELECT 'meter', m.article, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.slo
  WHERE m.reader = :reader AND m.period = :period
 """
 
+# An anonymous browser: its dismissal and meter only. Columns: 0 src, 1 article, 2 dismissed_at, 3 slot.
+_ANONYMOUS_SQL = """
+SELECT 'dismiss' AS src, NULL AS ref, d.dismissed_at AS t1, NULL AS n1
+  FROM appeal_dismissals d
+ WHERE d.reader = :reader
+UNION ALL
+SELECT 'meter', m.article, NULL, m.slot
+  FROM meter_reads m
+ WHERE m.reader = :reader AND m.period = :period
+"""
+
 # Run on the driver's cursor (see DriverStatement): on the hot path Core's execution costs more
 # than this statement. Columns: 0 src, 1 ref, 2 kind, 3 status, 4-8 t1..t5, 9 flag, 10-12 n1..n3, 13 ref2,
 # 14 t6 (added last, so the others keep their places).
 STATE_QUERY = DriverStatement(
     _STATE_SQL, datetime_params=("donations_since",), datetime_columns=(4, 5, 6, 7, 8, 14)
 )
+ANONYMOUS_QUERY = DriverStatement(_ANONYMOUS_SQL, datetime_columns=(2,))
 
 
 def load_state(
@@ -80,6 +102,7 @@ def load_state(
     dismissed_at: dt.datetime | None = None
     articles: set[str] = set()
     slot = 0
+    registered = False
     rows, _ = STATE_QUERY.execute(conn, params)
     for src, ref, kind, status, t1, t2, t3, t4, t5, flag, n1, n2, n3, ref2, t6 in rows:
         if src == "sub":
@@ -113,6 +136,8 @@ def load_state(
             )
         elif src == "comp":
             comp = CompFact(until=t1, note=ref)
+        elif src == "reg":
+            registered = True
         elif src == "dismiss":
             dismissed_at = t1
         else:
@@ -127,4 +152,33 @@ def load_state(
         dismissed_at=dismissed_at,
         meter_articles=frozenset(articles),
         meter_slot=slot,
+        registered=registered,
+    )
+
+
+def load_anonymous_state(
+    conn: Session | Connection, browser_id: str, article: str | None, period: str
+) -> ReaderState:
+    """An anonymous browser's state: its meter and dismissal under ``anonymous_key(browser_id)``.
+
+    No entitlement is even looked up, so no id a browser sends can reach a reader's rows.
+    """
+    key = anonymous_key(browser_id)
+    dismissed_at: dt.datetime | None = None
+    articles: set[str] = set()
+    slot = 0
+    rows, _ = ANONYMOUS_QUERY.execute(conn, {"reader": key, "period": period})
+    for src, ref, dismissed, n1 in rows:
+        if src == "dismiss":
+            dismissed_at = dismissed
+        else:
+            articles.add(ref)
+            slot = max(slot, n1 or 0)
+    return ReaderState(
+        reader=key,
+        article=article,
+        dismissed_at=dismissed_at,
+        meter_articles=frozenset(articles),
+        meter_slot=slot,
+        anonymous=True,
     )

@@ -20,7 +20,7 @@ from paywall.access.schemas import (
     RevokedSchema,
     TokenSchema,
 )
-from paywall.access.tokens import issue_access_token
+from paywall.access.tokens import issue_access_token, sign_decision
 from paywall.auth import require_role
 from paywall.clock import isoformat
 from paywall.context import current_db, current_settings
@@ -40,8 +40,9 @@ NO_STORE = {"Cache-Control": "private, no-store"}
 # every answer against the schema), and a marshmallow dump per article view is pure overhead.
 @blp.alt_response(200, schema=AccessAnswerSchema, success=True, description="OK")
 def post_access(data: dict[str, Any]) -> Any:
-    """Whether the reader may read the article, why, until when, their meter, and the appeal flag."""
-    reader, article = data["reader"], data["article"]
+    """Whether the reader may read the article at its level, why, until when, their meter, the
+    appeal flag and the sign-up offer; when not allowed, an access token for the widget's gate."""
+    reader, article, level = data["reader"], data["article"], data["level"]
     now = clock.now()
     settings = current_settings()
 
@@ -49,9 +50,14 @@ def post_access(data: dict[str, Any]) -> Any:
     # Both stand alone (no transaction) and are safe to repeat, so the check runs on the
     # retrying autocommit path of paywall/db.py (see paywall/access/meter.py for why it is exact).
     decision = current_db().run_idempotent(
-        lambda conn: service.evaluate(conn, settings, reader, article, now, record=True)
+        lambda conn: service.evaluate(conn, settings, reader, article, now, record=True, level=level)
     )
-    return service.answer_body(reader, article, decision, explain=data["explain"]), 200, NO_STORE
+    body = service.answer_body(reader, article, decision, explain=data["explain"])
+    if not decision.allowed:
+        # Server mode: the site renders the excerpt and passes this to the widget, which shows the gate.
+        token, expires = sign_decision(settings, reader, decision, now, article=article)
+        body.update(token=token, token_expires_at=isoformat(expires))
+    return body, 200, NO_STORE
 
 
 @blp.route("/access/token", methods=["POST"])
