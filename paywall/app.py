@@ -29,6 +29,7 @@ FEATURES = [
     "paywall.health",
     "paywall.readers.views",
     "paywall.access.views",
+    "paywall.access.browser",
     "paywall.webhooks.views",
     "paywall.wellknown",
     "paywall.reports.views",

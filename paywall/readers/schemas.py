@@ -79,6 +79,9 @@ class ReaderOutSchema(Schema):
     marketing_opt_in = fields.Boolean()
     unsubscribed = fields.Boolean()
     erased = fields.Boolean()
+    registered = fields.Boolean(
+        metadata={"description": "Signed in here, or put by the site: passes a registration wall."}
+    )
     created_at = fields.String()
     updated_at = fields.String()
     supporter = fields.Nested(SupporterSchema)

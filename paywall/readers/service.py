@@ -38,7 +38,11 @@ def ensure_reader(session: Session, external_id: str) -> Reader:
 
 
 def upsert_reader(session: Session, external_id: str, data: dict[str, Any]) -> tuple[Reader, bool]:
-    """Create or update a reader from the site's data; returns (reader, created)."""
+    """Create or update a reader from the site's data; returns (reader, created).
+
+    The site vouches for its readers: a reader it puts is registered (``registered_at``, kept from
+    the first time), so they pass a registration wall and get the registered allowance.
+    """
     reader = find_reader(session, external_id)
     created = False
     if reader is None:
@@ -55,6 +59,9 @@ def upsert_reader(session: Session, external_id: str, data: dict[str, Any]) -> t
         reader.unsubscribed_at = None
     if reader.erased_at is not None and (data.get("email") or data.get("name")):
         reader.erased_at = None
-    reader.updated_at = clock.now()
+    now = clock.now()
+    if reader.registered_at is None:
+        reader.registered_at = now
+    reader.updated_at = now
     session.flush()
     return reader, created

@@ -39,6 +39,7 @@ def reader_body(session: Any, reader: Reader) -> dict[str, Any]:
         "marketing_opt_in": reader.marketing_opt_in,
         "unsubscribed": reader.unsubscribed_at is not None,
         "erased": reader.erased_at is not None,
+        "registered": reader.registered_at is not None,
         "created_at": isoformat(reader.created_at),
         "updated_at": isoformat(reader.updated_at),
         "supporter": supporter_summary(session, reader),
