@@ -11,8 +11,11 @@ rounds (default 3; the median round is reported, since a shared machine drifts):
 
 1. GET /healthz, closed loop (as fast as the clients go): requests/s, p50, p99;
 2. POST /v1/access, closed loop, a realistic mix: 30 % subscribers, 10 % donors and readers in
-   grace, 35 % registered readers on the meter, 25 % anonymous cookie ids (mostly first reads,
-   which write a meter row);
+   grace, 35 % site readers on the meter (a quarter of the readers registered), 25 % anonymous
+   cookie ids (mostly first reads, which write a meter row); then, the same way, two more:
+   registered readers only (at level "registered", 5 free articles), and POST /support/access
+   (client mode: 75 % anonymous browsers, 25 % registered readers with a reader token), each with
+   its ratio to the healthz phase of the same round;
 3. POST /v1/access at a fixed 500 requests/s (open loop; latency counted from the scheduled send
    time, so a stall is not hidden): p50, p99; and GET /healthz paced the same way, right before,
    to show what the client and the server's plumbing alone add to that tail.
@@ -85,7 +88,16 @@ def prepare_database(url: str, readers: int) -> str:
     with db.transaction() as s:
         s.execute(
             insert(Reader),
-            [{"external_id": f"reader-{i}", "created_at": now, "updated_at": now} for i in range(readers)],
+            [
+                {
+                    "external_id": f"reader-{i}",
+                    "created_at": now,
+                    "updated_at": now,
+                    # Registered (signed in, or put by the site): a quarter of the metered readers.
+                    "registered_at": now if REGISTERED.start <= i % 100 < REGISTERED.stop else None,
+                }
+                for i in range(readers)
+            ],
         )
         subs: list[dict[str, Any]] = []
         pays: list[dict[str, Any]] = []
@@ -184,12 +196,40 @@ def prepare_database(url: str, readers: int) -> str:
 
 
 MIX = os.environ.get("BENCH_MIX", "realistic")
+# Buckets (reader index % 100) of the registered readers: within the metered ones (45-99).
+REGISTERED = range(45, 70)
+# Reader tokens of registered readers, for the /support/access phase (set before the clients fork).
+READER_TOKENS: list[str] = []
+PATHS = {"browser": "/support/access"}
 
 
-def request_mix(rng: random.Random, readers: int) -> dict[str, str]:
-    """One request body of the mix (BENCH_MIX=subscribers or anonymous isolates one kind)."""
-    roll = {"subscribers": 0.0, "anonymous": 0.99}.get(MIX, rng.random())
+def reader_tokens(signing_key: str, readers: int, count: int = 500) -> list[str]:
+    """Reader tokens (session version 0, as created) of ``count`` registered readers."""
+    from paywall import signing
+    from paywall.config import load_settings
+
+    settings = load_settings(
+        environ={"PAYWALL_SIGNING_KEY": signing_key, "PAYWALL_DATABASE_URL": "sqlite://"}
+    )
+    rng = random.Random(7)
+    ids = [rng.randrange(readers // 100) * 100 + rng.choice(REGISTERED) for _ in range(count)]
+    claims = ({"sub": f"reader-{i}", "sv": 0} for i in ids)
+    return [signing.sign(settings, c, purpose="reader", ttl=dt.timedelta(days=1))[0] for c in claims]
+
+
+def request_mix(rng: random.Random, readers: int, mode: str = "access") -> dict[str, str]:
+    """One request body of ``mode``'s mix (BENCH_MIX=subscribers or anonymous isolates one kind of
+    the access mix): "access", "registered" (registered readers) or "browser" (/support/access)."""
     article = f"art-{rng.randrange(40)}"
+    if mode == "registered":
+        i = rng.randrange(readers // 100) * 100 + rng.choice(REGISTERED)
+        return {"reader": f"reader-{i}", "article": article, "level": "registered"}
+    if mode == "browser":
+        body = {"anonymous_reader": f"bench-browser-{rng.randrange(10**9):09d}", "article": article}
+        if READER_TOKENS and rng.random() < 0.25:
+            body["reader_token"] = rng.choice(READER_TOKENS)
+        return body
+    roll = {"subscribers": 0.0, "anonymous": 0.99}.get(MIX, rng.random())
     if roll < 0.30:
         i = rng.randrange(readers // 100) * 100 + rng.randrange(30)  # subscribers
     elif roll < 0.40:
@@ -244,7 +284,8 @@ def client_process(
                 if mode == "healthz":
                     conn.request("GET", "/healthz")
                 else:
-                    conn.request("POST", path, body=json.dumps(request_mix(rng, readers)), headers=headers)
+                    body = json.dumps(request_mix(rng, readers, mode))
+                    conn.request("POST", PATHS.get(mode, path), body=body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status != 200:
@@ -448,6 +489,9 @@ def start_gunicorn(
         "PAYWALL_BIND": f"127.0.0.1:{port}",
         "PAYWALL_SIGNING_KEY": signing_key,
         "PAYWALL_LOG_LEVEL": "warning",
+        # The widget's limit per address would stop the /support/access phase (one client address):
+        # still counted, so its cost is measured, but never reached.
+        "PAYWALL__RATELIMIT__WIDGET_PER_ADDRESS": "100000000/minute",
     }
     env.pop("PAYWALL_CONFIG", None)
     proc = subprocess.Popen(
@@ -501,12 +545,15 @@ def bench_database(
 ) -> dict[str, Any]:
     print(f"{label}: preparing", flush=True)
     key = prepare_database(url, readers)
+    READER_TOKENS[:] = reader_tokens(signing_key, readers)
     port = free_port()
     proc = start_gunicorn(url, port, signing_key, app="floor_app:app" if floor else "paywall.wsgi:app")
     healths: list[dict[str, float]] = []
     accesses: list[dict[str, float]] = []
     paceds: list[dict[str, float]] = []
     floors: dict[str, list[float]] = {"read": [], "check": []}
+    # The registered-reader and /support/access phases, as ratios to the same round's healthz.
+    kinds: dict[str, list[float]] = {"registered": [], "browser": []}
     try:
         load(port, "access", 2, key, readers)  # warm-up: connections, caches, the key cache
         closed = wrk_load if shutil.which("wrk") and not os.environ.get("BENCH_PYTHON_CLIENT") else load
@@ -524,6 +571,20 @@ def bench_database(
             healths.append(health)
             accesses.append(access)
             paceds.append(paced)
+            # The Python client for these (its bodies vary by kind), so healthz by the same client.
+            base = (
+                health
+                if closed is load
+                else measured(lambda: load(port, "healthz", seconds, key, readers), proc.pid, pgdb)
+            )
+            kind_text = ""
+            for kind, got_ratios in kinds.items():
+                got = measured(lambda: load(port, kind, seconds, key, readers), proc.pid, pgdb)  # noqa: B023
+                got_ratios.append(got["rps"] / base["rps"])
+                kind_text += (
+                    f"  {kind} {got['rps']:5.0f} req/s ({got['cpu_ms']:.2f} ms CPU, p99 {got['p99']:.0f} ms)"
+                    f" ratio {got_ratios[-1]:.2f} errors {got['errors']}"
+                )
             floor_text = ""
             for name in floors if floor else ():
                 got = measured(
@@ -539,7 +600,7 @@ def bench_database(
                 f" p99 {access['p99']:.0f} ms)  ratio {access['rps'] / health['rps']:.2f}"
                 f"  | @500/s access p50 {paced['p50']:.1f} ms p99 {paced['p99']:.1f} ms"
                 f" (healthz p99 {paced_health['p99']:.1f} ms)"
-                f"  errors {access['errors'] + paced['errors']}{floor_text}",
+                f"  errors {access['errors'] + paced['errors']}{kind_text}{floor_text}",
                 flush=True,
             )
     finally:
@@ -553,12 +614,20 @@ def bench_database(
         "cpu_ratio": statistics.median(cpu_ratios) if cpu_ratios else 0.0,
         "p99_500": statistics.median(p99s),
         "p50_500": statistics.median(p["p50"] for p in paceds),
+        **{f"ratio_{kind}": statistics.median(got) for kind, got in kinds.items()},
     }
     print(
         f"  {label} median of {rounds}: access/healthz throughput {result['ratio']:.2f}"
         f" (range {min(ratios):.2f}-{max(ratios):.2f}; server CPU ratio {result['cpu_ratio']:.2f});"
         f" @500/s p50 {result['p50_500']:.1f} ms, p99 {result['p99_500']:.1f} ms"
         f" (range {min(p99s):.1f}-{max(p99s):.1f})",
+        flush=True,
+    )
+    print(
+        f"  {label} median of {rounds}, throughput ratio to healthz: registered readers"
+        f" {result['ratio_registered']:.2f} (range {min(kinds['registered']):.2f}-{max(kinds['registered']):.2f});"
+        f" /support/access {result['ratio_browser']:.2f}"
+        f" (range {min(kinds['browser']):.2f}-{max(kinds['browser']):.2f})",
         flush=True,
     )
     if floor:
