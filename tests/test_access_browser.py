@@ -15,6 +15,7 @@ from paywall.access.anonymous import anonymous_key
 from paywall.access.appeals import dismiss_appeal
 from paywall.config import Settings
 from paywall.db import Database
+from paywall.erasure import erase_reader
 from paywall.models import MeterRead, Reader
 from paywall.signin.tokens import issue_reader_token
 from paywall.signing import generate_pem
@@ -172,10 +173,16 @@ def test_a_registered_reader_passes_the_registration_wall_with_the_larger_allowa
     assert claims(browser_settings, wall["token"])["reg"] is True
     body = access(browser, "members", level="registered", reader_token=token)
     assert (body["allowed"], body["reason"], body["register"]) == (True, "metered", False)
-    assert body["meter"]["limit"] == 5
+    assert body["meter"]["limit"] == 5 and body["meter"]["used"] == 1
+    with db.transaction() as s:
+        # The read counts for the reader, on every device where they are signed in.
+        assert s.scalar(select(MeterRead.reader).where(MeterRead.article == "members")) == "reg"
 
 
-@pytest.mark.parametrize("kind", ["expired", "forged", "other key", "access token", "garbage", "signed out"])
+@pytest.mark.parametrize(
+    "kind",
+    ["expired", "forged", "other key", "access token", "garbage", "signed out", "erased", "unknown reader"],
+)
 def test_a_bad_reader_token_is_not_signed_in(
     kind: str,
     browser: FlaskClient,
@@ -201,6 +208,14 @@ def test_a_bad_reader_token_is_not_signed_in(
         )
     elif kind == "garbage":
         token = "not-a-token"
+    elif kind == "erased":
+        with db.transaction() as s:
+            assert erase_reader(s, "ana") == "erased"
+        token = good
+    elif kind == "unknown reader":
+        token, _ = signing.sign(
+            browser_settings, {"sub": "nobody", "sv": 0}, purpose="reader", ttl=dt.timedelta(hours=1)
+        )
     else:  # signed out everywhere: the session version moved on
         with db.transaction() as s:
             row = s.scalar(select(Reader).where(Reader.external_id == "ana"))

@@ -608,7 +608,12 @@ def test_decide(
     ), [s.as_dict() for s in decision.trace]
     # The trace names the level first, every rule family once at least, and the appeal last.
     rules = [s.rule for s in decision.trace]
-    assert rules[:2] == ["level", "comp"] and rules[-1] == "appeal" and "donation" in rules and "metered" in rules
+    assert (
+        rules[:2] == ["level", "comp"]
+        and rules[-1] == "appeal"
+        and "donation" in rules
+        and "metered" in rules
+    )
     assert decision.meter is None if reason not in ("metered", "meter_exhausted") else decision.meter
 
 

@@ -93,6 +93,9 @@ class ReaderState:
     registered: bool = False
     # An anonymous browser (client mode): loaded with its meter and dismissal only.
     anonymous: bool = False
+    # The reader row's session version (None: no such reader, or erased), read with the state so
+    # POST /support/access checks a reader token's ``sv`` without a second query. Not a rule input.
+    session_version: int | None = None
 
 
 @dataclass(frozen=True)

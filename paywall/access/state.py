@@ -2,7 +2,8 @@
 
 The access check runs on every article view, so the state is a single ``UNION ALL`` of small,
 indexed lookups: the reader's subscriptions, the payments that can still matter (recent donations;
-subscription payments in the current period), the comp, whether the reader is registered, the last
+subscription payments in the current period), the comp, the reader row itself (registered? its
+session version, so the browser route checks a reader token without a second query), the last
 dismissal, and this month's meter. Unknown ids (a site's cookie ids) simply match no reader row:
 nothing is created for them.
 
@@ -50,9 +51,10 @@ SELECT 'comp', c.note, NULL, NULL, c.until, NULL, NULL, NULL, NULL, NULL, NULL, 
   FROM readers r JOIN comps c ON c.reader_id = r.id
  WHERE r.external_id = :reader
 UNION ALL
-SELECT 'reg', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'reader', NULL, NULL, NULL, r.registered_at, NULL, NULL, NULL, NULL, NULL, r.session_version, NULL,
+       NULL, NULL, NULL
   FROM readers r
- WHERE r.external_id = :reader AND r.registered_at IS NOT NULL AND r.erased_at IS NULL
+ WHERE r.external_id = :reader AND r.erased_at IS NULL
 UNION ALL
 SELECT 'dismiss', NULL, NULL, NULL, d.dismissed_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL
@@ -103,6 +105,7 @@ def load_state(
     articles: set[str] = set()
     slot = 0
     registered = False
+    session_version: int | None = None
     rows, _ = STATE_QUERY.execute(conn, params)
     for src, ref, kind, status, t1, t2, t3, t4, t5, flag, n1, n2, n3, ref2, t6 in rows:
         if src == "sub":
@@ -136,8 +139,9 @@ def load_state(
             )
         elif src == "comp":
             comp = CompFact(until=t1, note=ref)
-        elif src == "reg":
-            registered = True
+        elif src == "reader":
+            registered = t1 is not None
+            session_version = n1 or 0
         elif src == "dismiss":
             dismissed_at = t1
         else:
@@ -153,6 +157,7 @@ def load_state(
         meter_articles=frozenset(articles),
         meter_slot=slot,
         registered=registered,
+        session_version=session_version,
     )
 
 

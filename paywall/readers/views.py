@@ -52,7 +52,11 @@ def reader_body(session: Any, reader: Reader) -> dict[str, Any]:
 @blp.response(200, ReaderOutSchema, description="Updated.")
 @blp.alt_response(201, schema=ReaderOutSchema, description="Created.")
 def put_reader(data: dict[str, Any], reader: str) -> Any:
-    """Create or update a reader (201 when created, 200 when updated)."""
+    """Create or update a reader (201 when created, 200 when updated).
+
+    The site vouches for the reader: from then on they are registered (`registered`), so they pass
+    a `registered` level and get `[access] registered_free_articles_per_month`.
+    """
     _check_external_id(reader)
     with current_db().transaction() as session:
         row, created = service.upsert_reader(session, reader, data)
