@@ -2,10 +2,10 @@
 
 First match wins: comp, subscription / trial, grace period, donation; then what the article's
 level allows a reader without an entitlement (paywall/access/levels.py): a free article, the
-metered allowance, a registration wall, or supporters only. The appeal flag is
-worked out beside the rules from the whole state (a comped subscriber is still a subscriber). Every
-rule adds a line to the trace, saying why it did or did not apply, so an operator can answer "why was
-I paywalled?" from the answer alone.
+metered allowance, a registration wall, or supporters only. The appeal flag is worked out beside
+the rules from the whole state (a comped subscriber is still a subscriber). The trace starts with
+the level, and every rule adds a line saying why it did or did not apply, so an operator can
+answer "why was I paywalled?" from the answer alone.
 
 Rules in detail (the README's "Access API" section says the same for site owners):
 
@@ -33,8 +33,9 @@ Rules in detail (the README's "Access API" section says the same for site owners
   is donor perks, not a subscription) not refunded in full and not lost in a dispute, paid less than
   ``donation_access_days`` ago (0 turns donor access off); until ``paid_at + donation_access_days``.
 - ``metered``: ``free_articles_per_month`` distinct articles per calendar month in
-  ``meter_timezone``; an article already read this month is free again. Past the allowance:
-  denied, ``meter_exhausted``.
+  ``meter_timezone`` (a registered reader: ``registered_free_articles_per_month``); an article
+  already read this month is free again. Past the allowance: denied, ``meter_exhausted``.
+- An anonymous browser (client mode) has no entitlements at all: only its meter and dismissal.
 
 Appeal: false when the reader has comp, subscription, trial or grace access (a subscriber whose card
 failed should be asked to fix the card, not to subscribe), an active recurring donation, a valid
