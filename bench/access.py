@@ -533,6 +533,35 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def kind_phases(
+    kinds: dict[str, list[float]],
+    health: dict[str, float],
+    same_client: bool,
+    port: int,
+    seconds: float,
+    key: str,
+    readers: int,
+    master: int,
+    pgdb: str | None,
+) -> str:
+    """One round of the registered-reader and /support/access phases; appends each ratio to healthz."""
+    # The Python client runs these (its bodies vary by kind), so healthz is compared by the same client.
+    base = (
+        health
+        if same_client
+        else measured(lambda: load(port, "healthz", seconds, key, readers), master, pgdb)
+    )
+    text = ""
+    for kind, ratios in kinds.items():
+        got = measured(lambda: load(port, kind, seconds, key, readers), master, pgdb)  # noqa: B023
+        ratios.append(got["rps"] / base["rps"])
+        text += (
+            f"  {kind} {got['rps']:5.0f} req/s ({got['cpu_ms']:.2f} ms CPU, p99 {got['p99']:.0f} ms)"
+            f" ratio {ratios[-1]:.2f} errors {got['errors']}"
+        )
+    return text
+
+
 def bench_database(
     label: str,
     url: str,
@@ -571,20 +600,9 @@ def bench_database(
             healths.append(health)
             accesses.append(access)
             paceds.append(paced)
-            # The Python client for these (its bodies vary by kind), so healthz by the same client.
-            base = (
-                health
-                if closed is load
-                else measured(lambda: load(port, "healthz", seconds, key, readers), proc.pid, pgdb)
+            kind_text = kind_phases(
+                kinds, health, closed is load, port, seconds, key, readers, proc.pid, pgdb
             )
-            kind_text = ""
-            for kind, got_ratios in kinds.items():
-                got = measured(lambda: load(port, kind, seconds, key, readers), proc.pid, pgdb)  # noqa: B023
-                got_ratios.append(got["rps"] / base["rps"])
-                kind_text += (
-                    f"  {kind} {got['rps']:5.0f} req/s ({got['cpu_ms']:.2f} ms CPU, p99 {got['p99']:.0f} ms)"
-                    f" ratio {got_ratios[-1]:.2f} errors {got['errors']}"
-                )
             floor_text = ""
             for name in floors if floor else ():
                 got = measured(

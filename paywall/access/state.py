@@ -15,6 +15,8 @@ touch the readers, subscriptions, payments or comps tables at all.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -86,6 +88,37 @@ STATE_QUERY = DriverStatement(
 ANONYMOUS_QUERY = DriverStatement(_ANONYMOUS_SQL, datetime_columns=(2,))
 
 
+def _subscription(row: Sequence[Any]) -> SubscriptionFact:
+    _, ref, kind, status, t1, t2, t3, t4, t5, flag, _n1, _n2, _n3, ref2, t6 = row
+    return SubscriptionFact(
+        stripe_subscription_id=ref,
+        kind=kind,
+        status=status,
+        current_period_start=t1,
+        current_period_end=t2,
+        trial_end=t3,
+        payment_failed_at=t4,
+        ended_at=t5,
+        cancel_at_period_end=bool(flag),
+        pause_collection_behavior=ref2,
+        pause_collection_resumes_at=t6,
+    )
+
+
+def _payment(row: Sequence[Any]) -> PaymentFact:
+    _, ref, kind, status, t1, _t2, _t3, _t4, _t5, _flag, n1, n2, n3, ref2, _t6 = row
+    return PaymentFact(
+        stripe_charge_id=ref,
+        kind=kind,
+        dispute_status=status,
+        paid_at=t1,
+        amount_minor=n1 or 0,
+        refunded_minor=n2 or 0,
+        disputed_minor=n3 or 0,
+        stripe_subscription_id=ref2,
+    )
+
+
 def load_state(
     conn: Session | Connection,
     reader: str,
@@ -100,64 +133,34 @@ def load_state(
     params = {"reader": reader, "period": period, "donations_since": now - dt.timedelta(days=days)}
     subs: list[SubscriptionFact] = []
     payments: list[PaymentFact] = []
-    comp: CompFact | None = None
-    dismissed_at: dt.datetime | None = None
     articles: set[str] = set()
+    found: dict[str, Any] = {}
     slot = 0
-    registered = False
-    session_version: int | None = None
     rows, _ = STATE_QUERY.execute(conn, params)
-    for src, ref, kind, status, t1, t2, t3, t4, t5, flag, n1, n2, n3, ref2, t6 in rows:
+    for row in rows:
+        src = row[0]
         if src == "sub":
-            subs.append(
-                SubscriptionFact(
-                    stripe_subscription_id=ref,
-                    kind=kind,
-                    status=status,
-                    current_period_start=t1,
-                    current_period_end=t2,
-                    trial_end=t3,
-                    payment_failed_at=t4,
-                    ended_at=t5,
-                    cancel_at_period_end=bool(flag),
-                    pause_collection_behavior=ref2,
-                    pause_collection_resumes_at=t6,
-                )
-            )
+            subs.append(_subscription(row))
         elif src == "pay":
-            payments.append(
-                PaymentFact(
-                    stripe_charge_id=ref,
-                    kind=kind,
-                    dispute_status=status,
-                    paid_at=t1,
-                    amount_minor=n1 or 0,
-                    refunded_minor=n2 or 0,
-                    disputed_minor=n3 or 0,
-                    stripe_subscription_id=ref2,
-                )
-            )
+            payments.append(_payment(row))
         elif src == "comp":
-            comp = CompFact(until=t1, note=ref)
+            found["comp"] = CompFact(until=row[4], note=row[1])
         elif src == "reader":
-            registered = t1 is not None
-            session_version = n1 or 0
+            found["registered"] = row[4] is not None
+            found["session_version"] = row[10] or 0
         elif src == "dismiss":
-            dismissed_at = t1
+            found["dismissed_at"] = row[4]
         else:
-            articles.add(ref)
-            slot = max(slot, n1 or 0)
+            articles.add(row[1])
+            slot = max(slot, row[10] or 0)
     return ReaderState(
         reader=reader,
         article=article,
-        comp=comp,
         subscriptions=tuple(subs),
         payments=tuple(payments),
-        dismissed_at=dismissed_at,
         meter_articles=frozenset(articles),
         meter_slot=slot,
-        registered=registered,
-        session_version=session_version,
+        **found,
     )
 
 
