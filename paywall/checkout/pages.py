@@ -428,7 +428,14 @@ def thanks_page() -> Any:
     except thanks.ThanksRefused as exc:
         return _private(_message(exc.status, exc.title, exc.text))
     except ApiError as exc:
-        return _private(_stripe_failure(exc))
+        if exc.status != 502:
+            return _private(_stripe_failure(exc))
+        # Unlike before Checkout, the reader has paid: "nothing was charged" would be wrong here.
+        text = (
+            "Your payment went through, but we could not confirm it with our payment provider just "
+            "now. Please reload this page in a minute."
+        )
+        return _private(_message(502, "Thank you", text))
     back = return_to or site_url
     if done.token is not None:
         target = thanks.destination(settings, done.token, return_to)
