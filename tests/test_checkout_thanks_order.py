@@ -4,6 +4,7 @@ shape the sync reads (period on the subscription item or at the top level; links
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from paywall import clock
+from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import CheckoutSession, Payment, Subscription
@@ -147,3 +149,23 @@ def test_links_stripe_did_not_expand_are_recorded_as_ids(
     with db.transaction(readonly=True) as s:
         sub = s.scalar(select(Subscription))
         assert sub is not None and sub.reader_id == cs.reader_id
+
+
+def test_racing_visits_of_one_thanks_url_sign_in_once(
+    thanks_settings: Settings, stripe_api: FakeStripe, db: Database
+) -> None:
+    """Two tabs (or a prefetch and the click) at once: one sign-in, one thank-you page."""
+    events = scenario_events("a", now=True)
+    session = {**completed_session(events), "client_reference_id": None}
+    stripe_api.add_session(session, *related(events))
+    app = create_app(thanks_settings, db=db)
+    url = f"/thanks?session_id={session['id']}&return_to={ARTICLE}"
+
+    def visit(_: int) -> int:
+        return int(app.test_client().get(url).status_code)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(visit, range(4)))
+    assert statuses == [200, 200, 200, 303]
+    with db.transaction(readonly=True) as s:
+        assert len(s.scalars(select(Subscription)).all()) == 1
