@@ -110,3 +110,14 @@ def test_the_portals_return_still_says_all_set(browser: FlaskClient, stripe_api:
     html = browser.get("/thanks?from=portal").get_data(as_text=True)
     assert "All set" in html and '<a href="https://news.example.org/">Back to the site</a>' in html
     assert stripe_api.requests == []
+
+
+def test_thanks_is_rate_limited_per_address(
+    make_thanks_settings: Callable[..., Settings], stripe_api: FakeStripe, db: Database
+) -> None:
+    """Every visit with a session id is a read from Stripe: one address cannot make us hammer it."""
+    app = create_app(make_thanks_settings(ratelimit={"widget_per_address": "3/minute"}), db=db)
+    client = app.test_client()
+    codes = [client.get("/thanks?session_id=cs_test_nobody").status_code for _ in range(4)]
+    assert codes == [404, 404, 404, 429]
+    assert len(stripe_api.gets("/v1/checkout/sessions/cs_test_nobody")) == 3

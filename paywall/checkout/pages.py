@@ -595,6 +595,8 @@ def init_app(app: Flask, api: Api) -> None:
             per_reader=conf.checkout_per_reader,
             reader_from=form_reader(form),
         )
+    # Each /thanks?session_id= reads from Stripe: bound what one address can make us ask for.
+    limits.limit(app, "reader_pages.thanks_page", per_address=conf.widget_per_address)
     limits.limit(
         app,
         "reader_pages.portal_redirect",
