@@ -267,6 +267,19 @@ def parse_major(text: str, currency: str) -> int | None:
     return int(minor)
 
 
+def _chosen_amount(currency: str, other: str) -> tuple[int | None, str | None]:
+    """The posted amount in minor units, or the message saying what is wrong with it."""
+    if other:
+        # A typed amount is the most explicit choice: it wins over the preselected preset.
+        amount = parse_major(other, currency)
+        return (amount, None) if amount is not None else (None, "Enter an amount such as 12 or 12.50.")
+    choice = request.form.get("amount", "")
+    if choice.isascii() and choice.isdigit() and len(choice) <= AMOUNT_MAX_CHARS:
+        # isdigit() alone takes "²" (which int() refuses) and 4,301 digits (which int() refuses too).
+        return int(choice), None
+    return None, "Choose an amount."
+
+
 @bp.post("/donate")
 def donate_submit() -> Any:
     """Create the donation's Checkout Session and send the reader there (303)."""
@@ -281,20 +294,9 @@ def donate_submit() -> Any:
     interval = _pick(request.form.get("interval"), INTERVALS, donations.default_interval)
     campaign = _campaign(request.form.get("campaign"))
     return_to = _return_to(settings, request.form)
-    choice = request.form.get("amount", "")
     other = request.form.get("other_amount", "").strip()
-    errors: dict[str, str] = {}
-    amount: int | None = None
-    if other:
-        # A typed amount is the most explicit choice: it wins over the preselected preset.
-        amount = parse_major(other, currency)
-        if amount is None:
-            errors["amount"] = "Enter an amount such as 12 or 12.50."
-    elif choice.isascii() and choice.isdigit() and len(choice) <= AMOUNT_MAX_CHARS:
-        # isdigit() alone takes "²" (which int() refuses) and 4,301 digits (which int() refuses too).
-        amount = int(choice)
-    else:
-        errors["amount"] = "Choose an amount."
+    amount, problem = _chosen_amount(currency, other)
+    errors: dict[str, str] = {"amount": problem} if problem else {}
     params: dict[str, Any] | None = None
     if amount is not None:
         with current_db().transaction(readonly=True) as session:
