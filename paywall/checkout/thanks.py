@@ -177,15 +177,24 @@ def _known_reader(session: Session, address: str) -> Reader | None:
     return found or identity._earliest_linked(session, address)
 
 
+def _names_reader(cs: Obj) -> bool:
+    """Whether the session was created for a reader: we set client_reference_id (and
+    metadata.reader) only from a valid site or widget token, never from what a browser typed."""
+    meta = cs.get("metadata")
+    return bool(cs.get("client_reference_id") or (isinstance(meta, Mapping) and meta.get("reader")))
+
+
 def payer(session: Session, csid: str, cs: Obj, now: dt.datetime) -> tuple[Reader | None, bool]:
     """(the reader who paid, whether this device may be signed in as them), linking a guest's
     payment to that reader through the sync's own links."""
     row = session.scalar(select(CheckoutSession).where(CheckoutSession.stripe_checkout_session_id == csid))
     if row is None:
         return None, False
-    if row.reader_id is not None:
-        reader = session.get(Reader, row.reader_id)
+    if _names_reader(cs):
+        reader = session.get(Reader, row.reader_id) if row.reader_id is not None else None
         return reader, reader is not None and reader.erased_at is None
+    # A guest. The row's reader is not proof of anything here: an earlier visit may have linked
+    # the payment to the reader a known address names, which must not sign this device in.
     details = cs.get("customer_details")
     email = read_text(details.get("email"), 320) if isinstance(details, Mapping) else None
     email = email or read_text(cs.get("customer_email"), 320)
@@ -196,10 +205,16 @@ def payer(session: Session, csid: str, cs: Obj, now: dt.datetime) -> tuple[Reade
     reader = known or identity.reader_for_email(session, address, now)
     if reader.erased_at is not None:
         return None, False
-    row.reader_id = reader.id
-    sync.link_checkout(session, row)
-    sync.settle(session)
+    if row.reader_id is None:
+        row.reader_id = reader.id
+        sync.link_checkout(session, row)
+        sync.settle(session)
     return reader, known is None
+
+
+def _signed_in_before(session: Session, csid: str) -> bool:
+    key = hash_secret(MARKER_PREFIX + csid)
+    return session.scalar(select(SigninCode.id).where(SigninCode.token_hash == key)) is not None
 
 
 def _claim(session: Session, csid: str, reader: Reader, until: dt.datetime, now: dt.datetime) -> bool:
@@ -253,6 +268,8 @@ def complete(db: Database, settings: Settings, session_id: str, *, now: dt.datet
         with db.transaction() as session:
             _lock(session, cs)
             record(session, cs, src)
+            if _signed_in_before(session, session_id):
+                return Thanked(sync.checkout_kind(cs), "used")
             reader, may_sign_in = payer(session, session_id, cs, now)
             if reader is None:
                 return Thanked(sync.checkout_kind(cs), "none")
