@@ -63,8 +63,9 @@ def completed_session(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def related(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The objects a completed session of the scenario links to (subscription, invoice, intent, charge)."""
-    kinds = ("subscription", "invoice", "payment_intent", "charge")
+    """The objects a completed session of the scenario links to (customer, subscription, invoice,
+    intent, charge)."""
+    kinds = ("customer", "subscription", "invoice", "payment_intent", "charge")
     return [obj for obj in final_objects(events).values() if obj.get("object") in kinds]
 
 
@@ -189,6 +190,7 @@ def test_a_guest_subscribes_and_the_next_view_is_allowed_with_the_webhook_held_b
     assert resp.headers["Cache-Control"] == "private, no-store"
     (got,) = stripe_api.gets(f"/v1/checkout/sessions/{csid}")
     assert sorted(v for k, v in got.form.items() if k.startswith("expand")) == [
+        "customer",
         "invoice",
         "payment_intent.latest_charge",
         "subscription",
@@ -203,6 +205,15 @@ def test_a_guest_subscribes_and_the_next_view_is_allowed_with_the_webhook_held_b
         assert sub is not None and sub.reader_id == row.id and sub.status == "active"
     body = access(browser, site_key, reader)
     assert body["allowed"] is True and body["reason"] == "subscription"
+
+    # Signed in, their next purchase (a gift, from the widget's token) reuses their Stripe customer.
+    token = site_token(thanks_settings, reader)
+    html = browser.get(f"/donate?token={token}").get_data(as_text=True)
+    data = {"form_token": form_token(html), "amount": "1000", "interval": "once", "currency": "eur"}
+    assert browser.post("/donate", data=data).status_code == 303
+    again = stripe_api.posts("/v1/checkout/sessions")[-1]
+    assert again.form["client_reference_id"] == reader
+    assert again.form["customer"] == paid["customer"]
 
 
 def test_a_guest_gift_gives_donor_access_at_once(

@@ -5,7 +5,8 @@ Access must not wait for the webhook (issue 14). Nothing here imports Flask; the
 
 1. ``fetch`` reads the Checkout Session from Stripe with what it paid for expanded (subscription,
    invoice, payment intent and its charge), outside any transaction: a slow Stripe never holds a
-   database connection.
+   database connection. The customer too: its row (mode, email) lets the payer's next purchase
+   reuse it at once.
 2. Only a paid session is recorded (status ``complete`` with payment_status ``paid``, or
    ``no_payment_required`` for a trial), through the webhook's own upserts (paywall.webhooks.sync)
    with a *fetch* source: the state read now beats every event up to now and loses to any later
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 # What the page needs besides the session: the objects it paid for, in the shapes the webhook
 # delivers them (GET /v1/checkout/sessions/{id} with expand[]).
-EXPAND = ("subscription", "invoice", "payment_intent.latest_charge")
+EXPAND = ("customer", "subscription", "invoice", "payment_intent.latest_charge")
 # Stripe's Checkout Session ids: cs_test_... / cs_live_...
 SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 # A Checkout Session stays open up to 24 hours; past two days after its creation, /thanks is an
@@ -146,7 +147,7 @@ def _lock(session: Session, cs: Obj) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     ids = related_ids(cs)
-    for field in ("subscription", "invoice", "payment_intent"):
+    for field in ("customer", "subscription", "invoice", "payment_intent"):
         value = cs.get(field)
         if isinstance(value, Mapping):
             ids |= related_ids(value)
@@ -155,9 +156,13 @@ def _lock(session: Session, cs: Obj) -> None:
 
 def record(session: Session, cs: Obj, src: Source) -> str:
     """Upsert the session and the expanded objects with the webhook's functions; its outcome."""
-    subscription, invoice, intent = (cs.get(f) for f in ("subscription", "invoice", "payment_intent"))
+    customer, subscription, invoice, intent = (
+        cs.get(f) for f in ("customer", "subscription", "invoice", "payment_intent")
+    )
     # What the session paid for first, then the session itself, whose links reach all of them (the
     # order checkout.session.completed usually comes in; the sync is order-free either way).
+    if isinstance(customer, Mapping):
+        sync.upsert_customer(session, customer, src)
     if isinstance(subscription, Mapping):
         sync.upsert_subscription(session, subscription, src)
     if isinstance(invoice, Mapping):
