@@ -425,3 +425,30 @@ def test_an_old_thanks_link_signs_no_one_in(
         assert s.scalar(select(func.count()).select_from(SigninCode)) == 0
         # Recorded all the same: the payment is a fact whatever the link's age.
         assert s.scalar(select(func.count()).select_from(Subscription)) == 1
+
+
+def test_return_to_survives_the_donate_forms_round_trips_and_foreign_ones_are_dropped(
+    browser: FlaskClient, stripe_api: FakeStripe
+) -> None:
+    escaped = ARTICLE.replace("&", "&amp;")
+    page = browser.get("/donate", query_string={"return_to": ARTICLE}).get_data(as_text=True)
+    assert f'name="return_to" value="{escaped}"' in page
+    # The currency links keep it.
+    (usd,) = re.findall(r'<a href="(\?[^"]*currency=usd[^"]*)"', page)
+    assert parse_qs(usd.replace("&amp;", "&")[1:])["return_to"] == [ARTICLE]
+    # A mistyped amount re-renders the form with it.
+    data = {"form_token": form_token(page), "other_amount": "abc", "interval": "once", "currency": "eur"}
+    again = browser.post("/donate", data={**data, "return_to": ARTICLE})
+    assert again.status_code == 422 and f'name="return_to" value="{escaped}"' in again.get_data(as_text=True)
+    # Another origin is never carried, on either page, nor into Checkout.
+    for path in ("/donate", "/subscribe"):
+        html = browser.get(path, query_string={"return_to": "https://evil.example.com/x"}).get_data(
+            as_text=True
+        )
+        assert "evil.example.com" not in html
+    resp = browser.post(
+        "/donate", data={**data, "other_amount": "5", "return_to": "https://evil.example.com/x"}
+    )
+    assert resp.status_code == 303
+    (sent,) = stripe_api.posts("/v1/checkout/sessions")
+    assert "evil" not in str(sent.form) and "return_to" not in sent.form["success_url"]
