@@ -588,6 +588,8 @@ def init_app(app: Flask, api: Api) -> None:
     """Register the pages and widget routes, with their rate limits."""
     app.register_blueprint(bp)
     conf = ratelimit_settings(settings_of(app))
+    # Each /thanks?session_id= reads from Stripe: bound what one address can make us ask for.
+    limits.limit(app, "reader_pages.thanks_page", per_address=conf.widget_per_address)
     # Card testing: every route that creates a Stripe session is limited per address and per reader.
     for form in ("donate", "subscribe"):
         limits.limit(
@@ -597,8 +599,6 @@ def init_app(app: Flask, api: Api) -> None:
             per_reader=conf.checkout_per_reader,
             reader_from=form_reader(form),
         )
-    # Each /thanks?session_id= reads from Stripe: bound what one address can make us ask for.
-    limits.limit(app, "reader_pages.thanks_page", per_address=conf.widget_per_address)
     limits.limit(
         app,
         "reader_pages.portal_redirect",
