@@ -8,7 +8,10 @@ and can be told to fail: a Stripe error body, a 500, or an answer slower than th
 Checkout Sessions it created (or was given with ``add_session``) can be read back with
 ``GET /v1/checkout/sessions/{id}``, ``expand[]`` included (dotted paths, e.g.
 ``payment_intent.latest_charge``), from the objects ``add_object`` / ``complete`` gave it; ``complete``
-plays the customer paying on Stripe's page.
+plays the customer paying on Stripe's page. The hosted-page stand-in (``/checkout/{id}``, where the
+303 sends a browser) has an email field and a Pay button: paying (``pay``) completes the session with
+fresh objects of its mode from the scenarios, dated now, and answers 303 to the success_url, so a
+browser test goes Checkout -> /thanks with no webhook.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "stripe"
 SESSION_FIXTURE = json.loads((FIXTURES / "checkout_session.json").read_text())
+# What paying on the stand-in's hosted page makes: a subscription (scenario a) or a one-off
+# payment (scenario b), in Stripe's shapes.
+PAID_SCENARIOS = {"subscription": "a", "payment": "b"}
+LINKED_OBJECTS = ("customer", "subscription", "invoice", "payment_intent", "charge")
 
 
 @dataclass
@@ -53,6 +60,32 @@ def stripe_error_body(
     if code:
         error["code"] = code
     return {"error": error}
+
+
+def paid_objects(letter: str, suffix: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A scenario's completed Checkout Session and the final state of each object it links to,
+    with ``suffix`` on their ids (payments in one test never share objects) and every timestamp
+    moved so that it completed a minute ago (access is decided against the real clock)."""
+    (path,) = (FIXTURES / "scenarios").glob(f"{letter}_*.json")
+    events = json.loads(path.read_text())
+    session = next(e for e in events if e["type"] == "checkout.session.completed")
+    objects = {e["data"]["object"]["id"]: e["data"]["object"] for e in events}
+    related = [o for o in objects.values() if o.get("object") in LINKED_OBJECTS]
+    text = json.dumps({"paid": session["data"]["object"], "related": related})
+    for obj in related:
+        text = text.replace(f'"{obj["id"]}"', f'"{obj["id"]}_{suffix}"')
+    moved = _shift(json.loads(text), int(time.time()) - 60 - session["created"])
+    return moved["paid"], moved["related"]
+
+
+def _shift(value: Any, delta: int) -> Any:
+    if isinstance(value, dict):
+        return {k: _shift(v, delta) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shift(v, delta) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and 1_700_000_000 < value < 1_900_000_000:
+        return value + delta
+    return value
 
 
 class FakeStripe:
@@ -137,6 +170,17 @@ class FakeStripe:
             stored.update({key: copy.deepcopy(paid.get(key)) for key in outcome})
             return copy.deepcopy(stored)
 
+    def pay(self, session_id: str, email: str) -> str:
+        """The customer pays with ``email`` on the hosted page: the session completes with fresh
+        objects of its mode, dated now; returns the success_url Stripe would send the browser to."""
+        with self.lock:
+            stored = self.sessions[session_id]
+            mode, n = str(stored.get("mode")), next(self.counter)
+        paid, related = paid_objects(PAID_SCENARIOS.get(mode, "b"), f"x{n:04d}")
+        paid["customer_details"] = {**(paid.get("customer_details") or {}), "email": email}
+        done = self.complete(session_id, paid, *related)
+        return str(done["success_url"]).replace("{CHECKOUT_SESSION_ID}", session_id)
+
     def _expanded(self, session_id: str, paths: list[str]) -> tuple[int, dict[str, Any]]:
         found = self.sessions.get(session_id)
         if found is None:
@@ -213,8 +257,14 @@ class FakeStripe:
 
             def do_GET(self) -> None:
                 if self.path.startswith(("/checkout/", "/portal/")):
-                    # What a browser reaches after the 303: a stand-in for Stripe's hosted page.
+                    # What a browser reaches after the 303: a stand-in for Stripe's hosted page,
+                    # where Checkout's has an email field and a Pay button.
                     page = f'<!doctype html><link rel=icon href="data:,"><title>Fake Stripe Checkout</title><h1>Fake Stripe Checkout {self.path}</h1>'
+                    if self.path.startswith("/checkout/"):
+                        page += (
+                            f'<form method="post" action="{self.path}/pay"><label for="email">Email</label>'
+                            '<input id="email" name="email" type="email" required><button>Pay</button></form>'
+                        )
                     self._send(200, page.encode(), "text/html; charset=utf-8", {})
                     return
                 parts = urlsplit(self.path)
@@ -223,6 +273,11 @@ class FakeStripe:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
+                if self.path.startswith("/checkout/") and self.path.endswith("/pay"):
+                    email = dict(parse_qsl(raw)).get("email") or "reader@example.org"
+                    success = fake.pay(self.path.split("/")[2], email)
+                    self._send(303, b"", "text/plain", {"Location": success})
+                    return
                 self._handle("POST", dict(parse_qsl(raw, keep_blank_values=True)), self.path)
 
             def _handle(self, method: str, form: dict[str, str], path: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -452,3 +454,41 @@ def test_return_to_survives_the_donate_forms_round_trips_and_foreign_ones_are_dr
     assert resp.status_code == 303
     (sent,) = stripe_api.posts("/v1/checkout/sessions")
     assert "evil" not in str(sent.form) and "return_to" not in sent.form["success_url"]
+
+
+@pytest.mark.parametrize("path", ["/subscribe", "/donate"])
+def test_paying_on_the_stand_ins_hosted_page_lands_signed_in_on_the_article(
+    browser: FlaskClient,
+    thanks_settings: Settings,
+    stripe_api: FakeStripe,
+    db: Database,
+    site_key: dict[str, str],
+    path: str,
+) -> None:
+    """The whole journey through real HTTP to the stand-in (what the browser test does): its hosted
+    page takes an email and Pay, and sends the browser to our success_url."""
+    html = browser.get(path, query_string={"return_to": ARTICLE}).get_data(as_text=True)
+    data = {"form_token": form_token(html), "return_to": ARTICLE, "plan": "monthly"}
+    data.update({"amount": "1000", "interval": "once", "currency": "eur"} if path == "/donate" else {})
+    hosted = browser.post(path, data=data).headers["Location"]
+    with urllib.request.urlopen(hosted) as page:
+        assert b"<button>Pay</button>" in page.read()
+    request = urllib.request.Request(f"{hosted}/pay", data=b"email=New.Reader%40example.org", method="POST")
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(request)
+    success = urlsplit(answer.value.headers["Location"])
+    assert f"{success.scheme}://{success.netloc}" == PUBLIC
+    resp = browser.get(f"{success.path}?{success.query}")
+    assert resp.status_code == 303 and resp.headers["Location"].startswith(ARTICLE + "#paywall_signin=")
+    reader = exchange(db, thanks_settings, signin_token(resp.headers["Location"]))
+    with db.transaction(readonly=True) as session:
+        row = session.scalar(select(Reader).where(Reader.external_id == reader))
+        assert row is not None and row.verified_email == "new.reader@example.org"
+    reason = "donation" if path == "/donate" else "subscription"
+    assert access(browser, site_key, reader)["reason"] == reason
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
