@@ -121,3 +121,15 @@ def test_thanks_is_rate_limited_per_address(
     codes = [client.get("/thanks?session_id=cs_test_nobody").status_code for _ in range(4)]
     assert codes == [404, 404, 404, 429]
     assert len(stripe_api.gets("/v1/checkout/sessions/cs_test_nobody")) == 3
+
+
+def test_an_object_no_real_stripe_answer_has_is_left_to_the_webhook(
+    browser: FlaskClient, stripe_api: FakeStripe, db: Database
+) -> None:
+    events = scenario_events("a", now=True)
+    absurd = {**completed_session(events), "amount_total": 10**30, "client_reference_id": None}
+    stripe_api.add_session(absurd, *related(events))
+    resp = browser.get(f"/thanks?session_id={absurd['id']}")
+    assert resp.status_code == 502
+    assert "Your payment went through, but we could not record it yet" in resp.get_data(as_text=True)
+    assert nothing_recorded(db)
