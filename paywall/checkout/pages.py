@@ -19,14 +19,14 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, jsonify, redirect, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
 from flask_smorest import Api
 from marshmallow import ValidationError
 
 from paywall import browser, clock, money, signing
 from paywall.access.appeals import dismiss_appeal, dismissed_until
 from paywall.access.settings import access_settings
-from paywall.checkout import limits, sessions
+from paywall.checkout import limits, sessions, thanks
 from paywall.checkout.config import (
     INTERVALS,
     appeal_settings,
@@ -39,6 +39,7 @@ from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.schemas import validate_identifier
+from paywall.signin.returns import safe_return_url
 
 bp = Blueprint("reader_pages", __name__, template_folder="templates")
 browser.install(bp)
@@ -131,6 +132,12 @@ def _stripe_failure(exc: ApiError) -> tuple[str, int]:
     raise exc
 
 
+def _return_to(settings: Settings, values: Any) -> str | None:
+    """The article to come back to after paying (``return_to``); dropped unless on an allowed origin."""
+    value = values.get("return_to")
+    return safe_return_url(settings, value) if isinstance(value, str) else None
+
+
 # ----- /donate -----------------------------------------------------------------------------------
 
 
@@ -155,6 +162,7 @@ def _donate_context(
     errors: dict[str, str] | None = None,
     campaign: str | None = None,
     token: str | None = None,
+    return_to: str | None = None,
 ) -> dict[str, Any]:
     donations = donation_settings(settings)
     bounds = donations.bounds(currency)
@@ -162,7 +170,13 @@ def _donate_context(
     if amount is None and not other:
         amount = presets[(len(presets) - 1) // 2].amount if presets else None
     currency_links = [
-        (code.upper(), "?" + urlencode({k: v for k, v in {"token": token, "currency": code}.items() if v}))
+        (
+            code.upper(),
+            "?"
+            + urlencode(
+                {k: v for k, v in {"token": token, "currency": code, "return_to": return_to}.items() if v}
+            ),
+        )
         for code in donations.currencies
     ]
     return {
@@ -180,6 +194,7 @@ def _donate_context(
         "step": str(Decimal(1).scaleb(-money.exponent(currency))),
         "errors": errors or {},
         "campaign": campaign or "",
+        "return_to": return_to or "",
         "site_url": checkout_settings(settings).site_url,
     }
 
@@ -225,6 +240,7 @@ def donate_page() -> Any:
         amount=None,
         campaign=_campaign(request.args.get("campaign") or link_campaign(settings, token)),
         token=token if reader else None,
+        return_to=_return_to(settings, request.args),
     )
     return render_template("checkout/donate.html", **context)
 
@@ -251,6 +267,19 @@ def parse_major(text: str, currency: str) -> int | None:
     return int(minor)
 
 
+def _chosen_amount(currency: str, other: str) -> tuple[int | None, str | None]:
+    """The posted amount in minor units, or the message saying what is wrong with it."""
+    if other:
+        # A typed amount is the most explicit choice: it wins over the preselected preset.
+        amount = parse_major(other, currency)
+        return (amount, None) if amount is not None else (None, "Enter an amount such as 12 or 12.50.")
+    choice = request.form.get("amount", "")
+    if choice.isascii() and choice.isdigit() and len(choice) <= AMOUNT_MAX_CHARS:
+        # isdigit() alone takes "²" (which int() refuses) and 4,301 digits (which int() refuses too).
+        return int(choice), None
+    return None, "Choose an amount."
+
+
 @bp.post("/donate")
 def donate_submit() -> Any:
     """Create the donation's Checkout Session and send the reader there (303)."""
@@ -264,27 +293,23 @@ def donate_submit() -> Any:
     currency = _pick(request.form.get("currency"), donations.currencies, donations.default_currency)
     interval = _pick(request.form.get("interval"), INTERVALS, donations.default_interval)
     campaign = _campaign(request.form.get("campaign"))
-    choice = request.form.get("amount", "")
+    return_to = _return_to(settings, request.form)
     other = request.form.get("other_amount", "").strip()
-    errors: dict[str, str] = {}
-    amount: int | None = None
-    if other:
-        # A typed amount is the most explicit choice: it wins over the preselected preset.
-        amount = parse_major(other, currency)
-        if amount is None:
-            errors["amount"] = "Enter an amount such as 12 or 12.50."
-    elif choice.isascii() and choice.isdigit() and len(choice) <= AMOUNT_MAX_CHARS:
-        # isdigit() alone takes "²" (which int() refuses) and 4,301 digits (which int() refuses too).
-        amount = int(choice)
-    else:
-        errors["amount"] = "Choose an amount."
+    amount, problem = _chosen_amount(currency, other)
+    errors: dict[str, str] = {"amount": problem} if problem else {}
     params: dict[str, Any] | None = None
     if amount is not None:
         with current_db().transaction(readonly=True) as session:
             buyer = sessions.find_buyer(session, settings, form.reader, None)
         try:
             params = sessions.donation_params(
-                settings, buyer, amount=amount, currency=currency, interval=interval, campaign=campaign
+                settings,
+                buyer,
+                amount=amount,
+                currency=currency,
+                interval=interval,
+                campaign=campaign,
+                return_to=return_to,
             )
         except ApiError as exc:
             if exc.status != 422:
@@ -300,6 +325,7 @@ def donate_submit() -> Any:
             other=other,
             errors=errors,
             campaign=campaign,
+            return_to=return_to,
         )
         return render_template("checkout/donate.html", **context), 422
     key = sessions.idempotency_key("donation", params, form.nonce)
@@ -324,7 +350,10 @@ def _plan_view(plan: Plan) -> dict[str, Any]:
 
 @bp.get("/subscribe")
 def subscribe_page() -> Any:
-    """The plans, each with a button that starts Checkout; ``?plan=`` shows just that one."""
+    """The plans, each with a button that starts Checkout; ``?plan=`` shows just that one.
+
+    A valid site token buys as its reader; without one (or with an anonymous or expired one) the
+    reader buys as a guest and Checkout asks for the email."""
     settings = current_settings()
     token = request.args.get("token")
     reader = reader_from_token(settings, token)
@@ -340,19 +369,19 @@ def subscribe_page() -> Any:
         "checkout/subscribe.html",
         plans=[_plan_view(p) for p in shown],
         reader=reader,
-        token_expired=bool(token) and reader is None,
-        form_token=make_form_token(settings, "subscribe", reader) if reader else "",
+        form_token=make_form_token(settings, "subscribe", reader),
         campaign=_campaign(request.args.get("campaign") or link_campaign(settings, token)) or "",
+        return_to=_return_to(settings, request.args) or "",
         site_url=checkout_settings(settings).site_url,
     )
 
 
 @bp.post("/subscribe")
 def subscribe_submit() -> Any:
-    """Create the plan's Checkout Session for the reader of the form token and redirect (303)."""
+    """Create the plan's Checkout Session for the reader of the form token (or a guest) and redirect (303)."""
     settings = current_settings()
     form = read_form_token(settings, "subscribe")
-    if form is None or form.reader is None:
+    if form is None:
         return _message(
             400,
             "Please try again",
@@ -365,7 +394,11 @@ def subscribe_submit() -> Any:
         buyer = sessions.find_buyer(session, settings, form.reader, None)
     try:
         params = sessions.subscription_params(
-            settings, plan, buyer, campaign=_campaign(request.form.get("campaign"))
+            settings,
+            plan,
+            buyer,
+            campaign=_campaign(request.form.get("campaign")),
+            return_to=_return_to(settings, request.form),
         )
         key = sessions.idempotency_key("subscription", params, form.nonce)
         created = sessions.create_checkout_session(settings, params, key=key)
@@ -379,15 +412,54 @@ def subscribe_submit() -> Any:
 
 @bp.get("/thanks")
 def thanks_page() -> Any:
-    """After Checkout (or the portal): a thank-you, with the way back to the site."""
-    kind = request.args.get("kind")
-    from_portal = request.args.get("from") == "portal"
-    return render_template(
+    """After Checkout (``?session_id=``): record the payment, sign the payer in on this device once
+    and send them back to ``return_to``; after the portal (no session id): a plain thank-you."""
+    settings = current_settings()
+    session_id = request.args.get("session_id")
+    site_url = checkout_settings(settings).site_url
+    if session_id is None:
+        return render_template(
+            "checkout/thanks.html",
+            donation=request.args.get("kind") == "donation",
+            from_portal=request.args.get("from") == "portal",
+            site_url=site_url,
+        )
+    return_to = _return_to(settings, request.args)
+    try:
+        done = thanks.complete(current_db(), settings, session_id, now=clock.now())
+    except thanks.ThanksRefused as exc:
+        return _private(_message(exc.status, exc.title, exc.text))
+    except ApiError as exc:
+        if exc.status != 502:
+            return _private(_stripe_failure(exc))
+        # Unlike before Checkout, the reader has paid: "nothing was charged" would be wrong here.
+        text = (
+            "Your payment went through, but we could not confirm it with our payment provider just "
+            "now. Please reload this page in a minute."
+        )
+        return _private(_message(502, "Thank you", text))
+    back = return_to or site_url
+    if done.token is not None:
+        target = thanks.destination(settings, done.token, return_to)
+        if target is not None:
+            return _private(redirect(target, code=303))
+        back = thanks.with_signin_fragment(site_url, done.token) if site_url else ""
+    page = render_template(
         "checkout/thanks.html",
-        donation=kind == "donation",
-        from_portal=from_portal,
-        site_url=checkout_settings(current_settings()).site_url,
+        donation=done.kind == "donation",
+        from_portal=False,
+        signin=done.signin,
+        site_url=back,
     )
+    return _private(page)
+
+
+def _private(answer: Any) -> Response:
+    """/thanks answers carry one-time tokens or name a payment: never cached, never a Referer."""
+    resp = current_app.make_response(answer)
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
 
 
 @bp.get("/portal")
@@ -516,6 +588,8 @@ def init_app(app: Flask, api: Api) -> None:
     """Register the pages and widget routes, with their rate limits."""
     app.register_blueprint(bp)
     conf = ratelimit_settings(settings_of(app))
+    # Each /thanks?session_id= reads from Stripe: bound what one address can make us ask for.
+    limits.limit(app, "reader_pages.thanks_page", per_address=conf.widget_per_address)
     # Card testing: every route that creates a Stripe session is limited per address and per reader.
     for form in ("donate", "subscribe"):
         limits.limit(

@@ -13,6 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import stripe
 from sqlalchemy import select
@@ -79,6 +80,16 @@ def _public(settings: Settings, path: str) -> str:
     return settings.server.public_url.rstrip("/") + path
 
 
+def thanks_url(settings: Settings, *, kind: str | None = None, return_to: str | None = None) -> str:
+    """Checkout's success_url: /thanks with the session id (Stripe fills in the placeholder), the
+    kind for donations and, when known, the article to return to (already checked by the caller)."""
+    before = urlencode({"kind": kind} if kind else {})
+    after = urlencode({"return_to": return_to} if return_to else {})
+    # The placeholder must reach Stripe unencoded: it is replaced only when spelled exactly so.
+    query = "&".join(part for part in (before, "session_id={CHECKOUT_SESSION_ID}", after) if part)
+    return _public(settings, "/thanks?" + query)
+
+
 def _buyer_params(buyer: Buyer) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if buyer.reader is not None:
@@ -103,8 +114,10 @@ def subscription_params(
     success_url: str | None = None,
     cancel_url: str | None = None,
     campaign: str | None = None,
+    return_to: str | None = None,
 ) -> dict[str, Any]:
-    """Checkout Session parameters for a plan (mode subscription)."""
+    """Checkout Session parameters for a plan (mode subscription); ``return_to`` (a checked article
+    URL) goes into the success URL, and is where a reader who cancels goes back to."""
     if not plan.configured:
         raise not_configured(f"plans.{plan.name}.price", f"The plan {plan.name!r}")
     metadata = _metadata(kind="subscription", reader=buyer.reader, plan=plan.name, campaign=campaign)
@@ -114,8 +127,8 @@ def subscription_params(
         **_buyer_params(buyer),
         "metadata": metadata,
         "subscription_data": {"metadata": metadata},
-        "success_url": success_url or _public(settings, "/thanks?session_id={CHECKOUT_SESSION_ID}"),
-        "cancel_url": cancel_url or _public(settings, "/subscribe"),
+        "success_url": success_url or thanks_url(settings, return_to=return_to),
+        "cancel_url": cancel_url or return_to or _public(settings, "/subscribe"),
     }
 
 
@@ -146,8 +159,10 @@ def donation_params(
     campaign: str | None = None,
     success_url: str | None = None,
     cancel_url: str | None = None,
+    return_to: str | None = None,
 ) -> dict[str, Any]:
-    """Checkout Session parameters for a donation: mode payment once, mode subscription monthly/yearly."""
+    """Checkout Session parameters for a donation: mode payment once, mode subscription monthly/yearly
+    (``return_to`` as for a plan)."""
     code = check_donation(settings, amount, currency)
     name = donation_settings(settings).product_name
     metadata = _metadata(kind="donation", reader=buyer.reader, campaign=campaign)
@@ -170,10 +185,8 @@ def donation_params(
         # sync link the gift to the donor (receipts, later portal access).
         params["customer_creation"] = "always"
     params["metadata"] = metadata
-    params["success_url"] = success_url or _public(
-        settings, "/thanks?kind=donation&session_id={CHECKOUT_SESSION_ID}"
-    )
-    params["cancel_url"] = cancel_url or _public(settings, "/donate")
+    params["success_url"] = success_url or thanks_url(settings, kind="donation", return_to=return_to)
+    params["cancel_url"] = cancel_url or return_to or _public(settings, "/donate")
     return params
 
 
