@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from paywall import clock, money
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.mail.links import reader_link
+from paywall.mail.links import account_url, reader_link
 from paywall.mail.message import build_message
 from paywall.mail.settings import mailer_settings
 from paywall.mail.smtp import MailConfigError, SmtpTransport, TransientFailure
@@ -89,16 +89,17 @@ def render_supporter_mail(kind: str, context: dict[str, Any]) -> tuple[str, str,
 def supporter_context(
     settings: Settings, kind: str, data: dict[str, Any], reader_external_id: str | None
 ) -> dict[str, Any]:
-    """Template variables: the queued data, the organisation, and personal links when the reader is known."""
+    """Template variables: the queued data, the organisation, the account page, and a personal donate link."""
     context: dict[str, Any] = {
         **data,
         "organisation": mailer_settings(settings).organisation,
         "amount": _money(data.get("amount_minor"), data.get("currency")),
     }
-    if reader_external_id:
-        context["portal_url"] = reader_link(settings, reader_external_id, "portal")
-        if kind == "donation_receipt":
-            context["donate_url"] = reader_link(settings, reader_external_id, "donate")
+    # The account page, not a personal link: billing opens only after signing in there (a mail
+    # can be forwarded), and a guest who paid can sign in with this same address.
+    context["account_url"] = account_url(settings)
+    if reader_external_id and kind == "donation_receipt":
+        context["donate_url"] = reader_link(settings, reader_external_id, "donate")
     return context
 
 
