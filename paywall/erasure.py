@@ -39,6 +39,11 @@ def erase_reader(session: Session, external_id: str) -> str:
     reader.email = None
     reader.name = None
     reader.marketing_opt_in = False
+    # The proven address is personal data too, and while it stayed, signing in with it again would
+    # find this erased reader. Every signed-in device (reader token) ends with it.
+    reader.verified_email = None
+    reader.email_verified_at = None
+    reader.session_version += 1
     reader.erased_at = reader.erased_at or clock.now()
     session.flush()
     return "already_erased" if already else "erased"
