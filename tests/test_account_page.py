@@ -3,8 +3,6 @@ each action with its CSRF checks, the data download, and the portal only for a s
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,10 +16,10 @@ from paywall import clock
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.models import Comp, MeterRead, Payment, Reader, Subscription
+from paywall.models import Reader
 from paywall.signin.tokens import issue_reader_token, reader_from_token
 from tests.checkout_stripe_fake import FakeStripe
-from tests.test_checkout_api import PLANS, PUBLIC, add_customer
+from tests.test_checkout_api import PLANS, PUBLIC
 from tests.test_checkout_pages import access_token
 
 SITE = "https://news.example.com"
