@@ -84,7 +84,8 @@ def test_the_subscription_and_its_next_charge(browser: FlaskClient, signed_in: s
     assert 'action="/account/portal"' not in page(browser)  # no Stripe customer: nothing to manage
     add_subscription(db, "sub_1")
     html = page(browser)
-    assert "monthly" in html and "5.00 EUR per month" in html and "Next charge on 5 December 2026." in html
+    assert '<span class="name">Monthly</span>' in html  # the plan's configured label
+    assert "5.00 EUR per month" in html and "Next charge on 5 December 2026." in html
 
 
 def test_ending_paused_and_failed_subscriptions_say_so(

@@ -44,13 +44,18 @@ def _state(sub: dict[str, Any]) -> tuple[str, str | None]:
     return "Active.", warning
 
 
-def subscription_lines(supporter: dict[str, Any]) -> list[dict[str, Any]]:
-    """The reader's current subscriptions and recurring donations, as the page lists them."""
+def subscription_lines(supporter: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The reader's current subscriptions and recurring donations, as the page lists them.
+
+    ``labels``: plan name -> its configured label ([plans.<name>] label)."""
     lines = []
     for sub in supporter["subscriptions"]:
         if sub["status"] in ENDED:
             continue
-        name = "Monthly donation" if sub["kind"] == "donation" else (sub["plan"] or "Subscription")
+        plan = sub["plan"] or ""
+        name = (
+            "Monthly donation" if sub["kind"] == "donation" else (labels.get(plan) or plan or "Subscription")
+        )
         if sub["kind"] == "donation" and sub["interval"] == "year":
             name = "Yearly donation"
         price = amount(sub["amount"], sub["currency"])

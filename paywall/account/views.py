@@ -31,6 +31,8 @@ from paywall.account.pages import (
 from paywall.account.web import clear_session, cookie_reader_claim, make_form_token, origin_ok
 from paywall.checkout import limits, sessions
 from paywall.checkout.config import checkout_settings, ratelimit_settings
+from paywall.checkout.plans import load_plans
+from paywall.config import ConfigError, Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.mail.settings import mailer_settings
@@ -57,7 +59,7 @@ def account_page() -> Any:
         render_template(
             "account/page.html",
             view=view,
-            subscriptions=display.subscription_lines(view.supporter),
+            subscriptions=display.subscription_lines(view.supporter, plan_labels(settings)),
             donations=display.donation_lines(view.supporter),
             comp_until=display.day(comp["until"]) if comp else "",
             form_token=make_form_token(settings, ACCOUNT_FORM, view.reader),
@@ -65,6 +67,14 @@ def account_page() -> Any:
             site_url=checkout_settings(settings).site_url,
         )
     )
+
+
+def plan_labels(settings: Settings) -> dict[str, str]:
+    """Each configured plan's label ("Monthly"), for subscriptions the rows name by plan."""
+    try:
+        return {name: plan.label for name, plan in load_plans(settings).items()}
+    except ConfigError:
+        return {}  # a plan table check is start-up's business; the page still shows the plan names
 
 
 @bp.post("/account/session")
