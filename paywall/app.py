@@ -35,6 +35,7 @@ FEATURES = [
     "paywall.checkout.views",
     "paywall.checkout.pages",
     "paywall.appeals.views",
+    "paywall.signin.views",
 ]
 
 
