@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ log = logging.getLogger("paywall.worker")
 # Seconds between the worker's cheap checks for due sign-in mail while it is idle: a reader waits
 # for the code, so it goes out within about a second, not at the next full poll.
 URGENT_POLL_SECONDS = 1.0
+# Seconds between the worker's purges of expired sign-in codes (they are useless a day after expiry).
+PURGE_EVERY_SECONDS = 3600.0
 
 
 def _transport(obj: Context) -> SmtpTransport:
@@ -172,6 +175,23 @@ def _idle(obj: Context, stop: threading.Event, poll_seconds: float) -> None:
             log.debug("mail worker: urgent check failed", exc_info=True)
 
 
+def _purge_codes(obj: Context) -> None:
+    """Delete sign-in codes that expired a day ago or more (paywall/signin/codes.py)."""
+    from paywall import clock
+    from paywall.db import is_transient
+    from paywall.signin import codes
+
+    try:
+        with obj.db.transaction() as session:
+            purged = codes.purge_expired(session, clock.now())
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return  # the database is away: the drain below says so, and the next purge catches up
+    if purged:
+        log.info("mail worker: purged %d expired sign-in codes", purged)
+
+
 def run_worker(
     obj: Context, stop: threading.Event, poll_seconds: float, transport: Transport | None = None
 ) -> None:
@@ -181,8 +201,14 @@ def run_worker(
     from paywall.mail import outbox
 
     transport = transport or SmtpTransport.from_settings(obj.settings)
+    next_purge = 0.0
     try:
         while not stop.is_set():
+            # The worker is the one process that always runs beside the server: expired sign-in
+            # codes are purged here, hourly, rather than on a request a reader is waiting for.
+            if time.monotonic() >= next_purge:
+                _purge_codes(obj)
+                next_purge = time.monotonic() + PURGE_EVERY_SECONDS
             try:
                 tally = outbox.drain(obj.db, obj.settings, transport, should_stop=stop.is_set)
             except MailConfigError as exc:

@@ -15,9 +15,10 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from paywall.config import Settings
@@ -174,4 +175,16 @@ def check_token(session: Session, token: str, *, now: dt.datetime, purposes: tup
 def purge_expired(session: Session, now: dt.datetime) -> int:
     """Delete rows expired a day ago or more (kept a day so a late use says "expired", not "wrong")."""
     result = session.execute(delete(SigninCode).where(SigninCode.expires_at < now - dt.timedelta(days=1)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def erase_reader_codes(session: Session, reader: Reader, emails: Iterable[str]) -> int:
+    """On erasure: delete the reader's codes and return tokens, and every code sent to one of their
+    addresses (live or not: each row says an address asked to sign in). Returns how many went."""
+    hashes = {email_hash(e) for e in emails if e and e.strip()} | {hash_secret(f"reader:{reader.id}")}
+    result = session.execute(
+        delete(SigninCode)
+        .where(or_(SigninCode.reader_id == reader.id, SigninCode.email_hash.in_(sorted(hashes))))
+        .execution_options(synchronize_session=False)
+    )
     return int(getattr(result, "rowcount", 0) or 0)
