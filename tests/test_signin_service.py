@@ -389,3 +389,24 @@ def test_codes_are_stored_hashed(db: Database, settings: Settings) -> None:
         row = s.scalars(select(SigninCode)).one()
         assert secret["code"] not in (row.code_hash, row.token_hash)
     assert clock.now()  # the real clock is untouched by these tests
+
+
+def test_concurrent_wrong_codes_get_exactly_the_allowed_guesses(db: Database, settings: Settings) -> None:
+    secret = ask(db, settings, "ana@example.org")
+    wrong = f"{(int(secret['code']) + 1) % 1_000_000:06d}"
+    start = threading.Barrier(12)
+    reasons: list[str] = []
+
+    def guess() -> None:
+        start.wait()
+        try:
+            exchange(db, settings, email="ana@example.org", code=wrong)
+        except ApiError as exc:
+            reasons.append(str(exc.extra.get("reason")))
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(reasons) == ["locked"] * 7 + ["wrong"] * 5

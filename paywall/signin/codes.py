@@ -131,11 +131,15 @@ def check_code(
     A wrong code counts against the address (committed by the caller's transaction even though
     the answer is an error: the caller must commit before answering)."""
     limit = signin_settings(settings).max_failed_codes
+    # FOR UPDATE: concurrent tries of one address queue here, so each sees the count the previous
+    # one left and the lockout holds at exactly ``limit`` guesses (on SQLite writers queue anyway).
     row = session.scalar(
         select(SigninCode)
         .where(SigninCode.email_hash == email_hash(email), SigninCode.purpose == purpose)
         .order_by(SigninCode.created_at.desc(), SigninCode.id.desc())
         .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None or row.used_at is not None:
         raise CodeRefused("used", "This code is not valid any more. Ask for a new one.")
