@@ -36,6 +36,7 @@ FEATURES = [
     "paywall.checkout.pages",
     "paywall.account.views",
     "paywall.appeals.views",
+    "paywall.signin.views",
 ]
 
 
