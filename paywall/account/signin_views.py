@@ -1,21 +1,21 @@
-"""Signing in on the account page (email, then the mailed code or link) and deleting the account.
+"""Signing in on the account page (email, then the mailed code) and deleting the account.
 
 Both ask the sign-in service (paywall/signin/service.py) for a code mailed to the address; a wrong
-code is counted before the page answers (the transaction commits, then the form says why).
+code is counted before the page answers (the transaction commits, then the form says why). The
+mail's link goes to the sign-in branch's /signin page (one press, so mail scanners burn nothing),
+which hands the reader token to POST /account/session.
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
-from flask import Flask, Response, render_template, request
+from flask import Flask, render_template, request
 from marshmallow import ValidationError, validate
 
 from paywall import clock
 from paywall.account import service
 from paywall.account.pages import (
-    Refused,
     bp,
     guest_posted,
     message,
@@ -39,10 +39,6 @@ EMAIL_MAX = 320
 _email = validate.Email(error="Enter your email address, such as name@example.org.")
 
 
-def account_url(settings: Settings) -> str:
-    return settings.server.public_url.rstrip("/") + "/account"
-
-
 def signin_form(
     settings: Settings, *, step: str = "email", email: str = "", errors: dict[str, str] | None = None
 ) -> str:
@@ -53,7 +49,6 @@ def signin_form(
         email=email,
         errors=errors or {},
         form_token=make_form_token(settings, f"account-{step}", None),
-        link_form_token=make_form_token(settings, "account-link", None),
         site_url=checkout_settings(settings).site_url,
     )
 
@@ -75,7 +70,8 @@ def signin_request() -> Any:
         errors = {"email": str(exc.messages[0])}
         return no_store(signin_form(settings, email=email, errors=errors), 422)
     with current_db().transaction() as session:
-        request_signin(session, settings, email, now=clock.now(), return_url=account_url(settings))
+        # No return URL: the mail's link then opens our /signin page, which leads here.
+        request_signin(session, settings, email, now=clock.now())
     return no_store(signin_form(settings, step="code", email=email))
 
 
@@ -94,31 +90,6 @@ def signin_code() -> Any:
         text = next(iter(refused.errors.get("code", [])), refused.detail)
         return no_store(signin_form(settings, step="code", email=email, errors={"code": text}), 400)
     return signed_in(settings, signed.reader_token, signed.expires_at)
-
-
-@bp.post("/account/link")
-def signin_link() -> Any:
-    """The mailed link's one-time token (account.js posts it from the URL fragment) signs in."""
-    settings = guest_posted("account-link")
-    token = request.form.get("token", "").strip()[:200]
-    refused: ApiError | None = None
-    with current_db().transaction() as session:
-        try:
-            signed = exchange(session, settings, token=token, now=clock.now())
-        except ApiError as exc:
-            refused = exc
-    if refused is not None:
-        raise Refused(400, "This link has expired", "Sign in with your email address and a new code.")
-    return signed_in(settings, signed.reader_token, signed.expires_at)
-
-
-@bp.get("/account/account.js")
-def account_js() -> Response:
-    """The page's one script: hands a mailed link's token (in the URL fragment) to /account/link."""
-    body = resources.files("paywall.account").joinpath("static", "account.js").read_bytes()
-    resp = Response(body, mimetype="text/javascript")
-    resp.headers["Cache-Control"] = "public, max-age=3600"
-    return resp
 
 
 # ----- "Delete my account" -----------------------------------------------------------------------
@@ -198,8 +169,7 @@ def limit(app: Flask) -> None:
         per_reader=conf.per_email,
         reader_from=_email_bucket,
     )
-    for endpoint in ("account.signin_code", "account.signin_link"):
-        limits.limit(app, endpoint, per_address=conf.exchange_per_address)
+    limits.limit(app, "account.signin_code", per_address=conf.exchange_per_address)
     limits.limit(
         app,
         "account.delete_request",
