@@ -212,6 +212,7 @@ def test_manage_billing_reaches_the_portal_for_the_signed_in_reader_only(
     assert resp.headers["Location"] == f"{stripe_api.url}/portal/bps_fake0001"
     (sent,) = stripe_api.posts("/v1/billing_portal/sessions")
     assert sent.form["customer"] == "cus_ana"
+    assert sent.form["return_url"] == "https://paywall.example.org/account"  # back to where they were
 
     # The old way in, an access token (as an article page holds) or a mail link, opens nothing.
     for token in (

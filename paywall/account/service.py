@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paywall.access.rules import meter_period
@@ -88,17 +88,6 @@ def donation(session: Session, reader: Reader, stripe_charge_id: str) -> Payment
     )
 
 
-def end_all_sessions(session: Session, reader: Reader) -> None:
-    """Sign out everywhere: every reader token issued so far stops working (their ``sv`` is old)."""
-    session.execute(
-        update(Reader)
-        .where(Reader.id == reader.id)
-        .values(session_version=Reader.session_version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(reader)
-
-
 def _payment(p: Payment) -> dict[str, Any]:
     return {
         "stripe_charge_id": p.stripe_charge_id,
@@ -164,5 +153,5 @@ def confirm_deletion(
     if reader.verified_email is None:
         raise CodeRefused("wrong", "We have no confirmed address for you to send a code to.")
     check_code(session, settings, reader.verified_email, code, now=now, purpose="delete")
-    end_all_sessions(session, reader)
+    # Erasure also ends every session (the session version) and takes the verified address.
     return erase_reader(session, reader.external_id)

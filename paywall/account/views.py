@@ -28,7 +28,7 @@ from paywall.account.pages import (
     signed_in,
     signed_out,
 )
-from paywall.account.web import clear_session, cookie_reader_claim, make_form_token, origin_ok
+from paywall.account.web import clear_session, cookie_reader_claim, cookie_token, make_form_token, origin_ok
 from paywall.checkout import limits, sessions
 from paywall.checkout.config import checkout_settings, ratelimit_settings
 from paywall.checkout.plans import load_plans
@@ -36,6 +36,7 @@ from paywall.config import ConfigError, Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.mail.settings import mailer_settings
+from paywall.signin.service import sign_out
 from paywall.signin.tokens import PURPOSE as READER_TOKEN
 from paywall.signin.tokens import reader_from_token
 
@@ -107,7 +108,9 @@ def portal() -> Any:
             "We have no subscription or donation on record for you. If you just paid, try again in a minute.",
         )
     try:
-        url = sessions.create_portal_session(who.settings, buyer.stripe_customer_id)
+        url = sessions.create_portal_session(
+            who.settings, buyer.stripe_customer_id, return_url=portal_return_url(who.settings)
+        )
     except ApiError as exc:
         if exc.status == 503:
             return message(503, "Billing is not available", "Payments are not set up yet. Please try later.")
@@ -117,6 +120,12 @@ def portal() -> Any:
             )
         raise
     return redirect(url, code=303)
+
+
+def portal_return_url(settings: Settings) -> str:
+    """Back from the portal: [checkout] portal_return_url when set, else this account page."""
+    configured = checkout_settings(settings).portal_return_url
+    return configured or settings.server.public_url.rstrip("/") + "/account"
 
 
 @bp.get("/portal")
@@ -192,14 +201,13 @@ def download_data() -> Any:
 
 
 @bp.post("/account/signout")
-def sign_out() -> Any:
+def account_sign_out() -> Any:
     """Sign out on this browser; with ``everywhere=1`` end every session of the reader as well."""
     who = posted()
     if request.form.get("everywhere") == "1":
         with current_db().transaction() as session:
-            reader = service.live_reader(session, who.reader)
-            if reader is not None:
-                service.end_all_sessions(session, reader)
+            # The sign-in service's own "everywhere": the session version every reader token carries.
+            sign_out(session, who.settings, cookie_token() or "", everywhere=True)
     resp = redirect("/account", code=303)
     clear_session(resp, who.settings)
     return resp
