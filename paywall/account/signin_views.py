@@ -16,6 +16,7 @@ from marshmallow import ValidationError, validate
 from paywall import clock
 from paywall.account import service
 from paywall.account.pages import (
+    ACCOUNT_FORM,
     bp,
     guest_posted,
     message,
@@ -101,6 +102,7 @@ def _delete_form(settings: Settings, reader: str, email: str, error: str = "") -
         email=email,
         error=error,
         form_token=make_form_token(settings, DELETE_FORM, reader),
+        account_form_token=make_form_token(settings, ACCOUNT_FORM, reader),
         site_url=checkout_settings(settings).site_url,
     )
 
