@@ -58,7 +58,7 @@ def exchange(db: Database, settings: Settings, **kwargs: Any) -> service.SignedI
 
 
 def token_of(link: str) -> str:
-    return link.rsplit("paywall_signin=", 1)[1] if "paywall_signin=" in link else link.rsplit("token=", 1)[1]
+    return link.rsplit("paywall_signin=", 1)[1]
 
 
 # -- the mail -------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_the_code_waits_sealed_and_the_link_follows_the_contract(db: Database, m
 
 def test_link_shapes(make_settings: Any) -> None:
     plain = make_settings()
-    assert service.signin_link(plain, "T", None) == "https://paywall.example.org/signin?token=T"
+    assert service.signin_link(plain, "T", None) == "https://paywall.example.org/signin#paywall_signin=T"
     assert service.signin_link(plain, "T", "https://paywall.example.org/x?a=1#f") == (
         "https://paywall.example.org/x?a=1#paywall_signin=T"
     )
@@ -93,7 +93,7 @@ def test_link_shapes(make_settings: Any) -> None:
 
 def test_a_foreign_return_url_is_dropped(db: Database, settings: Settings) -> None:
     secret = ask(db, settings, "ana@example.org", return_url="https://evil.example.com/")
-    assert secret["link"].startswith("https://paywall.example.org/signin?token=")
+    assert secret["link"].startswith("https://paywall.example.org/signin#paywall_signin=")
 
 
 def test_delete_codes_have_their_own_kind_and_no_link(db: Database, settings: Settings) -> None:
