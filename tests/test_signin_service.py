@@ -410,3 +410,33 @@ def test_concurrent_wrong_codes_get_exactly_the_allowed_guesses(db: Database, se
     for thread in threads:
         thread.join(60)
     assert sorted(reasons) == ["locked"] * 7 + ["wrong"] * 5
+
+
+def test_a_moved_read_that_loses_its_slot_takes_the_next(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An access check of the reader claims a slot between the merge's look and its insert."""
+    from paywall.signin import merge
+
+    period = _period(settings)
+    with db.transaction() as s:
+        s.add(Reader(external_id="ana", verified_email="ana@example.org"))
+        s.add(MeterRead(reader="ana", period=period, article="a0", slot=1, read_at=NOW))
+        s.add(MeterRead(reader=anonymous_key(BROWSER), period=period, article="a1", slot=1, read_at=NOW))
+    real, stale = merge.read_meter, [True]
+
+    def read_meter(conn: Any, reader: str, p: str) -> tuple[frozenset[str], int]:
+        if stale:  # the first look misses the read at slot 1
+            stale.pop()
+            return frozenset(), 0
+        return real(conn, reader, p)
+
+    monkeypatch.setattr(merge, "read_meter", read_meter)
+    exchange(
+        db,
+        settings,
+        email="ana@example.org",
+        code=ask(db, settings, "ana@example.org")["code"],
+        anonymous_reader=BROWSER,
+    )
+    assert _reads(db, "ana", period) == [("a0", 1), ("a1", 2)]
