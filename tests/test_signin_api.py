@@ -148,7 +148,7 @@ def test_the_widget_signs_in_from_an_allowed_origin_only(api: FlaskClient, db: D
     assert foreign.status_code == 403
     resp = api.post("/support/signin", json={"email": "ana@example.org"}, headers={"Origin": SITE})
     assert resp.status_code == 202 and resp.headers["Access-Control-Allow-Origin"] == SITE
-    token = mailed(db, settings_of(api), "ana@example.org")["link"].rsplit("token=", 1)[1]
+    token = mailed(db, settings_of(api), "ana@example.org")["link"].rsplit("paywall_signin=", 1)[1]
     resp = api.post(
         "/support/signin/exchange",
         json={"token": token, "anonymous_reader": BROWSER},
@@ -273,19 +273,47 @@ def test_the_page_asks_before_it_uses_the_link(
 ) -> None:
     api.post("/v1/signin", json={"email": "ana@example.org"}, headers=site_key)
     link = mailed(db, settings_of(api), "ana@example.org")["link"]
-    assert link.startswith("https://paywall.example.org/signin?token=")
-    token = link.rsplit("token=", 1)[1]
-    for _ in range(2):  # a mail scanner opening the link first uses nothing
-        page = api.get(f"/signin?token={token}")
-        assert page.status_code == 200 and f'value="{token}"' in page.get_data(as_text=True)
-        assert page.headers["Cache-Control"] == "private, no-store"
+    assert link.startswith("https://paywall.example.org/signin#paywall_signin=")
+    token = link.rsplit("paywall_signin=", 1)[1]
+    page = api.get("/signin")  # the fragment never reaches us: nothing is used by opening the link
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "private, no-store"
+    html = page.get_data(as_text=True)
+    assert 'id="link-token"' in html and "/signin/static/signin.js" in html
+    script = api.get("/signin/static/signin.js")
+    assert script.status_code == 200 and "paywall_signin" in script.get_data(as_text=True)
     foreign = api.post("/signin", data={"token": token}, headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 403
-    done = api.post("/signin", data={"token": token})
+    done = api.post("/signin", data={"token": token}, headers={"Origin": "https://paywall.example.org"})
     assert done.status_code == 200 and 'name="reader_token"' in done.get_data(as_text=True)
+    assert 'action="/account/session"' in done.get_data(as_text=True)
     again = api.post("/signin", data={"token": token})
     assert again.status_code == 400 and "not valid any more" in again.get_data(as_text=True)
-    assert api.get("/signin").status_code == 400
+
+
+def test_the_page_takes_a_typed_code(api: FlaskClient, db: Database, site_key: dict[str, str]) -> None:
+    api.post("/v1/signin", json={"email": "ana@example.org"}, headers=site_key)
+    code = mailed(db, settings_of(api), "ana@example.org")["code"]
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    refused = api.post("/signin", data={"email": "ana@example.org", "code": wrong})
+    assert refused.status_code == 400 and "not right" in refused.get_data(as_text=True)
+    assert 'value="ana@example.org"' in refused.get_data(as_text=True)
+    incomplete = api.post("/signin", data={"email": "ana@example.org", "code": "12"})
+    assert incomplete.status_code == 400 and "6 digits" in incomplete.get_data(as_text=True)
+    done = api.post("/signin", data={"email": " Ana@example.org", "code": code})
+    assert done.status_code == 200 and 'name="reader_token"' in done.get_data(as_text=True)
+
+
+def test_the_widget_may_preflight(api: FlaskClient) -> None:
+    resp = api.options(
+        "/support/signin/exchange",
+        headers={
+            "Origin": SITE,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert resp.status_code == 200 and resp.headers["Access-Control-Allow-Origin"] == SITE
+    assert "Content-Type" in resp.headers["Access-Control-Allow-Headers"]
 
 
 def test_the_routes_are_documented(api: FlaskClient) -> None:

@@ -68,7 +68,7 @@ def test_the_mail_carries_code_and_link_and_the_table_keeps_neither(
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     code = code_from(text)
     assert len(code) == 6 and code not in msg["Subject"]
-    assert "https://paywall.example.org/signin?token=" in text
+    assert "https://paywall.example.org/signin#paywall_signin=" in text
     assert code not in text.splitlines()[0]  # not in a lock-screen preview's first line
     (row,) = rows(db)
     assert row.status == "sent" and row.data["sealed"] is None and code not in str(row.data)
@@ -84,7 +84,7 @@ def test_a_delete_code_mail(db: Database, msettings: Settings, sink: SmtpSink) -
     msg = sink.received[0].message
     assert msg["Subject"] == "Confirm deleting your account with The Daily Example"
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "enter this code on your account page:" in text and "token=" not in text
+    assert "enter this code on your account page:" in text and "paywall_signin" not in text
 
 
 def test_a_code_that_expired_while_waiting_is_skipped_not_sent_late(

@@ -58,7 +58,7 @@ def exchange(db: Database, settings: Settings, **kwargs: Any) -> service.SignedI
 
 
 def token_of(link: str) -> str:
-    return link.rsplit("paywall_signin=", 1)[1] if "paywall_signin=" in link else link.rsplit("token=", 1)[1]
+    return link.rsplit("paywall_signin=", 1)[1]
 
 
 # -- the mail -------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_the_code_waits_sealed_and_the_link_follows_the_contract(db: Database, m
 
 def test_link_shapes(make_settings: Any) -> None:
     plain = make_settings()
-    assert service.signin_link(plain, "T", None) == "https://paywall.example.org/signin?token=T"
+    assert service.signin_link(plain, "T", None) == "https://paywall.example.org/signin#paywall_signin=T"
     assert service.signin_link(plain, "T", "https://paywall.example.org/x?a=1#f") == (
         "https://paywall.example.org/x?a=1#paywall_signin=T"
     )
@@ -93,7 +93,7 @@ def test_link_shapes(make_settings: Any) -> None:
 
 def test_a_foreign_return_url_is_dropped(db: Database, settings: Settings) -> None:
     secret = ask(db, settings, "ana@example.org", return_url="https://evil.example.com/")
-    assert secret["link"].startswith("https://paywall.example.org/signin?token=")
+    assert secret["link"].startswith("https://paywall.example.org/signin#paywall_signin=")
 
 
 def test_delete_codes_have_their_own_kind_and_no_link(db: Database, settings: Settings) -> None:
@@ -410,3 +410,33 @@ def test_concurrent_wrong_codes_get_exactly_the_allowed_guesses(db: Database, se
     for thread in threads:
         thread.join(60)
     assert sorted(reasons) == ["locked"] * 7 + ["wrong"] * 5
+
+
+def test_a_moved_read_that_loses_its_slot_takes_the_next(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An access check of the reader claims a slot between the merge's look and its insert."""
+    from paywall.signin import merge
+
+    period = _period(settings)
+    with db.transaction() as s:
+        s.add(Reader(external_id="ana", verified_email="ana@example.org"))
+        s.add(MeterRead(reader="ana", period=period, article="a0", slot=1, read_at=NOW))
+        s.add(MeterRead(reader=anonymous_key(BROWSER), period=period, article="a1", slot=1, read_at=NOW))
+    real, stale = merge.read_meter, [True]
+
+    def read_meter(conn: Any, reader: str, p: str) -> tuple[frozenset[str], int]:
+        if stale:  # the first look misses the read at slot 1
+            stale.pop()
+            return frozenset(), 0
+        return real(conn, reader, p)
+
+    monkeypatch.setattr(merge, "read_meter", read_meter)
+    exchange(
+        db,
+        settings,
+        email="ana@example.org",
+        code=ask(db, settings, "ana@example.org")["code"],
+        anonymous_reader=BROWSER,
+    )
+    assert _reads(db, "ana", period) == [("a0", 1), ("a1", 2)]

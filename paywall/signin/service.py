@@ -59,9 +59,9 @@ def signin_link(settings: Settings, token: str, return_url: str | None) -> str:
        ``return_to`` (the article) when known; the site exchanges it with POST /v1/signin/exchange.
     2. Else the article (``return_url``) with ``#paywall_signin=TOKEN``: the widget there exchanges
        it. A fragment never reaches a server, a log or a Referer.
-    3. Else our own page, GET /signin?token=..., which asks for one press of a button before it
-       uses the token (mail scanners that open every link must not burn it) and then signs the
-       reader in on our origin (their account page).
+    3. Else our own page, /signin with the same fragment, which asks for one press of a button
+       before it uses the token (mail scanners that open every link must not burn it) and then
+       signs the reader in on our origin (their account page).
     """
     conf = signin_settings(settings)
     if conf.return_url:
@@ -69,7 +69,7 @@ def signin_link(settings: Settings, token: str, return_url: str | None) -> str:
         return conf.return_url + ("&" if "?" in conf.return_url else "?") + urlencode(params)
     if return_url:
         return f"{return_url.split('#', 1)[0]}#{FRAGMENT_PARAM}={token}"
-    return f"{settings.server.public_url.rstrip('/')}/signin?{urlencode({'token': token})}"
+    return f"{settings.server.public_url.rstrip('/')}/signin#{FRAGMENT_PARAM}={token}"
 
 
 def request_signin(

@@ -3,10 +3,12 @@
 - ``POST /v1/signin``, ``/v1/signin/exchange``, ``/v1/signout``: the site's backend (role site).
 - ``POST /support/signin``, ``/support/signin/exchange``, ``/support/signout``: the widget, from a
   page on an allowed origin (paywall/browser.py: origin check and CORS).
-- ``GET /signin?token=`` and ``POST /signin``: where a mailed link goes when there is no article
-  to return to and no [signin] return_url. The GET only shows a button (mail scanners open every
-  link; a GET that used the one-time token would burn it before the reader clicks); the POST signs
-  in on our origin and offers the account page.
+- ``GET /signin#paywall_signin=TOKEN`` and ``POST /signin``: where a mailed link goes when there
+  is no article to return to and no [signin] return_url. The token stays in the fragment (never in
+  a server log); the page's script puts it into a form that is sent only when the reader presses
+  the button (mail scanners open every link: a GET that used the token would burn it first). The
+  page also takes the address and code, scripts or not. The POST signs in on our origin and offers
+  the account page (a form POST of the reader token to /account/session).
 
 Rate limits (paywall/checkout/limits.py): asking for a code per client address and per email
 address; exchanging per client address (wrong codes are capped per address by the lockout). The
@@ -17,6 +19,7 @@ readers, as for donations) and check the key *before* any limit, so a bad key co
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from flask import Blueprint as PageBlueprint
@@ -33,6 +36,8 @@ from paywall.signin import service
 from paywall.signin.codes import email_hash
 from paywall.signin.returns import safe_return_url
 from paywall.signin.schemas import (
+    EMAIL_MAX,
+    TOKEN_MAX,
     ExchangeRequestSchema,
     SentSchema,
     SignedInSchema,
@@ -50,7 +55,13 @@ browser_blp = Blueprint(
     description="Sign-in by email (the widget, in the browser)",
 )
 browser.install(browser_blp)
-page_bp = PageBlueprint("signin_page", __name__, template_folder="templates")
+page_bp = PageBlueprint(
+    "signin_page",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/signin/static",
+)
 
 NO_STORE = {"Cache-Control": "private, no-store"}
 REFUSED_DOC = "The code or token is wrong, used, expired or locked (`errors` names `code` or `token`)."
@@ -180,27 +191,47 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
 
 @page_bp.get("/signin")
 def signin_page() -> Response:
-    """The mailed link's landing page: one button, so a mail scanner opening the link uses nothing."""
-    token = request.args.get("token", "")
-    if not token or len(token) > 200:
-        return _page("signin/message.html", 400, title="This link is incomplete", text=INCOMPLETE)
-    return _page("signin/confirm.html", token=token)
+    """The mailed link's landing page (token in the fragment: signin.js puts it in a one-press
+    form), and a form for the address and code, which works with scripts off too."""
+    return _page("signin/confirm.html")
+
+
+CODE = re.compile(r"^\d{6}$")
+
+
+def _page_proof() -> dict[str, Any] | None:
+    """The form's token, or email and code, in the shape of an exchange body; None if incomplete."""
+    form = request.form
+    token, email, code = form.get("token", ""), form.get("email", "").strip(), form.get("code", "").strip()
+    proof: dict[str, Any] = {"email": None, "code": None, "token": None, "anonymous_reader": None}
+    if token and len(token) <= TOKEN_MAX:
+        return {**proof, "token": token}
+    if email and len(email) <= EMAIL_MAX and "@" in email and CODE.match(code):
+        return {**proof, "email": email, "code": code}
+    return None
 
 
 @page_bp.post("/signin")
 def signin_confirm() -> Response:
-    """Use the link's token: signed in on our origin, with a button to the account page."""
-    origin = request.headers.get("Origin")
+    """Use the link's token, or the typed code: signed in on our origin, with the account page next."""
     settings = current_settings()
+    origin = request.headers.get("Origin")
     if origin and origin != browser.own_origin(settings):
+        # Someone else's page posting its own token here would sign this browser in as them.
         return _page("signin/message.html", 403, title="Sign-in refused", text=INCOMPLETE)
-    token = request.form.get("token", "")
-    if not token or len(token) > 200:
-        return _page("signin/message.html", 400, title="This link is incomplete", text=INCOMPLETE)
+    proof = _page_proof()
+    email = request.form.get("email", "").strip()[:EMAIL_MAX]
+    if proof is None:
+        error = "Type the address the mail went to and the 6 digits from it."
+        return _page("signin/confirm.html", 400, error=error, email=email)
     try:
-        signed = _exchange({"email": None, "code": None, "token": token, "anonymous_reader": None})
+        signed = _exchange(proof)
     except ApiError as exc:
-        return _page("signin/message.html", 400, title="This link does not work any more", text=exc.detail)
+        if proof["token"]:
+            return _page(
+                "signin/message.html", 400, title="This link does not work any more", text=exc.detail
+            )
+        return _page("signin/confirm.html", 400, error=exc.detail, email=email)
     return _page("signin/done.html", reader_token=signed.reader_token)
 
 
