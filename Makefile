@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest migrate clean bench
+.PHONY: run test test-fast lint typecheck pytest migrate clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP_DEV)
 	$(BIN)/ruff format --check paywall tests migrations bench docs
 	$(BIN)/mypy paywall
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make test-fast: the pytest suite alone on SQLite, spread over every core (pytest-xdist)
+test-fast: $(STAMP_DEV)
+	env -u PAYWALL_TEST_DATABASE_URL $(BIN)/pytest -q -n auto -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check paywall tests migrations bench docs
