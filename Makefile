@@ -25,7 +25,7 @@ migrate: $(STAMP_RUN)
 ## make run: set up, migrate the embedded SQLite database under var/, serve on PAYWALL_BIND (127.0.0.1:8000)
 run: migrate
 	@# The mail worker drains the outbox beside the server and stops with it (Ctrl-C, kill, or exit).
-	@# Without PAYWALL_SMTP_HOST/PAYWALL_MAIL_FROM it says which variable is missing and exits; the server runs on.
+	@# Without PAYWALL_SMTP_HOST it writes each mail as an .eml file under var/mail/ (sign-in codes too).
 	@$(BIN)/paywall worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/paywall serve

@@ -35,7 +35,9 @@ FEATURES = [
     "paywall.reports.views",
     "paywall.checkout.views",
     "paywall.checkout.pages",
+    "paywall.account.views",
     "paywall.appeals.views",
+    "paywall.signin.views",
 ]
 
 

@@ -14,8 +14,9 @@ from paywall.models.outbox import OutboxMessage
 from paywall.models.readers import Reader
 from paywall.readers.erased import Subject
 
-# Kinds the sync queues; the mailer knows how to render each.
-KINDS = ("donation_receipt", "payment_failed", "trial_ending")
+# Kinds the sync and the sign-in queue; the mailer knows how to render each. The sign-in kinds
+# carry their code sealed (paywall/signin/sealing.py) and are skipped once the code expired.
+KINDS = ("donation_receipt", "payment_failed", "trial_ending", "signin_code", "delete_code")
 
 
 def enqueue(

@@ -324,7 +324,8 @@ def test_commands_say_which_variable_is_missing(
 ) -> None:
     for var in ("PAYWALL_SMTP_HOST", "PAYWALL_MAIL_FROM"):
         monkeypatch.delenv(var, raising=False)
-    env = {"PAYWALL_SIGNING_KEY": SIGNING_KEY}
+    # https: a public service never falls back to writing mail to files (paywall/mail/files.py).
+    env = {"PAYWALL_SIGNING_KEY": SIGNING_KEY, "PAYWALL_PUBLIC_URL": "https://paywall.example.org"}
     for args in (
         ["appeals", "send", "keep-us-open"],
         ["mail", "drain"],

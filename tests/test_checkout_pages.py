@@ -1,4 +1,4 @@
-"""Reader pages: /donate, /subscribe, /thanks, /portal — signed tokens, form tokens, 303 to Checkout,
+"""Reader pages: /donate, /subscribe, /thanks (and /portal, now only a pointer to /account) — signed tokens, form tokens, 303 to Checkout,
 accessible markup, HTML error pages, and the card-testing rate limits."""
 
 from __future__ import annotations
@@ -356,15 +356,15 @@ def test_thanks_page(make_browser: Callable[..., FlaskClient]) -> None:
     assert "All set" in browser.get("/thanks?from=portal").get_data(as_text=True)
 
 
-def test_portal_redirect(browser: FlaskClient, token: str, stripe_api: FakeStripe, db: Database) -> None:
-    assert browser.get("/portal?token=nonsense").status_code == 403
-    assert browser.get(f"/portal?token={token}").status_code == 404
-    assert stripe_api.requests == []
+def test_portal_no_longer_opens_with_an_access_token(
+    browser: FlaskClient, token: str, stripe_api: FakeStripe, db: Database
+) -> None:
+    """Billing opens only from /account for a signed-in reader (tests/test_account_actions.py)."""
     add_customer(db, "reader-42", "cus_42")
     resp = browser.get(f"/portal?token={token}")
-    assert resp.status_code == 303
-    assert resp.headers["Location"] == f"{stripe_api.url}/portal/bps_fake0001"
-    assert stripe_api.posts("/v1/billing_portal/sessions")[0].form["customer"] == "cus_42"
+    assert resp.status_code == 200 and "Location" not in resp.headers
+    assert 'href="/account"' in resp.get_data(as_text=True)
+    assert stripe_api.requests == []
 
 
 def test_card_testing_is_limited_per_address(

@@ -67,7 +67,7 @@ def test_payment_failed_mail_renders_from_the_rows_at_send_time(
     client: FlaskClient, db: Database, make_settings: Callable[..., Settings], sink: SmtpSink
 ) -> None:
     """A notice queued before the reader was linked and before a second failed attempt is sent
-    with the attempt count, next attempt and personal portal link the rows hold at send time."""
+    with the attempt count and next attempt the rows hold at send time, and the account page link."""
     base = load_scenario("a")
     link = next(e for e in base if e["type"] == "checkout.session.completed")  # names the reader
     renewal = scenario_file("c")
@@ -90,7 +90,7 @@ def test_payment_failed_mail_renders_from_the_rows_at_send_time(
     text = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     next_try = dt.datetime.fromtimestamp(retried_at + 5 * 86400, dt.UTC)
     assert f"We will try again on {next_try:%d %B %Y}".replace(" 0", " ") in text
-    assert "/portal?token=" in text
+    assert "https://paywall.example.org/account" in text and "/portal" not in text
     with db.transaction(readonly=True) as s:
         (sent,) = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "payment_failed"))
         assert (

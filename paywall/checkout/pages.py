@@ -1,4 +1,4 @@
-"""Reader pages (/donate, /subscribe, /thanks, /portal) and the appeal widget's routes (/support/*).
+"""Reader pages (/donate, /subscribe, /thanks) and the appeal widget's routes (/support/*).
 
 Who the reader is comes from a signed token (an access token from the site, or a personal link
 from the mailer), never from a bare id in a URL.
@@ -407,7 +407,7 @@ def subscribe_submit() -> Any:
     return redirect(created.url, code=303)
 
 
-# ----- /thanks and /portal -----------------------------------------------------------------------
+# ----- /thanks -----------------------------------------------------------------------------------
 
 
 @bp.get("/thanks")
@@ -460,30 +460,6 @@ def _private(answer: Any) -> Response:
     resp.headers["Cache-Control"] = "private, no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
-
-
-@bp.get("/portal")
-def portal_redirect() -> Any:
-    """Send the reader of ``?token=`` to their Stripe customer portal (303)."""
-    settings = current_settings()
-    reader = reader_from_token(settings, request.args.get("token"))
-    if reader is None:
-        return _message(
-            403, "This link has expired", "Please open the link to manage your support from the site again."
-        )
-    with current_db().transaction(readonly=True) as session:
-        buyer = sessions.find_buyer(session, settings, reader, None)
-    if buyer.stripe_customer_id is None:
-        return _message(
-            404,
-            "Nothing to manage yet",
-            "We have no subscription or donation on record for you. If you just paid, try again in a minute.",
-        )
-    try:
-        url = sessions.create_portal_session(settings, buyer.stripe_customer_id)
-    except ApiError as exc:
-        return _stripe_failure(exc)
-    return redirect(url, code=303)
 
 
 # ----- the widget: /support/* --------------------------------------------------------------------
@@ -599,12 +575,5 @@ def init_app(app: Flask, api: Api) -> None:
             per_reader=conf.checkout_per_reader,
             reader_from=form_reader(form),
         )
-    limits.limit(
-        app,
-        "reader_pages.portal_redirect",
-        per_address=conf.checkout_per_address,
-        per_reader=conf.checkout_per_reader,
-        reader_from=lambda: reader_from_token(current_settings(), request.args.get("token")),
-    )
     for endpoint in ("reader_pages.appeal", "reader_pages.dismiss"):
         limits.limit(app, endpoint, per_address=conf.widget_per_address)

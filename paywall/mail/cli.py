@@ -8,16 +8,28 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from paywall.clicontext import Context, pass_ctx
+from paywall.config import ConfigError
 from paywall.mail.settings import MailNotConfigured, mailer_settings, require_mail
 from paywall.mail.smtp import MailConfigError, SmtpTransport
 from paywall.mail.tally import echo_tally
 
+if TYPE_CHECKING:
+    from paywall.mail.outbox import Transport
+
 log = logging.getLogger("paywall.worker")
+
+# Seconds between the worker's cheap checks for due sign-in mail while it is idle: a reader waits
+# for the code, so it goes out within about a second, not at the next full poll.
+URGENT_POLL_SECONDS = 1.0
+# Seconds between the worker's purges of expired sign-in codes (they are useless a day after expiry).
+PURGE_EVERY_SECONDS = 3600.0
 
 
 def _transport(obj: Context) -> SmtpTransport:
@@ -25,6 +37,26 @@ def _transport(obj: Context) -> SmtpTransport:
         require_mail(obj.settings)
     except MailNotConfigured as exc:
         raise click.ClickException(str(exc)) from None
+    return SmtpTransport.from_settings(obj.settings)
+
+
+def _outbox_transport(obj: Context) -> Transport:
+    """SMTP when configured; else, on a laptop (http), .eml files under [signin] mail_dir, said once.
+
+    An https service without SMTP is refused: its mail must really go out."""
+    from paywall.mail.files import file_transport, mail_dir
+
+    try:
+        require_mail(obj.settings)
+    except MailNotConfigured as exc:
+        if obj.settings.mail.smtp_host:
+            raise click.ClickException(str(exc)) from None  # SMTP meant, but incomplete
+        try:
+            transport = file_transport(obj.settings)
+        except ConfigError as refused:
+            raise click.ClickException(f"{exc}; {refused}") from None
+        log.warning("%s: writing outgoing mail as .eml files under %s instead", exc, mail_dir(obj.settings))
+        return transport
     return SmtpTransport.from_settings(obj.settings)
 
 
@@ -40,11 +72,13 @@ def drain(obj: Context, limit: int | None) -> None:
     """Send every due message in the outbox once, then exit; prints a tally."""
     from paywall.mail import outbox
 
-    with _transport(obj) as transport:
-        try:
-            tally = outbox.drain(obj.db, obj.settings, transport, limit=limit)
-        except MailConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+    transport = _outbox_transport(obj)
+    try:
+        tally = outbox.drain(obj.db, obj.settings, transport, limit=limit)
+    except MailConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        transport.close()
     echo_tally(tally, "outbox:")
     if tally.get("deferred"):
         raise click.ClickException("the SMTP server did not take a message; it stays queued, try again later")
@@ -122,14 +156,59 @@ def receipts_send(obj: Context, year: int, dry_run: bool, limit: int | None) -> 
         raise click.ClickException("the SMTP server did not take a message; run again later to send the rest")
 
 
-def run_worker(obj: Context, stop: threading.Event, poll_seconds: float) -> None:
-    """Drain the outbox until ``stop`` is set; between drains, wait ``poll_seconds``."""
+def _idle(obj: Context, stop: threading.Event, poll_seconds: float) -> None:
+    """Wait ``poll_seconds``, or less when sign-in mail arrives (checked every URGENT_POLL_SECONDS)."""
+    from paywall import clock
+    from paywall.mail import outbox
+
+    waited = 0.0
+    while waited < poll_seconds and not stop.is_set():
+        step = min(URGENT_POLL_SECONDS, poll_seconds - waited)
+        if stop.wait(step):
+            return
+        waited += step
+        try:
+            with obj.db.transaction(readonly=True) as session:
+                if outbox.urgent_pending(session, clock.now()):
+                    return
+        except Exception:  # the database is away: the full poll will say so
+            log.debug("mail worker: urgent check failed", exc_info=True)
+
+
+def _purge_codes(obj: Context) -> None:
+    """Delete sign-in codes that expired a day ago or more (paywall/signin/codes.py)."""
+    from paywall import clock
+    from paywall.db import is_transient
+    from paywall.signin import codes
+
+    try:
+        with obj.db.transaction() as session:
+            purged = codes.purge_expired(session, clock.now())
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return  # the database is away: the drain below says so, and the next purge catches up
+    if purged:
+        log.info("mail worker: purged %d expired sign-in codes", purged)
+
+
+def run_worker(
+    obj: Context, stop: threading.Event, poll_seconds: float, transport: Transport | None = None
+) -> None:
+    """Drain the outbox until ``stop`` is set; between drains, wait ``poll_seconds`` (sign-in mail
+    cuts the wait short)."""
     from paywall.db import is_transient
     from paywall.mail import outbox
 
-    transport = SmtpTransport.from_settings(obj.settings)
+    transport = transport or SmtpTransport.from_settings(obj.settings)
+    next_purge = 0.0
     try:
         while not stop.is_set():
+            # The worker is the one process that always runs beside the server: expired sign-in
+            # codes are purged here, hourly, rather than on a request a reader is waiting for.
+            if time.monotonic() >= next_purge:
+                _purge_codes(obj)
+                next_purge = time.monotonic() + PURGE_EVERY_SECONDS
             try:
                 tally = outbox.drain(obj.db, obj.settings, transport, should_stop=stop.is_set)
             except MailConfigError as exc:
@@ -144,9 +223,12 @@ def run_worker(obj: Context, stop: threading.Event, poll_seconds: float) -> None
                 continue
             if tally:
                 log.info("mail worker: %s", ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
-            if not tally or tally.get("deferred"):
-                transport.close()  # idle (or the server is unwell): do not hold a connection open
+            if tally.get("deferred"):
+                transport.close()  # the server is unwell: do not hold a connection open
                 stop.wait(poll_seconds)
+            elif not tally:
+                transport.close()  # idle: do not hold a connection open
+                _idle(obj, stop, poll_seconds)
     finally:
         transport.close()
 
@@ -159,10 +241,7 @@ def run_worker(obj: Context, stop: threading.Event, poll_seconds: float) -> None
 def worker(obj: Context, poll: float | None) -> None:
     """Keep draining the outbox; on SIGTERM or Ctrl-C, finish the current message and exit."""
     obj.check_signing()  # its mails carry signed unsubscribe and reader links
-    try:
-        require_mail(obj.settings)
-    except MailNotConfigured as exc:
-        raise click.ClickException(f"{exc}; the worker has nothing to do") from None
+    transport = _outbox_transport(obj)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -173,7 +252,7 @@ def worker(obj: Context, poll: float | None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     poll_seconds = mailer_settings(obj.settings).worker_poll_seconds if poll is None else poll
     log.info("mail worker: started")
-    run_worker(obj, stop, poll_seconds)
+    run_worker(obj, stop, poll_seconds, transport)
     log.info("mail worker: stopped")
 
 

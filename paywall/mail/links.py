@@ -1,4 +1,7 @@
-"""Signed links in mail: one-click unsubscribe, and personal Subscribe/Donate/portal pages."""
+"""Links in mail: one-click unsubscribe, personal Subscribe/Donate pages, and the account page.
+
+Billing (the Stripe portal) is never one click from a mail: a forwarded or leaked mail must not
+open someone's billing. Mail links to /account, where the reader signs in first."""
 
 from __future__ import annotations
 
@@ -17,6 +20,11 @@ def _url(settings: Settings, path: str, token: str) -> str:
     return f"{settings.server.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
 
 
+def account_url(settings: Settings) -> str:
+    """``{public_url}/account``: the reader signs in there (email and code) to manage billing."""
+    return f"{settings.server.public_url.rstrip('/')}/account"
+
+
 def unsubscribe_url(settings: Settings, reader_external_id: str, campaign: str | None = None) -> str:
     """``{public_url}/unsubscribe?token=…``; the token names the reader (``sub``) and the campaign."""
     claims: dict[str, str] = {"sub": reader_external_id}
@@ -30,7 +38,7 @@ def unsubscribe_url(settings: Settings, reader_external_id: str, campaign: str |
 def reader_links(
     settings: Settings, reader_external_id: str, pages: tuple[str, ...], campaign: str | None = None
 ) -> dict[str, str]:
-    """``{public_url}/<page>?token=…`` for each page (subscribe, donate, portal): one "reader-link"
+    """``{public_url}/<page>?token=…`` for each page (subscribe, donate): one "reader-link"
     token, signed once, serves them all (it names the reader, not the page)."""
     claims: dict[str, str] = {"sub": reader_external_id}
     if campaign:

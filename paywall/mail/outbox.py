@@ -9,6 +9,12 @@ sent again: at most once. ``paywall mail retry ID`` puts one back when an operat
 go out.
 
 Data each kind reads (written by paywall/webhooks/sync.py): see the templates in mail/templates/.
+
+Sign-in mail (``signin_code``, ``delete_code``, queued by paywall/signin/service.py) is different:
+a reader is waiting for it, so it is claimed before any other due mail; its code and link wait
+sealed (paywall/signin/sealing.py) and are opened only to render the message; the sealed value is
+blanked once the message is sent, failed or skipped; and a code that expired while it waited is
+skipped (``skipped_expired``), never sent late.
 """
 
 from __future__ import annotations
@@ -20,22 +26,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from paywall import clock, money
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.mail.links import reader_link
+from paywall.mail.links import account_url, reader_link
 from paywall.mail.message import build_message
 from paywall.mail.settings import mailer_settings
-from paywall.mail.smtp import MailConfigError, SmtpTransport, TransientFailure
+from paywall.mail.smtp import Delivery, MailConfigError, TransientFailure
 from paywall.mail.suppression import is_suppressed, suppress
 from paywall.models import OutboxMessage, Reader
 from paywall.outbox import refresh_before_send
+from paywall.signin.sealing import unseal
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,23 @@ SUBJECTS = {
     "payment_failed": "Your payment did not go through",
     "trial_ending": "Your trial ends soon",
     "yearly_receipt": "Your donations in {year}",
+    # No code in the subject: subjects show on lock screens, watches and shared screens, and the
+    # code signs in whoever reads it for 15 minutes (the body shows it after a first line).
+    "signin_code": "Sign in to {organisation}",
+    "delete_code": "Confirm deleting your account with {organisation}",
 }
+# Kinds whose data carries a sealed secret (the code, the link) and that expire.
+SEALED_KINDS = ("signin_code", "delete_code")
+# The From address of mail written to files on a laptop with no PAYWALL_MAIL_FROM (paywall/mail/files.py).
+DEV_SENDER = "paywall <paywall@localhost>"
+
+
+class Transport(Protocol):
+    """What drains send through: SmtpTransport, or FileTransport on a laptop."""
+
+    def send(self, msg: Message, *, envelope_from: str | None = None) -> Delivery: ...
+
+    def close(self) -> None: ...
 
 
 def _date(value: Any) -> str:
@@ -89,16 +112,17 @@ def render_supporter_mail(kind: str, context: dict[str, Any]) -> tuple[str, str,
 def supporter_context(
     settings: Settings, kind: str, data: dict[str, Any], reader_external_id: str | None
 ) -> dict[str, Any]:
-    """Template variables: the queued data, the organisation, and personal links when the reader is known."""
+    """Template variables: the queued data, the organisation, the account page, and a personal donate link."""
     context: dict[str, Any] = {
         **data,
         "organisation": mailer_settings(settings).organisation,
         "amount": _money(data.get("amount_minor"), data.get("currency")),
     }
-    if reader_external_id:
-        context["portal_url"] = reader_link(settings, reader_external_id, "portal")
-        if kind == "donation_receipt":
-            context["donate_url"] = reader_link(settings, reader_external_id, "donate")
+    # The account page, not a personal link: billing opens only after signing in there (a mail
+    # can be forwarded), and a guest who paid can sign in with this same address.
+    context["account_url"] = account_url(settings)
+    if reader_external_id and kind == "donation_receipt":
+        context["donate_url"] = reader_link(settings, reader_external_id, "donate")
     return context
 
 
@@ -117,7 +141,12 @@ def build_supporter_message(
     context.setdefault("name", name)
     subject, text, html = render_supporter_mail(kind, context)
     return build_message(
-        sender=settings.mail.mail_from, to=to, to_name=name, subject=subject, text=text, html=html
+        sender=settings.mail.mail_from or DEV_SENDER,
+        to=to,
+        to_name=name,
+        subject=subject,
+        text=text,
+        html=html,
     )
 
 
@@ -130,13 +159,17 @@ class _Job:
     reader_external_id: str | None
     data: dict[str, Any]
     attempts: int
+    # A sign-in message's data as queued (sealed): restored only if it goes back to pending.
+    requeue_data: dict[str, Any] | None = None
 
 
 def _claim_id(session: Session, now: dt.datetime) -> int | None:
+    # Sign-in mail first: a reader is waiting for the code, while a receipt can wait a minute.
+    urgent = case((OutboxMessage.kind.in_(SEALED_KINDS), 0), else_=1)
     due = (
         select(OutboxMessage.id)
         .where(OutboxMessage.status == "pending", OutboxMessage.due_at <= now)
-        .order_by(OutboxMessage.due_at, OutboxMessage.id)
+        .order_by(urgent, OutboxMessage.due_at, OutboxMessage.id)
     )
     if session.get_bind().dialect.name == "postgresql":
         found = session.scalar(due.limit(1).with_for_update(skip_locked=True))
@@ -154,7 +187,28 @@ def _claim_id(session: Session, now: dt.datetime) -> int | None:
     return None
 
 
-def _claim(session: Session, now: dt.datetime) -> tuple[_Job | None, str | None, bool]:
+def blank_sealed(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The message's data with its sealed secret removed (what stays in the table once handled)."""
+    return {**(data or {}), "sealed": None}
+
+
+def _open_sealed(
+    settings: Settings, msg: OutboxMessage, address: str, now: dt.datetime
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the unsealed secret, None) of a sign-in message, or (None, skip reason)."""
+    data = msg.data or {}
+    try:
+        expires = dt.datetime.fromisoformat(str(data.get("expires_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return None, "expired"
+    if now >= expires:
+        return None, "expired"  # the code no longer works: sending it late would only confuse
+    sealed = data.get("sealed")
+    secret = unseal(settings, msg.kind, address, sealed) if isinstance(sealed, str) else None
+    return (secret, None) if secret is not None else (None, "unsealable")
+
+
+def _claim(session: Session, settings: Settings, now: dt.datetime) -> tuple[_Job | None, str | None, bool]:
     """Claim the next due message: (job, skip reason, found). A skipped one is marked here."""
     msg_id = _claim_id(session, now)
     if msg_id is None:
@@ -172,16 +226,26 @@ def _claim(session: Session, now: dt.datetime) -> tuple[_Job | None, str | None,
         reason = "no_email"
     elif is_suppressed(session, address):
         reason = "suppressed"
+    secret: dict[str, Any] | None = None
+    if reason is None and address is not None and msg.kind in SEALED_KINDS:
+        secret, reason = _open_sealed(settings, msg, address, now)
     if reason is not None:
         msg.status = "skipped"
         msg.error = reason
+        if msg.kind in SEALED_KINDS:
+            msg.data = blank_sealed(msg.data)
         return None, reason, True
     if address is None:  # excluded above as no_email
         raise LookupError(msg_id)
-    data = dict(msg.data or {})
+    data = {**(msg.data or {}), **(secret or {})}
+    requeue = None
+    if msg.kind in SEALED_KINDS:
+        # Blanked as it is claimed: from here on the secret lives only in this worker's memory.
+        requeue, msg.data = dict(msg.data or {}), blank_sealed(msg.data)
     name = data.get("name") or (reader.name if reader is not None else None)
     external = data.get("reader") or (reader.external_id if reader is not None else None)
-    return _Job(msg.id, msg.kind, address, name, external, data, msg.attempts), None, True
+    job = _Job(msg.id, msg.kind, address, name, external, data, msg.attempts, requeue_data=requeue)
+    return job, None, True
 
 
 def _mark(session: Session, job_id: int, **values: Any) -> None:
@@ -191,7 +255,7 @@ def _mark(session: Session, job_id: int, **values: Any) -> None:
 def drain(
     db: Database,
     settings: Settings,
-    transport: SmtpTransport,
+    transport: Transport,
     *,
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -215,7 +279,7 @@ def drain(
         while not should_stop() and (limit is None or processed < limit):
             with db.transaction() as session:
                 flush(session)
-                job, skipped, found = _claim(session, clock.now())
+                job, skipped, found = _claim(session, settings, clock.now())
             if not found:
                 break
             processed += 1
@@ -242,6 +306,8 @@ def drain(
                 values: dict[str, Any] = {"status": "pending", "error": str(exc)[:500]}
                 delay = ms.outbox_retry_seconds * 2 ** max(0, job.attempts - 1)
                 values["due_at"] = clock.now() + dt.timedelta(seconds=delay)
+                if job.requeue_data is not None:
+                    values["data"] = job.requeue_data  # back in the queue, sealed as it came
                 if job.attempts >= ms.outbox_max_attempts:
                     values = {"status": "failed", "error": f"gave up after {job.attempts} attempts: {exc}"}
                 with db.transaction() as session:
@@ -298,3 +364,11 @@ def status_counts(session: Session) -> dict[str, int]:
 
     rows = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))
     return {status: int(n) for status, n in rows}
+
+
+def urgent_pending(session: Session, now: dt.datetime) -> bool:
+    """Whether a sign-in message is due: the worker checks this every second between drains."""
+    due = select(OutboxMessage.id).where(
+        OutboxMessage.status == "pending", OutboxMessage.due_at <= now, OutboxMessage.kind.in_(SEALED_KINDS)
+    )
+    return session.scalar(due.limit(1)) is not None

@@ -26,7 +26,7 @@ class MailerSettings:
     appeals_dir: str = ""
     # Lifetime of the unsubscribe link in appeals (a reader may act on an old message).
     unsubscribe_ttl_days: int = 400
-    # Lifetime of personal Subscribe/Donate/portal links in mail.
+    # Lifetime of personal Subscribe/Donate links in mail.
     link_ttl_days: int = 30
     # Seconds the worker waits between polls of an empty outbox.
     worker_poll_seconds: float = 5.0

@@ -15,9 +15,10 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from paywall.config import Settings
@@ -130,11 +131,15 @@ def check_code(
     A wrong code counts against the address (committed by the caller's transaction even though
     the answer is an error: the caller must commit before answering)."""
     limit = signin_settings(settings).max_failed_codes
+    # FOR UPDATE: concurrent tries of one address queue here, so each sees the count the previous
+    # one left and the lockout holds at exactly ``limit`` guesses (on SQLite writers queue anyway).
     row = session.scalar(
         select(SigninCode)
         .where(SigninCode.email_hash == email_hash(email), SigninCode.purpose == purpose)
         .order_by(SigninCode.created_at.desc(), SigninCode.id.desc())
         .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None or row.used_at is not None:
         raise CodeRefused("used", "This code is not valid any more. Ask for a new one.")
@@ -174,4 +179,16 @@ def check_token(session: Session, token: str, *, now: dt.datetime, purposes: tup
 def purge_expired(session: Session, now: dt.datetime) -> int:
     """Delete rows expired a day ago or more (kept a day so a late use says "expired", not "wrong")."""
     result = session.execute(delete(SigninCode).where(SigninCode.expires_at < now - dt.timedelta(days=1)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def erase_reader_codes(session: Session, reader: Reader, emails: Iterable[str]) -> int:
+    """On erasure: delete the reader's codes and return tokens, and every code sent to one of their
+    addresses (live or not: each row says an address asked to sign in). Returns how many went."""
+    hashes = {email_hash(e) for e in emails if e and e.strip()} | {hash_secret(f"reader:{reader.id}")}
+    result = session.execute(
+        delete(SigninCode)
+        .where(or_(SigninCode.reader_id == reader.id, SigninCode.email_hash.in_(sorted(hashes))))
+        .execution_options(synchronize_session=False)
+    )
     return int(getattr(result, "rowcount", 0) or 0)
