@@ -209,7 +209,9 @@ def test_the_mail_as_received_signs_in_by_code_and_by_link(
     # The link: our /signin page (one press, so a mail scanner burns nothing), then "Open your account"
     # (the press is the form POST /signin; its page's script only copies the token from the URL).
     _, text = _received(make_settings, db, by_link)
-    link = re.search(r"https://paywall\.example\.org/signin[?#](?:token|paywall_signin)=([A-Za-z0-9_-]+)", text)
+    link = re.search(
+        r"https://paywall\.example\.org/signin[?#](?:token|paywall_signin)=([A-Za-z0-9_-]+)", text
+    )
     assert link is not None, text
     pressed = by_link.post("/signin", data={"token": link.group(1)}, headers={"Origin": PUBLIC})
     done = pressed.get_data(as_text=True)
