@@ -17,6 +17,7 @@ import os
 import secrets
 import urllib.request
 from http import cookies
+from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import make_server
 
 PAYWALL = os.environ.get("PAYWALL_URL", "http://127.0.0.1:8000")
@@ -54,21 +55,28 @@ def render_article(reader: str, article: str, level: str = "metered") -> str:
 def app(environ: dict[str, object], start_response: object) -> list[bytes]:
     jar = cookies.SimpleCookie(str(environ.get("HTTP_COOKIE", "")))
     reader = jar["reader"].value if "reader" in jar else "anon-" + secrets.token_urlsafe(12)
-    path = str(environ.get("PATH_INFO", "/"))
-    headers = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Set-Cookie", f"reader={reader}; Path=/; HttpOnly"),
-    ]
-    query = str(environ.get("QUERY_STRING", ""))
-    if path == "/signin" and query.startswith("paywall_signin="):
-        # [signin] return_url points here: exchange the one-time token, remember who signed in.
-        signed_in = paywall("/v1/signin/exchange", {"token": query.split("=", 1)[1].split("&")[0]})
-        reader = str(signed_in["reader"])
-        headers[1] = ("Set-Cookie", f"reader={reader}; Path=/; HttpOnly")
-        start_response("303 See Other", [*headers, ("Location", "/articles/a1")])  # type: ignore[operator]
-        return [b""]
+    path, method = str(environ.get("PATH_INFO", "/")), environ.get("REQUEST_METHOD")
+    html_type = ("Content-Type", "text/html; charset=utf-8")
+    if path == "/signin":
+        # [signin] return_url points here, with ?paywall_signin=ONE_TIME_TOKEN. Mail scanners open
+        # links, so the GET only shows a button; the exchange happens on the reader's click.
+        if method == "POST":
+            form = parse_qs(environ["wsgi.input"].read(int(str(environ.get("CONTENT_LENGTH") or 0))).decode())  # type: ignore[attr-defined]
+            signed_in = paywall("/v1/signin/exchange", {"token": form.get("paywall_signin", [""])[0]})
+            cookie = ("Set-Cookie", f"reader={signed_in['reader']}; Path=/; HttpOnly; SameSite=Lax")
+            back = urlsplit(form.get("return_to", ["/"])[0]).path or "/"  # our own pages only
+            start_response("303 See Other", [cookie, ("Location", back)])  # type: ignore[operator]
+            return [b""]
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        fields = "".join(
+            f'<input type="hidden" name="{name}" value="{html.escape(query.get(name, [""])[0])}">'
+            for name in ("paywall_signin", "return_to")
+        )
+        start_response("200 OK", [html_type])  # type: ignore[operator]
+        return [f'<form method="post">{fields}<button>Continue signed in</button></form>'.encode()]
     article = path.rsplit("/", 1)[-1] or "a1"
-    start_response("200 OK", headers)  # type: ignore[operator]
+    cookie = ("Set-Cookie", f"reader={reader}; Path=/; HttpOnly; SameSite=Lax")
+    start_response("200 OK", [html_type, cookie])  # type: ignore[operator]
     return [f"<!doctype html><title>{article}</title>{render_article(reader, article)}".encode()]
 
 
