@@ -34,6 +34,7 @@ FEATURES = [
     "paywall.reports.views",
     "paywall.checkout.views",
     "paywall.checkout.pages",
+    "paywall.widget.views",
     "paywall.appeals.views",
 ]
 
