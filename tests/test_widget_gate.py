@@ -119,7 +119,7 @@ def test_the_meter_line_can_be_turned_off(make_client: Callable[..., FlaskClient
 def test_a_denial_answers_the_gate_with_the_headline_that_fits(
     client: FlaskClient, claims: dict[str, Any], headline: str, register: bool
 ) -> None:
-    body = appeal(client, token(client, anonymous_key(BROWSER), **claims))
+    body = appeal(client, token(client, anonymous_key(BROWSER), art="story-4", **claims))
     gate = body["gate"]
     assert gate["headline"] == headline
     assert gate["register"] is register and gate["signin"] is True
@@ -145,13 +145,20 @@ def test_closing_the_appeal_never_hides_the_gate(client: FlaskClient, db: Databa
         # Keyed by the anonymous key: the browser's dismissal, which sign-in later moves to the reader.
         assert dismissed_until(session, client.settings, key) is not None  # type: ignore[attr-defined]
     assert appeal(client, reading)["show"] is False
-    gated = appeal(client, token(client, key, reason="meter_exhausted", meter=METER))
+    gated = appeal(client, token(client, key, reason="meter_exhausted", meter=METER, art="story-4"))
     assert gated["show"] is False and "hidden_until" in gated
     assert gated["gate"]["headline"] == "You have read your 3 free articles this month"
 
 
+def test_a_token_made_without_an_article_never_gates(client: FlaskClient) -> None:
+    """POST /v1/access/token after the last free article: the page was rendered in full."""
+    body = appeal(client, token(client, "reader-1", reason="meter_exhausted", meter=METER))
+    assert "gate" not in body and body["show"] is True
+    assert body["meter_text"] == "0 of 3 free articles left this month"
+
+
 def test_a_return_to_we_may_not_send_readers_to_is_dropped(client: FlaskClient) -> None:
-    tok = token(client, "reader-1", reason="meter_exhausted", meter=METER)
+    tok = token(client, "reader-1", reason="meter_exhausted", meter=METER, art="story-4")
     for bad in ("https://evil.example/phish", "javascript:alert(1)", "//evil.example/x"):
         body = appeal(client, tok, return_to=bad)
         assert parse_qs(urlsplit(body["gate"]["donate_url"]).query) == {"token": [tok]}

@@ -107,6 +107,16 @@ def _meter(claims: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def gated(claims: dict[str, Any]) -> bool:
+    """Whether the token denies an article: a denial decided for one (its ``art`` claim).
+
+    A token made without an article (POST /v1/access/token) says what the next new article would
+    get, not this page's: a site passes it for a page it rendered in full (a re-read, or the last
+    free article), so it never brings the gate, only the appeal with "0 of 3 free articles left".
+    """
+    return claims.get("reason") in DENIED_REASONS and isinstance(claims.get("art"), str)
+
+
 def gate_headline(settings: Settings, claims: dict[str, Any]) -> str:
     """The headline that fits the denial: the meter, supporters only, or registration."""
     gate = gate_settings(settings)
@@ -151,7 +161,10 @@ def meter_text(settings: Settings, claims: dict[str, Any]) -> str | None:
     """'2 of 3 free articles left this month' for a metered read, when ``[gate] show_meter``."""
     gate = gate_settings(settings)
     meter = _meter(claims)
-    if not gate.show_meter or claims.get("reason") != "metered" or meter is None:
+    reading = claims.get("reason") == "metered" or (
+        claims.get("reason") == "meter_exhausted" and not gated(claims)
+    )
+    if not gate.show_meter or not reading or meter is None:
         return None
     used, limit = meter
     return _fill(gate.meter_text, left=max(limit - used, 0), limit=limit)

@@ -91,7 +91,7 @@ def appeal() -> Any:
         "dismiss_days": access_settings(settings).dismiss_days,
     }
     claims = subject.claims
-    if claims.get("reason") in answers.DENIED_REASONS:
+    if answers.gated(claims):
         body["gate"] = answers.gate_body(settings, claims, links)
     meter = answers.meter_text(settings, claims)
     if meter:
