@@ -68,7 +68,10 @@ class DemoSite:
                 pass
 
             def do_GET(self) -> None:
-                status, headers, body = demo.route(self)
+                try:
+                    status, headers, body = demo.route(self)
+                except Exception as exc:  # a failed service call: say which, for the test's log
+                    status, headers, body = 500, [("Content-Type", "text/plain")], repr(exc).encode()
                 self.send_response(status)
                 for key, value in headers:
                     self.send_header(key, value)
