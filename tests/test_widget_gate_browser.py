@@ -4,7 +4,7 @@ Four local servers, each its own origin: the service, the demo news site (tests/
 a stand-in for Stripe's API and hosted Checkout, and an SMTP sink. For each mode: an anonymous
 reader reads 3 articles and is gated on the 4th; subscribes and lands back on that article and
 reads it with the webhook held back; a second browser context is gated, signs in with the mailed
-code and reads; its "Your account" button reaches /account.
+code and reads; its "Your account" button reaches /account, and that the portal stand-in.
 
 Measured on the way (printed, and written as JSON to ``PAYWALL_GATE_MEASUREMENTS`` when set): the
 layout shift allowed readers see in and above the article (must be 0), and in client mode the
@@ -274,11 +274,14 @@ def test_gate_subscribe_and_sign_in(chromium: None, world: dict[str, Any], tmp_p
                     other.evaluate("document.activeElement.tagName") == "P"
                 )  # reading on, from the gate's place
 
-            # 4. "Your account" reaches /account.
+            # 4. "Your account" reaches /account, and its "Manage billing" the portal stand-in.
             other.goto(world["site"].article(mode, 4))
             other.get_by_role("button", name="Your account").click()
             other.wait_for_url(f"{world['service']}/account*")
-            assert other.get_by_role("heading", level=1).count() == 1
+            assert other.get_by_role("heading", level=1).inner_text() == "Your account"
+            assert email in other.locator("main").inner_text()
+            other.get_by_role("button", name="Manage billing").click()
+            other.wait_for_url(f"{world['stripe'].url}/portal/*")
         finally:
             browser.close()
     print(f"\nGATE MEASUREMENTS {mode}: {json.dumps(MEASURED.get(mode))}")
