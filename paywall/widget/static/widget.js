@@ -438,16 +438,18 @@
           placed.appeal.parentNode.removeChild(placed.appeal);
           placed.appeal = null;
         }
-        if (!data) return placeAccount();
-        if (data.gate) renderGate(data.gate);
-        else if (placed.gate) {
+        if (data && data.gate) renderGate(data.gate);
+        else {
+          // Allowed now (signed in), or the gate could not be fetched: the whole article again.
+          var hadGate = !!placed.gate;
           removeGate();
           var first = reveal();
-          if (first) {
+          if (hadGate && first) {
             first.tabIndex = -1;
             first.focus();
           }
         }
+        if (!data) return placeAccount();
         if (data.hidden_until) save(KEY_HIDDEN, String(data.hidden_until));
         // One ask at a time: with the gate up, the footer appeal stays away.
         else if (data.show && !data.gate && !hidden) renderAppeal(data, token);
@@ -476,6 +478,9 @@
       if (!result.ok) return null;
       var data = result.data;
       if (reader && data.signed_in === false) save(KEY_READER, null); // ended or expired: forget it
+      // Denied: cut the text now, one round trip before the gate arrives ([gate] preview_paragraphs
+      // then sets the final cut; data-preview says what the site configured, 2 by default).
+      if (!data.allowed && !placed.hidden.length) truncate(parseInt(script.getAttribute("data-preview") || "2", 10));
       return showFor(data.token, !data.allowed).then(function () { return data; });
     });
   }
