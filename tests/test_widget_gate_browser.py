@@ -61,10 +61,11 @@ ARTICLE_SHIFT = """() => {
 # Client mode: how long the whole text is on screen before the gate (from the first paint), and
 # when the gate comes after the navigation started.
 GATE_DELAY = """() => {
+  const cut = performance.getEntriesByName('paywall:cut')[0];
   const gate = performance.getEntriesByName('paywall:gate')[0];
   const paint = performance.getEntriesByName('first-contentful-paint')[0];
-  return gate && paint ? {after_first_paint_ms: gate.startTime - paint.startTime,
-                          first_paint_ms: paint.startTime, gate_ms: gate.startTime} : null;
+  return {first_paint_ms: paint.startTime, text_cut_ms: cut.startTime, gate_ms: gate.startTime,
+          full_text_on_screen_ms: Math.max(0, cut.startTime - paint.startTime)};
 }"""
 VISIBLE_PARAGRAPHS = "() => [...document.querySelectorAll('[data-paywall-body] > p')].filter((p) => p.offsetParent !== null).length"
 MEASURED: dict[str, Any] = {}

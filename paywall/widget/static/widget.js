@@ -234,6 +234,7 @@
         seen += 1;
       }
     });
+    if (window.performance && performance.mark) performance.mark("paywall:cut");
     return { body: body, before: first };
   }
 
