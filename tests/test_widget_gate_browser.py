@@ -9,7 +9,8 @@ code and reads; its "Your account" button reaches /account, and that the portal 
 Measured on the way (printed, and written as JSON to ``PAYWALL_GATE_MEASUREMENTS`` when set): the
 layout shift allowed readers see in and above the article (must be 0), and in client mode the
 milliseconds the full text is on screen before the gate (a soft paywall).
-``PAYWALL_GATE_SCREENSHOTS=docs`` writes docs/gate-1280.png and docs/gate-390.png.
+``PAYWALL_GATE_SCREENSHOTS=docs`` writes docs/gate-1280.png, docs/gate-390.png and the code step,
+docs/gate-signin-390.png.
 """
 
 from __future__ import annotations
@@ -252,6 +253,12 @@ def sign_in(page: Any, world: dict[str, Any], email: str) -> None:
     code_field = gate.get_by_label("The 6-digit code")
     code_field.wait_for()
     assert "We have sent a 6-digit code" in gate.get_by_role("status").inner_text()
+    target = os.environ.get("PAYWALL_GATE_SCREENSHOTS")
+    if target and world["mode"] == "client":
+        page.set_viewport_size({"width": 390, "height": 844})
+        gate.scroll_into_view_if_needed()
+        page.screenshot(path=str(Path(target) / "gate-signin-390.png"))
+        page.set_viewport_size({"width": 1280, "height": 860})
     code_field.fill(mailed_code(world, email))
     page.keyboard.press("Enter")
 
