@@ -28,21 +28,16 @@
 
   // ----- storage and ids ------------------------------------------------------------------------
 
+  // Storage disabled (private mode, a policy): nothing kept here; the server-side state still holds.
   function load(key) {
-    try {
-      return window.localStorage.getItem(key);
-    } catch (e) {
-      return null;
-    }
+    try { return window.localStorage.getItem(key); } catch (e) { return null; }
   }
 
   function save(key, value) {
     try {
       if (value === null) window.localStorage.removeItem(key);
       else window.localStorage.setItem(key, value);
-    } catch (e) {
-      /* storage disabled: the server-side state still holds */
-    }
+    } catch (e) { /* see load */ }
   }
 
   function hiddenUntil() {
@@ -364,49 +359,43 @@
     return data.detail || fallback;
   }
 
-  function wireSignin(copy, emailForm, codeForm, status) {
-    var email = "";
-    emailForm.form.addEventListener("submit", function (event) {
+  // One sign-in step: post the form's body, say so in the live region, and on a refusal say why.
+  function step(parts, status, busy, failed, path, body, done) {
+    parts.form.addEventListener("submit", function (event) {
       event.preventDefault();
-      email = emailForm.input.value.trim();
-      emailForm.submit.disabled = true;
-      status.textContent = copy.sending;
-      post("/support/signin", { email: email, return_url: pageUrl() }).then(function (result) {
-        emailForm.submit.disabled = false;
-        if (!result.ok) {
-          status.textContent = problemText(result, copy.failed);
-          emailForm.input.focus();
-          return;
-        }
-        emailForm.form.hidden = true;
-        codeForm.form.hidden = false;
-        status.textContent = (copy.sent || "").replace("{email}", email);
-        codeForm.input.focus();
+      parts.submit.disabled = true;
+      status.textContent = busy;
+      post(path, body()).then(function (result) {
+        parts.submit.disabled = false;
+        if (result.ok) return done(result.data);
+        status.textContent = problemText(result, failed);
+        parts.input.focus();
       }, function () {
-        emailForm.submit.disabled = false;
-        status.textContent = copy.failed;
+        parts.submit.disabled = false;
+        status.textContent = failed;
       });
     });
-    codeForm.form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      codeForm.submit.disabled = true;
-      status.textContent = copy.checking;
+  }
+
+  function wireSignin(copy, emailForm, codeForm, status) {
+    var email = "";
+    step(emailForm, status, copy.sending, copy.failed, "/support/signin", function () {
+      email = emailForm.input.value.trim();
+      return { email: email, return_url: pageUrl() };
+    }, function () {
+      emailForm.form.hidden = true;
+      codeForm.form.hidden = false;
+      status.textContent = (copy.sent || "").replace("{email}", email);
+      codeForm.input.focus();
+    });
+    step(codeForm, status, copy.checking, copy.failed, "/support/signin/exchange", function () {
       var body = { email: email, code: codeForm.input.value.trim() };
       if (client) body.anonymous_reader = browserId();
-      post("/support/signin/exchange", body).then(function (result) {
-        codeForm.submit.disabled = false;
-        if (!result.ok || !result.data.reader_token) {
-          status.textContent = problemText(result, copy.failed);
-          codeForm.input.focus();
-          return;
-        }
-        save(KEY_READER, result.data.reader_token);
-        status.textContent = copy.signed_in;
-        signedIn(copy, status);
-      }, function () {
-        codeForm.submit.disabled = false;
-        status.textContent = copy.failed;
-      });
+      return body;
+    }, function (data) {
+      save(KEY_READER, data.reader_token);
+      status.textContent = copy.signed_in;
+      signedIn(copy, status);
     });
   }
 
