@@ -242,10 +242,12 @@ def mailed_code(world: dict[str, Any], address: str) -> str:
     return match.group(1)
 
 
-def sign_in(page: Any, world: dict[str, Any], email: str) -> None:
-    """The gate's "Already a supporter? Sign in": email, the mailed code, the article."""
+def sign_in(
+    page: Any, world: dict[str, Any], email: str, button: str = "Already a supporter? Sign in"
+) -> None:
+    """The gate's "Already a supporter? Sign in" (or "Sign up free"): email, the mailed code."""
     gate = page.locator("[data-paywall-gate]")
-    gate.get_by_role("button", name="Already a supporter? Sign in").click()
+    gate.get_by_role("button", name=button).click()
     field = gate.get_by_label("Your email address")
     assert page.evaluate("document.activeElement.type") == "email"
     field.fill(email)
@@ -318,3 +320,33 @@ def test_gate_subscribe_and_sign_in(chromium: None, world: dict[str, Any], tmp_p
     target = os.environ.get("PAYWALL_GATE_MEASUREMENTS")
     if target:
         Path(target).write_text(json.dumps(MEASURED, indent=2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", ["client"], indirect=True)
+def test_sign_up_free_gives_the_registered_allowance_without_a_reload(
+    chromium: None,  # noqa: F811
+    world: dict[str, Any],
+) -> None:
+    """'Sign up free to read 2 more': a new address signs up from the gate, the browser's three
+    reads move to the new reader, and the fourth article opens in place (5 a month registered)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = new_page(browser)
+            gate = read_until_gated(page, world)
+            assert (
+                gate.get_by_role("heading", level=2).inner_text()
+                == "Sign up free to read 2 more articles this month"
+            )
+            sign_in(page, world, "new.reader@example.org", button="Sign up free")
+            assert_reads_in_full(page, world, 4)
+            appeal = page.locator("[data-paywall-appeal]")
+            appeal.wait_for()
+            assert "1 of 5 free articles left this month" in appeal.inner_text()
+            assert page.get_by_role("button", name="Your account").count() == 1
+            assert page.console_errors == []
+        finally:
+            browser.close()
