@@ -109,6 +109,12 @@ def test_the_meter_line_can_be_turned_off(make_client: Callable[..., FlaskClient
             True,
         ),
         ({"reason": "supporters_only", "lvl": "supporters"}, "This article is for supporters", False),
+        # Signing up gives more metered articles, but never opens a supporters-only one.
+        (
+            {"reason": "supporters_only", "lvl": "supporters", "reg": True},
+            "This article is for supporters",
+            False,
+        ),
         (
             {"reason": "registration_required", "lvl": "registered", "reg": True},
             "Sign up free to read this article",

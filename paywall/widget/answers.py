@@ -135,6 +135,15 @@ def gate_headline(settings: Settings, claims: dict[str, Any]) -> str:
     return _fill(gate.metered_headline, limit=limit)
 
 
+def register_offered(claims: dict[str, Any]) -> bool:
+    """Whether the gate offers "Sign up free": when signing up opens this article, never for a
+    supporters-only one (the token's ``reg`` says signing up gives more articles in general)."""
+    reason = claims.get("reason")
+    if reason == "registration_required":
+        return True
+    return reason == "meter_exhausted" and claims.get("reg") is True
+
+
 def gate_body(settings: Settings, claims: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
     """The gate for a denied token: headline, text, Subscribe/Donate, sign in, and sign up when offered."""
     gate = gate_settings(settings)
@@ -147,7 +156,7 @@ def gate_body(settings: Settings, claims: dict[str, Any], links: dict[str, str])
         "donate_url": links["donate_url"],
         "signin": True,
         "signin_label": gate.signin_label,
-        "register": claims.get("reg") is True or claims.get("reason") == "registration_required",
+        "register": register_offered(claims),
         "register_label": gate.register_label,
         "preview_paragraphs": gate.preview_paragraphs,
         "copy": SIGNIN_COPY,
