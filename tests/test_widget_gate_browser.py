@@ -247,10 +247,12 @@ def sign_in(
 ) -> None:
     """The gate's "Already a supporter? Sign in" (or "Sign up free"): email, the mailed code."""
     gate = page.locator("[data-paywall-gate]")
-    gate.get_by_role("button", name=button).click()
-    field = gate.get_by_label("Your email address")
-    assert page.evaluate("document.activeElement.type") == "email"
-    field.fill(email)
+    # Keyboard only, from here to the article: Enter on the button, typing, Enter to submit.
+    gate.get_by_role("button", name=button).focus()
+    page.keyboard.press("Enter")
+    gate.get_by_label("Your email address").wait_for()
+    assert page.evaluate("document.activeElement.type") == "email"  # the field has the focus
+    page.keyboard.type(email)
     page.keyboard.press("Enter")
     code_field = gate.get_by_label("The 6-digit code")
     code_field.wait_for()
@@ -261,7 +263,8 @@ def sign_in(
         gate.scroll_into_view_if_needed()
         page.screenshot(path=str(Path(target) / "gate-signin-390.png"))
         page.set_viewport_size({"width": 1280, "height": 860})
-    code_field.fill(mailed_code(world, email))
+    assert page.evaluate("document.activeElement.autocomplete") == "one-time-code"
+    page.keyboard.type(mailed_code(world, email))
     page.keyboard.press("Enter")
 
 
