@@ -6,8 +6,9 @@ still checked: a site reader id, or an anonymous browser's key (" anon:" + id) f
 dismissal only. An anonymous key is never put in a link that could name a buyer: the Subscribe and
 Donate links carry the token itself, and /subscribe and /donate treat an anonymous token as a guest.
 
-The gate answers a denial (``meter_exhausted``, ``supporters_only``, ``registration_required``) and
-is never dismissable: closing the appeal hides the appeal only.
+The gate answers a denial (``meter_exhausted``, ``supporters_only``, ``registration_required``)
+decided for an article (the token's ``art`` claim; see ``gated``) and is never dismissable: closing
+the appeal hides the appeal only.
 """
 
 from __future__ import annotations
