@@ -36,6 +36,7 @@ FEATURES = [
     "paywall.checkout.views",
     "paywall.checkout.pages",
     "paywall.account.views",
+    "paywall.widget.views",
     "paywall.appeals.views",
     "paywall.signin.views",
 ]

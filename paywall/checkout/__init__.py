@@ -1,1 +1,1 @@
-"""Reader flows: plans, Stripe Checkout and portal sessions, the reader pages and the appeal widget."""
+"""Reader flows: plans, Stripe Checkout and portal sessions, and the reader pages."""

@@ -1,4 +1,4 @@
-"""Reader pages (/donate, /subscribe, /thanks) and the appeal widget's routes (/support/*).
+"""Reader pages: /donate, /subscribe and /thanks (the widget: paywall/widget/; /account: paywall/account/).
 
 Who the reader is comes from a signed token (an access token from the site, or a personal link
 from the mailer), never from a bare id in a URL.
@@ -15,21 +15,17 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
 from flask_smorest import Api
 from marshmallow import ValidationError
 
-from paywall import browser, clock, money, signing
-from paywall.access.appeals import dismiss_appeal, dismissed_until
-from paywall.access.settings import access_settings
+from paywall import clock, money, signing
 from paywall.checkout import limits, sessions, thanks
 from paywall.checkout.config import (
     INTERVALS,
-    appeal_settings,
     checkout_settings,
     donation_settings,
     ratelimit_settings,
@@ -42,19 +38,12 @@ from paywall.schemas import validate_identifier
 from paywall.signin.returns import safe_return_url
 
 bp = Blueprint("reader_pages", __name__, template_folder="templates")
-browser.install(bp)
 
 READER_PURPOSES = ("access", "reader-link")
 FORM_PURPOSE = "checkout-form"
 FORM_TTL = dt.timedelta(hours=2)
 INTERVAL_LABELS = {"once": "Once", "month": "Monthly", "year": "Yearly"}
 PLAN_INTERVALS = {"month": "per month", "year": "per year"}
-STATIC_TYPES = {
-    "widget.js": "text/javascript; charset=utf-8",
-    "widget.css": "text/css; charset=utf-8",
-}
-# The widget files change only with a release; an hour of caching keeps article pages fast.
-STATIC_MAX_AGE = 3600
 
 
 def reader_from_token(settings: Settings, token: str | None) -> str | None:
@@ -462,106 +451,8 @@ def _private(answer: Any) -> Response:
     return resp
 
 
-# ----- the widget: /support/* --------------------------------------------------------------------
-
-
-def _static(name: str) -> Response:
-    body = resources.files("paywall.checkout").joinpath("static", name).read_bytes()
-    resp = Response(body, mimetype=STATIC_TYPES[name].split(";")[0])
-    resp.headers["Content-Type"] = STATIC_TYPES[name]
-    resp.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE}"
-    # Article pages on other origins load these as subresources.
-    resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-    return resp
-
-
-@bp.get("/support/widget.js")
-def widget_js() -> Response:
-    """The appeal widget: ``<script src=".../support/widget.js" data-token="TOKEN" async>``."""
-    return _static("widget.js")
-
-
-@bp.get("/support/widget.css")
-def widget_css() -> Response:
-    return _static("widget.css")
-
-
-def _token_link(settings: Settings, path: str, token: str) -> str:
-    return settings.server.public_url.rstrip("/") + path + "?" + urlencode({"token": token})
-
-
-@bp.get("/support/appeal")
-def appeal() -> Any:
-    """What the widget shows for ``?token=``: ``{"show": false}``, or the copy, labels and links."""
-    settings = current_settings()
-    token = request.args.get("token", "")
-    try:
-        claims = signing.verify(settings, token, purpose=READER_PURPOSES)
-    except signing.InvalidToken as exc:
-        raise ApiError(401, f"The token is not valid: {exc}.", type_="unauthorized") from None
-    reader = reader_from_token(settings, token)
-    days = access_settings(settings).dismiss_days
-    body: dict[str, Any] = {"show": False, "dismiss_days": days}
-    if reader is None or claims.get("appeal") is not True:
-        return _no_store(body)
-    with current_db().transaction(readonly=True) as session:
-        until = dismissed_until(session, settings, reader)
-    if until is not None and until > clock.now():
-        # Closed on another device (or localStorage was cleared): stay hidden until it runs out.
-        body["hidden_until"] = int(until.timestamp() * 1000)
-        return _no_store(body)
-    copy = appeal_settings(settings)
-    body.update(
-        show=True,
-        headline=copy.headline,
-        text=copy.text,
-        region_label=copy.region_label,
-        donate_label=copy.donate_label,
-        close_label=copy.close_label,
-        donate_url=_token_link(settings, "/donate", token),
-    )
-    if offered_plans(settings):
-        # No Subscribe button while no plan can be bought (e.g. only the example plan's placeholder).
-        body.update(
-            subscribe_label=copy.subscribe_label, subscribe_url=_token_link(settings, "/subscribe", token)
-        )
-    return _no_store(body)
-
-
-def _no_store(body: dict[str, Any]) -> Response:
-    resp = jsonify(body)
-    resp.headers["Cache-Control"] = "private, no-store"
-    return resp
-
-
-@bp.post("/support/dismiss")
-def dismiss() -> Any:
-    """Close: hide the appeal for this reader for ``[access] dismiss_days`` (server side)."""
-    settings = current_settings()
-    body = request.get_json(silent=True)
-    token = body.get("token") if isinstance(body, dict) else request.form.get("token")
-    reader = reader_from_token(settings, token if isinstance(token, str) else None)
-    if reader is None:
-        raise ApiError(
-            401,
-            "A valid token is required.",
-            errors={"token": ["Missing or not valid."]},
-            type_="unauthorized",
-        )
-    with current_db().transaction() as session:
-        result = dismiss_appeal(session, settings, reader)
-        until = dismissed_until(session, settings, reader)
-    return _no_store(
-        {
-            "status": result,
-            "dismiss_days": access_settings(settings).dismiss_days,
-            "hidden_until": int(until.timestamp() * 1000) if until else None,
-        }
-    )
-
-
 def init_app(app: Flask, api: Api) -> None:
-    """Register the pages and widget routes, with their rate limits."""
+    """Register the pages, with their rate limits."""
     app.register_blueprint(bp)
     conf = ratelimit_settings(settings_of(app))
     # Each /thanks?session_id= reads from Stripe: bound what one address can make us ask for.
@@ -575,5 +466,3 @@ def init_app(app: Flask, api: Api) -> None:
             per_reader=conf.checkout_per_reader,
             reader_from=form_reader(form),
         )
-    for endpoint in ("reader_pages.appeal", "reader_pages.dismiss"):
-        limits.limit(app, endpoint, per_address=conf.widget_per_address)
