@@ -9,7 +9,9 @@ this is the interaction worth measuring. For each database, on the 100,000-reade
 bench/access.py under gunicorn with config/gunicorn.conf.py, in --rounds interleaved rounds:
 
 1. POST /v1/access paced at --rate (300/s), alone: p50 and p99 (latency from the scheduled send);
-2. the same, while another process sends POST /v1/signin paced at --signins (50/s) for distinct
+2. the same while another process sends GET /healthz at --signins per second: the control, what
+   any extra client and requests cost the access tail on this machine;
+3. the same while that process sends POST /v1/signin paced at --signins (50/s) for distinct
    addresses: the access p50 and p99 again, and the sign-ins' own p99.
 
 The reported figure is the median over rounds of (p99 with sign-ins) / (p99 alone); the issue's
@@ -37,8 +39,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import access as access_bench  # noqa: E402 - bench/access.py, beside this file
 
 
-def signin_process(port: int, seconds: float, rate: float, key: str, out: Any) -> None:
-    """Paced POST /v1/signin for distinct addresses; puts (latencies, non-202 answers) on ``out``."""
+def signin_process(port: int, seconds: float, rate: float, key: str, out: Any, control: bool = False) -> None:
+    """Paced POST /v1/signin for distinct addresses (or, ``control``, GET /healthz at the same pace);
+    puts (latencies, unexpected answers) on ``out``."""
     threads, lat, bad = 8, [], [0]
     lock = threading.Lock()
     start_at = time.monotonic() + 0.2
@@ -55,10 +58,13 @@ def signin_process(port: int, seconds: float, rate: float, key: str, out: Any) -
                 time.sleep(scheduled - time.monotonic())
             body = json.dumps({"email": f"bench-{os.getpid()}-{tid}-{n}@example.org"})
             try:
-                conn.request("POST", "/v1/signin", body=body, headers=headers)
+                if control:
+                    conn.request("GET", "/healthz")
+                else:
+                    conn.request("POST", "/v1/signin", body=body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
-                errors += resp.status != 202
+                errors += resp.status != (200 if control else 202)
             except (OSError, http.client.HTTPException):
                 errors += 1
                 conn.close()
@@ -88,31 +94,48 @@ def bench(label: str, url: str, args: argparse.Namespace, signing_key: str) -> f
     os.environ["PAYWALL__RATELIMIT__ENABLED"] = "false"
     proc = access_bench.start_gunicorn(url, port, signing_key)
     ratios: list[float] = []
+    controls: list[float] = []
     try:
         access_bench.load(port, "access", 2, key, args.readers)  # warm-up
         for n in range(1, args.rounds + 1):
             alone = access_bench.load(port, "access", args.seconds, key, args.readers, rate=args.rate)
-            ctx = mp.get_context("fork")
-            out = ctx.Queue()
-            signer = ctx.Process(target=signin_process, args=(port, args.seconds, args.signins, key, out))
-            signer.start()
-            beside = access_bench.load(port, "access", args.seconds, key, args.readers, rate=args.rate)
-            signin_lat, signin_bad = out.get(timeout=args.seconds + 60)
-            signer.join()
+            control, control_lat, control_bad = beside_load(port, args, key, control=True)
+            beside, signin_lat, signin_bad = beside_load(port, args, key, control=False)
             ratio = beside["p99"] / alone["p99"] if alone["p99"] else 0.0
             ratios.append(ratio)
+            controls.append(control["p99"] / alone["p99"] if alone["p99"] else 0.0)
             print(
                 f"  round {n}: access @{args.rate:g}/s alone p50 {alone['p50']:.1f} ms p99 {alone['p99']:.1f} ms"
-                f" | beside {len(signin_lat) / args.seconds:.0f} sign-ins/s p50 {beside['p50']:.1f} ms"
-                f" p99 {beside['p99']:.1f} ms (ratio {ratio:.2f}); sign-in p99 {p99(signin_lat):.1f} ms,"
-                f" errors {alone['errors'] + beside['errors'] + signin_bad}",
+                f" | beside {len(control_lat) / args.seconds:.0f} healthz/s p99 {control['p99']:.1f} ms"
+                f" (ratio {controls[-1]:.2f}) | beside {len(signin_lat) / args.seconds:.0f} sign-ins/s"
+                f" p50 {beside['p50']:.1f} ms p99 {beside['p99']:.1f} ms (ratio {ratio:.2f});"
+                f" sign-in p99 {p99(signin_lat):.1f} ms,"
+                f" errors {alone['errors'] + control['errors'] + beside['errors'] + signin_bad + control_bad}",
                 flush=True,
             )
     finally:
         access_bench.stop(proc)
     median = statistics.median(ratios)
-    print(f"  {label} median of {args.rounds}: access p99 with sign-ins / alone = {median:.2f}", flush=True)
+    print(
+        f"  {label} median of {args.rounds}: access p99 with sign-ins / alone = {median:.2f};"
+        f" with the same pace of GET /healthz / alone = {statistics.median(controls):.2f} (the machine's share)",
+        flush=True,
+    )
     return median
+
+
+def beside_load(
+    port: int, args: argparse.Namespace, key: str, *, control: bool
+) -> tuple[dict[str, float], list[float], int]:
+    """The paced access load while another process sends sign-ins (or, ``control``, healthz)."""
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    side = ctx.Process(target=signin_process, args=(port, args.seconds, args.signins, key, out, control))
+    side.start()
+    result = access_bench.load(port, "access", args.seconds, key, args.readers, rate=args.rate)
+    lat, bad = out.get(timeout=args.seconds + 60)
+    side.join()
+    return result, lat, bad
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,23 @@ def enqueue(
     except IntegrityError:
         return "duplicate"
     return "queued"
+
+
+# On the Table, built once: no ORM bulk-insert or cache-key work per sign-in.
+_INSERT_NEW = insert(OutboxMessage.metadata.tables["outbox"])
+
+
+def enqueue_new(session: Session, *, kind: str, to_email: str, data: dict[str, Any]) -> None:
+    """Queue a message that is new by nature (a sign-in code: every request is its own mail).
+
+    One INSERT with a random dedupe key: no lookup and no savepoint, so the caller's transaction
+    (and on SQLite the write lock) is held for as short a time as possible."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown outbox kind {kind!r}")
+    session.execute(
+        _INSERT_NEW,
+        {"dedupe_key": f"{kind}:{secrets.token_hex(16)}", "kind": kind, "to_email": to_email, "data": data},
+    )
 
 
 def payment_failed_notice(session: Session, inv: Invoice) -> tuple[str | None, int | None, dict[str, Any]]:

@@ -27,11 +27,19 @@ INFO = b"paywall outbox seal v1"
 NONCE_BYTES = 12
 
 
+# Derived keys by signing-key id: HKDF per sealed mail would be wasted work on every sign-in.
+_derived: dict[str, bytes] = {}
+
+
 def _aes_key(key: signing.SigningKey) -> bytes:
-    raw = key.private.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(raw)
+    derived = _derived.get(key.kid)
+    if derived is None:
+        raw = key.private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(raw)
+        _derived[key.kid] = derived
+    return derived
 
 
 def _aad(kind: str, to_email: str) -> bytes:

@@ -73,10 +73,9 @@ def _send(data: dict[str, Any]) -> Any:
     if data["return_url"] is not None and safe_return_url(settings, data["return_url"]) is None:
         # 400 as every route that takes a return URL answers it (contracts), not a 422.
         raise bad_request("return_url", "Not a page of this site: its origin is not allowed.", status=400)
+    prepared = service.prepare_signin(settings, data["email"], now=clock.now(), return_url=data["return_url"])
     with current_db().transaction() as session:
-        service.request_signin(
-            session, settings, data["email"], now=clock.now(), return_url=data["return_url"]
-        )
+        service.store_signin(session, prepared)
     return {"outcome": "sent"}, 202, NO_STORE
 
 
