@@ -662,8 +662,8 @@ def bench_database(
 def bench_tokens(signing_key: str, seconds: float) -> dict[str, float]:
     """Tokens verified per CPU-second, the way a site does it: PyJWT with the key from the JWKS.
 
-    Twice: PyJWT with its own EdDSA (cryptography, so OpenSSL), as the README's Python example;
-    and docs/examples/verify_token.py (libsodium through PyNaCl, the same checks as the README's
+    Twice: PyJWT with its own EdDSA (cryptography, so OpenSSL), as docs/access.md's Python example;
+    and docs/examples/verify_token.py (libsodium through PyNaCl, the same checks as docs/access.md's
     PHP sodium example), when PyNaCl is installed.
     """
     import jwt

@@ -4,7 +4,7 @@ Three local servers on 127.0.0.1, each its own origin: the service, a demo artic
 the widget (so CORS is exercised for real), and a stand-in for Stripe's API and hosted Checkout.
 The reader sees the appeal, reaches Checkout from Donate, closes it, and it stays closed.
 
-``PAYWALL_WIDGET_SCREENSHOT=docs/widget.png`` also writes the README's screenshot.
+``PAYWALL_WIDGET_SCREENSHOT=docs/widget.png`` also writes the screenshot in docs/reader-flows.md.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def test_reader_sees_the_appeal_donates_and_closes_it(
             outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
             assert outline == "solid"  # the focus is visible
 
-            # 3. The screenshot for the README: the end of the article with the appeal.
+            # 3. The screenshot for docs/reader-flows.md: the end of the article with the appeal.
             page.evaluate("document.activeElement.blur()")
             region.scroll_into_view_if_needed()
             page.evaluate("window.scrollBy(0, 160)")

@@ -79,17 +79,6 @@ def free_port() -> int:
     return port
 
 
-def needs_the_other_branches() -> None:
-    """The journey runs on the merged issue-14 tree: sign-in, levels, payments and account."""
-    for module in (
-        "paywall.signin.views",
-        "paywall.access.browser",
-        "paywall.checkout.thanks",
-        "paywall.account.views",
-    ):
-        pytest.importorskip(module, reason=f"{module} comes with another issue-14 branch")
-
-
 @pytest.fixture
 def world(
     request: pytest.FixtureRequest,
@@ -98,7 +87,6 @@ def world(
     site_key: dict[str, str],
 ) -> Iterator[dict[str, Any]]:
     """The service (its own port), the demo site, fake Stripe and the SMTP sink, for one mode."""
-    needs_the_other_branches()
     mode: str = request.param
     port = free_port()
     service = f"http://127.0.0.1:{port}"

@@ -7,7 +7,7 @@ the rules from the whole state (a comped subscriber is still a subscriber). The 
 the level, and every rule adds a line saying why it did or did not apply, so an operator can
 answer "why was I paywalled?" from the answer alone.
 
-Rules in detail (the README's "Access API" section says the same for site owners):
+Rules in detail (docs/access.md says the same for site owners):
 
 - ``comp``: a staff comp whose ``until`` is still ahead (``now < until``).
 - ``subscription`` / ``trial``: a Stripe subscription of kind ``subscription`` with status ``active``
