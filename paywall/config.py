@@ -152,7 +152,9 @@ class Settings:
         if not self.secrets.stripe_webhook_secrets:
             out.append("PAYWALL_STRIPE_WEBHOOK_SECRET (POST /webhooks/stripe answers 503)")
         if not self.mail.smtp_host:
-            out.append("PAYWALL_SMTP_HOST (mail is not sent)")
+            out.append(
+                "PAYWALL_SMTP_HOST (mail is not sent: the worker writes it as .eml files under [signin] mail_dir)"
+            )
         if not self.mail.mail_from:
             out.append("PAYWALL_MAIL_FROM (mail is not sent)")
         return out
