@@ -13,14 +13,11 @@ takes ``server.allowed_origins`` (and proves itself by the reader token it carri
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-from dataclasses import dataclass
-from typing import Any
 
 from flask import request
 from werkzeug.wrappers import Response
 
-from paywall import clock, signing
+from paywall import clock, forms
 from paywall.browser import origin_allowed, own_origin
 from paywall.config import Settings
 from paywall.signin.tokens import token_claims
@@ -28,7 +25,6 @@ from paywall.signin.tokens import token_claims
 COOKIE = "paywall_account"
 COOKIE_PATH = "/account"
 FORM_PURPOSE = "account-form"
-FORM_TTL = dt.timedelta(hours=2)
 
 
 def cookie_token() -> str | None:
@@ -66,32 +62,13 @@ def clear_session(resp: Response, settings: Settings) -> None:
 
 
 def make_form_token(settings: Settings, form: str, reader: str | None) -> str:
-    """A signed, short-lived token for ``form`` on behalf of ``reader`` (None before signing in)."""
-    claims: dict[str, Any] = {"form": form, "nonce": secrets.token_urlsafe(12)}
-    if reader is not None:
-        claims["sub"] = reader
-    token, _ = signing.sign(settings, claims, purpose=FORM_PURPOSE, ttl=FORM_TTL)
-    return token
+    """A form token for an account form (paywall/forms.py; None before signing in)."""
+    return forms.make_form_token(settings, form, reader, purpose=FORM_PURPOSE)
 
 
-@dataclass(frozen=True)
-class PostedForm:
-    reader: str | None
-
-
-def read_form_token(settings: Settings, form: str) -> PostedForm | None:
-    """The reader the posted ``form_token`` was made for, or None when it is missing, foreign or stale."""
-    token = request.form.get("form_token", "")
-    if not token:
-        return None
-    try:
-        claims = signing.verify(settings, token, purpose=FORM_PURPOSE)
-    except signing.InvalidToken:
-        return None
-    if claims.get("form") != form:
-        return None
-    sub = claims.get("sub")
-    return PostedForm(reader=sub if isinstance(sub, str) else None)
+def read_form_token(settings: Settings, form: str) -> forms.FormClaims | None:
+    """The reader the posted account form token was made for, or None when missing, foreign or stale."""
+    return forms.read_form_token(settings, form, purpose=FORM_PURPOSE)
 
 
 def origin_ok(settings: Settings, *, from_site: bool = False) -> bool:

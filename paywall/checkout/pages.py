@@ -11,8 +11,6 @@ name a reader, and the nonce makes a double click reuse one Checkout Session (id
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,7 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, redirect, render_temp
 from flask_smorest import Api
 from marshmallow import ValidationError
 
-from paywall import clock, money, signing
+from paywall import clock, forms, money, signing
 from paywall.checkout import limits, sessions, thanks
 from paywall.checkout.config import (
     INTERVALS,
@@ -41,7 +39,6 @@ bp = Blueprint("reader_pages", __name__, template_folder="templates")
 
 READER_PURPOSES = ("access", "reader-link")
 FORM_PURPOSE = "checkout-form"
-FORM_TTL = dt.timedelta(hours=2)
 INTERVAL_LABELS = {"once": "Once", "month": "Monthly", "year": "Yearly"}
 PLAN_INTERVALS = {"month": "per month", "year": "per year"}
 
@@ -65,33 +62,13 @@ def reader_from_token(settings: Settings, token: str | None) -> str | None:
 
 
 def make_form_token(settings: Settings, form: str, reader: str | None) -> str:
-    """A signed, short-lived form token for ``form`` on behalf of ``reader`` (or a guest)."""
-    claims: dict[str, Any] = {"form": form, "nonce": secrets.token_urlsafe(12)}
-    if reader is not None:
-        claims["sub"] = reader  # JWT's sub must be a string when present: guests have none
-    token, _ = signing.sign(settings, claims, purpose=FORM_PURPOSE, ttl=FORM_TTL)
-    return token
+    """A form token for a reader page (paywall/forms.py)."""
+    return forms.make_form_token(settings, form, reader, purpose=FORM_PURPOSE)
 
 
-@dataclass(frozen=True)
-class FormClaims:
-    reader: str | None
-    nonce: str
-
-
-def read_form_token(settings: Settings, form: str) -> FormClaims | None:
-    """The reader and nonce of the posted form token, or None when it is missing or not valid."""
-    token = request.form.get("form_token", "")
-    if not token:
-        return None
-    try:
-        claims = signing.verify(settings, token, purpose=FORM_PURPOSE)
-    except signing.InvalidToken:
-        return None
-    if claims.get("form") != form or not isinstance(claims.get("nonce"), str):
-        return None
-    sub = claims.get("sub")
-    return FormClaims(reader=sub if isinstance(sub, str) else None, nonce=claims["nonce"])
+def read_form_token(settings: Settings, form: str) -> forms.FormClaims | None:
+    """The reader and nonce of the posted reader-page form token, or None."""
+    return forms.read_form_token(settings, form, purpose=FORM_PURPOSE)
 
 
 def form_reader(form: str) -> Any:
