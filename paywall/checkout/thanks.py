@@ -179,7 +179,7 @@ def _known_reader(session: Session, address: str) -> Reader | None:
     """The reader this address already names: verified by them, else linked to their payments."""
     found = session.scalar(select(Reader).where(Reader.verified_email == address))
     # The identity rule's own second step, read without marking anything verified.
-    return found or identity._earliest_linked(session, address)
+    return found or identity.earliest_linked(session, address)
 
 
 def _names_reader(cs: Obj) -> bool:

@@ -31,7 +31,7 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _earliest_linked(session: Session, email: str) -> Reader | None:
+def earliest_linked(session: Session, email: str) -> Reader | None:
     """The reader linked earliest to a customer, Checkout Session or payment with ``email``."""
     candidates: list[tuple[dt.datetime | None, int]] = []
     for column, reader_col, created in (
@@ -82,7 +82,7 @@ def reader_for_email(session: Session, email: str, now: dt.datetime) -> Reader:
         return found
     try:
         with session.begin_nested():
-            reader = _earliest_linked(session, address) or _new_reader(session, address)
+            reader = earliest_linked(session, address) or _new_reader(session, address)
             reader.verified_email = address
             reader.email_verified_at = now
             reader.registered_at = reader.registered_at or now
