@@ -96,7 +96,7 @@ class StripeSettings:
 
 
 @dataclass(frozen=True)
-class MailSettings:
+class SmtpSettings:
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_security: str = "starttls"
@@ -127,7 +127,7 @@ class Settings:
     server: ServerSettings
     database: DatabaseSettings
     stripe: StripeSettings
-    mail: MailSettings
+    mail: SmtpSettings
     logging: LoggingSettings
     secrets: Secrets
     # The merged TOML + environment tables, for feature sections read through section().
@@ -325,7 +325,7 @@ def load_settings(
         server=build_section("server", raw.get("server", {}), ServerSettings),
         database=_database(raw.get("database", {}), env),
         stripe=build_section("stripe", raw.get("stripe", {}), StripeSettings),
-        mail=build_section("mail", raw.get("mail", {}), MailSettings),
+        mail=build_section("mail", raw.get("mail", {}), SmtpSettings),
         logging=build_section("logging", raw.get("logging", {}), LoggingSettings),
         secrets=secrets,
         raw=raw,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.access.comps import erase_reader_access
-from paywall.outbox import erase_reader_mail
+from paywall.mail.queue import erase_reader_mail
 from paywall.readers.erased import Subject, mark_erased
 from paywall.readers.service import find_reader
 from paywall.signin.codes import erase_reader_codes

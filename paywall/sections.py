@@ -16,13 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from paywall.access.settings import access_settings
-from paywall.checkout.config import (
+from paywall.checkout.plans import PLACEHOLDER_PRICE, load_plans
+from paywall.checkout.settings import (
     appeal_settings,
     checkout_settings,
     donation_settings,
     ratelimit_settings,
 )
-from paywall.checkout.plans import PLACEHOLDER_PRICE, load_plans
 from paywall.config import ConfigError, Settings
 from paywall.mail.settings import mailer_settings
 from paywall.reports.periods import report_settings

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from paywall import clock, signing
 from paywall.access.anonymous import anonymous_key
-from paywall.access.appeals import dismiss_appeal
+from paywall.access.dismissals import dismiss_appeal
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.erasure import erase_reader

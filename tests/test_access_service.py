@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from paywall import clock, signing
-from paywall.access.appeals import dismiss_appeal
+from paywall.access.dismissals import dismiss_appeal
 from paywall.access.service import check_access, peek, spend
 from paywall.access.tokens import issue_access_token
 from paywall.config import Settings

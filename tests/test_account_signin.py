@@ -13,7 +13,7 @@ from sqlalchemy import select
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.mail.outbox import drain
+from paywall.mail.delivery import drain
 from paywall.mail.smtp import SmtpTransport
 from paywall.models import OutboxMessage, Payment, Reader
 from paywall.signin.identity import normalise_email

@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from paywall import clock
-from paywall.access.appeals import dismissed_until
+from paywall.access.dismissals import dismissed_until
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.mail import outbox
+from paywall.mail import delivery
 from paywall.mail.smtp import SmtpTransport
 from paywall.observability import configure_logging, redact
 from tests.conftest import FIXTURES, WEBHOOK_SECRET
@@ -83,7 +83,7 @@ def test_logs_hold_no_emails_keys_tokens_or_secrets(
     transport = SmtpTransport(
         host="127.0.0.1", port=settings.mail.smtp_port, security="none", max_attempts=2, sleep=lambda _s: None
     )
-    outbox.drain(db, settings, transport, limit=3)
+    delivery.drain(db, settings, transport, limit=3)
 
     text = captured_logs.getvalue()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]

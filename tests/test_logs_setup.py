@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from paywall import outbox
 from paywall.db import Database
+from paywall.mail import queue
 from paywall.observability import configure_logging, redact
 from tests.conftest import SIGNING_KEY
 from tests.mail_helpers import SmtpSink, smtp_env
@@ -65,7 +65,7 @@ def test_worker_logs_smtp_replies_through_the_redaction_filter(db: Database, mig
     from the SMTP reply in the clear. Now its lines are the web app's JSON lines, redacted."""
     address = "ana.worker@example.org"
     with db.transaction() as session:
-        outbox.enqueue(
+        queue.enqueue(
             session,
             kind="donation_receipt",
             dedupe_key="receipt:ch_worker",

@@ -11,13 +11,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from paywall import clock, outbox
+from paywall import clock
 from paywall.cli import Context, main
 from paywall.config import Settings
 from paywall.db import Database
+from paywall.mail import queue as mail_queue
 from paywall.mail import receipts
 from paywall.mail.cli import run_worker
-from paywall.mail.outbox import drain
+from paywall.mail.delivery import drain
 from paywall.mail.smtp import SmtpTransport
 from paywall.mail.suppression import suppress
 from paywall.models import OutboxMessage, YearlyReceipt
@@ -45,7 +46,7 @@ def queue(
 ) -> None:
     with db.transaction() as s:
         assert (
-            outbox.enqueue(s, kind=kind, dedupe_key=key, to_email=to, reader_id=reader_id, data=data)
+            mail_queue.enqueue(s, kind=kind, dedupe_key=key, to_email=to, reader_id=reader_id, data=data)
             == "queued"
         )
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.mail.outbox import SUBJECTS, drain
+from paywall.mail.delivery import SUBJECTS, drain
 from paywall.mail.smtp import SmtpTransport
 from paywall.models import OutboxMessage, Reader
 from tests.mail_helpers import SmtpSink, mail_settings

@@ -56,7 +56,7 @@ def test_metrics_use_route_templates_not_reader_ids(client: FlaskClient, site_ke
 
 
 def test_metrics_count_webhooks_and_mail(client: FlaskClient) -> None:
-    from paywall import outbox
+    from paywall.mail import queue
     from tests.stripe_helpers import deliver, load_scenario
 
     event = load_scenario("b")[0]
@@ -64,7 +64,7 @@ def test_metrics_count_webhooks_and_mail(client: FlaskClient) -> None:
     assert deliver(client, event).get_json()["outcome"] == "duplicate"
     client.post("/webhooks/stripe", data=b"{}", headers={"Stripe-Signature": "t=1,v1=0"})
     with client.application.extensions["paywall.db"].transaction() as session:
-        outbox.enqueue(session, kind="trial_ending", dedupe_key="k1", to_email=None, reader_id=None, data={})
+        queue.enqueue(session, kind="trial_ending", dedupe_key="k1", to_email=None, reader_id=None, data={})
     text = client.get("/metrics").get_data(as_text=True)
     assert f'paywall_webhook_events_total{{outcome="duplicate",type="{event["type"]}"}}' in text
     assert 'paywall_webhook_events_total{outcome="rejected",type="unverified"}' in text

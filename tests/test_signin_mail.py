@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from paywall import clock, outbox
+from paywall import clock
 from paywall.cli import Context
 from paywall.config import Settings
 from paywall.db import Database
+from paywall.mail import queue
 from paywall.mail.cli import _outbox_transport, run_worker
+from paywall.mail.delivery import drain
 from paywall.mail.files import FileTransport, file_transport
-from paywall.mail.outbox import drain
 from paywall.mail.smtp import SmtpTransport
 from paywall.models import OutboxMessage
 from paywall.signin import service
@@ -100,7 +101,7 @@ def test_a_code_that_expired_while_waiting_is_skipped_not_sent_late(
 
 def test_sign_in_mail_goes_before_older_mail(db: Database, msettings: Settings, sink: SmtpSink) -> None:
     with db.transaction() as s:
-        outbox.enqueue(
+        queue.enqueue(
             s,
             kind="trial_ending",
             dedupe_key="t:1",

@@ -22,7 +22,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from paywall import clock, signing
-from paywall.access.appeals import dismissed_until
+from paywall.access.dismissals import dismissed_until
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database

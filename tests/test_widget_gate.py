@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from paywall import clock, signing
 from paywall.access.anonymous import anonymous_key
-from paywall.access.appeals import dismissed_until
+from paywall.access.dismissals import dismissed_until
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database

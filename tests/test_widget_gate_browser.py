@@ -31,7 +31,7 @@ from werkzeug.serving import make_server
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.mail import outbox
+from paywall.mail import delivery
 from paywall.mail.smtp import SmtpTransport
 from paywall.models import StripeEvent
 from tests.checkout_stripe_fake import FakeStripe
@@ -220,7 +220,7 @@ def mailed_code(world: dict[str, Any], address: str) -> str:
     """Send what the outbox holds (the worker's drain) and read the code from the sink."""
     settings: Settings = world["settings"]
     with SmtpTransport.from_settings(settings) as transport:
-        outbox.drain(world["db"], settings, transport)
+        delivery.drain(world["db"], settings, transport)
     sink: SmtpSink = world["sink"]
     (mail,) = [m for m in sink.received if address in m.rcpt_to]
     body = mail.message.get_body(preferencelist=("plain",))

@@ -31,7 +31,7 @@ from paywall.access.rules import Decision
 from paywall.access.schemas import LevelField
 from paywall.access.tokens import sign_decision
 from paywall.checkout import limits
-from paywall.checkout.config import ratelimit_settings
+from paywall.checkout.settings import ratelimit_settings
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError, flatten_messages

@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from paywall import clock, supporter
-from paywall.access import appeals, comps, service
+from paywall.access import comps, dismissals, service
 from paywall.access.schemas import (
     AccessAnswerSchema,
     AccessRequestSchema,
@@ -48,7 +48,7 @@ def post_access(data: dict[str, Any]) -> Any:
 
     # One statement reads the state; only a first metered read then claims a meter slot, a second.
     # Both stand alone (no transaction) and are safe to repeat, so the check runs on the
-    # retrying autocommit path of paywall/db.py (see paywall/access/meter.py for why it is exact).
+    # retrying autocommit path of paywall/db/engine.py (see paywall/access/meter.py for why it is exact).
     decision = current_db().run_idempotent(
         lambda conn: service.evaluate(conn, settings, reader, article, now, record=True, level=level)
     )
@@ -79,8 +79,8 @@ def post_dismiss(data: dict[str, Any]) -> Any:
     """The reader closed the support appeal: hide it for `[access] dismiss_days`."""
     reader = data["reader"]
     with current_db().transaction() as session:
-        outcome = appeals.dismiss_appeal(session, current_settings(), reader)
-        until = appeals.dismissed_until(session, current_settings(), reader)
+        outcome = dismissals.dismiss_appeal(session, current_settings(), reader)
+        until = dismissals.dismissed_until(session, current_settings(), reader)
     return {"reader": reader, "outcome": outcome, "until": isoformat(until)}
 
 

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from paywall.account import service
 from paywall.account.web import cookie_token, origin_ok, read_form_token, set_session
-from paywall.checkout.config import checkout_settings
+from paywall.checkout.settings import checkout_settings
 from paywall.config import Settings
 from paywall.context import current_db, current_settings
 from paywall.models import Reader

@@ -27,7 +27,7 @@ from paywall.account.pages import (
 )
 from paywall.account.web import clear_session, cookie_reader_claim, make_form_token
 from paywall.checkout import limits
-from paywall.checkout.config import checkout_settings
+from paywall.checkout.settings import checkout_settings
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError

@@ -30,8 +30,8 @@ from paywall.account.pages import (
 )
 from paywall.account.web import clear_session, cookie_reader_claim, cookie_token, make_form_token, origin_ok
 from paywall.checkout import limits, sessions
-from paywall.checkout.config import checkout_settings, ratelimit_settings
 from paywall.checkout.plans import load_plans
+from paywall.checkout.settings import checkout_settings, ratelimit_settings
 from paywall.config import ConfigError, Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError

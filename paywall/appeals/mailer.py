@@ -33,14 +33,13 @@ from email.message import Message
 from typing import Any, cast
 
 from sqlalchemy import String, Table, bindparam, delete, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.appeals.campaigns import Campaign
 from paywall.appeals.selection import Candidate, candidates, exclusion
 from paywall.config import Settings
-from paywall.db import Database, UTCDateTime
+from paywall.db import Database, UTCDateTime, dialect_insert
 from paywall.mail.links import reader_links, unsubscribe_url
 from paywall.mail.message import build_message
 from paywall.mail.settings import appeal_pause_days, mailer_settings
@@ -140,9 +139,8 @@ def _claim_statement(dialect: str) -> Any:
         _READERS.c.unsubscribed_at.is_(None),
         _READERS.c.erased_at.is_(None),
     )
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(_LEDGER)
+        dialect_insert(dialect, _LEDGER)
         .from_select(["campaign", "reader_id", "state", "claimed_at"], eligible)
         .on_conflict_do_nothing(index_elements=["campaign", "reader_id"])
         .returning(_LEDGER.c.id)

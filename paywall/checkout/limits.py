@@ -24,7 +24,7 @@ from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError
 
 from paywall.checkout import limitstore
-from paywall.checkout.config import ratelimit_settings
+from paywall.checkout.settings import ratelimit_settings
 from paywall.config import ConfigError, Settings
 from paywall.context import current_settings, settings_of
 

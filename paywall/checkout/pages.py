@@ -22,13 +22,13 @@ from marshmallow import ValidationError
 
 from paywall import clock, forms, money, signing
 from paywall.checkout import limits, sessions, thanks
-from paywall.checkout.config import (
+from paywall.checkout.plans import Plan, offered_plans
+from paywall.checkout.settings import (
     INTERVALS,
     checkout_settings,
     donation_settings,
     ratelimit_settings,
 )
-from paywall.checkout.plans import Plan, offered_plans
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paywall import clock, money
-from paywall.checkout.config import checkout_settings, donation_settings
 from paywall.checkout.plans import Plan
+from paywall.checkout.settings import checkout_settings, donation_settings
 from paywall.config import Settings
 from paywall.errors import ApiError, bad_request, not_configured
 from paywall.models import Reader, StripeCustomer

@@ -9,7 +9,6 @@ from flask_smorest import Api, Blueprint
 
 from paywall.auth import authorize, require_role
 from paywall.checkout import limits, sessions
-from paywall.checkout.config import ratelimit_settings
 from paywall.checkout.plans import load_plans, offered_plans
 from paywall.checkout.schemas import (
     CheckoutCreatedSchema,
@@ -19,6 +18,7 @@ from paywall.checkout.schemas import (
     PortalSchema,
     SubscriptionCheckoutSchema,
 )
+from paywall.checkout.settings import ratelimit_settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError, bad_request
 

@@ -21,7 +21,7 @@ from paywall.mail.smtp import MailConfigError, SmtpTransport
 from paywall.mail.tally import echo_tally
 
 if TYPE_CHECKING:
-    from paywall.mail.outbox import Transport
+    from paywall.mail.delivery import Transport
 
 log = logging.getLogger("paywall.worker")
 
@@ -70,11 +70,11 @@ def mail() -> None:
 @pass_ctx
 def drain(obj: Context, limit: int | None) -> None:
     """Send every due message in the outbox once, then exit; prints a tally."""
-    from paywall.mail import outbox
+    from paywall.mail import delivery
 
     transport = _outbox_transport(obj)
     try:
-        tally = outbox.drain(obj.db, obj.settings, transport, limit=limit)
+        tally = delivery.drain(obj.db, obj.settings, transport, limit=limit)
     except MailConfigError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -88,10 +88,10 @@ def drain(obj: Context, limit: int | None) -> None:
 @pass_ctx
 def status(obj: Context) -> None:
     """Outbox messages per status."""
-    from paywall.mail import outbox
+    from paywall.mail import delivery
 
     with obj.db.transaction(readonly=True) as session:
-        echo_tally(outbox.status_counts(session), "outbox:")
+        echo_tally(delivery.status_counts(session), "outbox:")
 
 
 @mail.command("retry")
@@ -99,10 +99,10 @@ def status(obj: Context) -> None:
 @pass_ctx
 def retry(obj: Context, message_id: int) -> None:
     """Queue a failed or stuck ('sending') outbox message again (it may then arrive twice)."""
-    from paywall.mail import outbox
+    from paywall.mail import delivery
 
     with obj.db.transaction() as session:
-        click.echo(f"{message_id}: {outbox.retry(session, message_id)}")
+        click.echo(f"{message_id}: {delivery.retry(session, message_id)}")
 
 
 @mail.command("suppress")
@@ -159,7 +159,7 @@ def receipts_send(obj: Context, year: int, dry_run: bool, limit: int | None) -> 
 def _idle(obj: Context, stop: threading.Event, poll_seconds: float) -> None:
     """Wait ``poll_seconds``, or less when sign-in mail arrives (checked every URGENT_POLL_SECONDS)."""
     from paywall import clock
-    from paywall.mail import outbox
+    from paywall.mail import delivery
 
     waited = 0.0
     while waited < poll_seconds and not stop.is_set():
@@ -169,7 +169,7 @@ def _idle(obj: Context, stop: threading.Event, poll_seconds: float) -> None:
         waited += step
         try:
             with obj.db.transaction(readonly=True) as session:
-                if outbox.urgent_pending(session, clock.now()):
+                if delivery.urgent_pending(session, clock.now()):
                     return
         except Exception:  # the database is away: the full poll will say so
             log.debug("mail worker: urgent check failed", exc_info=True)
@@ -198,7 +198,7 @@ def run_worker(
     """Drain the outbox until ``stop`` is set; between drains, wait ``poll_seconds`` (sign-in mail
     cuts the wait short)."""
     from paywall.db import is_transient
-    from paywall.mail import outbox
+    from paywall.mail import delivery
 
     transport = transport or SmtpTransport.from_settings(obj.settings)
     next_purge = 0.0
@@ -210,7 +210,7 @@ def run_worker(
                 _purge_codes(obj)
                 next_purge = time.monotonic() + PURGE_EVERY_SECONDS
             try:
-                tally = outbox.drain(obj.db, obj.settings, transport, should_stop=stop.is_set)
+                tally = delivery.drain(obj.db, obj.settings, transport, should_stop=stop.is_set)
             except MailConfigError as exc:
                 log.error("mail worker: %s", exc)
                 stop.wait(max(poll_seconds, 60))

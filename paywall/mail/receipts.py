@@ -18,12 +18,11 @@ from sqlalchemy import delete, func, select, update
 
 from paywall import clock, money
 from paywall.config import Settings
-from paywall.db import Database
+from paywall.db import Database, insert_ignore
+from paywall.mail.delivery import render_supporter_mail
 from paywall.mail.message import build_message
-from paywall.mail.outbox import render_supporter_mail
 from paywall.mail.settings import mailer_settings
 from paywall.mail.smtp import MailConfigError, SmtpTransport, TransientFailure
-from paywall.mail.sql import insert_ignore
 from paywall.mail.suppression import email_hash, is_suppressed, suppress
 from paywall.models import Payment, Reader, StripeCustomer, YearlyReceipt
 

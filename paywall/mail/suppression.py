@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from paywall.mail.sql import insert_ignore
+from paywall.db import insert_ignore
 from paywall.models.mail import Suppression
 
 

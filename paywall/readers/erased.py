@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paywall import clock
-from paywall.mail.sql import insert_ignore
+from paywall.db import insert_ignore
 from paywall.models import ErasedIdentity, Reader
 
 

@@ -21,8 +21,6 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from paywall.access.anonymous import anonymous_key
@@ -30,6 +28,7 @@ from paywall.access.meter import read_meter
 from paywall.access.rules import meter_period
 from paywall.access.settings import access_settings
 from paywall.config import Settings
+from paywall.db import dialect_insert
 from paywall.models import AppealDismissal, MeterRead, Reader
 
 # A moved read retries this often when concurrent access checks keep taking its slot.
@@ -69,9 +68,7 @@ def _move_reads(session: Session, anon: str, reader: str, period: str, now: dt.d
 
 def _insert_ignoring_conflict(session: Session) -> Any:
     # INSERT ... ON CONFLICT DO NOTHING: a taken slot (or article) inserts nothing, no error.
-    dialect = session.get_bind().dialect.name
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(MeterRead)
-    return stmt.on_conflict_do_nothing()
+    return dialect_insert(session, MeterRead).on_conflict_do_nothing()
 
 
 def _move_dismissal(session: Session, anon: str, reader: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from paywall.checkout.config import checkout_settings
+from paywall.checkout.settings import checkout_settings
 from paywall.config import Settings
 
 MAX_RETURN_URL = 2000

@@ -25,8 +25,8 @@ from paywall.access.anonymous import valid_browser_id
 from paywall.access.tokens import issue_access_token
 from paywall.config import Settings
 from paywall.errors import ApiError, bad_request
+from paywall.mail.queue import enqueue_new
 from paywall.models import Reader
-from paywall.outbox import enqueue_new
 from paywall.signin import codes
 from paywall.signin.identity import reader_for_email
 from paywall.signin.merge import merge_anonymous
@@ -35,7 +35,7 @@ from paywall.signin.sealing import seal
 from paywall.signin.settings import signin_settings
 from paywall.signin.tokens import issue_reader_token, reader_from_token
 
-# The outbox kind of each code purpose (paywall/outbox.py KINDS).
+# The outbox kind of each code purpose (paywall/mail/queue.py KINDS).
 MAIL_KINDS = {"signin": "signin_code", "delete": "delete_code"}
 # The one URL shape the widget understands (contracts): the one-time token in the fragment.
 FRAGMENT_PARAM = "paywall_signin"

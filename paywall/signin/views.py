@@ -29,7 +29,7 @@ from flask_smorest import Blueprint
 from paywall import browser, clock
 from paywall.auth import authorize, require_role
 from paywall.checkout import limits
-from paywall.checkout.config import checkout_settings
+from paywall.checkout.settings import checkout_settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError, bad_request
 from paywall.signin import service

@@ -46,7 +46,8 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from paywall import clock, outbox
+from paywall import clock
+from paywall.mail import queue
 from paywall.models import (
     CheckoutSession,
     Dispute,
@@ -1164,7 +1165,7 @@ def _queue_receipt(session: Session, p: Payment) -> None:
     }
     pending = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == key))
     if pending is None:
-        outbox.enqueue(
+        queue.enqueue(
             session,
             kind="donation_receipt",
             dedupe_key=key,
@@ -1452,7 +1453,7 @@ def queue_trial_ending(session: Session, sub_obj: Obj) -> str:
         cus = _get(session, StripeCustomer, StripeCustomer.stripe_customer_id, sub.stripe_customer_id)
         to_email = cus.email if cus is not None else None
     to_email = to_email or _reader_email(session, sub.reader_id)
-    return outbox.enqueue(
+    return queue.enqueue(
         session,
         kind="trial_ending",
         dedupe_key=f"trial_ending:{sid}:{trial_end}",
@@ -1479,11 +1480,11 @@ def queue_payment_failed(session: Session, inv_obj: Obj) -> str:
     if inv is None or inv.status not in UNPAID_INVOICE:
         return "ignored"
     session.flush()
-    # The mailer renders it again from the rows at send time (outbox.refresh_before_send).
-    to_email, reader_id, data = outbox.payment_failed_notice(session, inv)
+    # The mailer renders it again from the rows at send time (queue.refresh_before_send).
+    to_email, reader_id, data = queue.payment_failed_notice(session, inv)
     # The invoice's own address is the last resort, and never an erased person's.
     invoice_email = _unless_erased(session, inv_obj, {"email": _str(inv_obj.get("customer_email"), 320)})
-    return outbox.enqueue(
+    return queue.enqueue(
         session,
         kind="payment_failed",
         dedupe_key=f"payment_failed:{iid}",

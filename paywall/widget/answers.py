@@ -22,8 +22,8 @@ from marshmallow import ValidationError
 from paywall import signing
 from paywall.access.anonymous import ANON_PREFIX, valid_browser_id
 from paywall.access.settings import access_settings
-from paywall.checkout.config import appeal_settings
 from paywall.checkout.plans import offered_plans
+from paywall.checkout.settings import appeal_settings
 from paywall.config import Settings
 from paywall.schemas import validate_identifier
 from paywall.signin.settings import gate_settings

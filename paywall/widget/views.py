@@ -23,10 +23,10 @@ from flask_smorest import Api
 from sqlalchemy import select
 
 from paywall import browser, clock, signing
-from paywall.access.appeals import dismiss_appeal, dismissed_until
+from paywall.access.dismissals import dismiss_appeal, dismissed_until
 from paywall.access.settings import access_settings
 from paywall.checkout import limits
-from paywall.checkout.config import ratelimit_settings
+from paywall.checkout.settings import ratelimit_settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.models import Reader

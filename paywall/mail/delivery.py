@@ -37,11 +37,11 @@ from paywall.config import Settings
 from paywall.db import Database
 from paywall.mail.links import account_url, reader_link
 from paywall.mail.message import build_message
+from paywall.mail.queue import refresh_before_send
 from paywall.mail.settings import mailer_settings
 from paywall.mail.smtp import Delivery, MailConfigError, TransientFailure
 from paywall.mail.suppression import is_suppressed, suppress
 from paywall.models import OutboxMessage, Reader
-from paywall.outbox import refresh_before_send
 from paywall.signin.sealing import unseal
 
 log = logging.getLogger(__name__)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.access.rules import dismissal_active
 from paywall.access.settings import access_settings
 from paywall.config import Settings
+from paywall.db import dialect_insert
 from paywall.models import AppealDismissal
 
 
@@ -34,8 +33,6 @@ def dismiss_appeal(session: Session, settings: Settings, reader: str, now: dt.da
     now = now or clock.now()
     cfg = access_settings(settings)
     before = session.scalar(select(AppealDismissal.dismissed_at).where(AppealDismissal.reader == reader))
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(AppealDismissal).values(reader=reader, dismissed_at=now)
+    stmt = dialect_insert(session, AppealDismissal).values(reader=reader, dismissed_at=now)
     session.execute(stmt.on_conflict_do_update(index_elements=["reader"], set_={"dismissed_at": now}))
     return "extended" if dismissal_active(before, now, cfg) else "dismissed"
