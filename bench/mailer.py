@@ -26,8 +26,8 @@ from sqlalchemy import delete, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from paywall import signing
-from paywall.appeals.campaigns import load_campaign
-from paywall.appeals.mailer import build_appeal, send_campaign
+from paywall.campaigns.definition import load_campaign
+from paywall.campaigns.mailer import build_appeal, send_campaign
 from paywall.cli import upgrade_database
 from paywall.config import load_settings
 from paywall.db import Database

@@ -37,7 +37,7 @@ FEATURES = [
     "paywall.checkout.pages",
     "paywall.account.views",
     "paywall.widget.views",
-    "paywall.appeals.views",
+    "paywall.campaigns.views",
     "paywall.signin.views",
 ]
 

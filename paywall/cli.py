@@ -197,7 +197,7 @@ def keys_revoke(obj: Context, name: str) -> None:
 def _add_feature_commands() -> None:
     """Each feature's words, named here (its module imports paywall.clicontext, not this module)."""
     from paywall.access import cli as access_cli
-    from paywall.appeals import cli as appeals_cli
+    from paywall.campaigns import cli as appeals_cli
     from paywall.mail import cli as mail_cli
     from paywall.readers import cli as readers_cli
     from paywall.reports import cli as reports_cli

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paywall import clock
-from paywall.appeals.selection import candidates, recipients
+from paywall.campaigns.selection import candidates, recipients
 from paywall.db import Database
 from paywall.mail.suppression import suppress
 from tests.mail_helpers import add_customer, add_payment, add_reader, add_subscription

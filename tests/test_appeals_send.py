@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from paywall import signing
-from paywall.appeals.campaigns import Campaign, load_campaign
-from paywall.appeals.mailer import send_campaign
+from paywall.campaigns.definition import Campaign, load_campaign
+from paywall.campaigns.mailer import send_campaign
 from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Database

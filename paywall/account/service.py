@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from paywall.access.rules import meter_period
 from paywall.access.settings import access_settings
-from paywall.appeals.unsubscribe import unsubscribe
+from paywall.campaigns.unsubscribe import unsubscribe
 from paywall.checkout.sessions import find_stripe_customer
 from paywall.clock import isoformat
 from paywall.config import Settings

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, render_template, request
 
-from paywall.appeals.unsubscribe import mask_email, unsubscribe
+from paywall.campaigns.unsubscribe import mask_email, unsubscribe
 from paywall.context import current_db, current_settings
 from paywall.mail.links import UNSUBSCRIBE
 from paywall.readers.service import find_reader
@@ -26,16 +26,18 @@ def _claims() -> tuple[dict[str, Any] | None, Any]:
     """The token's claims, or None and the 4xx page to answer with."""
     token = request.args.get("token") or request.form.get("token") or ""
     if not token:
-        return None, (render_template("appeals/unsubscribe_invalid.html", reason="missing"), 400, NO_STORE)
+        return None, (render_template("campaigns/unsubscribe_invalid.html", reason="missing"), 400, NO_STORE)
     try:
         claims = verify(current_settings(), token, purpose=UNSUBSCRIBE)
     except InvalidToken as exc:
         expired = "expired" in str(exc)
         status = 410 if expired else 400
-        page = render_template("appeals/unsubscribe_invalid.html", reason="expired" if expired else "invalid")
+        page = render_template(
+            "campaigns/unsubscribe_invalid.html", reason="expired" if expired else "invalid"
+        )
         return None, (page, status, NO_STORE)
     if not isinstance(claims.get("sub"), str):
-        return None, (render_template("appeals/unsubscribe_invalid.html", reason="invalid"), 400, NO_STORE)
+        return None, (render_template("campaigns/unsubscribe_invalid.html", reason="invalid"), 400, NO_STORE)
     return claims, None
 
 
@@ -52,7 +54,7 @@ def unsubscribe_page() -> Any:
         masked = mask_email(reader.email if reader else None)
     return (
         render_template(
-            "appeals/unsubscribe.html", token=request.args.get("token", ""), masked=masked, already=already
+            "campaigns/unsubscribe.html", token=request.args.get("token", ""), masked=masked, already=already
         ),
         200,
         NO_STORE,
@@ -69,7 +71,7 @@ def unsubscribe_post() -> Any:
     with db.transaction() as session:
         outcome = unsubscribe(session, claims["sub"])
     current_app.logger.info("unsubscribe: %s (campaign %s)", outcome, claims.get("cmp", "-"))
-    return render_template("appeals/unsubscribed.html"), 200, NO_STORE
+    return render_template("campaigns/unsubscribed.html"), 200, NO_STORE
 
 
 def init_app(app: Flask, api: Any) -> None:

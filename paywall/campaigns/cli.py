@@ -3,6 +3,10 @@
 The mailer and the database are imported inside the commands, so ``paywall --help`` stays light.
 """
 
+# The package is named campaigns (mail campaigns by segment), but the command stays `paywall
+# appeals`, as do config/appeals/, PAYWALL_APPEALS_DIR and the /v1/appeals/ routes: operators'
+# scripts and cron lines use those words, and renaming them would break them for no gain.
+
 from __future__ import annotations
 
 from email import message_from_bytes
@@ -18,7 +22,7 @@ from paywall.mail.smtp import MailConfigError, SmtpTransport
 from paywall.mail.tally import echo_tally
 
 if TYPE_CHECKING:
-    from paywall.appeals.campaigns import Campaign
+    from paywall.campaigns.definition import Campaign
 
 
 @click.group("appeals")
@@ -27,7 +31,7 @@ def cli() -> None:
 
 
 def _campaign(obj: Context, name: str) -> Campaign:
-    from paywall.appeals.campaigns import CampaignError, load_campaign
+    from paywall.campaigns.definition import CampaignError, load_campaign
 
     try:
         return load_campaign(obj.settings, name)
@@ -39,8 +43,8 @@ def _campaign(obj: Context, name: str) -> Campaign:
 @pass_ctx
 def list_campaigns(obj: Context) -> None:
     """Every campaign: segment, send window, rate, and its ledger so far."""
-    from paywall.appeals.campaigns import CampaignError, load_campaigns
-    from paywall.appeals.mailer import ledger_summary
+    from paywall.campaigns.definition import CampaignError, load_campaigns
+    from paywall.campaigns.mailer import ledger_summary
 
     try:
         campaigns = load_campaigns(obj.settings)
@@ -65,8 +69,8 @@ def list_campaigns(obj: Context) -> None:
 @pass_ctx
 def preview(obj: Context, name: str, reader_id: str) -> None:
     """Render NAME for one reader to stdout (headers, text, HTML); sends nothing."""
-    from paywall.appeals.campaigns import CampaignError
-    from paywall.appeals.mailer import build_appeal
+    from paywall.campaigns.definition import CampaignError
+    from paywall.campaigns.mailer import build_appeal
     from paywall.readers.service import find_reader
 
     campaign = _campaign(obj, name)
@@ -99,7 +103,7 @@ def preview(obj: Context, name: str, reader_id: str) -> None:
 @pass_ctx
 def send(obj: Context, name: str, dry_run: bool, limit: int | None, force: bool) -> None:
     """Send NAME to its segment, once per reader, and print a tally of outcomes."""
-    from paywall.appeals.mailer import OutsideWindow, send_campaign
+    from paywall.campaigns.mailer import OutsideWindow, send_campaign
 
     campaign = _campaign(obj, name)
     settings = obj.settings
@@ -147,7 +151,7 @@ def send(obj: Context, name: str, dry_run: bool, limit: int | None, force: bool)
 @pass_ctx
 def release(obj: Context, name: str, readers: tuple[str, ...], yes: bool) -> None:
     """Free claimed/unknown ledger rows of NAME so the next send mails them (may duplicate!)."""
-    from paywall.appeals.mailer import release_claims
+    from paywall.campaigns.mailer import release_claims
     from paywall.readers.service import find_reader
 
     if not yes:

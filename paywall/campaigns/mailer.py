@@ -36,8 +36,8 @@ from sqlalchemy import String, Table, bindparam, delete, func, literal, select, 
 from sqlalchemy.orm import Session
 
 from paywall import clock
-from paywall.appeals.campaigns import Campaign
-from paywall.appeals.selection import Candidate, candidates, exclusion
+from paywall.campaigns.definition import Campaign
+from paywall.campaigns.selection import Candidate, candidates, exclusion
 from paywall.config import Settings
 from paywall.db import Database, UTCDateTime, dialect_insert
 from paywall.mail.links import reader_links, unsubscribe_url

@@ -1,1 +1,0 @@
-"""Appeals by mail: campaigns as files, segments, the send-once ledger, one-click unsubscribe."""
