@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from paywall import signing
 from paywall.campaigns.definition import load_campaign
-from paywall.campaigns.mailer import build_appeal, send_campaign
+from paywall.campaigns.message import build_appeal
+from paywall.campaigns.sending import send_campaign
 from paywall.cli import upgrade_database
 from paywall.config import load_settings
 from paywall.db import Database

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from paywall import signing
 from paywall.campaigns.definition import Campaign, load_campaign
-from paywall.campaigns.mailer import send_campaign
+from paywall.campaigns.sending import send_campaign
 from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Database

@@ -1,6 +1,7 @@
 """`paywall appeals`: list, preview, send (once per reader), and release stuck claims.
 
-The mailer and the database are imported inside the commands, so ``paywall --help`` stays light.
+The campaign modules (and through them the models) are imported inside the commands, so
+``paywall --help`` stays light.
 """
 
 # The package is named campaigns (mail campaigns by segment), but the command stays `paywall
@@ -44,7 +45,7 @@ def _campaign(obj: Context, name: str) -> Campaign:
 def list_campaigns(obj: Context) -> None:
     """Every campaign: segment, send window, rate, and its ledger so far."""
     from paywall.campaigns.definition import CampaignError, load_campaigns
-    from paywall.campaigns.mailer import ledger_summary
+    from paywall.campaigns.ledger import ledger_summary
 
     try:
         campaigns = load_campaigns(obj.settings)
@@ -70,7 +71,7 @@ def list_campaigns(obj: Context) -> None:
 def preview(obj: Context, name: str, reader_id: str) -> None:
     """Render NAME for one reader to stdout (headers, text, HTML); sends nothing."""
     from paywall.campaigns.definition import CampaignError
-    from paywall.campaigns.mailer import build_appeal
+    from paywall.campaigns.message import build_appeal
     from paywall.readers.service import find_reader
 
     campaign = _campaign(obj, name)
@@ -103,7 +104,7 @@ def preview(obj: Context, name: str, reader_id: str) -> None:
 @pass_ctx
 def send(obj: Context, name: str, dry_run: bool, limit: int | None, force: bool) -> None:
     """Send NAME to its segment, once per reader, and print a tally of outcomes."""
-    from paywall.campaigns.mailer import OutsideWindow, send_campaign
+    from paywall.campaigns.sending import OutsideWindow, send_campaign
 
     campaign = _campaign(obj, name)
     settings = obj.settings
@@ -151,7 +152,7 @@ def send(obj: Context, name: str, dry_run: bool, limit: int | None, force: bool)
 @pass_ctx
 def release(obj: Context, name: str, readers: tuple[str, ...], yes: bool) -> None:
     """Free claimed/unknown ledger rows of NAME so the next send mails them (may duplicate!)."""
-    from paywall.campaigns.mailer import release_claims
+    from paywall.campaigns.ledger import release_claims
     from paywall.readers.service import find_reader
 
     if not yes:

@@ -1,0 +1,43 @@
+"""One reader's message of a campaign: its template variables (personal links) and the built mail."""
+
+from __future__ import annotations
+
+from email.message import Message
+from typing import Any
+
+from paywall.campaigns.definition import Campaign
+from paywall.config import Settings
+from paywall.mail.links import reader_links, unsubscribe_url
+from paywall.mail.message import build_message
+
+
+def appeal_context(
+    settings: Settings, campaign: Campaign, external_id: str, name: str | None
+) -> dict[str, Any]:
+    """The template variables for one reader."""
+    links = reader_links(settings, external_id, ("subscribe", "donate"), campaign.name)
+    return {
+        "reader_name": (name or "").strip(),
+        "campaign": campaign.name,
+        "subscribe_url": links["subscribe"],
+        "donate_url": links["donate"],
+        "unsubscribe_url": unsubscribe_url(settings, external_id, campaign.name),
+    }
+
+
+def build_appeal(
+    settings: Settings, campaign: Campaign, *, external_id: str, email: str, name: str | None
+) -> Message:
+    """The message one reader gets (also what `paywall appeals preview` prints)."""
+    context = appeal_context(settings, campaign, external_id, name)
+    rendered = campaign.render(context)
+    return build_message(
+        sender=campaign.sender_for(settings),
+        to=email,
+        to_name=name,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        unsubscribe_url=context["unsubscribe_url"],
+        headers={"X-Campaign": campaign.name},
+    )
