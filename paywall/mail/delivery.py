@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jinja2
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from paywall import clock, money
@@ -38,13 +37,11 @@ from paywall.db import Database
 from paywall.mail.links import account_url, reader_link
 from paywall.mail.message import build_message
 from paywall.mail.queue import refresh_before_send
-from paywall.mail.settings import mailer_settings
+from paywall.mail.settings import MailerSettings, mailer_settings
 from paywall.mail.smtp import Delivery, MailConfigError, TransientFailure
 from paywall.mail.suppression import is_suppressed, suppress
 from paywall.models import OutboxMessage, Reader
 from paywall.signin.sealing import unseal
-
-log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUBJECTS = {
@@ -252,6 +249,21 @@ def _mark(session: Session, job_id: int, **values: Any) -> None:
     session.execute(update(OutboxMessage).where(OutboxMessage.id == job_id).values(**values))
 
 
+@dataclass
+class _Outcome:
+    """What to record on a sent (or unsendable) message, and the address to suppress on a hard bounce."""
+
+    job_id: int
+    values: dict[str, Any]
+    bounce: str | None = None
+
+
+def _record(session: Session, outcome: _Outcome) -> None:
+    _mark(session, outcome.job_id, **outcome.values)
+    if outcome.bounce:
+        suppress(session, outcome.bounce, reason="hard_bounce", detail=outcome.values.get("error"))
+
+
 def drain(
     db: Database,
     settings: Settings,
@@ -263,22 +275,16 @@ def drain(
     """Send every due pending message once; returns a tally (sent, failed, skipped_*, unknown, deferred)."""
     tally: collections.Counter[str] = collections.Counter()
     ms = mailer_settings(settings)
-    pending_mark: tuple[int, dict[str, Any], str | None] | None = None
+    # The last message's outcome: recorded in the transaction that claims the next one, which
+    # saves a commit per message (and flushed on the way out, however the loop ends).
+    pending: _Outcome | None = None
     processed = 0
-
-    def flush(session: Session) -> None:
-        nonlocal pending_mark
-        if pending_mark is not None:
-            job_id, values, bounce = pending_mark
-            _mark(session, job_id, **values)
-            if bounce:
-                suppress(session, bounce, reason="hard_bounce", detail=values.get("error"))
-            pending_mark = None
-
     try:
         while not should_stop() and (limit is None or processed < limit):
             with db.transaction() as session:
-                flush(session)
+                if pending is not None:
+                    _record(session, pending)
+                    pending = None
                 job, skipped, found = _claim(session, settings, clock.now())
             if not found:
                 break
@@ -287,62 +293,64 @@ def drain(
                 tally[f"skipped_{skipped}"] += 1
                 continue
             try:
-                msg = build_supporter_message(
-                    settings,
-                    job.kind,
-                    to=job.to_email,
-                    name=job.name,
-                    data=job.data,
-                    reader_external_id=job.reader_external_id,
-                )
+                msg = _build(settings, job)
             except (ValueError, jinja2.TemplateError) as exc:
-                pending_mark = (job.id, {"status": "failed", "error": f"render: {exc}"}, None)
+                pending = _Outcome(job.id, {"status": "failed", "error": f"render: {exc}"})
                 tally["failed"] += 1
                 continue
             try:
                 delivery = transport.send(msg)
             except (TransientFailure, MailConfigError) as exc:
-                # Nothing reached the server: back to pending, later; stop until the server is back.
-                values: dict[str, Any] = {"status": "pending", "error": str(exc)[:500]}
-                delay = ms.outbox_retry_seconds * 2 ** max(0, job.attempts - 1)
-                values["due_at"] = clock.now() + dt.timedelta(seconds=delay)
-                if job.requeue_data is not None:
-                    values["data"] = job.requeue_data  # back in the queue, sealed as it came
-                if job.attempts >= ms.outbox_max_attempts:
-                    values = {"status": "failed", "error": f"gave up after {job.attempts} attempts: {exc}"}
-                with db.transaction() as session:
-                    _mark(session, job.id, **values)
+                _defer(db, ms, job, exc)
                 tally["deferred"] += 1
                 if isinstance(exc, MailConfigError):
                     raise
-                break
-            if delivery.status == "sent":
-                pending_mark = (
-                    job.id,
-                    {
-                        "status": "sent",
-                        "sent_at": clock.now(),
-                        "message_id": msg["Message-ID"],
-                        "error": None,
-                    },
-                    None,
-                )
-            elif delivery.status == "unknown":
-                # Left in "sending": it may have been delivered, so it is not sent again.
-                pending_mark = (
-                    job.id,
-                    {"message_id": msg["Message-ID"], "error": f"outcome unknown: {delivery.error}"},
-                    None,
-                )
-            else:
-                bounce = job.to_email if delivery.hard_bounce else None
-                pending_mark = (job.id, {"status": "failed", "error": delivery.error[:500]}, bounce)
+                break  # stop until the server is back
+            pending = _delivered(job, msg, delivery)
             tally[delivery.status if delivery.status != "refused" else "failed"] += 1
     finally:
-        if pending_mark is not None:
+        if pending is not None:
             with db.transaction() as session:
-                flush(session)
+                _record(session, pending)
     return tally
+
+
+def _build(settings: Settings, job: _Job) -> Message:
+    return build_supporter_message(
+        settings,
+        job.kind,
+        to=job.to_email,
+        name=job.name,
+        data=job.data,
+        reader_external_id=job.reader_external_id,
+    )
+
+
+def _defer(db: Database, ms: MailerSettings, job: _Job, exc: Exception) -> None:
+    """Nothing reached the server: back to pending, later (failed once out of attempts), now."""
+    values: dict[str, Any] = {"status": "pending", "error": str(exc)[:500]}
+    delay = ms.outbox_retry_seconds * 2 ** max(0, job.attempts - 1)
+    values["due_at"] = clock.now() + dt.timedelta(seconds=delay)
+    if job.requeue_data is not None:
+        values["data"] = job.requeue_data  # back in the queue, sealed as it came
+    if job.attempts >= ms.outbox_max_attempts:
+        values = {"status": "failed", "error": f"gave up after {job.attempts} attempts: {exc}"}
+    with db.transaction() as session:
+        _mark(session, job.id, **values)
+
+
+def _delivered(job: _Job, msg: Message, delivery: Delivery) -> _Outcome:
+    """The outcome to record for what the server answered."""
+    if delivery.status == "sent":
+        values = {"status": "sent", "sent_at": clock.now(), "message_id": msg["Message-ID"], "error": None}
+        return _Outcome(job.id, values)
+    if delivery.status == "unknown":
+        # Left in "sending": it may have been delivered, so it is not sent again.
+        return _Outcome(
+            job.id, {"message_id": msg["Message-ID"], "error": f"outcome unknown: {delivery.error}"}
+        )
+    bounce = job.to_email if delivery.hard_bounce else None
+    return _Outcome(job.id, {"status": "failed", "error": delivery.error[:500]}, bounce)
 
 
 def retry(session: Session, message_id: int) -> str:
@@ -360,8 +368,6 @@ def retry(session: Session, message_id: int) -> str:
 
 def status_counts(session: Session) -> dict[str, int]:
     """Outbox rows per status."""
-    from sqlalchemy import func
-
     rows = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))
     return {status: int(n) for status, n in rows}
 

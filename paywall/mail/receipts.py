@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
@@ -108,43 +110,14 @@ def send_yearly_receipts(
     organisation = mailer_settings(settings).organisation
     sent_count = 0
     for donor in yearly_donors(db, settings, year):
-        lines = [
-            {"currency": cur, "amount": money.display(net, cur), "count": n}
-            for cur, (net, n) in sorted(donor.totals.items())
-            if net > 0
-        ]
-        if not lines:
-            tally["nothing_to_report"] += 1
-            continue
-        if donor.erased:
-            tally["erased"] += 1
-            continue
-        if not donor.email or "@" not in donor.email:
-            tally["no_email"] += 1
-            continue
-        if limit is not None and sent_count >= limit:
-            tally["over_limit"] += 1
-            continue
-        with db.transaction() as session:
-            if is_suppressed(session, donor.email):
-                tally["suppressed"] += 1
-                continue
-            if dry_run:
-                done = session.scalar(
-                    select(YearlyReceipt.state).where(
-                        YearlyReceipt.donor_key == donor.key, YearlyReceipt.year == year
-                    )
-                )
-                tally["would_send" if done is None else "already_sent"] += 1
-                continue
-            claimed = insert_ignore(
-                session,
-                YearlyReceipt,
-                {"donor_key": donor.key, "year": year, "state": "claimed", "claimed_at": clock.now()},
-                ["donor_key", "year"],
-            )
-        if not claimed:
-            tally["already_sent"] += 1
+        lines = _summary_lines(donor)
+        reason = _unmailable(donor, lines)
+        if reason is None and limit is not None and sent_count >= limit:
+            reason = "over_limit"
+        if reason is None:
+            reason = _claim(db, donor, year, dry_run=dry_run)
+        if reason is not None:
+            tally[reason] += 1
             continue
         if transport is None:
             raise ValueError("a transport is needed unless dry_run")
@@ -153,35 +126,85 @@ def send_yearly_receipts(
         subject, text, html = render_supporter_mail("yearly_receipt", context)
         msg = build_message(
             sender=settings.mail.mail_from,
-            to=donor.email,
+            to=donor.email or "",  # checked by _unmailable
             to_name=donor.name,
             subject=subject,
             text=text,
             html=html,
         )
-        row = (YearlyReceipt.donor_key == donor.key, YearlyReceipt.year == year)
-        try:
-            delivery = transport.send(msg)
-        except (TransientFailure, MailConfigError) as exc:
-            with db.transaction() as session:  # nothing was sent: let a rerun try again
-                session.execute(delete(YearlyReceipt).where(*row))
-            tally["deferred"] += 1
-            if isinstance(exc, MailConfigError):
-                raise
+        outcome = _send(db, transport, donor, year, msg)
+        tally[outcome] += 1
+        if outcome == "deferred":
             break  # the server is unwell: stop, rerun later
-        state = {"sent": "sent", "unknown": "unknown", "refused": "failed"}[delivery.status]
-        with db.transaction() as session:
-            session.execute(
-                update(YearlyReceipt)
-                .where(*row)
-                .values(
-                    state=state,
-                    finished_at=clock.now(),
-                    message_id=msg["Message-ID"],
-                    error=delivery.error or None,
+    return tally
+
+
+def _summary_lines(donor: Donor) -> list[dict[str, Any]]:
+    """The donor's positive net totals, one line per currency, formatted for the message."""
+    return [
+        {"currency": cur, "amount": money.display(net, cur), "count": n}
+        for cur, (net, n) in sorted(donor.totals.items())
+        if net > 0
+    ]
+
+
+def _unmailable(donor: Donor, lines: list[dict[str, Any]]) -> str | None:
+    """Why the donor gets no summary, known before touching the ledger (None: they may)."""
+    if not lines:
+        return "nothing_to_report"
+    if donor.erased:
+        return "erased"
+    if not donor.email or "@" not in donor.email:
+        return "no_email"
+    return None
+
+
+def _claim(db: Database, donor: Donor, year: int, *, dry_run: bool) -> str | None:
+    """Claim (donor, year) in its own committed transaction: None when claimed, else the tally word
+    (``suppressed``, ``already_sent``, or in a dry run ``would_send``, which claims nothing)."""
+    with db.transaction() as session:
+        if is_suppressed(session, donor.email or ""):
+            return "suppressed"
+        if dry_run:
+            done = session.scalar(
+                select(YearlyReceipt.state).where(
+                    YearlyReceipt.donor_key == donor.key, YearlyReceipt.year == year
                 )
             )
-            if delivery.hard_bounce:
-                suppress(session, donor.email, reason="hard_bounce", detail=delivery.error)
-        tally["failed" if state == "failed" else state] += 1
-    return tally
+            return "would_send" if done is None else "already_sent"
+        claimed = insert_ignore(
+            session,
+            YearlyReceipt,
+            {"donor_key": donor.key, "year": year, "state": "claimed", "claimed_at": clock.now()},
+            ["donor_key", "year"],
+        )
+    return None if claimed else "already_sent"
+
+
+def _send(db: Database, transport: SmtpTransport, donor: Donor, year: int, msg: Message) -> str:
+    """Send a claimed summary and record the outcome: its tally word (``sent``, ``failed``,
+    ``unknown``), or ``deferred`` when nothing was sent and the claim was given back."""
+    row = (YearlyReceipt.donor_key == donor.key, YearlyReceipt.year == year)
+    try:
+        delivery = transport.send(msg)
+    except (TransientFailure, MailConfigError) as exc:
+        with db.transaction() as session:  # nothing was sent: let a rerun try again
+            session.execute(delete(YearlyReceipt).where(*row))
+        if isinstance(exc, MailConfigError):
+            raise
+        return "deferred"
+    state = {"sent": "sent", "unknown": "unknown", "refused": "failed"}[delivery.status]
+    with db.transaction() as session:
+        session.execute(
+            update(YearlyReceipt)
+            .where(*row)
+            .values(
+                state=state,
+                finished_at=clock.now(),
+                message_id=msg["Message-ID"],
+                error=delivery.error or None,
+            )
+        )
+        if delivery.hard_bounce:
+            suppress(session, donor.email or "", reason="hard_bounce", detail=delivery.error)
+    return state
