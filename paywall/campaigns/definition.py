@@ -56,6 +56,8 @@ class SendWindow:
 
 @dataclass(frozen=True)
 class Rendered:
+    """One reader's subject (on one line), text and HTML."""
+
     subject: str
     text: str
     html: str
@@ -63,6 +65,8 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Campaign:
+    """One validated campaign folder, with its templates' Jinja2 environment."""
+
     name: str
     path: Path
     segment: str
@@ -92,6 +96,7 @@ class Campaign:
         return template
 
     def sender_for(self, settings: Settings) -> str:
+        """The campaign's own From address, else PAYWALL_MAIL_FROM (may be empty)."""
         return self.sender or settings.mail.mail_from
 
 

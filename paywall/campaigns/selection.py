@@ -13,7 +13,7 @@ Segments (all among readers who opted in to marketing mail):
   subscription nor an active recurring donation;
 * ``all_opted_in``: everyone who opted in.
 
-Never included, whatever the segment (each is reported under its own name in the tally):
+Never mailed, whatever the segment (each is reported under its own name in the tally):
 ``erased``, ``unsubscribed``, ``no_email``, ``suppressed`` (a hard-bounced address).
 """
 

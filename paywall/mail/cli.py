@@ -138,7 +138,7 @@ def receipts_group() -> None:
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Send at most N summaries.")
 @pass_ctx
 def receipts_send(obj: Context, year: int, dry_run: bool, limit: int | None) -> None:
-    """Mail each donor of YEAR one summary per currency, net of refunds, once per (donor, year)."""
+    """Mail each donor of YEAR one summary (a total per currency, net of refunds), once per (donor, year)."""
     from paywall.mail import receipts
 
     transport = None if dry_run else _transport(obj)
@@ -240,7 +240,7 @@ def run_worker(
 @pass_ctx
 def worker(obj: Context, poll: float | None) -> None:
     """Keep draining the outbox; on SIGTERM or Ctrl-C, finish the current message and exit."""
-    obj.check_signing()  # its mails carry signed unsubscribe and reader links
+    obj.check_signing()  # donation receipts carry a signed personal donate link
     transport = _outbox_transport(obj)
     stop = threading.Event()
 

@@ -1,20 +1,22 @@
 """Draining the outbox: supporter mail the Stripe sync queued (receipts, failed payments, trials).
 
 Each message is claimed (``pending`` -> ``sending``) in its own committed transaction before it is
-sent, and marked ``sent``, ``failed`` or ``skipped`` after. Claiming uses ``FOR UPDATE SKIP LOCKED``
+sent, and marked ``sent`` or ``failed`` after (``skipped`` as it is claimed, when it cannot go out). Claiming uses ``FOR UPDATE SKIP LOCKED``
 on PostgreSQL, so several workers never wait on or take the same row, and a conditional UPDATE
 (``… WHERE status = 'pending'``) on SQLite, where writers are serialised anyway. A row left in
 ``sending`` (a crash between claim and mark, or a connection lost after the body went out) is not
 sent again: at most once. ``paywall mail retry ID`` puts one back when an operator knows it did not
 go out.
 
-Data each kind reads (written by paywall/webhooks/sync.py): see the templates in mail/templates/.
+Data each kind reads (queued by the Stripe sync through mail/queue.py): see the templates in
+mail/templates/.
 
 Sign-in mail (``signin_code``, ``delete_code``, queued by paywall/signin/service.py) is different:
 a reader is waiting for it, so it is claimed before any other due mail; its code and link wait
 sealed (paywall/signin/sealing.py) and are opened only to render the message; the sealed value is
-blanked once the message is sent, failed or skipped; and a code that expired while it waited is
-skipped (``skipped_expired``), never sent late.
+blanked in the transaction that claims the message (put back only if the server took nothing and
+the message returns to pending); and a code that expired while it waited is skipped
+(``skipped_expired``), never sent late.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ def render_supporter_mail(kind: str, context: dict[str, Any]) -> tuple[str, str,
 def supporter_context(
     settings: Settings, kind: str, data: dict[str, Any], reader_external_id: str | None
 ) -> dict[str, Any]:
-    """Template variables: the queued data, the organisation, the account page, and a personal donate link."""
+    """Template variables: the queued data, the organisation, the amount, the account page, and for a
+    known reader's donation receipt a personal donate link."""
     context: dict[str, Any] = {
         **data,
         "organisation": mailer_settings(settings).organisation,

@@ -71,7 +71,8 @@ def payment_failed_notice(session: Session, inv: Invoice) -> tuple[str | None, i
     """(address, reader id, data) of an invoice's payment-failed notice, from the rows as they are now.
 
     Called when the notice is queued and again when it is sent: by then the invoice may have been
-    retried (attempt count, next attempt) or linked to its reader (the personal portal link)."""
+    retried (attempt count, next attempt) or linked to its reader (whose address then serves when
+    the Stripe customer has none)."""
     reader = session.get(Reader, inv.reader_id) if inv.reader_id is not None else None
     customer_email = None
     if inv.stripe_customer_id:
