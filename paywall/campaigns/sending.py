@@ -25,10 +25,10 @@ connection failed before the body) releases the claim by itself, and stops the r
 from __future__ import annotations
 
 import collections
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -66,7 +66,7 @@ def send_campaign(
     limit: int | None = None,
     dry_run: bool = False,
     force: bool = False,
-    now: Callable[[], Any] = clock.now,
+    now: Callable[[], dt.datetime] = clock.now,
     progress: Callable[[str, Candidate], None] | None = None,
     build: Callable[[Candidate], Message] | None = None,
 ) -> SendReport:
@@ -108,7 +108,7 @@ def send_campaign(
     return report
 
 
-def _window_closed(campaign: Campaign, force: bool, now: Callable[[], Any]) -> str | None:
+def _window_closed(campaign: Campaign, force: bool, now: Callable[[], dt.datetime]) -> str | None:
     """The send window, described, when it is closed now; None when open, absent or forced."""
     window = campaign.window
     if window is None or force or window.contains(now()):
@@ -166,7 +166,7 @@ class Send:
     # Hashes of the suppressed addresses, grown by this run's hard bounces.
     suppressed: set[str]
     force: bool = False
-    now: Callable[[], Any] = clock.now
+    now: Callable[[], dt.datetime] = clock.now
     # The benchmark sends messages it prepared up front.
     build: Callable[[Candidate], Message] | None = None
     progress: Callable[[str, Candidate], None] | None = None

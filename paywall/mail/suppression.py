@@ -7,6 +7,7 @@ import hashlib
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from paywall import clock
 from paywall.db import insert_ignore
 from paywall.models.mail import Suppression
 
@@ -17,6 +18,7 @@ def email_hash(email: str) -> str:
 
 
 def is_suppressed(session: Session, email: str) -> bool:
+    """Whether the address is on the list."""
     return (
         session.scalar(select(Suppression.id).where(Suppression.email_hash == email_hash(email))) is not None
     )
@@ -29,8 +31,6 @@ def suppressed_hashes(session: Session) -> set[str]:
 
 def suppress(session: Session, email: str, *, reason: str, detail: str | None = None) -> str:
     """Add an address: 'suppressed' or 'already_suppressed'."""
-    from paywall import clock
-
     added = insert_ignore(
         session,
         Suppression,
