@@ -82,6 +82,7 @@ def send_campaign(
     if not dry_run and transport is None:
         raise ValueError("a transport is needed unless dry_run")
     report = SendReport()
+    batch_size = max(1, mailer_settings(settings).claim_batch)
     # One connection for the whole run (a transaction per batch of claims on it): opening a
     # connection per transaction cost more than the SMTP exchange itself.
     with db.engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as session:
@@ -104,7 +105,7 @@ def send_campaign(
             build=build,
             progress=progress,
         )
-        run.send_all(eligible, batch_size=max(1, mailer_settings(settings).claim_batch))
+        run.send_all(eligible, batch_size=batch_size)
     return report
 
 
