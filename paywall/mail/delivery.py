@@ -330,7 +330,8 @@ def _build(settings: Settings, job: _Job) -> Message:
 
 
 def _defer(db: Database, ms: MailerSettings, job: _Job, exc: Exception) -> None:
-    """Nothing reached the server: back to pending, later (failed once out of attempts), now."""
+    """Nothing reached the server: back to pending after a backoff (failed once out of attempts),
+    in its own commit."""
     values: dict[str, Any] = {"status": "pending", "error": str(exc)[:500]}
     delay = ms.outbox_retry_seconds * 2 ** max(0, job.attempts - 1)
     values["due_at"] = clock.now() + dt.timedelta(seconds=delay)
