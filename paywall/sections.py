@@ -17,16 +17,12 @@ from urllib.parse import urlsplit
 
 from paywall.access.settings import access_settings
 from paywall.checkout.plans import PLACEHOLDER_PRICE, load_plans
-from paywall.checkout.settings import (
-    appeal_settings,
-    checkout_settings,
-    donation_settings,
-    ratelimit_settings,
-)
+from paywall.checkout.settings import checkout_settings, donation_settings, ratelimit_settings
 from paywall.config import ConfigError, Settings
 from paywall.mail.settings import mailer_settings
 from paywall.reports.periods import report_settings
 from paywall.signin.settings import gate_settings, signin_settings
+from paywall.widget.settings import appeal_settings
 
 # The sections load_settings() builds itself (paywall/config.py).
 CORE_SECTIONS = ("server", "database", "stripe", "mail", "logging")

@@ -1,4 +1,4 @@
-"""The typed ``[donations]``, ``[appeal]``, ``[checkout]`` and ``[ratelimit]`` tables (config/default.toml)."""
+"""The typed ``[donations]``, ``[checkout]`` and ``[ratelimit]`` tables (config/default.toml)."""
 
 from __future__ import annotations
 
@@ -35,16 +35,6 @@ class DonationSettings:
 
     def bounds(self, currency: str) -> CurrencyLimits:
         return self._bounds[currency]
-
-
-@dataclass(frozen=True)
-class AppealSettings:
-    headline: str = "Help keep us open"
-    text: str = ""
-    region_label: str = "Support our journalism"
-    subscribe_label: str = "Subscribe"
-    donate_label: str = "Donate"
-    close_label: str = "Close"
 
 
 @dataclass(frozen=True)
@@ -101,11 +91,6 @@ def donation_settings(settings: Settings) -> DonationSettings:
     )
     settings._sections["donations"] = value
     return value
-
-
-def appeal_settings(settings: Settings) -> AppealSettings:
-    """``[appeal]``: the widget's copy and labels (how long Close hides it is ``[access] dismiss_days``)."""
-    return settings.section("appeal", AppealSettings)
 
 
 def checkout_settings(settings: Settings) -> CheckoutSettings:
