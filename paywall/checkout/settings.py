@@ -11,6 +11,7 @@ from paywall.config import ConfigError, Settings
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 INTERVALS = ("once", "month", "year")
+SHIPPED_CURRENCIES = ("eur", "usd", "gbp")
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,16 @@ class CurrencyLimits:
 class DonationSettings:
     """``[donations]``: every accepted currency has a limits table with sane bounds and presets."""
 
-    currencies: list[str] = field(default_factory=lambda: ["eur"])
+    currencies: list[str] = field(default_factory=lambda: list(SHIPPED_CURRENCIES))
     default_currency: str = "eur"
     default_interval: str = "once"
     product_name: str = "Donation"
-    limits: dict[str, CurrencyLimits] = field(default_factory=dict)
+    limits: dict[str, CurrencyLimits] = field(
+        default_factory=lambda: {
+            code: CurrencyLimits(min=200, max=100000, presets=[500, 1000, 2500, 5000])
+            for code in SHIPPED_CURRENCIES
+        }
+    )
 
     def __post_init__(self) -> None:
         # Codes are compared lower-case everywhere (Stripe's form); a frozen dataclass sets its own

@@ -12,7 +12,10 @@ class AppealSettings:
     """``[appeal]``: the widget's copy (how long Close hides it is ``[access] dismiss_days``)."""
 
     headline: str = "Help keep us open"
-    text: str = ""
+    text: str = (
+        "Independent journalism costs money to make and nothing to read. "
+        "You can support us with your donations or subscriptions."
+    )
     region_label: str = "Support our journalism"
     subscribe_label: str = "Subscribe"
     donate_label: str = "Donate"
