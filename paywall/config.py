@@ -187,6 +187,8 @@ class Secrets:
 
 @dataclass(frozen=True)
 class Settings:
+    """The merged configuration: the secrets, and each ``[section]`` built on first use by section()."""
+
     secrets: Secrets
     # The merged TOML + environment tables, which section() builds from.
     raw: Mapping[str, Any] = field(repr=False)

@@ -1,7 +1,8 @@
 """Every settings section, built and checked at start: the one list of ``[section]`` -> its dataclass.
 
 Each section is a dataclass beside its code (the core ones in paywall/config.py): its fields are the
-keys, types and defaults, and its ``__post_init__`` checks the values. ``create_app`` and the
+keys, types and defaults, and its ``__post_init__`` checks the values (``[plans]``, whose keys are
+plan names, checks each table in ``PlansSettings.from_table``). ``create_app`` and the
 ``paywall`` command call ``check_settings`` before anything runs, so a misspelt key, a wrong type, a
 bad value or an unknown section stops start-up with the key named, instead of a 500 at the first
 request that reads it. The built values are cached on the settings, so features read the same objects.
