@@ -4,9 +4,12 @@ Precedence, lowest first: ``config/default.toml`` < ``$PAYWALL_CONFIG`` < enviro
 read from the environment only; a secret found in a TOML file is a configuration error, so a key
 never ends up committed next to the defaults.
 
-Feature packages keep their own typed section (a dataclass) and read it with
-``settings.section("access", AccessSettings)``: the core does not need to know every feature's keys,
-and each section is still validated (unknown keys and wrong types fail at start, not at first use).
+One way to declare a section: a frozen dataclass whose fields are the table's keys, types and
+defaults, and whose ``__post_init__`` checks the values (raising ConfigError naming the key).
+``settings.section("access", AccessSettings)`` builds it from the merged table once, checking for
+unknown keys and wrong types first, and caches it. ``paywall/sections.py`` lists every section so
+``create_app`` and the CLI build them all at start. ``load_settings`` checks the keys and types of
+the core tables at once; their values, like every feature's, are checked when they are built.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent
@@ -73,12 +76,38 @@ SECRET_ENV = {
 SECRET_KEY_NAMES = {"secret_key", "webhook_secret", "smtp_password", "password", "signing_key", "api_key"}
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL")
+
+
+def check_url(where: str, value: str, *, origin_only: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is an http(s) URL (only scheme://host[:port] if ``origin_only``)."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: {value!r} is not an http(s) URL")
+    if origin_only and (parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ConfigError(f"{where}: {value!r} is not an origin (scheme://host[:port], no path)")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     bind: str = "127.0.0.1:8000"
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = 1048576
     allowed_origins: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.bind.rpartition(":")
+        if not self.bind.startswith("unix:") and not (sep and host and port.isdigit()):
+            raise ConfigError(f"server.bind: {self.bind!r} is not HOST:PORT (or unix:PATH)")
+        check_url("server.public_url", self.public_url)
+        for origin in self.allowed_origins:
+            check_url("server.allowed_origins", origin, origin_only=True)
+        if self.max_body_bytes < 1:
+            raise ConfigError("server.max_body_bytes must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -88,26 +117,60 @@ class DatabaseSettings:
     pool_size: int = 5
     lock_timeout_seconds: int = 5
 
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise ConfigError("database.pool_size must be at least 1")
+        if self.lock_timeout_seconds < 0:
+            raise ConfigError("database.lock_timeout_seconds must be 0 or more")
+
 
 @dataclass(frozen=True)
 class StripeSettings:
     api_base: str = "https://api.stripe.com"
     webhook_tolerance_seconds: int = 300
 
+    def __post_init__(self) -> None:
+        if self.webhook_tolerance_seconds < 1:
+            raise ConfigError("stripe.webhook_tolerance_seconds must be at least 1")
+
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """``[mail]``: the SMTP connection (the mailer's own table is ``[mailer]``)."""
+
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_security: str = "starttls"
     smtp_username: str = ""
     mail_from: str = ""
 
+    def __post_init__(self) -> None:
+        if self.smtp_security not in ("starttls", "tls", "none"):
+            raise ConfigError("mail.smtp_security must be starttls, tls or none")
+        if not 0 < self.smtp_port < 65536:
+            raise ConfigError("mail.smtp_port must be between 1 and 65535")
+
 
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     format: str = "json"
+
+    def __post_init__(self) -> None:
+        if self.level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"logging.level must be one of {', '.join(LOG_LEVELS)}")
+        if self.format not in ("json", "text"):
+            raise ConfigError("logging.format must be json or text")
+
+
+# The tables load_settings() types at once: the rest of the start-up needs them.
+CORE_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "database": DatabaseSettings,
+    "stripe": StripeSettings,
+    "mail": SmtpSettings,
+    "logging": LoggingSettings,
+}
 
 
 @dataclass(frozen=True)
@@ -124,25 +187,48 @@ class Secrets:
 
 @dataclass(frozen=True)
 class Settings:
-    server: ServerSettings
-    database: DatabaseSettings
-    stripe: StripeSettings
-    mail: SmtpSettings
-    logging: LoggingSettings
+    """The merged configuration: the secrets, and each ``[section]`` built on first use by section()."""
+
     secrets: Secrets
-    # The merged TOML + environment tables, for feature sections read through section().
+    # The merged TOML + environment tables, which section() builds from.
     raw: Mapping[str, Any] = field(repr=False)
     root: Path = ROOT
     _sections: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def section(self, name: str, cls: type[T]) -> T:
-        """The table ``[name]`` as a validated ``cls`` dataclass (cached)."""
+        """The table ``[name]`` as a checked ``cls``, built on first use and cached.
+
+        ``cls`` is a section dataclass, or a class with a ``from_table(name, table)`` classmethod
+        for a section whose keys are names (``[plans.<name>]``).
+        """
         cached = self._sections.get(name)
         if isinstance(cached, cls):
             return cached
-        value = build_section(name, self.raw.get(name, {}), cls)
+        table = self.raw.get(name, {})
+        from_table = getattr(cls, "from_table", None)
+        value: T = from_table(name, table) if from_table else build_section(name, table, cls)
         self._sections[name] = value
         return value
+
+    @property
+    def server(self) -> ServerSettings:
+        return self.section("server", ServerSettings)
+
+    @property
+    def database(self) -> DatabaseSettings:
+        return self.section("database", DatabaseSettings)
+
+    @property
+    def stripe(self) -> StripeSettings:
+        return self.section("stripe", StripeSettings)
+
+    @property
+    def mail(self) -> SmtpSettings:
+        return self.section("mail", SmtpSettings)
+
+    @property
+    def logging(self) -> LoggingSettings:
+        return self.section("logging", LoggingSettings)
 
     def missing(self) -> list[str]:
         """Environment settings a feature needs but that are not set, for the start-up log."""
@@ -182,78 +268,74 @@ def data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "paywall"
 
 
+# The environment gives only strings: these read one as the type its key wants.
+_BOOL_WORDS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+_SCALARS: dict[Any, tuple[Callable[[str], Any], tuple[type, ...], str]] = {
+    bool: (lambda v: _BOOL_WORDS.get(v.lower(), v), (bool,), "true or false"),
+    int: (int, (int,), "an integer"),
+    float: (float, (int, float), "a number"),
+    str: (str, (str,), "a string"),
+}
+
+
 def _check_type(where: str, value: Any, hint: Any) -> Any:
+    """``value`` as ``hint`` wants it (a comma-separated string is a list), or ConfigError at ``where``."""
     origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
+    if dataclasses.is_dataclass(hint):
+        return build_section(where, value, typing.cast(type[Any], hint))
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list")
-        (item,) = typing.get_args(hint)[:1] or (Any,)
+        item = (typing.get_args(hint) or (Any,))[0]
         items = [_check_type(f"{where}[]", v, item) for v in value]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table")
+        item = (typing.get_args(hint) or (Any,))[-1]
+        return {key: _check_type(f"{where}.{key}", v, item) for key, v in value.items()}
+    if hint not in _SCALARS:
         return value
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_type(where, value, arg)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: unexpected value {value!r}")
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false")
-        return value
-    if hint is int:
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise ConfigError(f"{where}: expected an integer") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer")
-        return value
-    if hint is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise ConfigError(f"{where}: expected a number") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string")
-        return value
-    return value
+    parse, accepted, expected = _SCALARS[hint]
+    if isinstance(value, str):
+        try:
+            value = parse(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {expected}") from None
+    # bool is an int to Python, never to a settings file.
+    typed = isinstance(value, accepted) and isinstance(value, bool) is (hint is bool)
+    if not typed:
+        raise ConfigError(f"{where}: expected {expected}")
+    return float(value) if hint is float else value
 
 
-def build_section(name: str, table: Any, cls: type[T]) -> T:
-    """Validate a TOML table against a dataclass: unknown keys and wrong types are errors."""
+def _typed_values(name: str, table: Any, cls: type[Any]) -> dict[str, Any]:
+    """The table's values, each as its field's type; unknown or missing keys are errors."""
     if not isinstance(table, dict):
         raise ConfigError(f"[{name}] must be a table")
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
-    unknown = sorted(set(table) - known)
+    fields = [f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
+    unknown = sorted(set(table) - {f.name for f in fields})
     if unknown:
         raise ConfigError(f"[{name}] has unknown key(s): {', '.join(unknown)}")
-    values = {key: _check_type(f"{name}.{key}", table[key], hints[key]) for key in table}
-    return cls(**values)
+    required = dataclasses.MISSING
+    missing = [f.name for f in fields if f.name not in table and f.default is f.default_factory is required]
+    if missing:
+        raise ConfigError(f"[{name}] is missing key(s): {', '.join(missing)}")
+    return {key: _check_type(f"{name}.{key}", table[key], hints[key]) for key in table}
+
+
+def build_section(name: str, table: Any, cls: type[T]) -> T:
+    """A TOML table as a ``cls`` dataclass: unknown keys and wrong types are errors, and the
+    dataclass's own ``__post_init__`` checks the values."""
+    return cls(**_typed_values(name, table, cls))
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -282,13 +364,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def _database(table: Any, env: Mapping[str, str]) -> DatabaseSettings:
-    database = build_section("database", table, DatabaseSettings)
-    if not database.url.strip():
-        database = dataclasses.replace(database, url=f"sqlite:///{data_dir(env) / SQLITE_FILE}")
-    return database
 
 
 def load_settings(
@@ -321,15 +396,9 @@ def load_settings(
         signing_key=env.get(SECRET_ENV["signing_key"], ""),
         session_secret=env.get(SECRET_ENV["session_secret"], ""),
     )
-    settings = Settings(
-        server=build_section("server", raw.get("server", {}), ServerSettings),
-        database=_database(raw.get("database", {}), env),
-        stripe=build_section("stripe", raw.get("stripe", {}), StripeSettings),
-        mail=build_section("mail", raw.get("mail", {}), SmtpSettings),
-        logging=build_section("logging", raw.get("logging", {}), LoggingSettings),
-        secrets=secrets,
-        raw=raw,
-    )
-    if settings.mail.smtp_security not in ("starttls", "tls", "none"):
-        raise ConfigError("mail.smtp_security must be starttls, tls or none")
-    return settings
+    for name, cls in CORE_SECTIONS.items():
+        _typed_values(name, raw.get(name, {}), cls)
+    database = raw.setdefault("database", {})
+    if not database.get("url", "").strip():
+        database["url"] = f"sqlite:///{data_dir(env) / SQLITE_FILE}"
+    return Settings(secrets=secrets, raw=raw)

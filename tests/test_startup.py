@@ -19,6 +19,7 @@ from paywall.app import create_app, log_missing_settings
 from paywall.cli import main, upgrade_database
 from paywall.config import ConfigError, Settings, load_settings
 from paywall.db import Database
+from paywall.sections import SECTIONS
 from paywall.signing import parse_pem_keys
 from tests.test_checkout_api import PLANS
 
@@ -73,6 +74,36 @@ def test_settings_are_checked_at_start_from_the_environment(
     ):
         with pytest.raises(ConfigError, match=re.escape(key)):
             create_app(make_settings(env), db=db)
+
+
+# Every section, core and feature, and the tables inside one: a misspelt key is named at start.
+MISSPELT_KEYS = [
+    *(
+        (f"[{name}]\nnot_a_key = 1\n", f"[{name}] has unknown key(s): not_a_key")
+        for name in SECTIONS
+        if name != "plans"
+    ),
+    ("[plans.monthly]\nprise = 1\n", "[plans.monthly] has unknown key(s): prise"),
+    ("[donations.limits.eur]\nmaxx = 1\n", "[donations.limits.eur] has unknown key(s): maxx"),
+    (
+        '[plans.gold]\nprice = "price_gold"\n',
+        "[plans.gold] is missing key(s): label, interval, amount, currency",
+    ),
+    ('[donations]\ncurrencies = ["eur", "chf"]\n', "donations.limits.chf"),
+    ("[mailer]\nclaim_batch = 0\n", "mailer.claim_batch"),
+    ('[ratelimit]\nwidget_per_address = "lots"\n', "ratelimit.widget_per_address"),
+    ("[database]\npool_size = 0\n", "database.pool_size"),
+]
+
+
+@pytest.mark.parametrize(("toml", "message"), MISSPELT_KEYS)
+def test_every_section_is_checked_at_start(
+    toml: str, message: str, tmp_path: Path, make_settings: Callable[..., Settings], db: Database
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        create_app(make_settings({"PAYWALL_CONFIG": _bad_file(tmp_path, toml)}), db=db)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize(("toml", "key"), BAD_SETTINGS[:3] + BAD_SETTINGS[-3:-2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from paywall import money
 from paywall.config import ConfigError, Settings, build_section
@@ -16,6 +17,8 @@ PLAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 @dataclass(frozen=True)
 class PlanSettings:
+    """The keys of one ``[plans.<name>]`` table."""
+
     price: str
     label: str
     interval: str
@@ -23,6 +26,17 @@ class PlanSettings:
     currency: str
     description: str = ""
     enabled: bool = True
+
+    def check(self, where: str) -> None:
+        """Raise ConfigError naming ``where.<key>`` for a value no plan may have."""
+        if self.interval not in ("month", "year"):
+            raise ConfigError(f"{where}.interval must be month or year")
+        if not self.price.startswith("price_"):
+            raise ConfigError(f"{where}.price must be a Stripe price id (price_...)")
+        if self.amount < 0:
+            raise ConfigError(f"{where}.amount must be 0 or more (minor units)")
+        if not re.fullmatch(r"[a-z]{3}", self.currency.lower()):
+            raise ConfigError(f"{where}.currency must be a three-letter ISO code")
 
 
 @dataclass(frozen=True)
@@ -58,36 +72,39 @@ class Plan:
         }
 
 
+@dataclass(frozen=True)
+class PlansSettings:
+    """``[plans]``: one ``[plans.<name>]`` table per plan; ``enabled`` keeps configuration order."""
+
+    enabled: dict[str, Plan]
+
+    @classmethod
+    def from_table(cls, where: str, tables: Any) -> PlansSettings:
+        """Check each ``[plans.<name>]`` table (its keys are plan names, not fixed keys)."""
+        if not isinstance(tables, dict):
+            raise ConfigError(f"[{where}] must hold [{where}.<name>] tables")
+        enabled: dict[str, Plan] = {}
+        for name, table in tables.items():
+            if not PLAN_NAME_RE.match(name):
+                raise ConfigError(f"[{where}.{name}]: a plan name is 1-64 of a-z, 0-9, '-' and '_'")
+            value = build_section(f"{where}.{name}", table, PlanSettings)
+            value.check(f"{where}.{name}")
+            if value.enabled:
+                enabled[name] = Plan(
+                    name=name,
+                    price=value.price,
+                    label=value.label,
+                    interval=value.interval,
+                    amount=value.amount,
+                    currency=value.currency.lower(),
+                    description=value.description,
+                )
+        return cls(enabled=enabled)
+
+
 def load_plans(settings: Settings) -> dict[str, Plan]:
-    """Every enabled plan, in configuration order; a malformed table is a ConfigError."""
-    tables = settings.raw.get("plans", {})
-    if not isinstance(tables, dict):
-        raise ConfigError("[plans] must hold [plans.<name>] tables")
-    plans: dict[str, Plan] = {}
-    for name, table in tables.items():
-        where = f"plans.{name}"
-        if not PLAN_NAME_RE.match(name):
-            raise ConfigError(f"[{where}]: a plan name is 1-64 of a-z, 0-9, '-' and '_'")
-        value = build_section(where, table, PlanSettings)
-        if value.interval not in ("month", "year"):
-            raise ConfigError(f"{where}.interval must be month or year")
-        if not value.price.startswith("price_"):
-            raise ConfigError(f"{where}.price must be a Stripe price id (price_...)")
-        if value.amount < 0:
-            raise ConfigError(f"{where}.amount must be 0 or more (minor units)")
-        if not re.fullmatch(r"[a-z]{3}", value.currency.lower()):
-            raise ConfigError(f"{where}.currency must be a three-letter ISO code")
-        if value.enabled:
-            plans[name] = Plan(
-                name=name,
-                price=value.price,
-                label=value.label,
-                interval=value.interval,
-                amount=value.amount,
-                currency=value.currency.lower(),
-                description=value.description,
-            )
-    return plans
+    """Every enabled plan, in configuration order (checked once, cached on the settings)."""
+    return settings.section("plans", PlansSettings).enabled
 
 
 def offered_plans(settings: Settings) -> dict[str, Plan]:

@@ -1,22 +1,22 @@
-"""The typed ``[donations]``, ``[appeal]``, ``[checkout]`` and ``[ratelimit]`` tables (config/default.toml)."""
+"""The typed ``[donations]``, ``[checkout]`` and ``[ratelimit]`` tables (config/default.toml)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from limits import parse_many
 
-from paywall.config import ConfigError, Settings, build_section
+from paywall.config import ConfigError, Settings
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 INTERVALS = ("once", "month", "year")
+SHIPPED_CURRENCIES = ("eur", "usd", "gbp")
 
 
 @dataclass(frozen=True)
 class CurrencyLimits:
-    """Bounds and preset amounts of one donation currency, all in minor units."""
+    """``[donations.limits.<code>]``: bounds and preset amounts of one currency, in minor units."""
 
     min: int
     max: int
@@ -25,26 +25,44 @@ class CurrencyLimits:
 
 @dataclass(frozen=True)
 class DonationSettings:
-    currencies: list[str] = field(default_factory=lambda: ["eur"])
+    """``[donations]``: every accepted currency has a limits table with sane bounds and presets."""
+
+    currencies: list[str] = field(default_factory=lambda: list(SHIPPED_CURRENCIES))
     default_currency: str = "eur"
     default_interval: str = "once"
     product_name: str = "Donation"
-    limits: dict[str, Any] = field(default_factory=dict)
-    # Parsed from ``limits`` by donation_settings(); not a TOML key.
-    _bounds: dict[str, CurrencyLimits] = field(default_factory=dict, repr=False, compare=False)
+    limits: dict[str, CurrencyLimits] = field(
+        default_factory=lambda: {
+            code: CurrencyLimits(min=200, max=100000, presets=[500, 1000, 2500, 5000])
+            for code in SHIPPED_CURRENCIES
+        }
+    )
+
+    def __post_init__(self) -> None:
+        # Codes are compared lower-case everywhere (Stripe's form); a frozen dataclass sets its own
+        # normalised fields through object.__setattr__.
+        currencies = [c.lower() for c in self.currencies]
+        object.__setattr__(self, "currencies", currencies)
+        object.__setattr__(self, "default_currency", self.default_currency.lower())
+        if not currencies:
+            raise ConfigError("donations.currencies: accept at least one currency")
+        for code in currencies:
+            if not CURRENCY_RE.match(code):
+                raise ConfigError(f"donations.currencies: {code!r} is not a three-letter ISO code")
+            limits = self.limits.get(code)
+            if limits is None:
+                raise ConfigError(f"donations.limits.{code}: missing (min, max, presets for {code})")
+            if not 0 < limits.min <= limits.max:
+                raise ConfigError(f"donations.limits.{code}: need 0 < min <= max")
+            if any(not limits.min <= p <= limits.max for p in limits.presets):
+                raise ConfigError(f"donations.limits.{code}.presets: each must lie within min and max")
+        if self.default_currency not in currencies:
+            raise ConfigError("donations.default_currency must be one of donations.currencies")
+        if self.default_interval not in INTERVALS:
+            raise ConfigError(f"donations.default_interval must be one of {', '.join(INTERVALS)}")
 
     def bounds(self, currency: str) -> CurrencyLimits:
-        return self._bounds[currency]
-
-
-@dataclass(frozen=True)
-class AppealSettings:
-    headline: str = "Help keep us open"
-    text: str = ""
-    region_label: str = "Support our journalism"
-    subscribe_label: str = "Subscribe"
-    donate_label: str = "Donate"
-    close_label: str = "Close"
+        return self.limits[currency]
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,8 @@ class CheckoutSettings:
 
 @dataclass(frozen=True)
 class RateLimitSettings:
+    """``[ratelimit]``, with each limit string parsed once so a typo fails at start."""
+
     enabled: bool = True
     storage_uri: str = "auto"
     checkout_per_address: str = "10/minute;40/hour"
@@ -63,49 +83,24 @@ class RateLimitSettings:
     auth_failures_per_address: str = "10/minute;100/hour"
     proxy_hops: int = 0
 
+    def __post_init__(self) -> None:
+        for name in (
+            "checkout_per_address",
+            "checkout_per_reader",
+            "widget_per_address",
+            "auth_failures_per_address",
+        ):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"ratelimit.{name}: {exc}") from None
+        if self.proxy_hops < 0:
+            raise ConfigError("ratelimit.proxy_hops must be 0 or more")
+
 
 def donation_settings(settings: Settings) -> DonationSettings:
-    """``[donations]``, validated: every accepted currency has sane bounds and presets."""
-    cached = settings._sections.get("donations")
-    if isinstance(cached, DonationSettings) and cached._bounds:
-        return cached
-    raw = build_section("donations", settings.raw.get("donations", {}), DonationSettings)
-    currencies = [c.lower() for c in raw.currencies]
-    if not currencies:
-        raise ConfigError("donations.currencies: accept at least one currency")
-    bounds: dict[str, CurrencyLimits] = {}
-    for code in currencies:
-        if not CURRENCY_RE.match(code):
-            raise ConfigError(f"donations.currencies: {code!r} is not a three-letter ISO code")
-        table = raw.limits.get(code)
-        if table is None:
-            raise ConfigError(f"donations.limits.{code}: missing (min, max, presets for {code})")
-        limits = build_section(f"donations.limits.{code}", table, CurrencyLimits)
-        if not 0 < limits.min <= limits.max:
-            raise ConfigError(f"donations.limits.{code}: need 0 < min <= max")
-        if any(not limits.min <= p <= limits.max for p in limits.presets):
-            raise ConfigError(f"donations.limits.{code}.presets: each must lie within min and max")
-        bounds[code] = limits
-    default = raw.default_currency.lower()
-    if default not in bounds:
-        raise ConfigError("donations.default_currency must be one of donations.currencies")
-    if raw.default_interval not in INTERVALS:
-        raise ConfigError(f"donations.default_interval must be one of {', '.join(INTERVALS)}")
-    value = DonationSettings(
-        currencies=currencies,
-        default_currency=default,
-        default_interval=raw.default_interval,
-        product_name=raw.product_name,
-        limits=raw.limits,
-        _bounds=bounds,
-    )
-    settings._sections["donations"] = value
-    return value
-
-
-def appeal_settings(settings: Settings) -> AppealSettings:
-    """``[appeal]``: the widget's copy and labels (how long Close hides it is ``[access] dismiss_days``)."""
-    return settings.section("appeal", AppealSettings)
+    """The checked ``[donations]`` table (cached on the settings)."""
+    return settings.section("donations", DonationSettings)
 
 
 def checkout_settings(settings: Settings) -> CheckoutSettings:
@@ -114,18 +109,5 @@ def checkout_settings(settings: Settings) -> CheckoutSettings:
 
 
 def ratelimit_settings(settings: Settings) -> RateLimitSettings:
-    """``[ratelimit]``, with each limit string parsed once so a typo fails at start."""
-    value = settings.section("ratelimit", RateLimitSettings)
-    for name in (
-        "checkout_per_address",
-        "checkout_per_reader",
-        "widget_per_address",
-        "auth_failures_per_address",
-    ):
-        try:
-            parse_many(getattr(value, name))
-        except ValueError as exc:
-            raise ConfigError(f"ratelimit.{name}: {exc}") from None
-    if value.proxy_hops < 0:
-        raise ConfigError("ratelimit.proxy_hops must be 0 or more")
-    return value
+    """The checked ``[ratelimit]`` table (cached on the settings)."""
+    return settings.section("ratelimit", RateLimitSettings)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paywall.access.settings import access_settings
-from paywall.config import Settings
+from paywall.config import ConfigError, Settings
 
 
 @dataclass(frozen=True)
 class MailerSettings:
+    """``[mailer]``: appeals, the outbox worker and receipts (the SMTP connection is ``[mail]``)."""
+
     # Messages per minute for every sender (0: no limit); a campaign may set its own.
     rate_per_minute: int = 0
     # Appeal claims committed together before sending them (one durable commit per batch).
@@ -39,13 +42,36 @@ class MailerSettings:
     # The organisation's name in supporter mail and receipts.
     organisation: str = "us"
 
+    def __post_init__(self) -> None:
+        for name in (
+            "claim_batch",
+            "max_attempts",
+            "outbox_max_attempts",
+            "unsubscribe_ttl_days",
+            "link_ttl_days",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"mailer.{name} must be at least 1")
+        for name in ("rate_per_minute", "backoff_seconds", "outbox_retry_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"mailer.{name} must be 0 or more")
+        for name in ("timeout_seconds", "worker_poll_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"mailer.{name} must be more than 0")
+        try:
+            zoneinfo.ZoneInfo(self.receipts_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"mailer.receipts_timezone: unknown time zone {self.receipts_timezone!r}"
+            ) from None
+
 
 class MailNotConfigured(Exception):
     """Mail cannot be sent; the message names the variable to set."""
 
 
 def mailer_settings(settings: Settings) -> MailerSettings:
-    """The validated ``[mailer]`` table."""
+    """The checked ``[mailer]`` table (cached on the settings)."""
     return settings.section("mailer", MailerSettings)
 
 

@@ -11,40 +11,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, case, cast, func, literal
 from sqlalchemy.sql.elements import ColumnElement, SQLColumnExpression
 
-from paywall.config import ConfigError, Settings
+from paywall.config import Settings
+from paywall.reports.settings import report_settings
 
 TIME_GROUPS = ("month", "week", "day")
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    """The ``[reports]`` table of the configuration."""
-
-    timezone: str = "UTC"
-    # Which Stripe mode's money to report: "auto" (the configured key's mode; everything when no
-    # key is set), "live", "test" or "all".
-    livemode: str = "auto"
-    # Hours a /reports sign-in lasts.
-    session_hours: int = 8
-
-
-def report_settings(settings: Settings) -> ReportSettings:
-    """The validated ``[reports]`` section (a bad time zone or mode is a configuration error)."""
-    section = settings.section("reports", ReportSettings)
-    try:
-        ZoneInfo(section.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"reports.timezone: unknown time zone {section.timezone!r}") from None
-    if section.livemode not in ("auto", "live", "test", "all"):
-        raise ConfigError("reports.livemode must be auto, live, test or all")
-    if section.session_hours < 1:
-        raise ConfigError("reports.session_hours must be at least 1")
-    return section
 
 
 def livemode_filter(settings: Settings, requested: str | None = None) -> bool | None:

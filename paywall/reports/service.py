@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from paywall.config import Settings
 from paywall.reports.donors import donors_table
 from paywall.reports.payments import payments_table
-from paywall.reports.periods import Period, livemode_filter, report_settings
+from paywall.reports.periods import Period, livemode_filter
 from paywall.reports.revenue import revenue_report
+from paywall.reports.settings import report_settings
 from paywall.reports.subscriptions import subscriptions_table
 from paywall.reports.tables import INT, MONEY, Column, Table
 

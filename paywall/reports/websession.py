@@ -31,7 +31,7 @@ from paywall.config import Settings
 from paywall.context import current_db, current_settings
 from paywall.errors import not_configured
 from paywall.models import ApiKey, ReportSession
-from paywall.reports.periods import report_settings
+from paywall.reports.settings import report_settings
 
 log = logging.getLogger(__name__)
 

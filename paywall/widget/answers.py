@@ -23,10 +23,10 @@ from paywall import signing
 from paywall.access.anonymous import ANON_PREFIX, valid_browser_id
 from paywall.access.settings import access_settings
 from paywall.checkout.plans import offered_plans
-from paywall.checkout.settings import appeal_settings
 from paywall.config import Settings
 from paywall.schemas import validate_identifier
 from paywall.signin.settings import gate_settings
+from paywall.widget.settings import appeal_settings
 
 # Access tokens from the site or the browser access check, and personal links from the mailer.
 TOKEN_PURPOSES = ("access", "reader-link")
