@@ -136,7 +136,8 @@ def _find_checkout(session: Session, p: Payment) -> CheckoutSession | None:
 
 
 def relink_payment(session: Session, p: Payment) -> bool:
-    """Derive a payment's links, reader, kind and money facts from the stored rows (order-free)."""
+    """Derive a payment's links, reader, kind, plan and money facts from the stored rows
+    (order-free), then queue (or withdraw) its donation receipt. Whether a derived column changed."""
     before = _snapshot(p)
     inv = _find_invoice(session, p)
     if inv is not None:

@@ -160,7 +160,8 @@ def _payment_hints(session: Session, row: Payment, meta: Mapping[str, Any], recu
 
 def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
     """A succeeded payment intent: creates the payment row of its charge if the charge event has not
-    come yet, and adds what only the intent knows (its metadata)."""
+    come yet, and adds what only the intent knows (its metadata). Charge objects it embeds (older
+    API versions, expansion) are upserted first; any other intent only re-derives its payments."""
     pid = read_id(pi)
     if pid is None:
         raise ValueError("payment intent without an id")
@@ -209,7 +210,8 @@ def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
 
 
 def apply_balance_transaction(session: Session, bt: Obj) -> str:
-    """Fees and net from a balance transaction: onto its payment (charges) or dispute."""
+    """A balance transaction's fee, net and currency onto its payment (a charge's), or its fee onto
+    its dispute (the first fee seen is kept)."""
     source = read_id(bt.get("source"))
     if source is None or bt.get("fee") is None:
         return "ignored"
