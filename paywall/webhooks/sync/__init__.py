@@ -1,8 +1,8 @@
 """Stripe objects -> rows: one upsert per object type, guarded so the newest state wins.
 
 Each upsert is ``upsert_<object>(session, obj, source)``: it takes a Session and a ``Source`` and
-never commits; the webhook handlers, the replay, ``paywall stripe sync`` and /thanks call them
-inside ``derived.settled``. Modules, from the bottom up:
+never commits. The inbox (webhooks and replay) and ``paywall stripe sync`` call them inside
+``derived.settled``; /thanks calls ``derived.settle`` after them. Modules, from the bottom up:
 
 - ``fields``: strict readers of payload values (an absurd value raises ``InvalidField``).
 - ``ordering``: the ordering rule and ``Source``: which state a row keeps, whatever the order.
