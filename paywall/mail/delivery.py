@@ -8,7 +8,7 @@ on PostgreSQL, so several workers never wait on or take the same row, and a cond
 sent again: at most once. ``paywall mail retry ID`` puts one back when an operator knows it did not
 go out.
 
-Data each kind reads (written by paywall/webhooks/sync/notices.py): see the templates in mail/templates/.
+Data each kind reads (written by paywall/webhooks/sync.py): see the templates in mail/templates/.
 
 Sign-in mail (``signin_code``, ``delete_code``, queued by paywall/signin/service.py) is different:
 a reader is waiting for it, so it is claimed before any other due mail; its code and link wait
