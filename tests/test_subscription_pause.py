@@ -162,7 +162,9 @@ def test_paused_at_stays_put_when_the_same_pause_is_fetched_again(db: Database) 
     """A pause first seen by ``paywall stripe sync`` (no stored event shows it) keeps the start
     the first fetch saw; fetching it again later must not move it forward (closed months of the
     subscriptions report would change)."""
-    from paywall.webhooks.sync import Source, settle, upsert_subscription
+    from paywall.webhooks.sync.derived import settle
+    from paywall.webhooks.sync.ordering import Source
+    from paywall.webhooks.sync.subscriptions import upsert_subscription
 
     events = load_scenario("a")
     state = copy.deepcopy([e for e in events if e["data"]["object"].get("object") == "subscription"][-1])

@@ -19,7 +19,8 @@ from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Base, Database
 from paywall.models import Payment, StripeEvent
-from paywall.webhooks import handlers, sync
+from paywall.webhooks import handlers
+from paywall.webhooks.sync import payments as sync
 from tests.conftest import WEBHOOK_SECRET
 from tests.stripe_helpers import body_of, deliver, load_scenario, sign
 

@@ -47,11 +47,11 @@ from paywall.signin import identity
 from paywall.signin.codes import hash_secret, issue_return_token
 from paywall.signin.settings import signin_settings
 from paywall.stripe_gateway import make_client, stripe_error
-from paywall.webhooks import sync
-from paywall.webhooks.fields import read_text, read_timestamp
 from paywall.webhooks.handlers import related_ids
 from paywall.webhooks.inbox import lock_key, take_locks
-from paywall.webhooks.sync import Obj, Source
+from paywall.webhooks.sync import checkout_sessions, customers, derived, invoices, payments, subscriptions
+from paywall.webhooks.sync.fields import Obj, read_text, read_timestamp
+from paywall.webhooks.sync.ordering import Source
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +162,16 @@ def record(session: Session, cs: Obj, src: Source) -> str:
     # What the session paid for first, then the session itself, whose links reach all of them (the
     # order checkout.session.completed usually comes in; the sync is order-free either way).
     if isinstance(customer, Mapping):
-        sync.upsert_customer(session, customer, src)
+        customers.upsert_customer(session, customer, src)
     if isinstance(subscription, Mapping):
-        sync.upsert_subscription(session, subscription, src)
+        subscriptions.upsert_subscription(session, subscription, src)
     if isinstance(invoice, Mapping):
-        sync.upsert_invoice(session, invoice, src)
+        invoices.upsert_invoice(session, invoice, src)
     if isinstance(intent, Mapping):
         # Its expanded latest_charge makes the payment row (upsert_payment_intent handles both).
-        sync.upsert_payment_intent(session, intent, src)
-    outcome = sync.upsert_checkout_session(session, cs, src)
-    sync.settle(session)
+        payments.upsert_payment_intent(session, intent, src)
+    outcome = checkout_sessions.upsert_checkout_session(session, cs, src)
+    derived.settle(session)
     return outcome
 
 
@@ -212,8 +212,8 @@ def payer(session: Session, csid: str, cs: Obj, now: dt.datetime) -> tuple[Reade
         return None, False
     if row.reader_id is None:
         row.reader_id = reader.id
-        sync.link_checkout(session, row)
-        sync.settle(session)
+        checkout_sessions.link_checkout(session, row)
+        derived.settle(session)
     return reader, known is None
 
 
@@ -251,7 +251,7 @@ def sign_in_once(
     session: Session, settings: Settings, csid: str, cs: Obj, reader: Reader, now: dt.datetime
 ) -> Thanked:
     """A one-time return token for ``reader``, the first time this session asks within the window."""
-    kind = sync.checkout_kind(cs)
+    kind = checkout_sessions.checkout_kind(cs)
     created = read_timestamp(cs.get("created")) or now
     until = created + SIGNIN_WINDOW
     if now >= until:
@@ -274,12 +274,12 @@ def complete(db: Database, settings: Settings, session_id: str, *, now: dt.datet
             _lock(session, cs)
             record(session, cs, src)
             if _signed_in_before(session, session_id):
-                return Thanked(sync.checkout_kind(cs), "used")
+                return Thanked(checkout_sessions.checkout_kind(cs), "used")
             reader, may_sign_in = payer(session, session_id, cs, now)
             if reader is None:
-                return Thanked(sync.checkout_kind(cs), "none")
+                return Thanked(checkout_sessions.checkout_kind(cs), "none")
             if not may_sign_in:
-                return Thanked(sync.checkout_kind(cs), "known_email")
+                return Thanked(checkout_sessions.checkout_kind(cs), "known_email")
             return sign_in_once(session, settings, session_id, cs, reader, now)
     except ValueError as exc:  # InvalidField is one
         # An object no real Stripe answer has: the webhook records it (or names it) instead.

@@ -5,7 +5,7 @@ Money is integer minor units plus a lowercase ISO currency. Times are aware UTC.
 
 Ordering: each mirrored row remembers the ``created`` time and id of the event that last wrote it
 (``synced_event_at``, ``synced_event_id``); the sync applies an event only if it is not older than
-that (see paywall/webhooks/sync.py for the exact rule, including same-second ties).
+that (see paywall/webhooks/sync/ordering.py for the exact rule, including same-second ties).
 """
 
 from __future__ import annotations

@@ -33,9 +33,10 @@ def stripe_group() -> None:
 @click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True)
 @pass_ctx
 def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None:
-    """Page through customers, subscriptions, invoices, charges, refunds, disputes and balance
-    transactions; upsert them and print every row created or changed (id and fields), per list
-    what happened, and the lists that failed (then exit 1). An interrupted run resumes where it stopped."""
+    """Page through customers, subscriptions, Checkout Sessions, invoices, charges, refunds,
+    disputes and balance transactions, then fetch the charge of any refund without a payment;
+    upsert them and print every row created or changed (id and fields), per list what happened,
+    and the lists that failed (then exit 1). An interrupted run resumes where it stopped."""
     from paywall.errors import ApiError
     from paywall.stripe_gateway import make_client
     from paywall.webhooks import reconcile

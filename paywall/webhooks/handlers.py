@@ -7,9 +7,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from paywall.webhooks import sync
-from paywall.webhooks.fields import InvalidField, safe_id
-from paywall.webhooks.sync import Obj, Source
+from paywall.webhooks.sync import (
+    checkout_sessions,
+    customers,
+    disputes,
+    invoices,
+    notices,
+    payments,
+    refunds,
+    subscriptions,
+)
+from paywall.webhooks.sync.fields import InvalidField, Obj, safe_id
+from paywall.webhooks.sync.ordering import Source
 
 Handler = Callable[[Session, Obj, Source], str]
 
@@ -22,60 +31,60 @@ def _expect(obj: Obj, *objects: str) -> None:
 
 def customer(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "customer")
-    return sync.upsert_customer(session, obj, src, deleted=src.event_type == "customer.deleted")
+    return customers.upsert_customer(session, obj, src, deleted=src.event_type == "customer.deleted")
 
 
 def subscription(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "subscription")
-    return sync.upsert_subscription(session, obj, src)
+    return subscriptions.upsert_subscription(session, obj, src)
 
 
 def trial_will_end(session: Session, obj: Obj, src: Source) -> str:
     outcome = subscription(session, obj, src)
-    sync.queue_trial_ending(session, obj)
+    notices.queue_trial_ending(session, obj)
     return outcome
 
 
 def checkout_session(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "checkout.session")
-    return sync.upsert_checkout_session(session, obj, src)
+    return checkout_sessions.upsert_checkout_session(session, obj, src)
 
 
 def invoice(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "invoice")
-    return sync.upsert_invoice(session, obj, src)
+    return invoices.upsert_invoice(session, obj, src)
 
 
 def invoice_payment_failed(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "invoice")
-    outcome = sync.upsert_invoice(session, obj, src, failed=True)
-    sync.queue_payment_failed(session, obj)
+    outcome = invoices.upsert_invoice(session, obj, src, failed=True)
+    notices.queue_payment_failed(session, obj)
     return outcome
 
 
 def invoice_payment(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "invoice_payment")
-    return sync.link_invoice_payment(session, obj, src)
+    return invoices.link_invoice_payment(session, obj, src)
 
 
 def payment_intent(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "payment_intent")
-    return sync.upsert_payment_intent(session, obj, src)
+    return payments.upsert_payment_intent(session, obj, src)
 
 
 def charge(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "charge")
-    return sync.upsert_charge(session, obj, src)
+    return payments.upsert_charge(session, obj, src)
 
 
 def refund(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "refund")
-    return sync.upsert_refund(session, obj, src)
+    return refunds.upsert_refund(session, obj, src)
 
 
 def dispute(session: Session, obj: Obj, src: Source) -> str:
     _expect(obj, "dispute")
-    return sync.upsert_dispute(session, obj, src)
+    return disputes.upsert_dispute(session, obj, src)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -138,8 +147,8 @@ def related_ids(obj: Mapping[str, Any]) -> set[str]:
             ids.add(found)
     if obj.get("object") == "invoice":
         try:
-            sub = sync.invoice_subscription_id(obj)
-            ids.update(sync.invoice_payment_intents(obj))
+            sub = invoices.invoice_subscription_id(obj)
+            ids.update(invoices.invoice_payment_intents(obj))
         except (InvalidField, AttributeError, TypeError):
             sub = None
         if sub:

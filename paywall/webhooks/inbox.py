@@ -26,10 +26,18 @@ from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
 from paywall.models import StripeEvent
 from paywall.readers.erased import mentions_erased
-from paywall.webhooks.fields import InvalidField, has_non_finite, json_safe, read_id, read_timestamp, safe_id
 from paywall.webhooks.handlers import HANDLERS, related_ids
 from paywall.webhooks.readers import redact
-from paywall.webhooks.sync import Source, forget, settle
+from paywall.webhooks.sync.derived import settled
+from paywall.webhooks.sync.fields import (
+    InvalidField,
+    has_non_finite,
+    json_safe,
+    read_id,
+    read_timestamp,
+    safe_id,
+)
+from paywall.webhooks.sync.ordering import Source
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +156,9 @@ def process(session: Session, row: StripeEvent, event: Mapping[str, Any], settin
         row.status, row.error = "ignored", None
         return row.status
     try:
-        with session.begin_nested():
+        with settled(session):
             outcome = handler(session, event["data"]["object"], _source(event))
-            settle(session)
     except Exception as exc:
-        forget(session)
         if is_transient(exc) or isinstance(exc, IntegrityError):
             # A concurrent writer or an unavailable database: let the whole delivery be retried.
             raise TransientDatabaseError(str(type(exc).__name__)) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -167,13 +167,7 @@ def erase_reader_data(session: Session, subject: Subject) -> None:
     about those objects. Adds the customer ids and addresses found to ``subject``, so they can be
     remembered as erased (paywall.erasure)."""
     rid = subject.reader.id
-    customers = set(
-        session.scalars(select(StripeCustomer.stripe_customer_id).where(StripeCustomer.reader_id == rid))
-    )
-    for linked in (Payment, CheckoutSession, Subscription, Invoice):
-        customers |= _ids(
-            session.execute(select(linked.stripe_customer_id).where(linked.reader_id == rid)).all()
-        )
+    customers = _their_customers(session, rid)
     subject.stripe_customer_ids |= customers
     cids = sorted(customers)
     for model in (Payment, CheckoutSession, StripeCustomer):
@@ -189,6 +183,34 @@ def erase_reader_data(session: Session, subject: Subject) -> None:
             model.reader_id == rid, model.stripe_customer_id.in_(cids), func.lower(model.email).in_(lowered)
         )
 
+    # Found before the details are blanked: ``theirs`` matches on the addresses too.
+    object_ids = _their_object_ids(session, rid, cids, theirs)
+    for model in (Payment, CheckoutSession, StripeCustomer):
+        session.execute(
+            update(model)
+            .where(theirs(model))
+            .values(email=None, name=None)
+            .execution_options(synchronize_session="fetch")
+        )
+    _redact_events(session, object_ids)
+
+
+def _their_customers(session: Session, rid: int) -> set[str]:
+    """The Stripe customers linked to the reader, directly or through a row of theirs."""
+    customers = set(
+        session.scalars(select(StripeCustomer.stripe_customer_id).where(StripeCustomer.reader_id == rid))
+    )
+    for linked in (Payment, CheckoutSession, Subscription, Invoice):
+        customers |= _ids(
+            session.execute(select(linked.stripe_customer_id).where(linked.reader_id == rid)).all()
+        )
+    return customers
+
+
+def _their_object_ids(session: Session, rid: int, cids: list[str], theirs: Callable[[Any], Any]) -> set[str]:
+    """The Stripe ids of every object of the person's: payments and what they came through,
+    Checkout Sessions, customers, invoices, subscriptions, and the refunds and disputes of their
+    charges."""
     payments = session.execute(
         select(
             Payment.stripe_charge_id,
@@ -223,15 +245,12 @@ def erase_reader_data(session: Session, subject: Subject) -> None:
     object_ids |= _ids(
         session.execute(select(Dispute.stripe_dispute_id).where(Dispute.stripe_charge_id.in_(charges))).all()
     )
-    for model in (Payment, CheckoutSession, StripeCustomer):
-        session.execute(
-            update(model)
-            .where(theirs(model))
-            .values(email=None, name=None)
-            .execution_options(synchronize_session="fetch")
-        )
+    return object_ids
+
+
+def _redact_events(session: Session, object_ids: set[str]) -> None:
+    """Events name their object: redact every stored event about one of the person's objects."""
     if not object_ids:
         return
-    # Events name their object: redact every stored event about one of the person's objects.
     for event in session.scalars(select(StripeEvent).where(StripeEvent.object_id.in_(sorted(object_ids)))):
         event.payload = redact(event.payload)

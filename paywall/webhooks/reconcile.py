@@ -2,7 +2,7 @@
 
 The repair for missed webhooks and the only source of fees (webhook payloads carry only the
 balance transaction's id). A fetched object is the current state, so it is applied with the fetch
-time and beats any event from the same second (see ``sync`` for the rule).
+time and beats any event from the same second (see ``sync.ordering`` for the rule).
 
 Last, the charge of every refund whose charge was never recorded as a payment (older than the
 service, or than ``--since``) is fetched, so the refund goes with its payment.
@@ -34,31 +34,40 @@ from sqlalchemy.orm import Session, UOWTransaction
 from paywall import clock
 from paywall.db import Database
 from paywall.models import Payment, Refund, SyncCursor
-from paywall.webhooks import sync
-from paywall.webhooks.fields import InvalidField, safe_id
 from paywall.webhooks.handlers import related_ids
 from paywall.webhooks.inbox import lock_key, take_locks
-from paywall.webhooks.sync import Obj, Source
+from paywall.webhooks.sync import (
+    checkout_sessions,
+    customers,
+    disputes,
+    invoices,
+    payments,
+    refunds,
+    subscriptions,
+)
+from paywall.webhooks.sync.derived import settled
+from paywall.webhooks.sync.fields import InvalidField, Obj, safe_id
+from paywall.webhooks.sync.ordering import Source
 
 RUN = "run"
 PAGE_SIZE = 100
 
 
 def _charge(session: Session, obj: Obj, src: Source) -> str:
-    outcome = sync.upsert_charge(session, obj, src)
+    outcome = payments.upsert_charge(session, obj, src)
     pi = obj.get("payment_intent")
     if isinstance(pi, Mapping):
         # Expanded: the intent's metadata (reader, campaign, kind) is only there.
-        sync.upsert_payment_intent(session, pi, src)
+        payments.upsert_payment_intent(session, pi, src)
     return outcome
 
 
 def _invoice(session: Session, obj: Obj, src: Source) -> str:
-    return sync.upsert_invoice(session, obj, src)
+    return invoices.upsert_invoice(session, obj, src)
 
 
 def _balance_transaction(session: Session, obj: Obj, src: Source) -> str:
-    return sync.apply_balance_transaction(session, obj)
+    return payments.apply_balance_transaction(session, obj)
 
 
 @dataclass(frozen=True)
@@ -71,15 +80,18 @@ class StripeList:
 
 CHARGES = StripeList("charges", "/v1/charges", {"expand": ["data.payment_intent"]}, _charge)
 LISTS = (
-    StripeList("customers", "/v1/customers", {}, lambda s, o, src: sync.upsert_customer(s, o, src)),
-    StripeList("subscriptions", "/v1/subscriptions", {"status": "all"}, sync.upsert_subscription),
+    StripeList("customers", "/v1/customers", {}, lambda s, o, src: customers.upsert_customer(s, o, src)),
+    StripeList("subscriptions", "/v1/subscriptions", {"status": "all"}, subscriptions.upsert_subscription),
     StripeList(
-        "checkout_sessions", "/v1/checkout/sessions", {"status": "complete"}, sync.upsert_checkout_session
+        "checkout_sessions",
+        "/v1/checkout/sessions",
+        {"status": "complete"},
+        checkout_sessions.upsert_checkout_session,
     ),
     StripeList("invoices", "/v1/invoices", {"expand": ["data.payments"]}, _invoice),
     CHARGES,
-    StripeList("refunds", "/v1/refunds", {}, sync.upsert_refund),
-    StripeList("disputes", "/v1/disputes", {}, sync.upsert_dispute),
+    StripeList("refunds", "/v1/refunds", {}, refunds.upsert_refund),
+    StripeList("disputes", "/v1/disputes", {}, disputes.upsert_dispute),
     StripeList("balance_transactions", "/v1/balance_transactions", {}, _balance_transaction),
 )
 
@@ -116,8 +128,9 @@ def _row_key(obj: Any) -> tuple[str, str]:
 
 @dataclass
 class Tally:
-    """What a run changed, per list and outcome (created, updated, unchanged, stale, ignored), the
-    rows it created or changed, the lists that failed (name -> reason), and why it stopped, if so."""
+    """What a run changed, per list and outcome (created, updated, unchanged, stale, ignored,
+    invalid; missing for a refund's charge Stripe no longer knows), the rows it created or changed,
+    the lists that failed (name -> reason), and why it stopped, if so."""
 
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
@@ -313,11 +326,9 @@ def _apply_page(session: Session, item: StripeList, objects: list[Obj], tally: T
         return Source.fetch(livemode=bool(obj.get("livemode")), at=at)
 
     try:
-        with session.begin_nested():
+        with settled(session):
             outcomes = [item.apply(session, obj, source(obj)) for obj in objects]
-            sync.settle(session)
     except InvalidField:
-        sync.forget(session)
         tally.drop()
     else:
         for outcome in outcomes:
@@ -325,11 +336,9 @@ def _apply_page(session: Session, item: StripeList, objects: list[Obj], tally: T
         return
     for obj in objects:
         try:
-            with session.begin_nested():
+            with settled(session):
                 outcome = item.apply(session, obj, source(obj))
-                sync.settle(session)
         except InvalidField as exc:
-            sync.forget(session)
             tally.drop()
             tally.add(item.name, "invalid")
             tally.invalid.append(f"{item.name} {safe_id(obj)}: {exc.describe(obj)}")

@@ -7,6 +7,8 @@ records the event ``failed`` with the field's path (``data.object.amount: ...``)
 everything the handler did, so no such value reaches a row, a sum or a spreadsheet.
 
 Error texts name the field and the kind of value, never the value itself (it may be personal).
+``mapping`` and ``metadata`` read containers: a field that is not an object (null, an unexpanded
+id) reads as an empty one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ MAX_TIMESTAMP = 7_258_118_400
 CURRENCY = re.compile(r"[a-z]{3}")
 # C0 controls, DEL and C1 controls: never in a name, an id or a code.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# A Stripe object as the JSON parser made it.
+Obj = Mapping[str, Any]
 
 
 class InvalidField(ValueError):
@@ -85,6 +90,16 @@ def _kind(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return type(value).__name__
+
+
+def mapping(value: Any) -> Obj:
+    """``value`` when it is an object; an empty one otherwise (an absent or unexpanded field)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def metadata(obj: Obj) -> Obj:
+    """The object's ``metadata``; empty when it has none."""
+    return mapping(obj.get("metadata"))
 
 
 def read_id(value: Any) -> str | None:

@@ -1,0 +1,300 @@
+"""Derived facts: what the sync recomputes from the stored rows after every change, so they do not
+depend on the order the inputs arrived in (rule 3 of ``ordering``).
+
+A payment's kind, links and reader; its refunded amount (the sum of its counted refunds, at most
+its amount); the charge-only part of its refunds (what the charge's ``amount_refunded`` says beyond
+its refund objects, dated by the charge state that first showed it: see
+``refresh_charge_refunds``); its dispute state (lost amount: the dispute amount when lost or while
+funds are withdrawn, 0 when won or reinstated); a subscription's ``payment_failed_at`` (the
+earliest first failure among its invoices that are still unpaid); a payment's price and plan (the
+price of its invoice's service line, which wins over the subscription's current price, else the
+subscription's; the plan is that price's name in ``stripe_prices``, kept newest-wins from every
+state that shows the price, stale ones too), so a payment keeps the plan it paid for after an
+upgrade.
+
+An upsert that changes a row marks the payments it may bear on (``relink_payments``); ``settled``
+wraps a group of upserts and re-derives each marked payment once at its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from paywall.models import (
+    CheckoutSession,
+    Dispute,
+    Invoice,
+    Payment,
+    Refund,
+    StripeCustomer,
+    StripePrice,
+    Subscription,
+)
+from paywall.models.billing import COUNTED_REFUND_STATUSES
+from paywall.webhooks.sync.notices import UNPAID_INVOICE, queue_receipt, withdraw_pending
+from paywall.webhooks.sync.ordering import fill
+from paywall.webhooks.sync.rows import ROW_CACHE, find_row
+
+KINDS = ("subscription", "donation")
+PENDING_RELINK = "paywall.webhooks.relink"
+
+
+def kind_of(value: Any) -> str | None:
+    """``value`` when it names a payment kind, else None."""
+    return value if value in KINDS else None
+
+
+def relink_payments(
+    session: Session,
+    *,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+    invoice_id: str | None = None,
+    payment_intent_id: str | None = None,
+    charge_id: str | None = None,
+    price_id: str | None = None,
+) -> None:
+    """Mark every payment related to the given ids for ``settle`` to re-derive."""
+    conds = []
+    if customer_id:
+        conds.append(Payment.stripe_customer_id == customer_id)
+    if subscription_id:
+        conds.append(Payment.stripe_subscription_id == subscription_id)
+    if invoice_id:
+        conds.append(Payment.stripe_invoice_id == invoice_id)
+    if payment_intent_id:
+        conds.append(Payment.stripe_payment_intent_id == payment_intent_id)
+    if charge_id:
+        conds.append(Payment.stripe_charge_id == charge_id)
+    if price_id:
+        conds.append(Payment.stripe_price_id == price_id)
+    if not conds:
+        return
+    pending = session.info.setdefault(PENDING_RELINK, {})
+    for payment in session.scalars(select(Payment).where(or_(*conds)).order_by(Payment.id)):
+        pending[payment.id] = payment
+
+
+def settle(session: Session) -> None:
+    """Re-derive each payment marked by ``relink_payments`` once (one object often marks the same
+    payment several times)."""
+    pending: dict[int, Payment] = session.info.pop(PENDING_RELINK, {})
+    for _, payment in sorted(pending.items()):
+        relink_payment(session, payment)
+
+
+def _forget(session: Session) -> None:
+    """Drop the transaction's remembered rows and pending work: after a savepoint rollback they
+    would name rows that no longer exist, or old states of rows."""
+    session.info.pop(ROW_CACHE, None)
+    session.info.pop(PENDING_RELINK, None)
+
+
+@contextmanager
+def settled(session: Session) -> Iterator[None]:
+    """Run a group of upserts in a savepoint that ends with their derived facts settled.
+
+    On success ``settle`` runs inside the savepoint, before it is released. On any error the
+    savepoint is rolled back, the remembered rows and marks are dropped, and the error goes on to
+    the caller (the inbox records the event failed, the reconcile retries object by object)."""
+    try:
+        with session.begin_nested():
+            yield
+            settle(session)
+    except BaseException:
+        _forget(session)
+        raise
+
+
+def _find_invoice(session: Session, p: Payment) -> Invoice | None:
+    if p.stripe_invoice_id:
+        found = find_row(session, Invoice, Invoice.stripe_invoice_id, p.stripe_invoice_id)
+        if found is not None:
+            return found
+    conds = [Invoice.stripe_charge_id == p.stripe_charge_id]
+    if p.stripe_payment_intent_id:
+        conds.append(Invoice.stripe_payment_intent_id == p.stripe_payment_intent_id)
+    return session.scalar(select(Invoice).where(or_(*conds)).order_by(Invoice.id).limit(1))
+
+
+def _find_checkout(session: Session, p: Payment) -> CheckoutSession | None:
+    conds = []
+    if p.stripe_checkout_session_id:
+        conds.append(CheckoutSession.stripe_checkout_session_id == p.stripe_checkout_session_id)
+    if p.stripe_payment_intent_id:
+        conds.append(CheckoutSession.stripe_payment_intent_id == p.stripe_payment_intent_id)
+    if p.stripe_invoice_id:
+        conds.append(CheckoutSession.stripe_invoice_id == p.stripe_invoice_id)
+    if not conds:
+        return None
+    return session.scalar(select(CheckoutSession).where(or_(*conds)).order_by(CheckoutSession.id).limit(1))
+
+
+def relink_payment(session: Session, p: Payment) -> bool:
+    """Derive a payment's links, reader, kind, plan and money facts from the stored rows
+    (order-free), then queue (or withdraw) its donation receipt. Whether a derived column changed."""
+    before = _snapshot(p)
+    inv = _find_invoice(session, p)
+    if inv is not None:
+        fill(p, "stripe_invoice_id", inv.stripe_invoice_id)
+        fill(p, "stripe_subscription_id", inv.stripe_subscription_id)
+        fill(p, "stripe_customer_id", inv.stripe_customer_id)
+        if inv.stripe_price_id is not None:
+            # What the invoice billed wins over the subscription's price, even one filled before.
+            p.stripe_price_id = inv.stripe_price_id
+        fill(p, "reader_id", inv.reader_id)
+        p.recurring = p.recurring or inv.stripe_subscription_id is not None
+    cs = _find_checkout(session, p)
+    if cs is not None:
+        fill(p, "stripe_checkout_session_id", cs.stripe_checkout_session_id)
+        fill(p, "reader_id", cs.reader_id)
+        fill(p, "campaign", cs.campaign)
+        fill(p, "email", cs.email)
+        fill(p, "name", cs.name)
+        fill(p, "stripe_subscription_id", cs.stripe_subscription_id)
+        fill(p, "stripe_customer_id", cs.stripe_customer_id)
+    sub = None
+    if p.stripe_subscription_id:
+        sub = find_row(session, Subscription, Subscription.stripe_subscription_id, p.stripe_subscription_id)
+        p.recurring = True
+    if sub is not None:
+        fill(p, "reader_id", sub.reader_id)
+        fill(p, "campaign", sub.campaign)
+        fill(p, "stripe_price_id", sub.stripe_price_id)
+    _refresh_plan(session, p, sub)
+    if p.stripe_customer_id:
+        cus = find_row(session, StripeCustomer, StripeCustomer.stripe_customer_id, p.stripe_customer_id)
+        if cus is not None:
+            fill(p, "reader_id", cus.reader_id)
+            fill(p, "email", cus.email)
+            fill(p, "name", cus.name)
+    kind = (
+        p.kind_hint
+        or (cs.kind if cs is not None and cs.kind in KINDS else None)
+        or (sub.kind if sub is not None else None)
+        or ("subscription" if p.recurring or inv is not None else "donation")
+    )
+    p.kind = kind
+    _refresh_money(session, p)
+    changed = _snapshot(p) != before
+    if p.kind == "donation":
+        queue_receipt(session, p)
+    elif before["kind"] == "donation":
+        withdraw_pending(session, f"receipt:{p.stripe_charge_id}", "not a donation")
+    return changed
+
+
+def _refresh_plan(session: Session, p: Payment, sub: Subscription | None) -> None:
+    """The plan a payment paid for: the name of its own price (``stripe_prices``), else its
+    subscription's plan when that is still the same price. Never the plan the subscription moved
+    to later; left as it is when neither is known (rows synced before ``stripe_prices`` existed)."""
+    if p.stripe_price_id is None:
+        return
+    price = find_row(session, StripePrice, StripePrice.stripe_price_id, p.stripe_price_id)
+    if price is not None and price.plan is not None:
+        p.plan = price.plan
+    elif sub is not None and sub.stripe_price_id == p.stripe_price_id and sub.plan is not None:
+        p.plan = sub.plan
+
+
+def _snapshot(p: Payment) -> dict[str, Any]:
+    return {c: getattr(p, c) for c in DERIVED_PAYMENT_COLUMNS}
+
+
+DERIVED_PAYMENT_COLUMNS = (
+    "stripe_invoice_id",
+    "stripe_subscription_id",
+    "stripe_customer_id",
+    "stripe_checkout_session_id",
+    "stripe_price_id",
+    "reader_id",
+    "kind",
+    "recurring",
+    "plan",
+    "campaign",
+    "email",
+    "name",
+    "refunded_minor",
+    "dispute_status",
+    "disputed_minor",
+    "dispute_fee_minor",
+)
+
+
+CLOSED_DISPUTE_WON = ("won", "warning_closed", "prevented")
+
+
+def _dispute_lost(d: Dispute) -> int:
+    if d.status in CLOSED_DISPUTE_WON or d.funds_reinstated_at is not None:
+        return 0
+    if d.status == "lost" or d.funds_withdrawn_at is not None:
+        return d.amount_minor
+    return 0
+
+
+def _counted(r: Refund) -> bool:
+    return r.status is None or r.status in COUNTED_REFUND_STATUSES
+
+
+def refresh_charge_refunds(refunds: Iterable[Refund], amount_refunded: int) -> None:
+    """Give each charge-only refund row of one charge its amount, so that refund objects and
+    charge-only rows together count the charge's refunded amount exactly once, each part dated.
+
+    The charge-only total is what the newest charge state's ``amount_refunded`` says beyond the
+    counted refund objects. Each charge state is a dated step (by ``t`` the charge had ``X``
+    refunded); a step's row gets what, by then, no refund object made before it accounts for.
+    """
+    rows = list(refunds)
+    objects = [r for r in rows if r.charge_amount_refunded is None and _counted(r)]
+    steps = sorted(
+        (r for r in rows if r.charge_amount_refunded is not None),
+        key=lambda r: (r.stripe_created, r.charge_amount_refunded or 0),
+    )
+    unknown = max(0, amount_refunded - sum(r.amount_minor for r in objects))
+    reached = counted = 0
+    for step in steps:
+        reached = max(reached, step.charge_amount_refunded or 0)
+        known = sum(r.amount_minor for r in objects if r.stripe_created <= step.stripe_created)
+        now = min(unknown, max(counted, reached - known))
+        if step.amount_minor != now - counted:
+            step.amount_minor = now - counted
+        counted = now
+
+
+def _refresh_money(session: Session, p: Payment) -> None:
+    refunds = list(session.scalars(select(Refund).where(Refund.stripe_charge_id == p.stripe_charge_id)))
+    refresh_charge_refunds(refunds, p.charge_refunded_minor)
+    refunded = sum(r.amount_minor for r in refunds if _counted(r))
+    p.refunded_minor = min(p.amount_minor, refunded)
+    disputes = list(
+        session.scalars(
+            select(Dispute)
+            .where(Dispute.stripe_charge_id == p.stripe_charge_id)
+            .order_by(Dispute.opened_at, Dispute.id)
+        )
+    )
+    if disputes:
+        p.dispute_status = disputes[-1].status
+        p.disputed_minor = min(p.amount_minor, sum(_dispute_lost(d) for d in disputes))
+        p.dispute_fee_minor = sum(d.fee_minor or 0 for d in disputes)
+
+
+def refresh_payment_failed(session: Session, sub: Subscription) -> None:
+    """``payment_failed_at``: the earliest first failure among the subscription's unpaid invoices."""
+    first = session.scalars(
+        select(Invoice.payment_failed_at)
+        .where(
+            Invoice.stripe_subscription_id == sub.stripe_subscription_id,
+            Invoice.status.in_(UNPAID_INVOICE),
+            Invoice.payment_failed_at.is_not(None),
+        )
+        .order_by(Invoice.payment_failed_at)
+        .limit(1)
+    ).first()
+    if sub.payment_failed_at != first:
+        sub.payment_failed_at = first
