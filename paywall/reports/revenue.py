@@ -29,7 +29,6 @@ from paywall.reports.periods import TIME_GROUPS, Period, bucket_expr, bucket_lab
 from paywall.reports.sums import combine, wide_sum
 
 GROUPS = (*TIME_GROUPS, "kind", "plan", "campaign")
-AMOUNTS = ("gross", "refunds", "disputes", "fees", "net")
 
 # Dispute statuses that take no money: won, and inquiries ("warning_*") that never withdraw funds.
 UNLOST_DISPUTE_STATUSES = (
