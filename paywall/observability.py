@@ -128,7 +128,8 @@ class RequestIdFilter(logging.Filter):
 
 
 def configure_logging(level: str, *, json_logs: bool = True) -> None:
-    """JSON lines on stderr at ``level``, each with its request id. Idempotent."""
+    """JSON (or, with ``json_logs`` false, plain) lines on stderr at ``level``, each with its
+    request id. Idempotent."""
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_paywall", False)), None)
     if handler is None:
