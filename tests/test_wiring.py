@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flask_smorest
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 import paywall
+from paywall.api import Blueprint
 from paywall.db import Database
 from tests.stripe_helpers import deliver_all
 from tests.test_erasure import GUEST_EMAIL, GUEST_NAME, donation_for, personal_data_left
@@ -115,3 +118,15 @@ def test_erasure_from_a_plain_script_blanks_the_donors_payment(
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["erased", "no app, no cli"]
     assert personal_data_left(db, GUEST_EMAIL, GUEST_NAME) == []
+
+
+def test_every_api_blueprint_refuses_unknown_query_parameters(app: Flask) -> None:
+    """The strict parser comes with paywall.api.Blueprint, not a process-wide patch: an API
+    blueprint made from flask-smorest's own class would quietly accept ``?stauts=failed``."""
+    plain = [
+        name
+        for name, blueprint in app.blueprints.items()
+        if isinstance(blueprint, flask_smorest.Blueprint) and not isinstance(blueprint, Blueprint)
+    ]
+    assert plain == []
+    assert flask_smorest.Blueprint.ARGUMENTS_PARSER is not Blueprint.ARGUMENTS_PARSER
