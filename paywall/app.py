@@ -2,93 +2,42 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
 
-from apispec import BasePlugin
 from flask import Flask, Response, current_app, render_template
-from flask_smorest import Api, Blueprint
-from marshmallow import RAISE
-from webargs.flaskparser import FlaskParser
 
-from paywall import __version__
+from paywall import __version__, health, observability, wellknown
+from paywall.access import browser as access_browser
+from paywall.access import views as access_views
+from paywall.account import views as account_views
+from paywall.api import PaywallApi, ProblemContentPlugin
 from paywall.auth import KeyCache
+from paywall.campaigns import views as campaigns_views
+from paywall.checkout import pages as checkout_pages
+from paywall.checkout import views as checkout_views
 from paywall.config import Settings, load_settings
 from paywall.context import DB_KEY, SETTINGS_KEY
 from paywall.db import Database
 from paywall.errors import register_error_handlers
-from paywall.schemas import READER_ID_PARAM_SCHEMA, ProblemSchema, ReaderIdConverter
+from paywall.readers import views as readers_views
+from paywall.reports import views as reports_views
+from paywall.schemas import READER_ID_PARAM_SCHEMA, ReaderIdConverter
 from paywall.sections import check_serving, check_settings, log_startup_warnings
+from paywall.signin import views as signin_views
+from paywall.webhooks import views as webhooks_views
+from paywall.widget import views as widget_views
 
 log = logging.getLogger("paywall")
 
-# Feature modules with an ``init_app(app, api)``: each registers its blueprints, CLI-independent.
-FEATURES = [
-    "paywall.observability",
-    "paywall.health",
-    "paywall.readers.views",
-    "paywall.access.views",
-    "paywall.access.browser",
-    "paywall.webhooks.views",
-    "paywall.wellknown",
-    "paywall.reports.views",
-    "paywall.checkout.views",
-    "paywall.checkout.pages",
-    "paywall.account.views",
-    "paywall.widget.views",
-    "paywall.campaigns.views",
-    "paywall.signin.views",
-]
-
-
-class StrictParser(FlaskParser):  # type: ignore[misc]
-    """webargs' parser, but unknown query parameters are refused like unknown JSON fields:
-    a misspelt filter (``?stauts=failed``) must not silently return everything."""
-
-    DEFAULT_UNKNOWN_BY_LOCATION = {  # noqa: RUF012 - webargs reads this class attribute
-        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
-        "query": RAISE,
-        "querystring": RAISE,
-    }
-
-
-Blueprint.ARGUMENTS_PARSER = StrictParser()
-
-
-class PaywallApi(Api):  # type: ignore[misc]
-    """flask-smorest's Api with our problem schema as the documented error body ("Error")."""
-
-    ERROR_SCHEMA = ProblemSchema
-
-
-class ProblemContentPlugin(BasePlugin):
-    """Document error answers as ``application/problem+json``, the media type they are sent with."""
-
-    @staticmethod
-    def _rename(response: dict[str, Any]) -> None:
-        content = response.get("content")
-        if isinstance(content, dict) and "application/json" in content:
-            content["application/problem+json"] = content.pop("application/json")
-
-    def response_helper(self, response: dict[str, Any], **kwargs: Any) -> None:
-        # flask-smorest registers only error responses as components (422, default, ...).
-        self._rename(response)
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            for code, response in (operation.get("responses") or {}).items():
-                if isinstance(response, dict) and str(code)[0] in "45":
-                    self._rename(response)
+# Pages load only this service's own resources (inline styles and data: images too) and are never framed.
+HTML_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+)
 
 
 def configure_logging(settings: Settings) -> None:
     """JSON (or plain) lines on stderr at the configured level, each with its request id."""
-    from paywall.observability import configure_logging as configure
-
-    configure(settings.logging.level, json_logs=settings.logging.format == "json")
+    observability.configure_logging(settings.logging.level, json_logs=settings.logging.format == "json")
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Flask:
@@ -101,6 +50,30 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     check_serving(settings)
     configure_logging(settings)
     app = Flask(__name__)
+    configure_app(app, settings)
+    app.extensions[SETTINGS_KEY] = settings
+    app.extensions[DB_KEY] = db or Database(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        lock_timeout_seconds=settings.database.lock_timeout_seconds,
+    )
+    app.extensions["paywall.keycache"] = KeyCache()
+
+    app.url_map.converters["reader"] = ReaderIdConverter
+    api = PaywallApi(app, spec_kwargs={"extra_plugins": [ProblemContentPlugin()]})
+    api.register_converter(ReaderIdConverter, lambda _converter: dict(READER_ID_PARAM_SCHEMA))
+    app.extensions["paywall.api"] = api
+
+    register_features(app, api)
+    # After flask-smorest's own handlers, so ours win: one error shape everywhere.
+    register_error_handlers(app)
+    app.add_url_rule("/docs", view_func=docs)
+    app.after_request(security_headers)
+    return app
+
+
+def configure_app(app: Flask, settings: Settings) -> None:
+    """Flask's and flask-smorest's settings: the body size limit and how the API is described."""
     app.config.update(
         MAX_CONTENT_LENGTH=settings.server.max_body_bytes,
         JSON_SORT_KEYS=False,
@@ -120,49 +93,40 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
     )
-    database = db or Database(
-        settings.database.url,
-        pool_size=settings.database.pool_size,
-        lock_timeout_seconds=settings.database.lock_timeout_seconds,
-    )
-    app.extensions[SETTINGS_KEY] = settings
-    app.extensions[DB_KEY] = database
-    app.extensions["paywall.keycache"] = KeyCache()
 
-    app.url_map.converters["reader"] = ReaderIdConverter
-    api = PaywallApi(app, spec_kwargs={"extra_plugins": [ProblemContentPlugin()]})
-    api.register_converter(ReaderIdConverter, lambda _converter: dict(READER_ID_PARAM_SCHEMA))
-    app.extensions["paywall.api"] = api
 
-    for name in FEATURES:
-        module: Any = importlib.import_module(name)
-        if hasattr(module, "init_app"):
-            module.init_app(app, api)
-        else:
-            api.register_blueprint(module.blp)
+def register_features(app: Flask, api: PaywallApi) -> None:
+    """Each feature's routes, named here. Request ids and timing come first, so every route has them."""
+    observability.init_app(app, api)
+    api.register_blueprint(health.blp)
+    api.register_blueprint(readers_views.blp)
+    access_views.init_app(app, api)
+    access_browser.init_app(app, api)
+    webhooks_views.init_app(app, api)
+    api.register_blueprint(wellknown.blp)
+    reports_views.init_app(app, api)
+    checkout_views.init_app(app, api)
+    checkout_pages.init_app(app, api)
+    account_views.init_app(app, api)
+    widget_views.init_app(app, api)
+    campaigns_views.init_app(app, api)
+    signin_views.init_app(app, api)
 
-    # After flask-smorest's own handlers, so ours win: one error shape everywhere.
-    register_error_handlers(app)
 
-    @app.get("/docs")
-    def docs() -> str:
-        """A readable page of the API, rendered from the OpenAPI description."""
-        spec = current_app.extensions["paywall.api"].spec.to_dict()
-        return render_template("docs.html", spec=spec)
+def docs() -> str:
+    """A readable page of the API, rendered from the OpenAPI description."""
+    spec = current_app.extensions["paywall.api"].spec.to_dict()
+    return render_template("docs.html", spec=spec)
 
-    @app.after_request
-    def _headers(resp: Response) -> Response:
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if resp.mimetype == "text/html":
-            resp.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-            )
-            resp.headers.setdefault("X-Frame-Options", "DENY")
-            resp.headers.setdefault("Referrer-Policy", "same-origin")
-        return resp
 
-    return app
+def security_headers(resp: Response) -> Response:
+    """Headers every answer carries; pages also get a CSP and may not be framed."""
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if resp.mimetype == "text/html":
+        resp.headers.setdefault("Content-Security-Policy", HTML_CSP)
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return resp
 
 
 def log_missing_settings(settings: Settings) -> None:

@@ -9,8 +9,14 @@ from typing import Any
 
 import click
 
+from paywall.access import cli as access_cli
+from paywall.campaigns import cli as campaigns_cli
 from paywall.clicontext import Context, pass_ctx
 from paywall.config import CONFIG_DIR, MIGRATIONS_DIR
+from paywall.mail import cli as mail_cli
+from paywall.readers import cli as readers_cli
+from paywall.reports import cli as reports_cli
+from paywall.webhooks import cli as webhooks_cli
 
 __all__ = ["Context", "main", "pass_ctx", "upgrade_database"]
 
@@ -64,6 +70,30 @@ def _from_database(exc: BaseException) -> bool:
 def main(ctx: click.Context) -> None:
     """paywall: donations and subscriptions for independent publishers."""
     ctx.ensure_object(Context)
+
+
+def add_feature_commands(group: click.Group) -> None:
+    """Add each feature's top-level words to ``group``.
+
+    The feature modules import paywall.clicontext, never this module, so each imports on its own;
+    they keep heavy imports inside their commands, so ``paywall --help`` stays light.
+    """
+    for command in (
+        access_cli.comp_cli,
+        access_cli.meter_cli,
+        campaigns_cli.cli,
+        mail_cli.mail,
+        mail_cli.receipts_group,
+        mail_cli.worker,
+        readers_cli.readers,
+        reports_cli.cli,
+        webhooks_cli.stripe_group,
+        webhooks_cli.events_group,
+    ):
+        group.add_command(command)
+
+
+add_feature_commands(main)
 
 
 @main.group()
@@ -194,27 +224,5 @@ def keys_revoke(obj: Context, name: str) -> None:
     click.echo(f"{name}: {outcome}")
 
 
-def _add_feature_commands() -> None:
-    """Each feature's words, named here (its module imports paywall.clicontext, not this module)."""
-    from paywall.access import cli as access_cli
-    from paywall.campaigns import cli as appeals_cli
-    from paywall.mail import cli as mail_cli
-    from paywall.readers import cli as readers_cli
-    from paywall.reports import cli as reports_cli
-    from paywall.webhooks import cli as webhooks_cli
-
-    for module in (access_cli, webhooks_cli, reports_cli, appeals_cli, mail_cli, readers_cli):
-        # ``cli`` is one click command or group, or a list of them (one per top-level word).
-        commands: Any = module.cli
-        for command in commands if isinstance(commands, list | tuple) else [commands]:
-            main.add_command(command)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    # ``python -m paywall.cli``: run the importable module's group (the one tests and the console
-    # script use), so one copy of the commands exists.
-    from paywall.cli import main as _main
-
-    _main()
-else:
-    _add_feature_commands()
+if __name__ == "__main__":  # pragma: no cover - ``python -m paywall.cli``
+    main()

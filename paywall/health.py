@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from paywall.api import Blueprint
 from paywall.config import ROOT
 from paywall.context import current_db
 from paywall.db import Database

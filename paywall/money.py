@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import Decimal
 
 # Stripe's zero-decimal and three-decimal currencies (docs: "Zero-decimal currencies").
@@ -54,12 +53,3 @@ def format_major(amount_minor: int, currency: str) -> str:
 def display(amount_minor: int, currency: str) -> str:
     """A human string such as '12.34 USD'."""
     return f"{format_major(amount_minor, currency)} {currency.upper()}"
-
-
-def sum_by_currency(items: Iterable[tuple[int, str]]) -> dict[str, int]:
-    """Add (amount, currency) pairs per currency; amounts in different currencies are never added."""
-    totals: dict[str, int] = {}
-    for amount, currency in items:
-        code = currency.lower()
-        totals[code] = totals.get(code, 0) + amount
-    return totals

@@ -13,12 +13,14 @@ client's multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (config/guni
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import logging
 import os
 import re
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -51,9 +53,6 @@ WEBHOOK_OUTCOMES = Counter(
     "paywall_webhook_events_total",
     "Stripe webhook deliveries, by event type and outcome.",
     ["type", "outcome"],
-)
-MAIL_OUTCOMES = Counter(
-    "paywall_mail_messages_total", "Mail sent or not, by kind and outcome.", ["kind", "outcome"]
 )
 
 
@@ -129,7 +128,8 @@ class RequestIdFilter(logging.Filter):
 
 
 def configure_logging(level: str, *, json_logs: bool = True) -> None:
-    """JSON lines on stderr at ``level``, each with its request id. Idempotent."""
+    """JSON (or, with ``json_logs`` false, plain) lines on stderr at ``level``, each with its
+    request id. Idempotent."""
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_paywall", False)), None)
     if handler is None:
@@ -156,72 +156,81 @@ def configure_logging(level: str, *, json_logs: bool = True) -> None:
     logging.getLogger("paywall").setLevel(level.upper())
 
 
-def _sync_lag_collector(app: Flask) -> Any:
-    """Seconds since the newest Stripe event was received, and failed events waiting for replay."""
+class DatabaseCollector:
+    """Metrics read from the database at each scrape, so every process's work is counted: the
+    Stripe sync's lag and failed events, and mail by kind and outcome. A database that cannot be
+    read leaves its metrics out rather than failing the scrape."""
 
-    class SyncLag:
-        def collect(self) -> Any:
-            from sqlalchemy import func, select
+    def __init__(self, app: Flask) -> None:
+        self.app = app
 
-            from paywall.models import StripeEvent
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        sync = self.sync()
+        if sync is None:
+            return
+        yield from sync
+        yield from self.mail()
 
+    def sync(self) -> list[GaugeMetricFamily] | None:
+        """Seconds since the newest Stripe event was received, and failed events waiting for replay
+        (None: the database could not be read)."""
+        from sqlalchemy import func, select
+
+        from paywall.models import StripeEvent
+
+        try:
+            with db_of(self.app).transaction(readonly=True) as session:
+                newest = session.scalar(select(func.max(StripeEvent.received_at)))
+                n_failed = session.scalar(
+                    select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "failed")
+                )
+        except Exception:
+            return None
+        families = []
+        if newest is not None:
+            if newest.tzinfo is None:  # SQLite aggregate results skip the column type
+                newest = newest.replace(tzinfo=dt.UTC)
             lag = GaugeMetricFamily(
                 "paywall_stripe_sync_lag_seconds", "Seconds since the newest Stripe event was received."
             )
-            failed = GaugeMetricFamily(
-                "paywall_stripe_events_failed", "Stored Stripe events that failed processing."
-            )
-            try:
-                with db_of(app).transaction(readonly=True) as session:
-                    newest = session.scalar(select(func.max(StripeEvent.received_at)))
-                    n_failed = session.scalar(
-                        select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "failed")
+            lag.add_metric([], (clock.now() - newest).total_seconds())
+            families.append(lag)
+        failed = GaugeMetricFamily(
+            "paywall_stripe_events_failed", "Stored Stripe events that failed processing."
+        )
+        failed.add_metric([], float(n_failed or 0))
+        return [*families, failed]
+
+    def mail(self) -> Iterator[GaugeMetricFamily]:
+        """Mail outcomes from the tables every sender writes, so workers, CLI runs and web
+        processes are all counted, whichever process sent the message."""
+        from sqlalchemy import func, select
+
+        from paywall.models import OutboxMessage
+        from paywall.models.mail import AppealSend
+
+        try:
+            with db_of(self.app).transaction(readonly=True) as session:
+                outbox = session.execute(
+                    select(OutboxMessage.kind, OutboxMessage.status, func.count()).group_by(
+                        OutboxMessage.kind, OutboxMessage.status
                     )
-            except Exception:
-                return
-            if newest is not None:
-                if newest.tzinfo is None:  # SQLite aggregate results skip the column type
-                    import datetime as dt
-
-                    newest = newest.replace(tzinfo=dt.UTC)
-                lag.add_metric([], (clock.now() - newest).total_seconds())
-                yield lag
-            failed.add_metric([], float(n_failed or 0))
-            yield failed
-            yield from self.mail()
-
-        def mail(self) -> Any:
-            """Mail outcomes from the tables every sender writes, so workers, CLI runs and web
-            processes are all counted, whichever process sent the message."""
-            from sqlalchemy import func, select
-
-            from paywall.models import OutboxMessage
-            from paywall.models.mail import AppealSend
-
-            family = GaugeMetricFamily(
-                "paywall_mail_messages",
-                "Mail by kind and outcome (outbox and appeal ledger).",
-                labels=["kind", "outcome"],
-            )
-            try:
-                with db_of(app).transaction(readonly=True) as session:
-                    outbox = session.execute(
-                        select(OutboxMessage.kind, OutboxMessage.status, func.count()).group_by(
-                            OutboxMessage.kind, OutboxMessage.status
-                        )
-                    ).all()
-                    appeals = session.execute(
-                        select(AppealSend.state, func.count()).group_by(AppealSend.state)
-                    ).all()
-            except Exception:
-                return
-            for kind, status, n in outbox:
-                family.add_metric([kind, status], float(n))
-            for state, n in appeals:
-                family.add_metric(["appeal", state], float(n))
-            yield family
-
-    return SyncLag()
+                ).all()
+                appeals = session.execute(
+                    select(AppealSend.state, func.count()).group_by(AppealSend.state)
+                ).all()
+        except Exception:
+            return
+        family = GaugeMetricFamily(
+            "paywall_mail_messages",
+            "Mail by kind and outcome (outbox and appeal ledger).",
+            labels=["kind", "outcome"],
+        )
+        for kind, status, n in outbox:
+            family.add_metric([kind, status], float(n))
+        for state, n in appeals:
+            family.add_metric(["appeal", state], float(n))
+        yield family
 
 
 def init_app(app: Flask, api: Any) -> None:
@@ -263,7 +272,7 @@ def init_app(app: Flask, api: Any) -> None:
 
         registry = REGISTRY
     sync_registry = CollectorRegistry()
-    sync_registry.register(_sync_lag_collector(app))
+    sync_registry.register(DatabaseCollector(app))
 
     @app.get("/metrics")
     def metrics() -> Response:

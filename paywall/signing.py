@@ -175,9 +175,3 @@ def verify(settings: Settings, token: str, *, purpose: str | tuple[str, ...]) ->
 def jwks(settings: Settings) -> dict[str, list[dict[str, str]]]:
     """The public JWK set, every key of the ring (several while rotating)."""
     return {"keys": [k.jwk() for k in keyring(settings)]}
-
-
-def clear_cache() -> None:
-    """Forget loaded key rings (tests that change keys)."""
-    with _lock:
-        _rings.clear()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from paywall import signing
+from paywall.api import Blueprint
 from paywall.context import current_settings
 
 blp = Blueprint("wellknown", __name__, description="Public keys for offline token verification")

@@ -104,7 +104,3 @@ def purge(obj: Context, keep_months: int) -> None:
     with obj.db.transaction() as session:
         deleted = meter.purge_before(session, oldest)
     click.echo(f"meter: deleted {deleted} rows of periods before {oldest} (kept {oldest} to {period})")
-
-
-# Two top-level words: `paywall comp` and `paywall meter`.
-cli = [comp_cli, meter_cli]

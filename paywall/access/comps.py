@@ -83,7 +83,7 @@ def comp_body(external_id: str, comp: Comp) -> dict[str, Any]:
 
 
 def comp_summary(session: Session, reader: Reader) -> dict[str, Any]:
-    """The ``comp`` part of the reader view's supporter section (a paywall.supporter provider)."""
+    """The ``comp`` part of the reader view's supporter section (paywall.supporter asks it)."""
     comp = session.scalar(select(Comp).where(Comp.reader_id == reader.id))
     if comp is None:
         return {"comp": None}

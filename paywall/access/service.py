@@ -1,8 +1,11 @@
 """The access check behind ``POST /v1/access``, the token route and the widget.
 
-``check_access`` is the one function: load the state (one query), ``decide``, and, when the answer
-spends a free article, record it race-safely. It never calls Stripe and never creates a reader.
-``evaluate_anonymous`` does the same for an anonymous browser (client mode): its meter only.
+``peek`` loads the state (one query) and calls ``decide``; when the answer spends a free article,
+``spend`` records it race-safely. ``evaluate`` is the two together (``POST /v1/access``; the token
+route asks it to write nothing); the widget's route calls the two itself for a reader, and
+``evaluate_anonymous`` for an anonymous browser (client mode): its meter only. ``check_access`` is
+``evaluate`` with the answer's body.
+None of them calls Stripe or creates a reader.
 """
 
 from __future__ import annotations

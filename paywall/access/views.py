@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
-from paywall import clock, supporter
+from paywall import clock
 from paywall.access import comps, dismissals, service
 from paywall.access.schemas import (
     AccessAnswerSchema,
@@ -21,6 +20,7 @@ from paywall.access.schemas import (
     TokenSchema,
 )
 from paywall.access.tokens import issue_access_token, sign_decision
+from paywall.api import Blueprint
 from paywall.auth import require_role
 from paywall.clock import isoformat
 from paywall.context import current_db, current_settings
@@ -137,7 +137,6 @@ def delete_comp(reader: str) -> Any:
 
 
 def init_app(app: Flask, api: Any) -> None:
-    """Register the routes and the reader view's ``comp`` (erasure: paywall.erasure)."""
+    """Register the routes."""
     api.register_blueprint(blp)
     api.register_blueprint(comps_blp)
-    supporter.register(comps.comp_summary)

@@ -1,4 +1,4 @@
-"""What the account page shows and does, without Flask: the CLI, a worker and tests call it directly.
+"""What the account page shows and does, without Flask, so tests call it without HTTP.
 
 Every function takes the caller's session and never commits; the views open one transaction per
 request. The reader is always one the caller already proved (an account session's reader token).

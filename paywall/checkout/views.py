@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, request
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 
+from paywall.api import Blueprint
 from paywall.auth import authorize, require_role
 from paywall.checkout import limits, sessions
 from paywall.checkout.plans import load_plans, offered_plans

@@ -33,6 +33,3 @@ def erase(obj: Context, reader: str) -> None:
     if outcome == "not_found":
         raise click.ClickException(f"no reader {reader!r}")
     click.echo(f"{reader}: {outcome}")
-
-
-cli = readers

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from paywall import erasure
+from paywall.api import Blueprint
 from paywall.auth import require_role
 from paywall.clock import isoformat
 from paywall.context import current_db

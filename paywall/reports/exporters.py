@@ -228,12 +228,6 @@ def json_chunks(table: Table) -> Iterator[bytes]:
     yield "".join(parts).encode()
 
 
-def json_document(table: Table) -> dict[str, Any]:
-    """The JSON export as a Python object (small reports and tests)."""
-    result: dict[str, Any] = json.loads(b"".join(json_chunks(table)))
-    return result
-
-
 def number_format(currency: str) -> str:
     """An Excel number format for ``currency``: its decimals and its code, e.g. '#,##0.00 "EUR"'.
 

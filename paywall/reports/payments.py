@@ -3,9 +3,10 @@
 ``refunded`` and ``disputed`` are computed from the refund and dispute records with the same
 rules as the revenue report (``revenue.refund_counted``, ``revenue.dispute_lost``), but on the
 payment's line, whenever they were made: the export and the report agree over a span holding the
-payments and their refunds and disputes (the report counts a refund in the month it was made). Refunds of a charge never recorded as a payment
-(older than the service, say) are money out all the same: after the payments, one line per such
-charge with its refunds made in the period, ``unmatched`` true, amount 0 and no date of payment
+payments and their refunds and disputes (the report counts a refund in the month it was made).
+Refunds of a charge never recorded as a payment (older than the service, say) are money out all
+the same: after the payments, one line per such charge with its refunds made in the period,
+``unmatched`` true, amount 0 and no date of payment
 (``paywall stripe sync`` fetches the charge, and the refunds then go with its payment).
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, String, case, cast, exists, func, literal, null, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from paywall.models import Dispute, Payment, Reader, Refund
 from paywall.reports.periods import Period
@@ -67,13 +69,39 @@ def payments_query(
     period: Period, livemode: bool | None, kind: str | None = None, *, with_reader_id: bool = False
 ) -> Any:
     """Payments paid in ``period`` with their counted refunds, lost disputes and dispute fees."""
-    refunds = (
+    refunds = _refunds_per_charge()
+    disputes = _disputes_per_charge()
+    columns = _payment_columns(refunds, disputes)
+    if with_reader_id:
+        columns.append(Payment.reader_id)
+    query: Any = (
+        select(*columns)
+        .outerjoin(Reader, Reader.id == Payment.reader_id)
+        .outerjoin(refunds, refunds.c.charge == Payment.stripe_charge_id)
+        .outerjoin(disputes, disputes.c.charge == Payment.stripe_charge_id)
+        .where(Payment.paid_at >= period.start_utc, Payment.paid_at < period.end_utc)
+        .order_by(Payment.paid_at, Payment.id)
+    )
+    if livemode is not None:
+        query = query.where(Payment.livemode.is_(livemode))
+    if kind is not None:
+        query = query.where(Payment.kind == kind)
+    return query
+
+
+def _refunds_per_charge() -> Subquery:
+    """Counted refunds summed per charge (``charge``, ``amount``)."""
+    return (
         select(Refund.stripe_charge_id.label("charge"), wide_sum_expr(Refund.amount_minor).label("amount"))
         .where(refund_counted(), Refund.stripe_charge_id.is_not(None))
         .group_by(Refund.stripe_charge_id)
         .subquery("r")
     )
-    disputes = (
+
+
+def _disputes_per_charge() -> Subquery:
+    """Lost dispute amounts and dispute fees summed per charge (``charge``, ``lost``, ``fee``)."""
+    return (
         select(
             Dispute.stripe_charge_id.label("charge"),
             wide_sum_expr(case((dispute_lost(), Dispute.amount_minor), else_=literal(0))).label("lost"),
@@ -83,6 +111,10 @@ def payments_query(
         .group_by(Dispute.stripe_charge_id)
         .subquery("d")
     )
+
+
+def _payment_columns(refunds: Subquery, disputes: Subquery) -> list[Any]:
+    """The export's columns, in COLUMNS order, for a payment joined to its reader and the two sums."""
     # sum() of BIGINT is NUMERIC on PostgreSQL: cast back, so amounts stay Python ints; a value
     # that does not fit (only rows stored before the webhook readers capped amounts) is NULL.
     refunded = bigint_or_null(func.coalesce(refunds.c.amount, 0))
@@ -105,7 +137,7 @@ def payments_query(
         else_=null(),
     )
     # The columns in COLUMNS order, so rows go to the writers as they come (no per-row Python).
-    columns: list[Any] = [
+    return [
         Payment.paid_at,
         Payment.stripe_charge_id,
         Payment.stripe_payment_intent_id,
@@ -133,21 +165,6 @@ def payments_query(
         Payment.livemode,
         literal(False),
     ]
-    if with_reader_id:
-        columns.append(Payment.reader_id)
-    query: Any = (
-        select(*columns)
-        .outerjoin(Reader, Reader.id == Payment.reader_id)
-        .outerjoin(refunds, refunds.c.charge == Payment.stripe_charge_id)
-        .outerjoin(disputes, disputes.c.charge == Payment.stripe_charge_id)
-        .where(Payment.paid_at >= period.start_utc, Payment.paid_at < period.end_utc)
-        .order_by(Payment.paid_at, Payment.id)
-    )
-    if livemode is not None:
-        query = query.where(Payment.livemode.is_(livemode))
-    if kind is not None:
-        query = query.where(Payment.kind == kind)
-    return query
 
 
 def unmatched_refunds_query(period: Period, livemode: bool | None) -> Any:

@@ -29,7 +29,6 @@ from paywall.reports.periods import TIME_GROUPS, Period, bucket_expr, bucket_lab
 from paywall.reports.sums import combine, wide_sum
 
 GROUPS = (*TIME_GROUPS, "kind", "plan", "campaign")
-AMOUNTS = ("gross", "refunds", "disputes", "fees", "net")
 
 # Dispute statuses that take no money: won, and inquiries ("warning_*") that never withdraw funds.
 UNLOST_DISPUTE_STATUSES = (
@@ -104,6 +103,20 @@ def revenue_report(
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     dialect = session.get_bind().dialect.name
+    queries = _revenue_queries(period, group_by, livemode, dialect)
+    with _hash_aggregates(session, dialect):
+        payments, refunds, disputes = (session.execute(q).all() for q in queries)
+    merged = _merge(payments, refunds, disputes)
+    report = RevenueReport(period=period, group_by=group_by, livemode=livemode)
+    report.rows = _report_rows(merged, period, group_by)
+    report.totals = currency_totals(report.rows)
+    return report
+
+
+def _revenue_queries(
+    period: Period, group_by: str, livemode: bool | None, dialect: str
+) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """The payments, refunds and disputes of ``period``, each summed per (group, currency)."""
     start, end = period.start_utc, period.end_utc
     time_grouped = group_by in TIME_GROUPS
 
@@ -152,7 +165,13 @@ def revenue_report(
         # Refunds take the kind, plan or campaign of the payment they belong to (disputes are
         # joined to theirs above, for the currency of the dispute fee).
         refunds = refunds.outerjoin(Payment, Payment.stripe_charge_id == Refund.stripe_charge_id)
+    return payments, refunds, disputes
 
+
+def _merge(
+    payments: Iterable[Any], refunds: Iterable[Any], disputes: Iterable[Any]
+) -> dict[tuple[str | None, str], RevenueRow]:
+    """The three queries' results as one row per (group, lower-case currency)."""
     merged: dict[tuple[str | None, str], RevenueRow] = {}
 
     def row(k: str | None, currency: str) -> RevenueRow:
@@ -164,37 +183,39 @@ def revenue_report(
 
     # Fees are in the balance (settlement) currency, which differs from the charge's when Stripe
     # converted it: they go to that currency's row, never subtracted from another currency.
-    with _hash_aggregates(session, dialect):
-        results = [session.execute(q).all() for q in (payments, refunds, disputes)]
     # Each sum comes as two columns (see sums.wide_sum), so no stored amount can overflow it.
-    for k, currency, balance_currency, count, *sums in results[0]:
+    for k, currency, balance_currency, count, *sums in payments:
         r = row(k, currency)
         r.payments += int(count)
         r.gross += combine(*sums[:2])
         fees = combine(*sums[2:])
         if fees:
             row(k, balance_currency or currency).fees += fees
-    for k, currency, *sums in results[1]:
+    for k, currency, *sums in refunds:
         row(k, currency).refunds += combine(*sums)
-    for k, currency, balance_currency, *sums in results[2]:
+    for k, currency, balance_currency, *sums in disputes:
         row(k, currency).disputes += combine(*sums[:2])
         fees = combine(*sums[2:])
         if fees:
             row(k, balance_currency or currency).fees += fees
+    return merged
 
-    report = RevenueReport(period=period, group_by=group_by, livemode=livemode)
+
+def _report_rows(
+    merged: dict[tuple[str | None, str], RevenueRow], period: Period, group_by: str
+) -> list[RevenueRow]:
+    """The report's rows in order: by time, every period for every currency (zeros included, so
+    charts and sums line up); otherwise by group, then currency."""
+    if group_by not in TIME_GROUPS:
+        return sorted(merged.values(), key=lambda r: (r.period is None, r.period or "", r.currency))
     currencies = sorted({c for _, c in merged})
-    if time_grouped:
-        # Every period appears for every currency, zeros included, so charts and sums line up.
-        for bucket, _, _ in buckets(period, group_by):
-            for currency in currencies:
-                r = merged.get((bucket, currency)) or RevenueRow(period=bucket, currency=currency)
-                r.period = bucket_label(bucket, group_by)
-                report.rows.append(r)
-    else:
-        report.rows = sorted(merged.values(), key=lambda r: (r.period is None, r.period or "", r.currency))
-    report.totals = currency_totals(report.rows)
-    return report
+    rows = []
+    for bucket, _, _ in buckets(period, group_by):
+        for currency in currencies:
+            r = merged.get((bucket, currency)) or RevenueRow(period=bucket, currency=currency)
+            r.period = bucket_label(bucket, group_by)
+            rows.append(r)
+    return rows
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from paywall.reports.periods import TIME_GROUPS
 from paywall.reports.revenue import GROUPS
@@ -65,11 +65,6 @@ class PaymentsQuerySchema(_Period):
 
 class DonorsQuerySchema(_Common):
     year = fields.Integer(required=True, validate=validate.Range(min=1970, max=9998))
-
-
-class SignInSchema(Schema):
-    key = fields.String(required=True)
-    csrf_token = fields.String(required=True)
 
 
 QUERY_SCHEMAS: dict[str, type[StrictSchema]] = {

@@ -27,7 +27,6 @@ REVENUE_COLUMNS = [
     Column("net", MONEY),
     Column("payments", INT),
 ]
-REPORTS = ("revenue", "subscriptions", "payments", "donors")
 
 
 def reporting_zone(settings: Settings) -> ZoneInfo:

@@ -26,11 +26,12 @@ from flask import (
     request,
     url_for,
 )
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from marshmallow import RAISE
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from paywall import clock
+from paywall.api import Blueprint
 from paywall.auth import authenticate, require_role, split_key
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of

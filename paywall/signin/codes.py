@@ -26,7 +26,6 @@ from paywall.models import Reader, SigninCode
 from paywall.signin.identity import normalise_email
 from paywall.signin.settings import signin_settings
 
-PURPOSES = ("signin", "delete", "return")
 CODE_DIGITS = 6
 
 

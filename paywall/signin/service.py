@@ -111,7 +111,8 @@ def prepare_signin(
 
 
 def store_signin(session: Session, request: SigninRequest) -> None:
-    """Store the code and queue its ONE mail: three statements, no lookup of anyone."""
+    """Store the code and queue its ONE mail: three writes (on PostgreSQL a SET LOCAL first), no
+    lookup of anyone."""
     if session.get_bind().dialect.name == "postgresql":
         # Like the meter's writes: no wait for the WAL flush. A database crash in the next fraction
         # of a second can lose this code; the reader then asks for another. Nothing else is lost.

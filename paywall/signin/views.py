@@ -24,9 +24,9 @@ from typing import Any
 
 from flask import Blueprint as PageBlueprint
 from flask import Flask, Response, render_template, request
-from flask_smorest import Blueprint
 
 from paywall import browser, clock
+from paywall.api import Blueprint
 from paywall.auth import authorize, require_role
 from paywall.checkout import limits
 from paywall.checkout.settings import checkout_settings

@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 from flask import Flask, request
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from marshmallow import Schema, fields, validate
 
-from paywall import supporter
+from paywall.api import Blueprint
 from paywall.auth import require_role
 from paywall.clock import isoformat
 from paywall.context import current_db, current_settings
@@ -18,7 +18,6 @@ from paywall.models import StripeEvent
 from paywall.observability import record_webhook
 from paywall.schemas import StrictSchema
 from paywall.webhooks import inbox
-from paywall.webhooks.readers import supporter_section
 
 log = logging.getLogger(__name__)
 blp = Blueprint("webhooks", __name__, description="Stripe webhooks and the event inbox")
@@ -144,6 +143,5 @@ def list_events(args: dict[str, Any]) -> Any:
 
 
 def init_app(app: Flask, api: Api) -> None:
-    """Register the routes and the reader view's supporter provider (erasure: paywall.erasure)."""
+    """Register the routes."""
     api.register_blueprint(blp)
-    supporter.register(supporter_section)
