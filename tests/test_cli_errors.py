@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from paywall import config
 from paywall.cli import main
 from paywall.config import load_settings
-from tests.faults import free_port
+from tests.support.faults import free_port
 
 
 def one_line_error(result: Result) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from paywall.db import Database
 from paywall.models import CheckoutSession, OutboxMessage, Payment, StripeCustomer, StripeEvent
-from tests.stripe_helpers import deliver_all, load_scenario
+from tests.support.stripe_events import deliver_all, load_scenario
 
 GUEST_EMAIL, GUEST_NAME = "sam.okafor@example.net", "Sam Okafor"
 MEMBER_EMAIL, MEMBER_NAME = "maria.lopez@example.com", "Maria Lopez"

@@ -20,7 +20,7 @@ from paywall.cli import main, upgrade_database
 from paywall.config import ConfigError, Settings, load_settings
 from paywall.db import Database
 from paywall.signing import parse_pem_keys
-from tests.test_checkout_api import PLANS
+from tests.checkout.test_sessions import PLANS
 
 # (TOML override, what the one-line error must name): a typo, a wrong type, a bad value, per section.
 BAD_SETTINGS = [
