@@ -46,9 +46,9 @@ def shifted(value: Any, delta: int) -> Any:
     return value
 
 
-def scenario_events(letter: str, *, now: bool = False) -> list[dict[str, Any]]:
+def scenario_events(scenario: str, *, now: bool = False) -> list[dict[str, Any]]:
     """A scenario's events; ``now``: moved so that its checkout completed a minute ago."""
-    events = scenario_file(letter)
+    events = scenario_file(scenario)
     if not now:
         return events
     completed = next(e for e in events if e["type"] == "checkout.session.completed")
@@ -181,7 +181,7 @@ def test_a_guest_subscribes_and_the_next_view_is_allowed_with_the_webhook_held_b
     )
     assert sent.form["cancel_url"] == ARTICLE
 
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     paid = {**completed_session(events), "client_reference_id": None}
     stripe_api.complete(csid, paid, *related(events))
     # Stripe sends the browser to the success_url; no webhook is delivered in this test.
@@ -244,7 +244,7 @@ def test_a_guest_gift_gives_donor_access_at_once(
     )
     assert parse_qs(urlsplit(sent.form["success_url"]).query)["return_to"] == [ARTICLE]
 
-    events = scenario_events("b", now=True)
+    events = scenario_events("one_time_donation_checkout", now=True)
     stripe_api.complete(csid, completed_session(events), *related(events))
     resp = browser.get(f"/thanks?kind=donation&session_id={csid}&return_to={ARTICLE}")
     assert resp.status_code == 303
@@ -267,7 +267,7 @@ def test_a_readers_token_buys_and_signs_in_as_that_reader(
     csid = subscribe(browser, f"token={token}&return_to={ARTICLE}")
     (sent,) = stripe_api.posts("/v1/checkout/sessions")
     assert sent.form["client_reference_id"] == "member_8731"
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     # The email typed at Checkout does not matter: the session names its reader.
     paid = {**completed_session(events), "customer_details": {"email": "someone.else@example.com"}}
     stripe_api.complete(csid, paid, *related(events))
@@ -299,7 +299,7 @@ def test_the_same_thanks_url_signs_in_only_once(
     browser: FlaskClient, stripe_api: FakeStripe, db: Database
 ) -> None:
     csid = subscribe(browser, "return_to=" + ARTICLE)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     stripe_api.complete(csid, {**completed_session(events), "client_reference_id": None}, *related(events))
     url = f"/thanks?session_id={csid}&return_to={ARTICLE}"
     assert browser.get(url).status_code == 303
@@ -321,7 +321,7 @@ def test_a_return_url_site_gets_the_token_to_exchange(
     app = create_app(settings, db=db)
     browser = app.test_client()
     csid = subscribe(browser, "return_to=" + ARTICLE)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     stripe_api.complete(csid, {**completed_session(events), "client_reference_id": None}, *related(events))
     resp = browser.get(f"/thanks?session_id={csid}&return_to={ARTICLE}")
     assert resp.status_code == 303
@@ -336,7 +336,7 @@ def test_without_return_to_the_thank_you_page_links_back_signed_in(
     browser: FlaskClient, thanks_settings: Settings, stripe_api: FakeStripe, db: Database
 ) -> None:
     csid = subscribe(browser)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     stripe_api.complete(csid, {**completed_session(events), "client_reference_id": None}, *related(events))
     # A return_to on another origin is dropped, never followed.
     resp = browser.get(f"/thanks?session_id={csid}&return_to=https://evil.example.com/")
@@ -366,7 +366,7 @@ def test_a_guest_paying_with_a_known_address_is_not_signed_in_but_gets_the_acces
             )
         )
     csid = subscribe(browser, "return_to=" + ARTICLE)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     stripe_api.complete(csid, {**completed_session(events), "client_reference_id": None}, *related(events))
     resp = browser.get(f"/thanks?session_id={csid}&return_to={ARTICLE}")
     assert resp.status_code == 200
@@ -400,7 +400,7 @@ def test_an_earlier_payers_address_does_not_sign_a_guest_in_as_them(
             )
         )
     csid = subscribe(browser, "return_to=" + ARTICLE)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     stripe_api.complete(csid, {**completed_session(events), "client_reference_id": None}, *related(events))
     resp = browser.get(f"/thanks?session_id={csid}&return_to={ARTICLE}")
     assert resp.status_code == 200 and "already has an account" in resp.get_data(as_text=True)
@@ -417,7 +417,8 @@ def test_an_earlier_payers_address_does_not_sign_a_guest_in_as_them(
 def test_an_old_thanks_link_signs_no_one_in(
     browser: FlaskClient, stripe_api: FakeStripe, db: Database
 ) -> None:
-    events = scenario_events("a")  # completed in September 2026: long past the window
+    # Completed in September 2026: long past the window.
+    events = scenario_events("monthly_subscription_checkout")
     session = {**completed_session(events), "client_reference_id": None}
     stripe_api.add_session(session, *related(events))
     resp = browser.get(f"/thanks?session_id={session['id']}")

@@ -40,7 +40,7 @@ def test_stripe_down_is_a_page_that_says_the_payment_is_safe(
     browser: FlaskClient, stripe_api: FakeStripe, db: Database
 ) -> None:
     csid = subscribe(browser, "return_to=" + ARTICLE)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     stripe_api.complete(csid, completed_session(events), *related(events))
     stripe_api.fail_next(500, times=3)  # stripe-python tries three times
     resp = browser.get(f"/thanks?session_id={csid}&return_to={ARTICLE}")
@@ -77,7 +77,7 @@ def test_an_unfinished_session_records_nothing(
     # The reader came back without paying (Checkout's back button, or a guessed URL).
     resp = browser.get(f"/thanks?session_id={csid}")
     assert resp.status_code == 409 and "nothing was charged" in resp.get_data(as_text=True)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     processing = {**completed_session(events), "payment_status": "unpaid"}
     stripe_api.complete(csid, processing, *related(events))
     resp = browser.get(f"/thanks?session_id={csid}")
@@ -90,7 +90,7 @@ def test_a_trial_that_needs_no_payment_is_recorded(
     browser: FlaskClient, stripe_api: FakeStripe, db: Database
 ) -> None:
     csid = subscribe(browser, "return_to=" + ARTICLE)
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     trial = {
         **completed_session(events),
         "payment_status": "no_payment_required",
@@ -126,7 +126,7 @@ def test_thanks_is_rate_limited_per_address(
 def test_an_object_no_real_stripe_answer_has_is_left_to_the_webhook(
     browser: FlaskClient, stripe_api: FakeStripe, db: Database
 ) -> None:
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     absurd = {**completed_session(events), "amount_total": 10**30, "client_reference_id": None}
     stripe_api.add_session(absurd, *related(events))
     resp = browser.get(f"/thanks?session_id={absurd['id']}")

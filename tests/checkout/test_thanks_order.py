@@ -58,19 +58,19 @@ def run(browser: FlaskClient, db: Database, events: list[dict[str, Any]], *, tha
         return normalised(mirror_rows(s))
 
 
-@pytest.mark.parametrize("letter", ["a", "b"])
+@pytest.mark.parametrize("scenario", ["monthly_subscription_checkout", "one_time_donation_checkout"])
 def test_thanks_before_or_after_the_webhook_ends_in_the_same_rows(
     browser: FlaskClient,
     stripe_api: FakeStripe,
     db: Database,
     monkeypatch: pytest.MonkeyPatch,
-    letter: str,
+    scenario: str,
 ) -> None:
     """a: a reader's subscription (client_reference_id); b: a guest's gift (found by email)."""
     # One fetch time for both runs: the rows remember it as the state's source.
     fixed = clock.now().replace(microsecond=0)
     monkeypatch.setattr(clock, "now", lambda: fixed)
-    events = scenario_events(letter)
+    events = scenario_events(scenario)
     stripe_api.add_session(completed_session(events), *related(events))
     after = run(browser, db, events, thanks_first=False)
     truncate_all(db)
@@ -85,14 +85,14 @@ def test_thanks_before_or_after_the_webhook_ends_in_the_same_rows(
     assert len(alone["checkout_sessions"]) == len(after["checkout_sessions"]) == 1
     assert len(alone["payments"]) == len(after["payments"]) == 1
     paid_by = after["payments"][0]["reader_id"]
-    assert paid_by == ("member_8731" if letter == "a" else "rdr_*")
+    assert paid_by == ("member_8731" if scenario == "monthly_subscription_checkout" else "rdr_*")
 
 
 def test_a_newer_webhook_still_wins_over_thanks(
     browser: FlaskClient, stripe_api: FakeStripe, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/thanks's state is the state when it read it: a later change (cancelled an hour on) wins."""
-    events = scenario_events("a")
+    events = scenario_events("monthly_subscription_checkout")
     stripe_api.add_session(completed_session(events), *related(events))
     assert browser.get(f"/thanks?session_id={completed_session(events)['id']}").status_code == 200
     (created,) = [e for e in events if e["type"] == "customer.subscription.created"]
@@ -119,7 +119,7 @@ def test_the_pre_2025_shape_gives_access_too(
     site_key: dict[str, str],
 ) -> None:
     """An account on an API version before 2025-03-31: the period at the subscription's top level."""
-    events = to_legacy(scenario_events("a", now=True))
+    events = to_legacy(scenario_events("monthly_subscription_checkout", now=True))
     session = {**completed_session(events), "client_reference_id": None}
     (sub,) = [o for o in related(events) if o["object"] == "subscription"]
     assert "current_period_end" in sub and "current_period_end" not in sub["items"]["data"][0]
@@ -135,7 +135,7 @@ def test_links_stripe_did_not_expand_are_recorded_as_ids(
 ) -> None:
     """A subscription or intent given as a bare id (not expanded) is a link, not a state: the
     session is recorded with it and the webhook brings the object."""
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     session = {**completed_session(events), "client_reference_id": None}
     stripe_api.add_session(session)  # no related objects: nothing to expand to
     resp = browser.get(f"/thanks?session_id={session['id']}&return_to={ARTICLE}")
@@ -155,7 +155,7 @@ def test_racing_visits_of_one_thanks_url_sign_in_once(
     thanks_settings: Settings, stripe_api: FakeStripe, db: Database
 ) -> None:
     """Two tabs (or a prefetch and the click) at once: one sign-in, one thank-you page."""
-    events = scenario_events("a", now=True)
+    events = scenario_events("monthly_subscription_checkout", now=True)
     session = {**completed_session(events), "client_reference_id": None}
     stripe_api.add_session(session, *related(events))
     app = create_app(thanks_settings, db=db)

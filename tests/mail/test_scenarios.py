@@ -31,11 +31,23 @@ def rows(db: Database) -> dict[str, tuple[str, str]]:
         return {m.dedupe_key: (m.kind, m.status) for m in s.scalars(select(OutboxMessage))}
 
 
-@pytest.mark.parametrize("letter", ["a", "b", "c", "d", "e", "f", "g", "h"])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "monthly_subscription_checkout",
+        "one_time_donation_checkout",
+        "renewal_failed_then_recovered",
+        "cancel_at_period_end_then_deleted",
+        "donation_refund",
+        "dispute_lost",
+        "upgrade_with_proration",
+        "annual_trial_eur",
+    ],
+)
 def test_scenario_mail_is_sent_once(
-    letter: str, client: FlaskClient, db: Database, make_settings: Callable[..., Settings], sink: SmtpSink
+    scenario: str, client: FlaskClient, db: Database, make_settings: Callable[..., Settings], sink: SmtpSink
 ) -> None:
-    deliver_all(client, load_scenario(letter))
+    deliver_all(client, load_scenario(scenario))
     queued = rows(db)
     with SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0) as t:
         tally = drain(db, mail_settings(make_settings, sink), t)
@@ -50,14 +62,14 @@ def test_scenario_mail_is_sent_once(
         assert received.message["List-Unsubscribe"] is None
         assert "{{" not in received.raw.decode("ascii", "replace")
     kinds = {kind for kind, _ in queued.values()}
-    if letter == "b":
+    if scenario == "one_time_donation_checkout":
         assert "donation_receipt" in sent
-    if letter == "h":
+    if scenario == "annual_trial_eur":
         assert "trial_ending" in sent
-    if letter == "c":
+    if scenario == "renewal_failed_then_recovered":
         assert "payment_failed" in kinds
     # Delivering the scenario again queues nothing new, and a second drain sends nothing.
-    deliver_all(client, load_scenario(letter))
+    deliver_all(client, load_scenario(scenario))
     with SmtpTransport(host="127.0.0.1", port=sink.port, security="none") as t:
         assert drain(db, mail_settings(make_settings, sink), t) == Counter()
     assert len(sink.received) == len(sent)
@@ -68,9 +80,9 @@ def test_payment_failed_mail_renders_from_the_rows_at_send_time(
 ) -> None:
     """A notice queued before the reader was linked and before a second failed attempt is sent
     with the attempt count and next attempt the rows hold at send time, and the account page link."""
-    base = load_scenario("a")
+    base = load_scenario("monthly_subscription_checkout")
     link = next(e for e in base if e["type"] == "checkout.session.completed")  # names the reader
-    renewal = scenario_file("c")
+    renewal = scenario_file("renewal_failed_then_recovered")
     cut = next(i for i, e in enumerate(renewal) if e["type"] == "invoice.payment_failed")
     first_failure = renewal[cut]
     deliver_all(client, [e for e in base if e is not link] + renewal[: cut + 1])

@@ -15,21 +15,30 @@ from werkzeug.test import TestResponse
 from tests.conftest import FIXTURES, WEBHOOK_SECRET
 
 SCENARIOS = FIXTURES / "scenarios"
-# Scenario -> the scenario to replay first (fixtures README, "Base").
-BASES = {"c": "a", "d": "a", "g": "a", "e": "b", "f": "b", "i": "b"}
+# Scenario -> the scenario to replay first (fixtures README, "Base"). A scenario is named by its
+# fixture file, without the letter that orders the files: a_monthly_subscription_checkout.json is
+# "monthly_subscription_checkout".
+BASES = {
+    "renewal_failed_then_recovered": "monthly_subscription_checkout",
+    "cancel_at_period_end_then_deleted": "monthly_subscription_checkout",
+    "upgrade_with_proration": "monthly_subscription_checkout",
+    "donation_refund": "one_time_donation_checkout",
+    "dispute_lost": "one_time_donation_checkout",
+    "partial_refund_on_the_charge_only": "one_time_donation_checkout",
+}
 
 
-def scenario_file(letter: str) -> Any:
-    (path,) = SCENARIOS.glob(f"{letter}_*.json")
+def scenario_file(scenario: str) -> Any:
+    (path,) = SCENARIOS.glob(f"?_{scenario}.json")
     return json.loads(path.read_text())
 
 
-def load_scenario(letter: str) -> list[dict[str, Any]]:
+def load_scenario(scenario: str) -> list[dict[str, Any]]:
     """The events of a scenario, preceded by those of its base scenario, oldest first."""
     events: list[dict[str, Any]] = []
-    if letter in BASES:
-        events.extend(scenario_file(BASES[letter]))
-    events.extend(scenario_file(letter))
+    if scenario in BASES:
+        events.extend(scenario_file(BASES[scenario]))
+    events.extend(scenario_file(scenario))
     return events
 
 

@@ -30,9 +30,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from tests.conftest import FIXTURES
 
 SESSION_FIXTURE = json.loads((FIXTURES / "checkout_session.json").read_text())
-# What paying on the stand-in's hosted page makes: a subscription (scenario a) or a one-off
-# payment (scenario b), in Stripe's shapes.
-PAID_SCENARIOS = {"subscription": "a", "payment": "b"}
+# What paying on the stand-in's hosted page makes: a subscription or a one-off payment, in
+# Stripe's shapes.
+PAID_SCENARIOS = {"subscription": "monthly_subscription_checkout", "payment": "one_time_donation_checkout"}
 LINKED_OBJECTS = ("customer", "subscription", "invoice", "payment_intent", "charge")
 
 
@@ -62,11 +62,11 @@ def stripe_error_body(
     return {"error": error}
 
 
-def paid_objects(letter: str, suffix: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def paid_objects(scenario: str, suffix: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A scenario's completed Checkout Session and the final state of each object it links to,
     with ``suffix`` on their ids (payments in one test never share objects) and every timestamp
     moved so that it completed a minute ago (access is decided against the real clock)."""
-    (path,) = (FIXTURES / "scenarios").glob(f"{letter}_*.json")
+    (path,) = (FIXTURES / "scenarios").glob(f"?_{scenario}.json")
     events = json.loads(path.read_text())
     session = next(e for e in events if e["type"] == "checkout.session.completed")
     objects = {e["data"]["object"]["id"]: e["data"]["object"] for e in events}
@@ -176,7 +176,7 @@ class FakeStripe:
         with self.lock:
             stored = self.sessions[session_id]
             mode, n = str(stored.get("mode")), next(self.counter)
-        paid, related = paid_objects(PAID_SCENARIOS.get(mode, "b"), f"x{n:04d}")
+        paid, related = paid_objects(PAID_SCENARIOS.get(mode, "one_time_donation_checkout"), f"x{n:04d}")
         paid["customer_details"] = {**(paid.get("customer_details") or {}), "email": email}
         done = self.complete(session_id, paid, *related)
         return str(done["success_url"]).replace("{CHECKOUT_SESSION_ID}", session_id)

@@ -24,7 +24,7 @@ from tests.support.stripe_events import (
     mirror_rows,
     sign,
 )
-from tests.webhooks.test_scenarios import SUB_A
+from tests.webhooks.test_scenarios import MONTHLY_SUB
 
 
 def post_concurrently(app: Flask, events: list[dict[str, Any]], threads: int = 8) -> list[tuple[int, str]]:
@@ -56,7 +56,7 @@ def post_concurrently(app: Flask, events: list[dict[str, Any]], threads: int = 8
 
 
 def test_concurrent_duplicates_store_one_event_and_one_payment(app: Flask, db: Database) -> None:
-    event = load_scenario("b")[0]
+    event = load_scenario("one_time_donation_checkout")[0]
     results = post_concurrently(app, [event] * 16)
     assert [s for s, _ in results] == [200] * 16
     assert sorted(o for _, o in results) == ["duplicate"] * 15 + ["processed"]
@@ -69,12 +69,15 @@ def test_concurrent_duplicates_store_one_event_and_one_payment(app: Flask, db: D
 
 def test_first_purchase_race_all_events_at_once(app: Flask, db: Database) -> None:
     rng = random.Random(8731)
-    deliver_all(app.test_client(), load_scenario("a") + load_scenario("b"))
+    deliver_all(
+        app.test_client(),
+        load_scenario("monthly_subscription_checkout") + load_scenario("one_time_donation_checkout"),
+    )
     with db.transaction(readonly=True) as session:
         in_order = mirror_rows(session)
     for _ in range(3):
         truncate_all(db)
-        events = load_scenario("a") + load_scenario("b")
+        events = load_scenario("monthly_subscription_checkout") + load_scenario("one_time_donation_checkout")
         events = events + events[::2]
         rng.shuffle(events)
         results = post_concurrently(app, events)
@@ -99,9 +102,9 @@ def check_a_and_b(session: Any) -> None:
     assert (plan.kind, plan.stripe_invoice_id, plan.stripe_subscription_id) == (
         "subscription",
         "in_1JfITSQz8wLm3xTn1HXTOk6l",
-        SUB_A,
+        MONTHLY_SUB,
     )
-    sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == SUB_A))
+    sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == MONTHLY_SUB))
     assert sub is not None and sub.status == "active" and sub.current_period_end is not None
     readers = set(
         session.scalars(select(Reader.external_id).where(Reader.id.in_([plan.reader_id, sub.reader_id])))

@@ -25,47 +25,57 @@ LONG_ID = "ch_" + "x" * 300
 
 # (scenario, event type, path in data.object, absurd value)
 CASES: list[tuple[str, str, str, Any]] = [
-    ("b", "charge.succeeded", "amount", -5000),
-    ("b", "charge.succeeded", "amount", 12.99),
-    ("b", "charge.succeeded", "amount", "5000"),
-    ("b", "charge.succeeded", "amount", 9e18),
-    ("b", "charge.succeeded", "amount", 9_000_000_000_000_000_000),
-    ("b", "charge.succeeded", "amount", 10**13),
-    ("b", "charge.succeeded", "amount", float("nan")),
-    ("b", "charge.succeeded", "amount", True),
-    ("b", "charge.succeeded", "amount_captured", 4999.5),
-    ("b", "charge.succeeded", "amount_refunded", float("inf")),
-    ("b", "charge.succeeded", "currency", DELETE),
-    ("b", "charge.succeeded", "currency", None),
-    ("b", "charge.succeeded", "currency", "USD"),
-    ("b", "charge.succeeded", "currency", "usdx"),
-    ("b", "charge.succeeded", "currency", "u\x00d"),
-    ("b", "charge.succeeded", "currency", 840),
-    ("b", "charge.succeeded", "created", 10**12),
-    ("b", "charge.succeeded", "created", -86_400),
-    ("b", "charge.succeeded", "created", 1788633095.5),
-    ("b", "charge.succeeded", "created", True),
-    ("b", "charge.succeeded", "created", 0),
-    ("b", "charge.succeeded", "id", LONG_ID),
-    ("b", "charge.succeeded", "id", "ch_\x1b[31m"),
-    ("b", "charge.succeeded", "payment_intent", "pi_" + "y" * 300),
-    ("b", "charge.succeeded", "balance_transaction", 12345),
-    ("b", "charge.succeeded", "billing_details.name", "Sam\x07Okafor"),
-    ("b", "charge.succeeded", "metadata.campaign", "c" * 101),
-    ("b", "payment_intent.succeeded", "amount_received", -1),
-    ("b", "checkout.session.completed", "amount_total", 50.0),
-    ("b", "checkout.session.completed", "currency", "US$"),
-    ("b", "checkout.session.completed", "client_reference_id", "member\n8731"),
-    ("e", "refund.created", "currency", DELETE),
-    ("e", "refund.created", "amount", "5000"),
-    ("f", "charge.dispute.created", "balance_transactions[0].fee", "1500"),
-    ("f", "charge.dispute.created", "amount", -5000),
-    ("a", "invoice.paid", "amount_paid", 15.0),
-    ("a", "invoice.paid", "currency", DELETE),
-    ("a", "customer.subscription.created", "items.data[0].price.unit_amount", 1e21),
-    ("a", "customer.subscription.created", "items.data[0].current_period_end", 2**40),
-    ("a", "customer.subscription.created", "items.data[0].quantity", 1.5),
-    ("a", "invoice.paid", "attempt_count", "1"),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", -5000),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", 12.99),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", "5000"),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", 9e18),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", 9_000_000_000_000_000_000),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", 10**13),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", float("nan")),
+    ("one_time_donation_checkout", "charge.succeeded", "amount", True),
+    ("one_time_donation_checkout", "charge.succeeded", "amount_captured", 4999.5),
+    ("one_time_donation_checkout", "charge.succeeded", "amount_refunded", float("inf")),
+    ("one_time_donation_checkout", "charge.succeeded", "currency", DELETE),
+    ("one_time_donation_checkout", "charge.succeeded", "currency", None),
+    ("one_time_donation_checkout", "charge.succeeded", "currency", "USD"),
+    ("one_time_donation_checkout", "charge.succeeded", "currency", "usdx"),
+    ("one_time_donation_checkout", "charge.succeeded", "currency", "u\x00d"),
+    ("one_time_donation_checkout", "charge.succeeded", "currency", 840),
+    ("one_time_donation_checkout", "charge.succeeded", "created", 10**12),
+    ("one_time_donation_checkout", "charge.succeeded", "created", -86_400),
+    ("one_time_donation_checkout", "charge.succeeded", "created", 1788633095.5),
+    ("one_time_donation_checkout", "charge.succeeded", "created", True),
+    ("one_time_donation_checkout", "charge.succeeded", "created", 0),
+    ("one_time_donation_checkout", "charge.succeeded", "id", LONG_ID),
+    ("one_time_donation_checkout", "charge.succeeded", "id", "ch_\x1b[31m"),
+    ("one_time_donation_checkout", "charge.succeeded", "payment_intent", "pi_" + "y" * 300),
+    ("one_time_donation_checkout", "charge.succeeded", "balance_transaction", 12345),
+    ("one_time_donation_checkout", "charge.succeeded", "billing_details.name", "Sam\x07Okafor"),
+    ("one_time_donation_checkout", "charge.succeeded", "metadata.campaign", "c" * 101),
+    ("one_time_donation_checkout", "payment_intent.succeeded", "amount_received", -1),
+    ("one_time_donation_checkout", "checkout.session.completed", "amount_total", 50.0),
+    ("one_time_donation_checkout", "checkout.session.completed", "currency", "US$"),
+    ("one_time_donation_checkout", "checkout.session.completed", "client_reference_id", "member\n8731"),
+    ("donation_refund", "refund.created", "currency", DELETE),
+    ("donation_refund", "refund.created", "amount", "5000"),
+    ("dispute_lost", "charge.dispute.created", "balance_transactions[0].fee", "1500"),
+    ("dispute_lost", "charge.dispute.created", "amount", -5000),
+    ("monthly_subscription_checkout", "invoice.paid", "amount_paid", 15.0),
+    ("monthly_subscription_checkout", "invoice.paid", "currency", DELETE),
+    (
+        "monthly_subscription_checkout",
+        "customer.subscription.created",
+        "items.data[0].price.unit_amount",
+        1e21,
+    ),
+    (
+        "monthly_subscription_checkout",
+        "customer.subscription.created",
+        "items.data[0].current_period_end",
+        2**40,
+    ),
+    ("monthly_subscription_checkout", "customer.subscription.created", "items.data[0].quantity", 1.5),
+    ("monthly_subscription_checkout", "invoice.paid", "attempt_count", "1"),
 ]
 STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -98,31 +108,31 @@ def dump(db: Database) -> dict[str, list[str]]:
         }
 
 
-def setup(client: FlaskClient, letter: str, event_type: str) -> dict[str, Any]:
+def setup(client: FlaskClient, scenario: str, event_type: str) -> dict[str, Any]:
     """Deliver the scenario (base included) up to the event of ``event_type``; return that event."""
-    events = load_scenario(letter)
+    events = load_scenario(scenario)
     index = next(i for i, e in enumerate(events) if e["type"] == event_type)
     deliver_all(client, events[:index])
     return events[index]
 
 
 def case_id(case: tuple[str, str, str, Any]) -> str:
-    letter, event_type, path, value = case
+    scenario, event_type, path, value = case
     shown = "missing" if value is DELETE else repr(value)[:20]
-    return f"{letter}-{event_type}-{path}={shown}"
+    return f"{scenario}-{event_type}-{path}={shown}"
 
 
-@pytest.mark.parametrize(("letter", "event_type", "path", "value"), CASES, ids=map(case_id, CASES))
+@pytest.mark.parametrize(("scenario", "event_type", "path", "value"), CASES, ids=map(case_id, CASES))
 def test_absurd_value_in_signed_event_is_failed_naming_the_field(
     client: FlaskClient,
     db: Database,
     admin_key: dict[str, str],
-    letter: str,
+    scenario: str,
     event_type: str,
     path: str,
     value: Any,
 ) -> None:
-    event = mutate(setup(client, letter, event_type), path, value)
+    event = mutate(setup(client, scenario, event_type), path, value)
     event["id"] = "evt_absurd_value"
     before = dump(db)
 
@@ -144,7 +154,7 @@ def test_absurd_value_in_signed_event_is_failed_naming_the_field(
 
 def test_absurd_value_is_not_coerced_by_replay(client: FlaskClient, db: Database, runner: CliRunner) -> None:
     """A failed event stays failed when replayed: 12.99 never becomes 12."""
-    event = mutate(load_scenario("b")[0], "amount_captured", 12.99)
+    event = mutate(load_scenario("one_time_donation_checkout")[0], "amount_captured", 12.99)
     assert deliver(client, event).get_json()["outcome"] == "failed"
     result = runner.invoke(main, ["events", "replay", "--failed"])
     assert result.exit_code == 0 and "1 failed" in result.output, result.output
@@ -156,7 +166,7 @@ def test_absurd_value_is_not_coerced_by_replay(client: FlaskClient, db: Database
 
 def test_nan_in_a_signed_event_is_stored_and_failed(client: FlaskClient, db: Database) -> None:
     """Python's json reads NaN; PostgreSQL's json type does not: the stored copy keeps it as text."""
-    event = load_scenario("b")[0]
+    event = load_scenario("one_time_donation_checkout")[0]
     body = body_of(event).replace(b'"amount":5000,', b'"amount":NaN,', 1)
     assert b"NaN" in body
     resp = deliver_raw(client, body)
@@ -191,7 +201,7 @@ def test_absurd_event_id_or_created_is_400_naming_the_field(
     client: FlaskClient, db: Database, field: str, value: Any
 ) -> None:
     """The envelope keys the inbox row: an absurd one cannot be recorded, so it is refused, not a 500."""
-    event = {**load_scenario("b")[0], field: value}
+    event = {**load_scenario("one_time_donation_checkout")[0], field: value}
     resp = deliver_raw(client, json.dumps(event).encode())
     assert resp.status_code == 400, resp.get_json()
     assert field in resp.get_json()["errors"]
@@ -204,7 +214,7 @@ def test_deeply_nested_signed_event_is_never_a_500(
     client: FlaskClient, db: Database, depth: int, status: int
 ) -> None:
     """Nested past what Python's json parses (RecursionError): a 400 "not JSON"; within it: stored."""
-    body = body_of(load_scenario("b")[0]).replace(
+    body = body_of(load_scenario("one_time_donation_checkout")[0]).replace(
         b'"metadata":{}', b'"metadata":{"deep":' + b"[" * depth + b"]" * depth + b"}", 1
     )
     resp = deliver_raw(client, body)

@@ -19,13 +19,13 @@ from paywall.reports.revenue import revenue_report
 from tests.conftest import truncate_all
 from tests.support.stripe_events import assert_same_rows, deliver_all, load_scenario, mirror_rows
 
-CUSTOMER_A = "cus_ZDb1GURItsMuYl"
-SUB_A = "sub_1JfGyCQz8wLm3xTn55wOrYqR"
+MONTHLY_CUSTOMER = "cus_ZDb1GURItsMuYl"
+MONTHLY_SUB = "sub_1JfGyCQz8wLm3xTn55wOrYqR"
 
 
-def event_of(letter: str, event_type: str, index: int = 0) -> dict[str, Any]:
+def event_of(scenario: str, event_type: str, index: int = 0) -> dict[str, Any]:
     """A deep copy of the ``index``-th event of ``event_type`` in a scenario (base included)."""
-    found = [e for e in load_scenario(letter) if e["type"] == event_type]
+    found = [e for e in load_scenario(scenario) if e["type"] == event_type]
     return copy.deepcopy(found[index])
 
 
@@ -62,8 +62,8 @@ def variant(
 def test_same_second_states_tie_break_on_event_id_not_delivery_order(app: Flask, db: Database) -> None:
     """Two states in one second that neither one's progress orders: the larger event id wins,
     whichever was delivered last (without the id tie-break, the last delivery would win)."""
-    created = event_of("a", "customer.created")
-    sub = event_of("a", "customer.subscription.created")
+    created = event_of("monthly_subscription_checkout", "customer.created")
+    sub = event_of("monthly_subscription_checkout", "customer.subscription.created")
     second = created["created"] + 100
     customer_low = variant(created, "evt_tie_customer_a", "customer.updated", second, email="low@example.com")
     customer_high = variant(
@@ -85,9 +85,11 @@ def test_same_second_states_tie_break_on_event_id_not_delivery_order(app: Flask,
         deliver_all(client, [created, sub, *order])
         with db.transaction(readonly=True) as session:
             cus = session.scalar(
-                select(StripeCustomer).where(StripeCustomer.stripe_customer_id == CUSTOMER_A)
+                select(StripeCustomer).where(StripeCustomer.stripe_customer_id == MONTHLY_CUSTOMER)
             )
-            row = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == SUB_A))
+            row = session.scalar(
+                select(Subscription).where(Subscription.stripe_subscription_id == MONTHLY_SUB)
+            )
             assert cus is not None and row is not None
             assert (cus.email, cus.synced_event_id) == ("high@example.com", "evt_tie_customer_b"), order
             assert (row.cancel_at_period_end, row.synced_event_id) == (True, "evt_tie_sub_b"), order
@@ -98,7 +100,7 @@ def test_customer_deleted_processed_first_still_stores_email_name_and_metadata(
 ) -> None:
     """customer.deleted carries the customer as it was: whatever order the customer's events come
     in, the newest email, name and metadata are stored, and deleted_at is the deletion's time."""
-    created = event_of("a", "customer.created")
+    created = event_of("monthly_subscription_checkout", "customer.created")
     updated = variant(
         created,
         "evt_cus_updated",
@@ -120,7 +122,7 @@ def test_customer_deleted_processed_first_still_stores_email_name_and_metadata(
 
 def test_dispute_closed_at_is_the_earliest_event_showing_it_closed(app: Flask, db: Database) -> None:
     """A later update of a closed dispute processed first must not become its close time."""
-    events = load_scenario("f")
+    events = load_scenario("dispute_lost")
     closed = next(e for e in events if e["type"] == "charge.dispute.closed")
     later = variant(
         closed,
@@ -139,7 +141,7 @@ def test_dispute_closed_at_is_the_earliest_event_showing_it_closed(app: Flask, d
 
 def test_checkout_completed_at_is_the_earliest_event_showing_it_complete(app: Flask, db: Database) -> None:
     """A later event about a complete session processed first must not become its completion time."""
-    events = load_scenario("b")
+    events = load_scenario("one_time_donation_checkout")
     completed = next(e for e in events if e["type"] == "checkout.session.completed")
     later = variant(
         completed, "evt_cs_later", "checkout.session.async_payment_succeeded", completed["created"] + 3600
@@ -157,25 +159,31 @@ CHAMPION = ("price_1ZyNYaQz8wLm3xTneCS2aMI3", "champion_monthly_usd")
 
 
 def test_payment_plan_is_the_plan_it_paid_for_whatever_the_order(app: Flask, db: Database) -> None:
-    """Scenario a + g: the first month was paid on the supporter price, the proration on the
-    champion price. Delivered in order, or with g's upgrade (or all of g) before a's payment
+    """monthly_subscription_checkout, then upgrade_with_proration: the first month was paid on the supporter
+    price, the proration on the champion price. Delivered in order, or with the upgrade (or all of
+    upgrade_with_proration) before the first payment
     events, each payment keeps the price and plan it paid for, and so does the report by plan."""
-    a_events, g_events = load_scenario("a"), load_scenario("g")[len(load_scenario("a")) :]
-    upgrade, g_rest = g_events[0], g_events[1:]
+    monthly_events, upgrade_events = (
+        load_scenario("monthly_subscription_checkout"),
+        load_scenario("upgrade_with_proration")[len(load_scenario("monthly_subscription_checkout")) :],
+    )
+    upgrade, upgrade_rest = upgrade_events[0], upgrade_events[1:]
     assert upgrade["type"] == "customer.subscription.updated"
     rows = replay_each_order(
         app,
         db,
         [
-            a_events + g_events,
-            [upgrade, *a_events, *g_rest],
-            a_events[:1] + g_events + a_events[1:],
-            g_events + a_events,
+            monthly_events + upgrade_events,
+            [upgrade, *monthly_events, *upgrade_rest],
+            monthly_events[:1] + upgrade_events + monthly_events[1:],
+            upgrade_events + monthly_events,
         ],
     )
-    a_charge = next(e for e in a_events if e["type"] == "charge.succeeded")["data"]["object"]["id"]
+    monthly_charge = next(e for e in monthly_events if e["type"] == "charge.succeeded")["data"]["object"][
+        "id"
+    ]
     paid = {p["stripe_charge_id"]: (p["stripe_price_id"], p["plan"]) for p in rows["payments"]}
-    assert paid.pop(a_charge) == SUPPORTER
+    assert paid.pop(monthly_charge) == SUPPORTER
     assert list(paid.values()) == [CHAMPION]
     # The database holds the last order (all of g first): the first month counts under the old plan.
     period = Period(dt.date(2026, 9, 1), dt.date(2026, 10, 1), ZoneInfo("UTC"))

@@ -13,7 +13,7 @@ from tests.support.stripe_events import deliver_all, load_scenario
 
 
 def test_reader_view_shows_subscription_then_canceled(client: FlaskClient, site_key: dict[str, str]) -> None:
-    deliver_all(client, load_scenario("a"))
+    deliver_all(client, load_scenario("monthly_subscription_checkout"))
     body = client.get("/v1/readers/member_8731", headers=site_key).get_json()
     sub = body["supporter"]["subscription"]
     assert sub["status"] == "active" and sub["plan"] == "supporter_monthly_usd"
@@ -22,7 +22,12 @@ def test_reader_view_shows_subscription_then_canceled(client: FlaskClient, site_
     assert sub["cancel_at_period_end"] is False
     assert body["supporter"]["donations"] == []
 
-    deliver_all(client, load_scenario("d")[len(load_scenario("a")) :])
+    deliver_all(
+        client,
+        load_scenario("cancel_at_period_end_then_deleted")[
+            len(load_scenario("monthly_subscription_checkout")) :
+        ],
+    )
     body = client.get("/v1/readers/member_8731", headers=site_key).get_json()
     assert body["supporter"]["subscription"] is None
     (ended,) = body["supporter"]["subscriptions"]
@@ -30,7 +35,7 @@ def test_reader_view_shows_subscription_then_canceled(client: FlaskClient, site_
 
 
 def donation_for(reader: str) -> list[dict[str, object]]:
-    events = copy.deepcopy(load_scenario("b"))
+    events = copy.deepcopy(load_scenario("one_time_donation_checkout"))
     events[-1]["data"]["object"]["client_reference_id"] = reader
     return events
 
@@ -58,18 +63,19 @@ def test_donations_listed_and_erasure_blanks_personal_data(
 def test_reader_view_shows_payment_failed_at_current_period_start_and_cancel_at(
     client: FlaskClient, site_key: dict[str, str]
 ) -> None:
-    a = load_scenario("a")
-    # a, then d's first event: set to cancel at the period end (d and c are both futures of a).
-    deliver_all(client, a + load_scenario("d")[len(a) :][:1])
+    monthly = load_scenario("monthly_subscription_checkout")
+    # Then cancel_at_period_end_then_deleted's first event: set to cancel at the period end
+    # (it and renewal_failed_then_recovered are both futures of the monthly checkout).
+    deliver_all(client, monthly + load_scenario("cancel_at_period_end_then_deleted")[len(monthly) :][:1])
     sub = client.get("/v1/readers/member_8731", headers=site_key).get_json()["supporter"]["subscription"]
     assert sub["cancel_at_period_end"] is True and sub["cancel_at"] == "2026-10-01T14:00:40Z"
     assert sub["current_period_start"] == "2026-09-01T14:00:40Z"
     assert sub["payment_failed_at"] is None
 
-    # Then c (newer events) up to the Nov 1 renewal failing: the subscription turns past_due.
-    c = load_scenario("c")[len(a) :]
-    failing = next(i for i, e in enumerate(c) if e["data"]["object"].get("status") == "past_due")
-    deliver_all(client, c[: failing + 1])
+    # Then renewal_failed_then_recovered (newer events) up to the Nov 1 renewal failing: past_due.
+    renewals = load_scenario("renewal_failed_then_recovered")[len(monthly) :]
+    failing = next(i for i, e in enumerate(renewals) if e["data"]["object"].get("status") == "past_due")
+    deliver_all(client, renewals[: failing + 1])
     sub = client.get("/v1/readers/member_8731", headers=site_key).get_json()["supporter"]["subscription"]
     assert sub["status"] == "past_due" and sub["cancel_at"] is None
     assert sub["current_period_start"] == "2026-11-01T14:00:40Z"

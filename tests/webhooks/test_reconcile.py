@@ -18,7 +18,7 @@ from paywall.cli import main
 from paywall.db import Database
 from paywall.models import Dispute, Payment, Subscription, SyncCursor
 from tests.support.stripe_events import deliver, load_scenario
-from tests.webhooks.test_scenarios import SUB_A, check_c, check_f
+from tests.webhooks.test_scenarios import MONTHLY_SUB, check_dispute_lost, check_renewal_failed_then_recovered
 
 PATHS = {
     "customer": "/v1/customers",
@@ -143,7 +143,7 @@ class FakeStripe:
 
 @pytest.fixture
 def fake_stripe() -> Iterator[FakeStripe]:
-    fake = FakeStripe(stripe_state(load_scenario("c")))
+    fake = FakeStripe(stripe_state(load_scenario("renewal_failed_then_recovered")))
     fake.thread.start()
     try:
         yield fake
@@ -165,7 +165,7 @@ def test_sync_builds_the_same_rows_as_the_webhooks_plus_fees(
     assert "charges: 3 created, 1 ignored" in result.output
     assert "balance_transactions: 3 updated" in result.output
     with db.transaction(readonly=True) as session:
-        check_c(session, None)
+        check_renewal_failed_then_recovered(session, None)
         for p in session.scalars(select(Payment)):
             assert (p.fee_minor, p.net_minor, p.balance_currency) == (FEE, p.amount_minor - FEE, "usd")
         done = {c.name: c for c in session.scalars(select(SyncCursor))}
@@ -200,7 +200,7 @@ def test_interrupted_sync_resumes_where_it_stopped(
     assert later[0][0] == "/v1/charges" and later[0][1]["starting_after"] == [second_charge]
     assert later[0][1]["created[gte]"] == ["1767225600"]
     with db.transaction(readonly=True) as session:
-        check_c(session, None)
+        check_renewal_failed_then_recovered(session, None)
 
 
 def test_sync_list_that_fails_does_not_stop_the_others(
@@ -237,7 +237,7 @@ def test_sync_list_that_fails_does_not_stop_the_others(
     charges = [q for p, q in fake_stripe.requests[seen:] if p == "/v1/charges"]
     assert charges[0]["starting_after"] == [second_charge]
     with db.transaction(readonly=True) as session:
-        check_c(session, None)
+        check_renewal_failed_then_recovered(session, None)
 
 
 def test_sync_reports_each_created_or_changed_row_with_id_and_fields(
@@ -249,11 +249,11 @@ def test_sync_reports_each_created_or_changed_row_with_id_and_fields(
     assert first.exit_code == 0, first.output
     charges = [c["id"] for c in fake_stripe.lists["/v1/charges"] if c.get("balance_transaction")]
     created = first.output.split("created or changed (table id: changed columns):\n", 1)[1]
-    assert f"  subscriptions {SUB_A}: created\n" in created
+    assert f"  subscriptions {MONTHLY_SUB}: created\n" in created
     for charge in charges:
         assert f"  payments {charge}: created\n" in created
 
-    sub = next(s for s in fake_stripe.lists["/v1/subscriptions"] if s["id"] == SUB_A)
+    sub = next(s for s in fake_stripe.lists["/v1/subscriptions"] if s["id"] == MONTHLY_SUB)
     sub["cancel_at_period_end"] = True
     bt = fake_stripe.lists["/v1/balance_transactions"][0]
     bt["fee"], bt["net"] = 80, bt["amount"] - 80
@@ -262,7 +262,7 @@ def test_sync_reports_each_created_or_changed_row_with_id_and_fields(
     lines = again.output.splitlines()
     assert lines[:3] == [
         "created or changed (table id: changed columns):",
-        f"  subscriptions {SUB_A}: cancel_at_period_end",
+        f"  subscriptions {MONTHLY_SUB}: cancel_at_period_end",
         f"  payments {bt['source']}: fee_minor, net_minor",
     ]
     assert lines[-1] == "changed: 2"
@@ -275,15 +275,17 @@ def test_fetched_state_beats_older_events(
     runner: CliRunner, db: Database, fake_stripe: FakeStripe, client: FlaskClient
 ) -> None:
     assert sync_cmd(runner, fake_stripe).exit_code == 0
-    past_due = next(e for e in load_scenario("c") if e["id"] == "evt_1UX9HmQz8wLm3xTnRWokBpWl")
+    past_due = next(
+        e for e in load_scenario("renewal_failed_then_recovered") if e["id"] == "evt_1UX9HmQz8wLm3xTnRWokBpWl"
+    )
     assert deliver(client, past_due).get_json()["outcome"] == "processed"
     with db.transaction(readonly=True) as session:
-        sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == SUB_A))
+        sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == MONTHLY_SUB))
         assert sub is not None and sub.status == "active"
 
 
 def test_sync_records_refunds_and_disputes(runner: CliRunner, db: Database) -> None:
-    fake = FakeStripe(stripe_state(load_scenario("f")))
+    fake = FakeStripe(stripe_state(load_scenario("dispute_lost")))
     fake.thread.start()
     try:
         assert sync_cmd(runner, fake).exit_code == 0
@@ -291,7 +293,7 @@ def test_sync_records_refunds_and_disputes(runner: CliRunner, db: Database) -> N
         fake.server.shutdown()
         fake.server.server_close()
     with db.transaction(readonly=True) as session:
-        check_f(session, False)
+        check_dispute_lost(session, False)
         (d,) = session.scalars(select(Dispute))
         assert d.fee_minor == 1500
 
@@ -305,7 +307,7 @@ def test_sync_fetches_the_charge_of_a_refund_never_matched(
     runner: CliRunner, db: Database, client: FlaskClient, finance_key: dict[str, str]
 ) -> None:
     """A refund whose charge was never recorded (older than --since): sync fetches that charge."""
-    state = stripe_state(load_scenario("e"))
+    state = stripe_state(load_scenario("donation_refund"))
     (charge,) = state["/v1/charges"]
     state["/v1/charges"] = []  # created before --since: not listed
     fake = FakeStripe(state)

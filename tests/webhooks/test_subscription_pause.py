@@ -1,7 +1,7 @@
 """Paused subscriptions (issue 13, point 4): Stripe's pause_collection and the ``paused`` status.
 
-The events are scenario a's, plus ``customer.subscription.updated`` events derived from a's last
-subscription state with ``pause_collection`` set (as the customer portal does: the status stays
+The events are monthly_subscription_checkout's, plus ``customer.subscription.updated`` events derived
+from its last subscription state with ``pause_collection`` set (as the customer portal does: the status stays
 ``active``) or cleared again, with ``previous_attributes``, signed and delivered like the others.
 """
 
@@ -21,7 +21,7 @@ from paywall.models import Subscription
 from tests.support.stripe_events import deliver_all, load_scenario
 
 READER = "member_8731"
-# Scenario a: paid 2026-09-01 14:00:40 UTC for the period up to 2026-10-01 14:00:40 UTC.
+# monthly_subscription_checkout: paid 2026-09-01 14:00:40 UTC for the period up to 2026-10-01 14:00:40 UTC.
 PAUSED_AT = dt.datetime(2026, 9, 10, 9, 0, tzinfo=dt.UTC)
 DURING = dt.datetime(2026, 9, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -40,7 +40,7 @@ def subscription_updated(
     event["id"] = f"evt_1Pause{n:03d}Qz8wLm3xTn"
     event["type"] = "customer.subscription.updated"
     event["created"] = _ts(created)
-    # A portal (API) call, so a req_ id, as on scenario d's update.
+    # A portal (API) call, so a req_ id, as on cancel_at_period_end_then_deleted's update.
     event["request"] = {"id": f"req_Pause{n:03d}Qz8wLm", "idempotency_key": None}
     obj = event["data"]["object"]
     event["data"]["previous_attributes"] = {"pause_collection": obj.get("pause_collection")}
@@ -49,7 +49,7 @@ def subscription_updated(
 
 
 def paused_scenario(behavior: str = "mark_uncollectible", resumes_at: dt.datetime | None = None) -> list[Any]:
-    events = load_scenario("a")
+    events = load_scenario("monthly_subscription_checkout")
     pause = {"behavior": behavior, "resumes_at": _ts(resumes_at) if resumes_at else None}
     return [*events, subscription_updated(events, PAUSED_AT, pause)]
 
@@ -65,7 +65,7 @@ def test_paused_subscriptions_do_not_keep_access(
     client: FlaskClient, db: Database, site_key: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(clock, "now", lambda: DURING)
-    events = load_scenario("a")
+    events = load_scenario("monthly_subscription_checkout")
     deliver_all(client, events)
     assert access(client, site_key)["reason"] == "subscription"
 
@@ -164,7 +164,7 @@ def test_paused_at_stays_put_when_the_same_pause_is_fetched_again(db: Database) 
     subscriptions report would change)."""
     from paywall.webhooks.sync import Source, settle, upsert_subscription
 
-    events = load_scenario("a")
+    events = load_scenario("monthly_subscription_checkout")
     state = copy.deepcopy([e for e in events if e["data"]["object"].get("object") == "subscription"][-1])
     sub = state["data"]["object"]
     sub["pause_collection"] = {"behavior": "void", "resumes_at": None}

@@ -23,7 +23,7 @@ from paywall.webhooks import handlers, sync
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.stripe_events import body_of, deliver, load_scenario, sign
 
-CHARGE_EVENT = load_scenario("b")[0]
+CHARGE_EVENT = load_scenario("one_time_donation_checkout")[0]
 
 
 def count(db: Database, model: Any) -> int:
@@ -87,7 +87,7 @@ def test_several_v1_values_pass_if_one_matches(client: FlaskClient) -> None:
 def test_rotated_secret_both_accepted(make_settings: Callable[..., Settings], db: Database) -> None:
     settings = make_settings({"PAYWALL_STRIPE_WEBHOOK_SECRET": f"whsec_new_one, {WEBHOOK_SECRET}"})
     client = create_app(settings, db=db).test_client()
-    events = load_scenario("b")
+    events = load_scenario("one_time_donation_checkout")
     assert deliver(client, events[0], secret="whsec_new_one").status_code == 200
     assert deliver(client, events[1], secret=WEBHOOK_SECRET).status_code == 200
     assert deliver(client, events[2], secret="whsec_retired").status_code == 400
@@ -230,7 +230,7 @@ def test_database_failure_mid_event_is_503_nothing_written_then_redelivery_works
 def test_events_api_is_admin_only_and_filters(
     client: FlaskClient, admin_key: dict[str, str], site_key: dict[str, str]
 ) -> None:
-    for event in load_scenario("b"):
+    for event in load_scenario("one_time_donation_checkout"):
         deliver(client, event)
     deliver(client, {**CHARGE_EVENT, "id": "evt_other", "type": "product.created"})
     assert client.get("/v1/events").status_code == 401
@@ -249,7 +249,7 @@ def test_events_api_is_admin_only_and_filters(
 
 
 def test_replay_by_id_and_since_and_usage(client: FlaskClient, runner: CliRunner, db: Database) -> None:
-    for event in load_scenario("b"):
+    for event in load_scenario("one_time_donation_checkout"):
         deliver(client, event)
     one = runner.invoke(main, ["events", "replay", "--id", CHARGE_EVENT["id"]])
     assert one.exit_code == 0 and "replayed 1" in one.output
@@ -266,7 +266,10 @@ def test_livemode_event_under_a_test_key_is_ignored_and_creates_nothing(
     """The guard works both ways: a live event reaching a test-mode deployment (a misconfigured
     endpoint) must not create a reader, customer, subscription, payment or mail."""
     client = create_app(make_settings({"PAYWALL_STRIPE_SECRET_KEY": "sk_test_abc"}), db=db).test_client()
-    events = [{**e, "livemode": True} for e in load_scenario("a") + load_scenario("b")]
+    events = [
+        {**e, "livemode": True}
+        for e in load_scenario("monthly_subscription_checkout") + load_scenario("one_time_donation_checkout")
+    ]
     for event in events:
         resp = deliver(client, event)
         assert resp.status_code == 200 and resp.get_json()["outcome"] == "ignored", event["type"]

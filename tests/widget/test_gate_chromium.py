@@ -207,8 +207,8 @@ def pay(page: Any, world: dict[str, Any]) -> str:
     page.wait_for_url(f"{stripe_api.url}/checkout/*")
     (created,) = stripe_api.posts("/v1/checkout/sessions")
     session_id = page.url.rsplit("/", 1)[1]
-    # The card is accepted (scenario a: a monthly subscription, paid a minute ago)...
-    events = scenario_events("a", now=True)
+    # The card is accepted (monthly_subscription_checkout, paid a minute ago)...
+    events = scenario_events("monthly_subscription_checkout", now=True)
     paid = completed_session(events)
     stripe_api.complete(session_id, paid, *related(events))
     # ... and Stripe sends the browser to success_url. No webhook is ever delivered here.
