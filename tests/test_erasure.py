@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -45,6 +46,7 @@ def personal_data_left(db: Database, *needles: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_erasure_from_the_cli_blanks_payments_without_the_web_app(
     client: FlaskClient, db: Database, migrated: str
 ) -> None:

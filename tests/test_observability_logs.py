@@ -60,6 +60,7 @@ class BusyMailbox(SmtpSink):
         return f"451 4.2.1 <{address}>: mailbox busy, try again later"
 
 
+@pytest.mark.slow
 def test_worker_logs_smtp_replies_through_the_redaction_filter(db: Database, migrated: str) -> None:
     """`paywall worker` used to call logging.basicConfig: plain lines, no filter, the address
     from the SMTP reply in the clear. Now its lines are the web app's JSON lines, redacted."""

@@ -89,6 +89,7 @@ def test_settings_are_checked_at_start_by_paywall_serve(
     assert line.startswith("Error: configuration: ") and key in line
 
 
+@pytest.mark.slow
 def test_settings_are_checked_at_start_one_line_without_traceback(tmp_path: Path) -> None:
     """`paywall serve` (what `make run` ends with) as a real process: one line, exit 1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWALL_")}

@@ -180,6 +180,7 @@ def test_crash_with_batched_claims_leaves_at_most_a_batch_claimed(
     assert sorted(Counter(sink.recipients()).values()) == [1] * 10
 
 
+@pytest.mark.slow
 def test_sender_killed_mid_run_and_restarted(
     db: Database, msettings: Settings, campaign: Campaign, sink: SmtpSink, migrated: str
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
@@ -15,6 +16,9 @@ from paywall.app import create_app
 from paywall.config import load_settings
 from paywall.db import Database
 from tests.conftest import SIGNING_KEY, WEBHOOK_SECRET
+
+# A third of the whole run on its own: `make test` runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 # Built at import, as schemathesis needs the description to parametrize; each test points the
 # app at the test database (views read it per request) so the same migrated database is used.
