@@ -127,7 +127,12 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch, migrated: str) -> CliRunner:
-    """A CLI runner whose commands use the test database."""
+    """A CLI runner whose commands use the test database.
+
+    click's CliRunner rather than ``app.test_cli_runner()``: ``paywall`` is a plain click group that
+    builds its settings from the environment at start, as in production, not the Flask app's
+    ``app.cli``; a Flask runner would hand it an app it never reads. Every test that runs a
+    command in-process takes this fixture."""
     monkeypatch.setenv("PAYWALL_DATABASE_URL", migrated)
     monkeypatch.delenv("PAYWALL_CONFIG", raising=False)
     return CliRunner()
