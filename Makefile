@@ -37,9 +37,10 @@ test: $(STAMP_DEV)
 	$(BIN)/mypy paywall
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## make test-fast: the pytest suite alone on SQLite, spread over every core (pytest-xdist)
+## make test-fast: pytest alone on SQLite over every core (pytest-xdist), without the tests marked
+## slow (contract fuzz, browsers, fault injection, servers in subprocesses); make test runs them all
 test-fast: $(STAMP_DEV)
-	env -u PAYWALL_TEST_DATABASE_URL $(BIN)/pytest -q -n auto -p no:cacheprovider $(PYTEST_ARGS)
+	env -u PAYWALL_TEST_DATABASE_URL $(BIN)/pytest -q -n auto -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check paywall tests migrations bench docs

@@ -48,11 +48,33 @@ def pytest_report_header() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("PAYWALL_TEST_DATABASE_URL")
-    if url:
-        return url
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'paywall.sqlite3'}"
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if not url:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'paywall.sqlite3'}"
+    elif worker is None:
+        yield url
+    else:
+        # Under pytest-xdist each worker gets a PostgreSQL database of its own (NAME_gw0, ...): on
+        # one shared database each worker dropped the schema and truncated the tables under the
+        # others (deadlocks, missing relations). Tests that read the variable get their worker's.
+        own = f"{url.rsplit('/', 1)[0]}/{url.rsplit('/', 1)[1]}_{worker}"
+        _recreate_database(url, own, create=True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PAYWALL_TEST_DATABASE_URL", own)
+            yield own
+        _recreate_database(url, own, create=False)
+
+
+def _recreate_database(admin_url: str, url: str, *, create: bool) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = Database(admin_url)
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +149,12 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch, migrated: str) -> CliRunner:
-    """A CLI runner whose commands use the test database."""
+    """A CLI runner whose commands use the test database.
+
+    click's CliRunner rather than ``app.test_cli_runner()``: ``paywall`` is a plain click group that
+    builds its settings from the environment at start, as in production, not the Flask app's
+    ``app.cli``; a Flask runner would hand it an app it never reads. Every test that runs a
+    command in-process takes this fixture."""
     monkeypatch.setenv("PAYWALL_DATABASE_URL", migrated)
     monkeypatch.delenv("PAYWALL_CONFIG", raising=False)
     return CliRunner()

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 
 from paywall.cli import alembic_config, main
-from tests.faults import free_port, wait_healthy
+from tests.support.faults import free_port, wait_healthy
 
 
 def test_help_lists_everything(runner: CliRunner) -> None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from paywall import config
 from paywall.cli import main
 from paywall.config import load_settings
-from tests.faults import free_port
+from tests.support.faults import free_port
 
 
 def one_line_error(result: Result) -> str:
@@ -35,26 +35,30 @@ def one_line_error(result: Result) -> str:
     ],
 )
 def test_wrong_database_url_prints_one_line_not_a_traceback(
-    monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, url: str, expected: str
 ) -> None:
     monkeypatch.setenv("PAYWALL_DATABASE_URL", url)
     for command in (["keys", "list"], ["db", "upgrade"], ["db", "current"]):
-        line = one_line_error(CliRunner().invoke(main, command))
+        line = one_line_error(runner.invoke(main, command))
         assert expected in line and "postgresql+psycopg://user@host/dbname" in line
 
 
-def test_unreachable_database_prints_one_line_without_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_database_prints_one_line_without_the_password(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"postgresql+psycopg://paywall:s3cret-pw@127.0.0.1:{free_port()}/paywall"
     monkeypatch.setenv("PAYWALL_DATABASE_URL", url)
     monkeypatch.setenv("PAYWALL__DATABASE__LOCK_TIMEOUT_SECONDS", "1")
-    line = one_line_error(CliRunner().invoke(main, ["keys", "list"]))
+    line = one_line_error(runner.invoke(main, ["keys", "list"]))
     assert "cannot connect to the database postgresql+psycopg://paywall:***@127.0.0.1" in line
     assert "check PAYWALL_DATABASE_URL" in line and "s3cret-pw" not in line
 
 
-def test_unmigrated_database_says_run_db_upgrade(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unmigrated_database_says_run_db_upgrade(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PAYWALL_DATABASE_URL", f"sqlite:///{tmp_path}/new.sqlite3")
-    line = one_line_error(CliRunner().invoke(main, ["keys", "list"]))
+    line = one_line_error(runner.invoke(main, ["keys", "list"]))
     assert line.endswith("has no table api_keys: run `paywall db upgrade`")
 
 

@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("stripe", "sqlalchemy", "flask", "flask_smorest", "marshmallow", "alembic", "openpyxl", "jinja2")
 
 PROBE = """
@@ -35,6 +37,7 @@ def heavy_imports(*args: str) -> tuple[list[str], str]:
     return json.loads(proc.stderr.strip().splitlines()[-1]), proc.stdout
 
 
+@pytest.mark.slow
 def test_help_and_light_commands_start_without_heavy_imports() -> None:
     heavy, out = heavy_imports("--help")
     assert heavy == []

@@ -9,20 +9,22 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from paywall.db import Database
 from paywall.models import CheckoutSession, OutboxMessage, Payment, StripeCustomer, StripeEvent
-from tests.stripe_helpers import deliver_all, load_scenario
+from tests.support.stripe_events import deliver_all, load_scenario
 
 GUEST_EMAIL, GUEST_NAME = "sam.okafor@example.net", "Sam Okafor"
 MEMBER_EMAIL, MEMBER_NAME = "maria.lopez@example.com", "Maria Lopez"
 
 
 def donation_for(reader: str) -> list[dict[str, Any]]:
-    """Scenario b (a guest donation: no Stripe customer, only the address), linked to ``reader``."""
-    events = copy.deepcopy(load_scenario("b"))
+    """one_time_donation_checkout (a guest donation: no Stripe customer, only the address), linked
+    to ``reader``."""
+    events = copy.deepcopy(load_scenario("one_time_donation_checkout"))
     events[-1]["data"]["object"]["client_reference_id"] = reader
     return events
 
@@ -44,6 +46,7 @@ def personal_data_left(db: Database, *needles: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_erasure_from_the_cli_blanks_payments_without_the_web_app(
     client: FlaskClient, db: Database, migrated: str
 ) -> None:
@@ -83,13 +86,13 @@ def test_erasure_deletes_the_outbox_rows(
 def test_later_events_about_an_erased_guest_donor_write_nothing_back(
     client: FlaskClient, db: Database, admin_key: dict[str, str]
 ) -> None:
-    """Scenario e (a refund of b's charge) and f (a dispute, its evidence naming the donor) arrive
-    after the erasure, and b's own events are delivered again under new ids (a Stripe resend of
-    the same objects): the payment stays blank, no mail is queued, and no stored payload keeps
-    the address or the name."""
+    """donation_refund (a refund of the donation's charge) and dispute_lost (a dispute, its evidence
+    naming the donor) arrive after the erasure, and the donation's own events are delivered again
+    under new ids (a Stripe resend of the same objects): the payment stays blank, no mail is
+    queued, and no stored payload keeps the address or the name."""
     deliver_all(client, donation_for("donor_7"))
     assert client.delete("/v1/readers/donor_7", headers=admin_key).status_code == 200
-    later = load_scenario("e")[3:] + load_scenario("f")[3:]
+    later = load_scenario("donation_refund")[3:] + load_scenario("dispute_lost")[3:]
     resent = copy.deepcopy(donation_for("donor_7"))
     for event in resent:
         event["id"] += "_again"
@@ -105,12 +108,16 @@ def test_later_events_about_an_erased_guest_donor_write_nothing_back(
 def test_later_events_about_an_erased_subscriber_write_nothing_back(
     client: FlaskClient, db: Database, admin_key: dict[str, str]
 ) -> None:
-    """Scenario a's subscriber is erased; c's renewals (a failed payment whose invoice carries the
-    address, then a recovery) arrive after: the customer id recognises them everywhere."""
-    deliver_all(client, load_scenario("a"))
+    """monthly_subscription_checkout's subscriber is erased; renewal_failed_then_recovered's
+    renewals (a failed payment whose invoice carries the address, then a recovery) arrive after:
+    the customer id recognises them everywhere."""
+    deliver_all(client, load_scenario("monthly_subscription_checkout"))
     assert client.delete("/v1/readers/member_8731", headers=admin_key).status_code == 200
     assert personal_data_left(db, MEMBER_EMAIL, MEMBER_NAME) == []
-    deliver_all(client, load_scenario("c")[len(load_scenario("a")) :])
+    deliver_all(
+        client,
+        load_scenario("renewal_failed_then_recovered")[len(load_scenario("monthly_subscription_checkout")) :],
+    )
     assert personal_data_left(db, MEMBER_EMAIL, MEMBER_NAME) == []
     with db.transaction(readonly=True) as session:
         notice = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "payment_failed"))
@@ -123,7 +130,7 @@ def test_replaying_events_after_erasure_restores_nothing(
 ) -> None:
     from paywall.cli import main
 
-    deliver_all(client, load_scenario("a"))
+    deliver_all(client, load_scenario("monthly_subscription_checkout"))
     assert client.delete("/v1/readers/member_8731", headers=admin_key).status_code == 200
     out = runner.invoke(main, ["events", "replay", "--since", "2000-01-01"])
     assert out.exit_code == 0, out.output

@@ -57,9 +57,9 @@ def test_metrics_use_route_templates_not_reader_ids(client: FlaskClient, site_ke
 
 def test_metrics_count_webhooks_and_mail(client: FlaskClient) -> None:
     from paywall.mail import queue
-    from tests.stripe_helpers import deliver, load_scenario
+    from tests.support.stripe_events import deliver, load_scenario
 
-    event = load_scenario("b")[0]
+    event = load_scenario("one_time_donation_checkout")[0]
     assert deliver(client, event).status_code == 200
     assert deliver(client, event).get_json()["outcome"] == "duplicate"
     client.post("/webhooks/stripe", data=b"{}", headers={"Stripe-Signature": "t=1,v1=0"})

@@ -21,7 +21,7 @@ from paywall.config import ConfigError, Settings, load_settings
 from paywall.db import Database
 from paywall.sections import SECTIONS
 from paywall.signing import parse_pem_keys
-from tests.test_checkout_api import PLANS
+from tests.checkout.test_sessions import PLANS
 
 # (TOML override, what the one-line error must name): a typo, a wrong type, a bad value, per section.
 BAD_SETTINGS = [
@@ -120,6 +120,7 @@ def test_settings_are_checked_at_start_by_paywall_serve(
     assert line.startswith("Error: configuration: ") and key in line
 
 
+@pytest.mark.slow
 def test_settings_are_checked_at_start_one_line_without_traceback(tmp_path: Path) -> None:
     """`paywall serve` (what `make run` ends with) as a real process: one line, exit 1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWALL_")}

@@ -1,0 +1,281 @@
+"""The /reports page: sign-in with CSRF, the signed cookie, downloads with it, and a real browser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from paywall import auth, clock
+from paywall.app import create_app
+from paywall.config import Settings
+from paywall.db import Database
+from tests.support.billing_rows import dispute, payment, refund, subscription
+
+SECRET = "reports-test-session-secret"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def page_app(make_settings: Callable[..., Settings], db: Database) -> Flask:
+    app = create_app(make_settings({"PAYWALL_SESSION_SECRET": SECRET}), db=db)
+    app.config["TESTING"] = True
+    return app
+
+
+_names = itertools.count(1)
+
+
+def _new_key(db: Database, role: str) -> str:
+    with db.transaction() as s:
+        _, key = auth.create_key(s, role=role, name=f"{role}-desk-{next(_names)}")
+    return key
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def _sign_in(client: FlaskClient, key: str) -> int:
+    token = _csrf(client.get("/reports").get_data(as_text=True))
+    return client.post("/reports/sign-in", data={"key": key, "csrf_token": token}).status_code
+
+
+def test_sign_in_needs_the_csrf_token(page_app: Flask, db: Database) -> None:
+    client = page_app.test_client()
+    key = _new_key(db, "finance")
+    page = client.get("/reports")
+    assert page.status_code == 200 and 'name="key"' in page.get_data(as_text=True)
+    assert client.post("/reports/sign-in", data={"key": key}).status_code == 400
+    assert client.post("/reports/sign-in", data={"key": key, "csrf_token": "forged"}).status_code == 400
+    # Another browser's token is worth nothing here.
+    other = page_app.test_client()
+    stolen = _csrf(other.get("/reports").get_data(as_text=True))
+    assert client.post("/reports/sign-in", data={"key": key, "csrf_token": stolen}).status_code == 400
+
+
+def test_sign_in_sets_a_safe_cookie_and_downloads_use_it(page_app: Flask, db: Database) -> None:
+    client = page_app.test_client()
+    with db.transaction() as s:
+        payment(s, amount_minor=1234, paid_at=clock.now() - dt.timedelta(days=1))
+    assert client.get("/v1/reports/revenue?start=2020-01-01&end=2030-01-01").status_code == 401
+    token = _csrf(client.get("/reports").get_data(as_text=True))
+    resp = client.post("/reports/sign-in", data={"key": _new_key(db, "finance"), "csrf_token": token})
+    assert resp.status_code == 303
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie and "Path=/" in cookie
+    page = client.get("/reports")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<svg" in html and 'id="subscribers"' in html
+    assert "<script" not in html.lower()
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    csv = client.get("/v1/reports/revenue?start=2020-01-01&end=2030-01-01&format=csv")
+    assert csv.status_code == 200 and "12.34" in csv.get_data(as_text=True)
+    # The CSS comes from this blueprint (CSP: 'self' only).
+    assert client.get("/reports/static/reports.css").status_code == 200
+    # Sign out (with the token) ends it.
+    client.post("/reports/sign-out", data={"csrf_token": _csrf(html)})
+    assert client.get("/v1/reports/revenue?start=2020-01-01&end=2030-01-01").status_code == 401
+
+
+def test_site_keys_and_bad_keys_are_refused(page_app: Flask, db: Database) -> None:
+    client = page_app.test_client()
+    assert _sign_in(client, _new_key(db, "site")) == 403
+    assert _sign_in(client, "pw_nope_nope") == 401
+    assert _sign_in(client, _new_key(db, "admin")) == 303
+
+
+def test_signing_out_ends_the_session_on_the_server(page_app: Flask, db: Database) -> None:
+    """Issue 13, point 11: a copy of the cookie taken before sign-out must not work after it."""
+    client = page_app.test_client()
+    assert _sign_in(client, _new_key(db, "finance")) == 303
+    cookie = client.get_cookie("paywall_reports")
+    assert cookie is not None
+    copied = page_app.test_client()
+    copied.set_cookie("paywall_reports", cookie.value)
+    revenue = "/v1/reports/revenue?start=2020-01-01&end=2030-01-01"
+    assert copied.get(revenue).status_code == 200  # the copy works while the session lives
+    html = client.get("/reports").get_data(as_text=True)
+    assert client.post("/reports/sign-out", data={"csrf_token": _csrf(html)}).status_code == 303
+    assert copied.get(revenue).status_code == 401
+    assert 'name="key"' in copied.get("/reports").get_data(as_text=True)  # the sign-in form again
+
+
+def test_failed_sign_ins_are_throttled_per_address(
+    make_settings: Callable[..., Settings], db: Database
+) -> None:
+    """Issue 13, point 11: wrong keys on the /reports sign-in are limited per client address."""
+    settings = make_settings(
+        {"PAYWALL_SESSION_SECRET": SECRET}, ratelimit={"auth_failures_per_address": "3/minute"}
+    )
+    app = create_app(settings, db=db)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    good = _new_key(db, "finance")
+    assert [_sign_in(client, f"pw_{n:016x}_wrong") for n in range(3)] == [401, 401, 401]
+    token = _csrf(client.get("/reports").get_data(as_text=True))
+    resp = client.post("/reports/sign-in", data={"key": good, "csrf_token": token})
+    assert resp.status_code == 429  # not even the right key is checked now
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "Too many failed sign-ins" in resp.get_data(as_text=True)
+    # The same key over the API, from the same address: throttled too.
+    revenue = "/v1/reports/revenue?start=2020-01-01&end=2030-01-01"
+    assert client.get(revenue, headers={"Authorization": f"Bearer {good}"}).status_code == 429
+    # Another address is not held up.
+    other = client.post(
+        "/reports/sign-in", data={"key": good, "csrf_token": token}, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+    )
+    assert other.status_code == 303
+
+
+def test_revoking_the_key_ends_the_sign_in(page_app: Flask, db: Database) -> None:
+    client = page_app.test_client()
+    key = _new_key(db, "finance")
+    assert _sign_in(client, key) == 303
+    assert client.get("/v1/reports/donors?year=2026").status_code == 200
+    with db.transaction() as s:
+        row = s.scalar(auth.select(auth.ApiKey).where(auth.ApiKey.key_id == key.split("_")[1]))
+        assert row is not None
+        auth.revoke_key(s, row.name)
+    assert client.get("/v1/reports/donors?year=2026").status_code == 401
+    assert 'name="key"' in client.get("/reports").get_data(as_text=True)
+
+
+def test_tampered_cookie_is_ignored(page_app: Flask, db: Database) -> None:
+    client = page_app.test_client()
+    assert _sign_in(client, _new_key(db, "finance")) == 303
+    client.set_cookie("paywall_reports", "eyJraWQiOiJ4In0.forged.sig")
+    assert client.get("/v1/reports/donors?year=2026").status_code == 401
+
+
+def test_missing_secret_in_production_is_503(client: FlaskClient) -> None:
+    resp = client.get("/reports")
+    assert resp.status_code == 503
+    assert "PAYWALL_SESSION_SECRET" in resp.get_json()["detail"]
+
+
+def test_development_secret_is_generated_once(
+    make_settings: Callable[..., Settings],
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = make_settings({"PAYWALL_PUBLIC_URL": "http://127.0.0.1:8000"})
+    create_app(settings, db=db)
+    secret_file = tmp_path / "var" / "session-secret"
+    first = secret_file.read_text()
+    assert len(first) > 40 and (secret_file.stat().st_mode & 0o777) == 0o600
+    assert "generated a development session secret" in caplog.text
+    app = create_app(settings, db=db)
+    assert secret_file.read_text() == first
+    client = app.test_client()
+    assert _sign_in(client, _new_key(db, "finance")) == 303
+    assert "Secure" not in client.get("/reports").headers.get("Set-Cookie", "")
+
+
+def _chart_history(db: Database) -> None:
+    """A year of payments in two currencies, with refunds, a dispute and subscribers."""
+    now = clock.now()
+    with db.transaction() as s:
+        for month in range(12):
+            when = now - dt.timedelta(days=30 * month + 1)
+            for i in range(3 + month % 4):
+                p = payment(
+                    s,
+                    amount_minor=2500 + 700 * i + 150 * month,
+                    fee_minor=103 + 20 * i,
+                    paid_at=when,
+                    email=f"d{i}@example.org",
+                )
+                if i == 1 and month % 3 == 0:
+                    refund(s, p, amount_minor=1000, stripe_created=when + dt.timedelta(hours=1))
+            payment(
+                s,
+                amount_minor=900 + 100 * (month % 5),
+                currency="eur",
+                kind="subscription",
+                plan="monthly",
+                fee_minor=40,
+                paid_at=when,
+            )
+        d = payment(s, amount_minor=5000, fee_minor=175, paid_at=now - dt.timedelta(days=70))
+        dispute(s, d, opened_at=now - dt.timedelta(days=65))
+        for i in range(7):
+            subscription(s, started_at=now - dt.timedelta(days=40 + i))
+
+
+@pytest.fixture
+def live_server(page_app: Flask) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, page_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_browser_signs_in_sees_the_chart_and_downloads(
+    live_server: str, db: Database, tmp_path: Path
+) -> None:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing in CI (.ci/run installs the chromium package)")
+        print(f"skipping the browser test: {CHROMIUM} is not installed (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    _chart_history(db)
+    key = _new_key(db, "finance")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            context = browser.new_context(viewport={"width": 1040, "height": 1100}, accept_downloads=True)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{live_server}/reports")
+            page.fill("#key", key)
+            page.click("button[type=submit]")
+            page.wait_for_selector("svg[data-currency=USD]")
+            assert page.locator("svg[data-currency=USD] rect.gross").count() == 12
+            assert page.locator("svg[data-currency=EUR] rect.net").count() == 12
+            assert page.inner_text("#subscribers") == "7"
+            cookies = {c["name"]: c for c in context.cookies()}
+            assert cookies["paywall_reports"]["httpOnly"] is True
+            with page.expect_download() as info:
+                page.click("a.dl[data-format=csv] >> nth=0")
+            download = info.value
+            saved = tmp_path / download.suggested_filename
+            download.save_as(saved)
+            assert saved.name.startswith("revenue_") and saved.suffix == ".csv"
+            assert saved.read_text().startswith("period,currency,gross")
+            shot = tmp_path / "reports.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            target = os.environ.get("PAYWALL_REPORTS_SCREENSHOT")
+            if target:
+                shutil.copy(shot, target)
+            assert errors == []
+        finally:
+            browser.close()
