@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 
@@ -60,7 +60,7 @@ class SmtpSink:
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    def __enter__(self) -> SmtpSink:
+    def __enter__(self) -> Self:
         self.controller.start()
         return self
 

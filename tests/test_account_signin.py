@@ -34,15 +34,15 @@ stripe_api, account_settings, browser, signed_in = (
 
 def mailed_code(db: Database, settings: Settings, email: str, purpose: str = "signin") -> str:
     """The code in the newest queued mail to ``email`` for ``purpose`` (opened as the mailer opens it)."""
-    kind = MAIL_KINDS[purpose]
+    kind, address = MAIL_KINDS[purpose], normalise_email(email)
     with db.transaction(readonly=True) as session:
         msg = session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.kind == kind, OutboxMessage.to_email == normalise_email(email))
+            .where(OutboxMessage.kind == kind, OutboxMessage.to_email == address)
             .order_by(OutboxMessage.id.desc())
         ).first()
         assert msg is not None, f"no {kind} mail to {email}"
-        secret = unseal(settings, kind, msg.to_email, msg.data["sealed"])
+        secret = unseal(settings, kind, address, msg.data["sealed"])
     assert secret is not None
     return str(secret["code"])
 

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -94,7 +94,7 @@ def test_message_to_each_reader_once_and_a_rerun_sends_nothing(
     assert claims["sub"] == "r-1" and claims["cmp"] == "keep-us-open"
     assert isinstance(msg, EmailMessage)
     text_part, html_part = msg.iter_parts()
-    text, html = text_part.get_content(), html_part.get_content()  # type: ignore[attr-defined]
+    text, html = text_part.get_content(), html_part.get_content()
     assert "Dear Ana <& Co>," in text  # text is not escaped
     assert "Dear Ana &lt;&amp; Co&gt;," in html  # HTML is
     assert "support us with your donations or" in text
@@ -139,7 +139,7 @@ class DyingTransport(SmtpTransport):
         super().__init__(host="127.0.0.1", port=sink.port, security="none")
         self.survive = survive
 
-    def send(self, msg: EmailMessage, *, envelope_from: str | None = None) -> Delivery:
+    def send(self, msg: Message, *, envelope_from: str | None = None) -> Delivery:
         if self.survive == 0:
             super().send(msg)  # the message went out...
             raise SystemExit(137)  # ...and the process died before recording it
@@ -245,10 +245,10 @@ def test_two_concurrent_senders_send_each_message_once(
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
     assert not errors
     assert sorted(Counter(sink.recipients()).values()) == [1] * 40
     assert sum(t["sent"] for t in tallies) == 40

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from email.message import Message
 
 import pytest
 
 from paywall.mail.message import build_message
 from paywall.mail.smtp import SmtpTransport, TransientFailure
-from tests.mail_helpers import MAIL_FROM, SmtpSink, free_port
+from tests.faults import free_port
+from tests.mail_helpers import MAIL_FROM, SmtpSink
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def transport(sink: SmtpSink, **kw: object) -> SmtpTransport:
 
 def message(
     to: str = "ana@example.org", unsubscribe: str | None = "https://p.example/unsubscribe?token=" + "x" * 300
-):
+) -> Message:
     return build_message(
         sender=MAIL_FROM,
         to=to,

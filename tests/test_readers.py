@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
 
 
-def assert_problem(resp, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def assert_problem(resp: TestResponse, status: int, field: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.get_data(as_text=True)
     assert resp.mimetype == "application/problem+json"
-    body = resp.get_json()
+    body: dict[str, Any] = resp.get_json()
     assert set(body) >= PROBLEM_KEYS
     assert body["status"] == status
     if field:
