@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from typing import Any, Self
 
 from aiosmtpd.controller import Controller
@@ -35,6 +35,15 @@ class Received:
         msg = email.message_from_bytes(self.raw, policy=policy.default)
         assert isinstance(msg, EmailMessage)
         return msg
+
+
+def body_text(msg: Message, subtype: str = "plain") -> str:
+    """The decoded text/``subtype`` body of ``msg`` (a message parsed with the default policy)."""
+    assert isinstance(msg, EmailMessage)
+    part = msg.get_body((subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    content: str = part.get_content()
+    return content
 
 
 class SmtpSink:

@@ -20,7 +20,7 @@ from paywall.signin.identity import normalise_email
 from paywall.signin.sealing import unseal
 from paywall.signin.service import MAIL_KINDS
 from tests import test_account_page as base
-from tests.mail_helpers import SmtpSink, smtp_env
+from tests.mail_helpers import SmtpSink, body_text, smtp_env
 from tests.test_account_page import add_reader, form_token, https_client, post
 from tests.test_checkout_api import PUBLIC
 
@@ -189,7 +189,7 @@ def _received(make_settings: Callable[..., Settings], db: Database, client: Flas
         with SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0) as t:
             assert drain(db, settings, t) == {"sent": 1}
         (received,) = sink.received
-    text = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body_text(received.message)
     return asked.get_data(as_text=True), str(text)
 
 

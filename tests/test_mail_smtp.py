@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from email.message import Message
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,8 @@ def sink() -> Iterator[SmtpSink]:
         yield s
 
 
-def transport(sink: SmtpSink, **kw: object) -> SmtpTransport:
-    return SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0, **kw)  # type: ignore[arg-type]
+def transport(sink: SmtpSink, **kw: Any) -> SmtpTransport:
+    return SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0, **kw)
 
 
 def message(

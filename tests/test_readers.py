@@ -6,8 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+
+from paywall.config import Settings
+from paywall.db import Database
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
 
@@ -86,7 +90,7 @@ def test_roles(
             assert_problem(resp, 403)
 
 
-def test_revoked_key_is_refused(client: FlaskClient, db, runner) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_key_is_refused(client: FlaskClient, db: Database, runner: CliRunner) -> None:
     from paywall.cli import main
 
     out = runner.invoke(main, ["keys", "create", "--role", "site", "--name", "gone"])
@@ -150,7 +154,7 @@ def test_health_and_openapi(client: FlaskClient) -> None:
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
-def test_readyz_is_503_when_database_is_down(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_readyz_is_503_when_database_is_down(make_settings: Callable[..., Settings]) -> None:
     from paywall.app import create_app
 
     app = create_app(make_settings({"PAYWALL_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}))

@@ -18,6 +18,7 @@ from paywall.access.anonymous import anonymous_key
 from paywall.access.dismissals import dismissed_until
 from paywall.app import create_app
 from paywall.config import Settings
+from paywall.context import settings_of
 from paywall.db import Database
 from paywall.models import Reader
 from paywall.signin import codes
@@ -39,7 +40,6 @@ def make_client(make_settings: Callable[..., Settings], db: Database) -> Callabl
         app = create_app(make_settings(**overrides), db=db)
         app.config["TESTING"] = True
         client = app.test_client()
-        client.settings = make_settings(**overrides)  # type: ignore[attr-defined]
         return client
 
     return make
@@ -62,7 +62,9 @@ def token(client: FlaskClient, sub: str, **claims: Any) -> str:
     body.update(claims)
     if sub.startswith(" anon:"):
         body["anon"] = True
-    signed, _ = signing.sign(client.settings, body, purpose="access", ttl=dt.timedelta(minutes=15))  # type: ignore[attr-defined]
+    signed, _ = signing.sign(
+        settings_of(client.application), body, purpose="access", ttl=dt.timedelta(minutes=15)
+    )
     return signed
 
 
@@ -149,7 +151,7 @@ def test_closing_the_appeal_never_hides_the_gate(client: FlaskClient, db: Databa
     assert resp.status_code == 200 and resp.get_json()["status"] == "dismissed"
     with db.transaction(readonly=True) as session:
         # Keyed by the anonymous key: the browser's dismissal, which sign-in later moves to the reader.
-        assert dismissed_until(session, client.settings, key) is not None  # type: ignore[attr-defined]
+        assert dismissed_until(session, settings_of(client.application), key) is not None
     assert appeal(client, reading)["show"] is False
     gated = appeal(client, token(client, key, reason="meter_exhausted", meter=METER, art="story-4"))
     assert gated["show"] is False and "hidden_until" in gated
@@ -203,7 +205,7 @@ def _reader_token(db: Database, settings: Settings, external_id: str) -> str:
 
 
 def test_handoff_without_a_return_url_has_nowhere_to_go(client: FlaskClient, db: Database) -> None:
-    reader_token = _reader_token(db, client.settings, "reader-7")  # type: ignore[attr-defined]
+    reader_token = _reader_token(db, settings_of(client.application), "reader-7")
     resp = client.post("/support/handoff", json={"reader_token": reader_token}, headers={"Origin": SITE})
     assert resp.status_code == 200 and resp.get_json() == {"url": None}
 
@@ -212,7 +214,7 @@ def test_handoff_gives_the_site_a_one_time_token(
     make_client: Callable[..., FlaskClient], db: Database
 ) -> None:
     client = make_client(signin={"return_url": f"{SITE}/paywall/return?from=widget"})
-    settings = client.settings  # type: ignore[attr-defined]
+    settings = settings_of(client.application)
     reader_token = _reader_token(db, settings, "reader-8")
     resp = client.post(
         "/support/handoff",
