@@ -34,7 +34,7 @@ run: migrate
 test: $(STAMP_DEV)
 	$(BIN)/ruff check paywall tests migrations bench docs
 	$(BIN)/ruff format --check paywall tests migrations bench docs
-	$(BIN)/mypy paywall
+	$(BIN)/mypy paywall tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## make test-fast: pytest alone on SQLite over every core (pytest-xdist), without the tests marked
@@ -45,6 +45,10 @@ test-fast: $(STAMP_DEV)
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check paywall tests migrations bench docs
 	$(BIN)/ruff format --check paywall tests migrations bench docs
+
+## make typecheck: mypy, strict as configured in pyproject.toml, on the package and its tests
+typecheck: $(STAMP_DEV)
+	$(BIN)/mypy paywall tests
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

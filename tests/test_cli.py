@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 
 from paywall.cli import alembic_config, main
+from paywall.db import Database
 from tests.support.faults import free_port, wait_healthy
 
 
@@ -22,7 +23,7 @@ def test_help_lists_everything(runner: CliRunner) -> None:
         assert name in out
 
 
-def test_keys_create_list_revoke(runner: CliRunner, db) -> None:  # type: ignore[no-untyped-def]
+def test_keys_create_list_revoke(runner: CliRunner, db: Database) -> None:
     out = runner.invoke(main, ["keys", "create", "--role", "finance", "--name", "books"])
     assert out.exit_code == 0, out.output
     key = out.output.split()[-1]

@@ -34,7 +34,9 @@ def personal_data_left(db: Database, *needles: str) -> list[str]:
     found = []
     with db.transaction(readonly=True) as session:
         for model in (Payment, CheckoutSession, StripeCustomer):
-            for row in session.scalars(select(model)):
+            # Annotated, or mypy widens the three models to their common base, which has no email.
+            rows: list[Payment | CheckoutSession | StripeCustomer] = list(session.scalars(select(model)))
+            for row in rows:
                 if row.email in needles or row.name in needles:
                     found.append(f"{model.__tablename__}: {row.email} {row.name}")
         for msg in session.scalars(select(OutboxMessage)):

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 import paywall
 from paywall.api import Blueprint
 from paywall.db import Database
-from tests.stripe_helpers import deliver_all
+from tests.support.stripe_events import deliver_all
 from tests.test_erasure import GUEST_EMAIL, GUEST_NAME, donation_for, personal_data_left
 
 PACKAGE = Path(paywall.__file__).resolve().parent

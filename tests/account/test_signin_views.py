@@ -22,7 +22,7 @@ from paywall.signin.service import MAIL_KINDS
 from tests.account import test_views as base
 from tests.account.test_views import add_reader, form_token, https_client, post
 from tests.checkout.test_sessions import PUBLIC
-from tests.support.mail import SmtpSink, smtp_env
+from tests.support.mail import SmtpSink, body_text, smtp_env
 
 stripe_api, account_settings, browser, signed_in = (
     base.stripe_api,
@@ -34,15 +34,15 @@ stripe_api, account_settings, browser, signed_in = (
 
 def mailed_code(db: Database, settings: Settings, email: str, purpose: str = "signin") -> str:
     """The code in the newest queued mail to ``email`` for ``purpose`` (opened as the mailer opens it)."""
-    kind = MAIL_KINDS[purpose]
+    kind, address = MAIL_KINDS[purpose], normalise_email(email)
     with db.transaction(readonly=True) as session:
         msg = session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.kind == kind, OutboxMessage.to_email == normalise_email(email))
+            .where(OutboxMessage.kind == kind, OutboxMessage.to_email == address)
             .order_by(OutboxMessage.id.desc())
         ).first()
         assert msg is not None, f"no {kind} mail to {email}"
-        secret = unseal(settings, kind, msg.to_email, msg.data["sealed"])
+        secret = unseal(settings, kind, address, msg.data["sealed"])
     assert secret is not None
     return str(secret["code"])
 
@@ -189,7 +189,7 @@ def _received(make_settings: Callable[..., Settings], db: Database, client: Flas
         with SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0) as t:
             assert drain(db, settings, t) == {"sent": 1}
         (received,) = sink.received
-    text = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body_text(received.message)
     return asked.get_data(as_text=True), str(text)
 
 

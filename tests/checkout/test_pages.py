@@ -277,11 +277,11 @@ def test_example_plan_placeholder_price_is_never_offered(
     client = app.test_client()
     reader_token = access_token(settings, "reader-42")
 
-    assert client.get("/v1/plans", headers=make_key("site")).json == {"plans": []}
+    assert client.get("/v1/plans", headers=make_key("site")).get_json() == {"plans": []}
     page = client.get(f"/subscribe?token={reader_token}").get_data(as_text=True)
     assert "Monthly supporter" not in page and "<form" not in page and "No plans are on offer" in page
     assert client.get(f"/subscribe?token={reader_token}&plan=monthly").status_code == 404
-    appeal = client.get(f"/support/appeal?token={reader_token}").json
+    appeal = client.get(f"/support/appeal?token={reader_token}").get_json()
     assert appeal["show"] is True and appeal["donate_url"]
     assert "subscribe_url" not in appeal and "subscribe_label" not in appeal
     form, _ = signing.sign(
@@ -382,7 +382,7 @@ def test_card_testing_is_limited_per_address(
     )
     assert resp.status_code == 429
     assert resp.mimetype == "application/problem+json"
-    assert resp.json["detail"] == "Too many attempts from here; wait a little and try again."
+    assert resp.get_json()["detail"] == "Too many attempts from here; wait a little and try again."
     assert int(resp.headers["Retry-After"]) > 0
     assert len(stripe_api.posts("/v1/checkout/sessions")) == 3
     # Another address is not held up.

@@ -100,7 +100,7 @@ def test_plans_are_listed_for_the_site(
 ) -> None:
     resp = api.get("/v1/plans", headers=site_key)
     assert resp.status_code == 200
-    assert resp.json["plans"] == [
+    assert resp.get_json()["plans"] == [
         {
             "name": "monthly",
             "label": "Monthly",
@@ -132,7 +132,7 @@ def test_subscription_sends_exact_parameters_with_the_email(
         json={"reader": "reader-42", "email": "ana@example.org", "plan": "monthly"},
         headers=site_key,
     )
-    assert resp.status_code == 201, resp.json
+    assert resp.status_code == 201, resp.get_json()
     (sent,) = stripe_api.posts("/v1/checkout/sessions")
     assert sent.form == {
         "mode": "subscription",
@@ -151,7 +151,7 @@ def test_subscription_sends_exact_parameters_with_the_email(
     }
     assert sent.headers["Authorization"] == "Bearer sk_test_checkout"
     assert sent.idempotency_key and sent.idempotency_key.startswith("paywall-subscription-")
-    assert resp.json == {
+    assert resp.get_json() == {
         "url": f"{stripe_api.url}/checkout/cs_test_fake0001",
         "session_id": "cs_test_fake0001",
     }
@@ -177,7 +177,7 @@ def test_subscription_reuses_the_readers_stripe_customer(
         },
         headers=site_key,
     )
-    assert resp.status_code == 201, resp.json
+    assert resp.status_code == 201, resp.get_json()
     (sent,) = stripe_api.posts("/v1/checkout/sessions")
     assert sent.form["customer"] == "cus_current"
     assert "customer_email" not in sent.form
@@ -206,13 +206,13 @@ def test_a_double_click_makes_one_session(
     body = {"reader": "reader-42", "plan": "monthly"}
     first = api.post("/v1/checkout/subscription", json=body, headers=site_key)
     second = api.post("/v1/checkout/subscription", json=body, headers=site_key)
-    assert first.json == second.json
+    assert first.get_json() == second.get_json()
     keys = [r.idempotency_key for r in stripe_api.posts("/v1/checkout/sessions")]
     assert len(keys) == 2 and keys[0] == keys[1]
 
     # Another plan is another request: another key (Stripe refuses a key reused with new parameters).
     other = api.post("/v1/checkout/subscription", json={**body, "plan": "yearly"}, headers=site_key)
-    assert other.json["session_id"] != first.json["session_id"]
+    assert other.get_json()["session_id"] != first.get_json()["session_id"]
     assert stripe_api.posts("/v1/checkout/sessions")[2].idempotency_key != keys[0]
 
     # A minute later the same click is a new attempt.
@@ -220,7 +220,7 @@ def test_a_double_click_makes_one_session(
     monkeypatch.setattr(clock, "now", lambda: later)
     again = api.post("/v1/checkout/subscription", json=body, headers=site_key)
     assert stripe_api.posts("/v1/checkout/sessions")[3].idempotency_key != keys[0]
-    assert again.json["session_id"] != first.json["session_id"]
+    assert again.get_json()["session_id"] != first.get_json()["session_id"]
 
 
 def test_unknown_and_placeholder_plans(
@@ -229,10 +229,10 @@ def test_unknown_and_placeholder_plans(
     api = make_client(plans={})  # the shipped example plan only
     resp = api.post("/v1/checkout/subscription", json={"reader": "r1", "plan": "nope"}, headers=site_key)
     assert resp.status_code == 404
-    assert resp.json["errors"] == {"plan": ["No such plan."]}
+    assert resp.get_json()["errors"] == {"plan": ["No such plan."]}
     resp = api.post("/v1/checkout/subscription", json={"reader": "r1", "plan": "monthly"}, headers=site_key)
     assert resp.status_code == 503
-    assert resp.json["setting"] == "plans.monthly.price"
+    assert resp.get_json()["setting"] == "plans.monthly.price"
     assert stripe_api.requests == []
 
 
@@ -247,7 +247,7 @@ def test_subscription_validation(api: FlaskClient, site_key: dict[str, str], str
     for body, field in cases:
         resp = api.post("/v1/checkout/subscription", json=body, headers=site_key)
         assert resp.status_code == 422, body
-        assert field in resp.json["errors"], resp.json
+        assert field in resp.get_json()["errors"], resp.get_json()
     assert stripe_api.requests == []
 
 
@@ -266,7 +266,7 @@ def test_one_off_donation_sends_exact_parameters(
         },
         headers=site_key,
     )
-    assert resp.status_code == 201, resp.json
+    assert resp.status_code == 201, resp.get_json()
     (sent,) = stripe_api.posts("/v1/checkout/sessions")
     assert sent.form == {
         "mode": "payment",
@@ -299,7 +299,7 @@ def test_recurring_donation_sends_exact_parameters(
         json={"reader": "reader-5", "amount": 300, "currency": "usd", "interval": "month"},
         headers=site_key,
     )
-    assert resp.status_code == 201, resp.json
+    assert resp.status_code == 201, resp.get_json()
     (sent,) = stripe_api.posts("/v1/checkout/sessions")
     assert sent.form == {
         "mode": "subscription",
@@ -340,11 +340,11 @@ def test_anonymous_guests_never_share_a_session_but_a_site_key_dedupes(
     body = {"amount": 1000, "currency": "eur", "interval": "once"}
     a = api.post("/v1/checkout/donation", json=body, headers=site_key)
     b = api.post("/v1/checkout/donation", json=body, headers=site_key)
-    assert a.json["session_id"] != b.json["session_id"]
+    assert a.get_json()["session_id"] != b.get_json()["session_id"]
     headers = {**site_key, "Idempotency-Key": "button-123"}
     c = api.post("/v1/checkout/donation", json=body, headers=headers)
     d = api.post("/v1/checkout/donation", json=body, headers=headers)
-    assert c.json["session_id"] == d.json["session_id"]
+    assert c.get_json()["session_id"] == d.get_json()["session_id"]
     keys = [r.idempotency_key for r in stripe_api.posts("/v1/checkout/sessions")]
     assert keys[0] != keys[1] and keys[2] == keys[3]
 
@@ -368,9 +368,9 @@ def test_donation_validation_names_the_field(
     api: FlaskClient, site_key: dict[str, str], stripe_api: FakeStripe, body: dict[str, Any], field: str
 ) -> None:
     resp = api.post("/v1/checkout/donation", json=body, headers=site_key)
-    assert resp.status_code == 422, resp.json
+    assert resp.status_code == 422, resp.get_json()
     assert resp.mimetype == "application/problem+json"
-    assert list(resp.json["errors"]) == [field]
+    assert list(resp.get_json()["errors"]) == [field]
     assert stripe_api.requests == []
 
 
@@ -395,11 +395,11 @@ def test_donation_bounds_come_from_configuration(
         "/v1/checkout/donation", json={"amount": 499, "currency": "jpy", "interval": "once"}, headers=site_key
     )
     assert low.status_code == 422
-    assert low.json["errors"]["amount"] == ["Must be between 500 JPY and 50000 JPY (in minor units)."]
+    assert low.get_json()["errors"]["amount"] == ["Must be between 500 JPY and 50000 JPY (in minor units)."]
     eur = api.post(
         "/v1/checkout/donation", json={"amount": 500, "currency": "eur", "interval": "once"}, headers=site_key
     )
-    assert eur.json["errors"] == {"currency": ["Not accepted; use one of JPY."]}
+    assert eur.get_json()["errors"] == {"currency": ["Not accepted; use one of JPY."]}
 
 
 def test_portal_for_a_reader_with_a_customer(
@@ -407,10 +407,10 @@ def test_portal_for_a_reader_with_a_customer(
 ) -> None:
     add_customer(db, "reader-3", "cus_three")
     resp = api.post("/v1/portal", json={"reader": "reader-3"}, headers=site_key)
-    assert resp.status_code == 201, resp.json
+    assert resp.status_code == 201, resp.get_json()
     (sent,) = stripe_api.posts("/v1/billing_portal/sessions")
     assert sent.form == {"customer": "cus_three", "return_url": f"{PUBLIC}/thanks?from=portal"}
-    assert resp.json == {"url": f"{stripe_api.url}/portal/bps_fake0001"}
+    assert resp.get_json() == {"url": f"{stripe_api.url}/portal/bps_fake0001"}
     api.post(
         "/v1/portal",
         json={"reader": "reader-3", "return_url": "https://news.example.org/account"},
@@ -431,7 +431,7 @@ def test_portal_without_a_customer_is_404(
         resp = api.post("/v1/portal", json={"reader": reader}, headers=site_key)
         assert resp.status_code == 404
         assert resp.mimetype == "application/problem+json"
-        assert resp.json["errors"] == {"reader": ["No Stripe customer."]}
+        assert resp.get_json()["errors"] == {"reader": ["No Stripe customer."]}
     assert stripe_api.requests == []
 
 
@@ -442,9 +442,9 @@ def test_stripe_error_answers_are_502_with_message_and_request_id(
     resp = api.post("/v1/checkout/subscription", json={"reader": "r1", "plan": "monthly"}, headers=site_key)
     assert resp.status_code == 502
     assert resp.mimetype == "application/problem+json"
-    assert "No such price" in resp.json["detail"]
-    assert resp.json["stripe_code"] == "resource_missing"
-    assert resp.json["stripe_request_id"].startswith("req_fake")
+    assert "No such price" in resp.get_json()["detail"]
+    assert resp.get_json()["stripe_code"] == "resource_missing"
+    assert resp.get_json()["stripe_request_id"].startswith("req_fake")
 
 
 def test_stripe_500_is_retried_under_one_key_then_502(
@@ -457,7 +457,7 @@ def test_stripe_500_is_retried_under_one_key_then_502(
         headers=site_key,
     )
     assert resp.status_code == 502
-    assert resp.json["stripe_request_id"].startswith("req_fake")
+    assert resp.get_json()["stripe_request_id"].startswith("req_fake")
     attempts = stripe_api.posts("/v1/checkout/sessions")
     assert len(attempts) == 3
     assert len({a.idempotency_key for a in attempts}) == 1
@@ -476,14 +476,14 @@ def test_stripe_429_is_retried_when_stripe_says_so_else_502(
         **{"Stripe-Should-Retry": "true"},
     )
     resp = api.post("/v1/checkout/donation", json=body, headers=site_key)
-    assert resp.status_code == 201, resp.json
+    assert resp.status_code == 201, resp.get_json()
     attempts = stripe_api.posts("/v1/checkout/sessions")
     assert len(attempts) == 2 and len({a.idempotency_key for a in attempts}) == 1
 
     stripe_api.fail_next(429, stripe_error_body("Too many requests", code="rate_limit"), times=1)
     resp = api.post("/v1/checkout/donation", json={**body, "amount": 700}, headers=site_key)
     assert resp.status_code == 502
-    assert "Too many requests" in resp.json["detail"]
+    assert "Too many requests" in resp.get_json()["detail"]
     assert resp.mimetype == "application/problem+json"
 
 
@@ -496,7 +496,7 @@ def test_stripe_timeout_is_502(
     assert resp.status_code == 404  # no customer: Stripe is never asked
     resp = api.post("/v1/checkout/subscription", json={"reader": "r1", "plan": "monthly"}, headers=site_key)
     assert resp.status_code == 502
-    assert resp.json["detail"] == "Stripe: Stripe could not be reached."
+    assert resp.get_json()["detail"] == "Stripe: Stripe could not be reached."
 
 
 def test_stripe_unreachable_is_502(
@@ -517,7 +517,7 @@ def test_stripe_not_configured_is_503(
         "/v1/checkout/donation", json={"amount": 500, "currency": "eur", "interval": "once"}, headers=site_key
     )
     assert resp.status_code == 503
-    assert resp.json["setting"] == "PAYWALL_STRIPE_SECRET_KEY"
+    assert resp.get_json()["setting"] == "PAYWALL_STRIPE_SECRET_KEY"
 
 
 def test_api_donations_are_limited_per_reader(

@@ -48,7 +48,7 @@ def shifted(value: Any, delta: int) -> Any:
 
 def scenario_events(scenario: str, *, now: bool = False) -> list[dict[str, Any]]:
     """A scenario's events; ``now``: moved so that its checkout completed a minute ago."""
-    events = scenario_file(scenario)
+    events: list[dict[str, Any]] = scenario_file(scenario)
     if not now:
         return events
     completed = next(e for e in events if e["type"] == "checkout.session.completed")
@@ -61,7 +61,9 @@ def final_objects(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def completed_session(events: list[dict[str, Any]]) -> dict[str, Any]:
-    return next(e for e in events if e["type"] == "checkout.session.completed")["data"]["object"]
+    completed = next(e for e in events if e["type"] == "checkout.session.completed")
+    session: dict[str, Any] = completed["data"]["object"]
+    return session
 
 
 def related(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ def scratch_url(tmp_path: pytest.TempPathFactory) -> str:
     """A database of its own: a fresh SQLite file, or a scratch schema-free PostgreSQL database."""
     url = os.environ.get("PAYWALL_TEST_DATABASE_URL")
     if not url:
-        return f"sqlite:///{tmp_path}/migrations.sqlite3"  # type: ignore[operator]
+        return f"sqlite:///{tmp_path}/migrations.sqlite3"
     base = url.rsplit("/", 1)[0]
     name = url.rsplit("/", 1)[1] + "_migrations"
     admin = Database(url)

@@ -23,7 +23,15 @@ from paywall.mail.smtp import SmtpTransport
 from paywall.mail.suppression import suppress
 from paywall.models import OutboxMessage, YearlyReceipt
 from tests.conftest import SIGNING_KEY
-from tests.support.mail import SmtpSink, add_customer, add_payment, add_reader, mail_settings, smtp_env
+from tests.support.mail import (
+    SmtpSink,
+    add_customer,
+    add_payment,
+    add_reader,
+    body_text,
+    mail_settings,
+    smtp_env,
+)
 
 
 @pytest.fixture
@@ -58,8 +66,8 @@ def statuses(db: Database) -> dict[str, str]:
 
 def body(sink: SmtpSink, to: str) -> tuple[str, str, str]:
     msg = next(m.message for m in sink.received if m.rcpt_to == [to])
-    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = body_text(msg)
+    html = body_text(msg, "html")
     assert msg["List-Unsubscribe"] is None  # transactional mail is not bulk mail
     return str(msg["Subject"]), text, html
 
@@ -120,11 +128,11 @@ def test_each_kind_is_rendered_and_sent_once(db: Database, msettings: Settings, 
 
     receipt = next(m.message for m in sink.received if "receipt" in str(m.message["Subject"]))
     assert receipt["Subject"] == "Thank you for your donation: your receipt"
-    rtext = receipt.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    rtext = body_text(receipt)
     assert "25.00 EUR" in rtext and "5 March 2026" in rtext and "ch_1" in rtext
 
     failed = next(m.message for m in sink.received if "did not go through" in str(m.message["Subject"]))
-    ftext = failed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    ftext = body_text(failed)
     assert "500 JPY" in ftext and "8 March 2026" in ftext
     assert "https://invoice.stripe.com/i/acct_1/test_x" in ftext
     # Billing is never one click from a mail: the account page, where the reader signs in first.
@@ -181,7 +189,7 @@ def test_drain_stops_and_requeues_when_the_server_is_down(
         assert msg.status == "pending" and msg.due_at > clock.now() and msg.attempts == 1
         msg_id = msg.id
     with db.transaction() as s:
-        s.get(OutboxMessage, msg_id).due_at = clock.now()  # type: ignore[union-attr]
+        s.get_one(OutboxMessage, msg_id).due_at = clock.now()
     with transport(sink) as t:
         assert drain(db, msettings, t) == Counter(sent=1)
 
@@ -255,12 +263,12 @@ def test_yearly_receipts_once_per_donor_net_of_refunds(
     assert out.exit_code == 0, out.output
     assert "sent: 2" in out.output and "nothing_to_report: 1" in out.output
     ana_text = next(m for m in sink.received if m.rcpt_to == ["ana@example.org"]).message
-    text = ana_text.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body_text(ana_text)
     assert ana_text["Subject"] == "Your donations in 2025"
     assert "25.00 EUR  (2 donations)" in text and "7.00 USD  (1 donation)" in text
     assert "50.00" not in text and "99.99" not in text
     guest = next(m for m in sink.received if m.rcpt_to == ["guest@example.org"]).message
-    assert "5.00 GBP  (2 donations)" in guest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "5.00 GBP  (2 donations)" in body_text(guest)
 
     again = runner.invoke(main, ["receipts", "send", "--year", "2025"], env=env)
     assert "already_sent: 2" in again.output and len(sink.received) == 2

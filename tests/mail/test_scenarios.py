@@ -16,7 +16,7 @@ from paywall.db import Database
 from paywall.mail.delivery import SUBJECTS, drain
 from paywall.mail.smtp import SmtpTransport
 from paywall.models import OutboxMessage, Reader
-from tests.support.mail import SmtpSink, mail_settings
+from tests.support.mail import SmtpSink, body_text, mail_settings
 from tests.support.stripe_events import deliver_all, load_scenario, scenario_file
 
 
@@ -99,7 +99,7 @@ def test_payment_failed_mail_renders_from_the_rows_at_send_time(
     with SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0) as t:
         assert drain(db, mail_settings(make_settings, sink), t) == Counter(sent=1)
     (received,) = sink.received
-    text = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body_text(received.message)
     next_try = dt.datetime.fromtimestamp(retried_at + 5 * 86400, dt.UTC)
     assert f"We will try again on {next_try:%d %B %Y}".replace(" 0", " ") in text
     assert "https://paywall.example.org/account" in text and "/portal" not in text

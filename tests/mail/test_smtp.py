@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from email.message import Message
+from typing import Any
 
 import pytest
 
 from paywall.mail.message import build_message
 from paywall.mail.smtp import SmtpTransport, TransientFailure
-from tests.support.mail import MAIL_FROM, SmtpSink, free_port
+from tests.support.faults import free_port
+from tests.support.mail import MAIL_FROM, SmtpSink
 
 
 @pytest.fixture
@@ -17,13 +20,13 @@ def sink() -> Iterator[SmtpSink]:
         yield s
 
 
-def transport(sink: SmtpSink, **kw: object) -> SmtpTransport:
-    return SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0, **kw)  # type: ignore[arg-type]
+def transport(sink: SmtpSink, **kw: Any) -> SmtpTransport:
+    return SmtpTransport(host="127.0.0.1", port=sink.port, security="none", backoff_seconds=0, **kw)
 
 
 def message(
     to: str = "ana@example.org", unsubscribe: str | None = "https://p.example/unsubscribe?token=" + "x" * 300
-):
+) -> Message:
     return build_message(
         sender=MAIL_FROM,
         to=to,

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from paywall.config import Settings
+from paywall.db import Database
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
 
 
-def assert_problem(resp, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def assert_problem(resp: TestResponse, status: int, field: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.get_data(as_text=True)
     assert resp.mimetype == "application/problem+json"
-    body = resp.get_json()
+    body: dict[str, Any] = resp.get_json()
     assert set(body) >= PROBLEM_KEYS
     assert body["status"] == status
     if field:
@@ -84,7 +90,7 @@ def test_roles(
             assert_problem(resp, 403)
 
 
-def test_revoked_key_is_refused(client: FlaskClient, db, runner) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_key_is_refused(client: FlaskClient, db: Database, runner: CliRunner) -> None:
     from paywall.cli import main
 
     out = runner.invoke(main, ["keys", "create", "--role", "site", "--name", "gone"])
@@ -148,7 +154,7 @@ def test_health_and_openapi(client: FlaskClient) -> None:
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
-def test_readyz_is_503_when_database_is_down(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_readyz_is_503_when_database_is_down(make_settings: Callable[..., Settings]) -> None:
     from paywall.app import create_app
 
     app = create_app(make_settings({"PAYWALL_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}))

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -170,7 +171,7 @@ def test_subscriptions_active_new_churned_mrr(db: Database) -> None:
     assert rows[("2026-02", "subscription", "annual", "usd")] == (1, 1, 0, 0, 0, 750)
     assert rows[("2026-04", "donation", None, "eur")] == (1, 0, 0, 0, 0, 500)
     # Active at the end = active at the start + new - churned, for every group.
-    by_group: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+    by_group: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     for r in table.rows:
         by_group.setdefault(r[1:4], []).append(r)
     for series in by_group.values():

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from paywall import auth, clock
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
+from paywall.models import ApiKey
 from tests.support.billing_rows import dispute, payment, refund, subscription
 
 SECRET = "reports-test-session-secret"
@@ -146,7 +148,7 @@ def test_revoking_the_key_ends_the_sign_in(page_app: Flask, db: Database) -> Non
     assert _sign_in(client, key) == 303
     assert client.get("/v1/reports/donors?year=2026").status_code == 200
     with db.transaction() as s:
-        row = s.scalar(auth.select(auth.ApiKey).where(auth.ApiKey.key_id == key.split("_")[1]))
+        row = s.scalar(select(ApiKey).where(ApiKey.key_id == key.split("_")[1]))
         assert row is not None
         auth.revoke_key(s, row.name)
     assert client.get("/v1/reports/donors?year=2026").status_code == 401

@@ -25,7 +25,7 @@ from paywall.mail.files import FileTransport, file_transport
 from paywall.mail.smtp import SmtpTransport
 from paywall.models import OutboxMessage
 from paywall.signin import service
-from tests.support.mail import SmtpSink, mail_settings
+from tests.support.mail import SmtpSink, body_text, mail_settings
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_the_mail_carries_code_and_link_and_the_table_keeps_neither(
         assert drain(db, msettings, t) == {"sent": 1}
     msg = sink.received[0].message
     assert msg["Subject"] == "Sign in to The Daily Example"
-    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body_text(msg)
     code = code_from(text)
     assert len(code) == 6 and code not in msg["Subject"]
     assert "https://paywall.example.org/signin#paywall_signin=" in text
@@ -84,7 +84,7 @@ def test_a_delete_code_mail(db: Database, msettings: Settings, sink: SmtpSink) -
         assert drain(db, msettings, t) == {"sent": 1}
     msg = sink.received[0].message
     assert msg["Subject"] == "Confirm deleting your account with The Daily Example"
-    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body_text(msg)
     assert "enter this code on your account page:" in text and "paywall_signin" not in text
 
 
@@ -169,7 +169,7 @@ def test_without_smtp_on_http_mail_goes_to_files(
     (path,) = (tmp_path / "mail").glob("*.eml")
     msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
     assert msg["To"] == "ana@example.org" and msg["From"] == "paywall <paywall@localhost>"
-    assert "Your sign-in code:" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Your sign-in code:" in body_text(msg)
     assert not list((tmp_path / "mail").glob("*.part"))
 
 

@@ -416,6 +416,7 @@ def test_a_moved_read_that_loses_its_slot_takes_the_next(
     db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An access check of the reader claims a slot between the merge's look and its insert."""
+    from paywall.access import meter
     from paywall.signin import merge
 
     period = _period(settings)
@@ -423,7 +424,7 @@ def test_a_moved_read_that_loses_its_slot_takes_the_next(
         s.add(Reader(external_id="ana", verified_email="ana@example.org"))
         s.add(MeterRead(reader="ana", period=period, article="a0", slot=1, read_at=NOW))
         s.add(MeterRead(reader=anonymous_key(BROWSER), period=period, article="a1", slot=1, read_at=NOW))
-    real, stale = merge.read_meter, [True]
+    real, stale = meter.read_meter, [True]  # the function merge imports and calls
 
     def read_meter(conn: Any, reader: str, p: str) -> tuple[frozenset[str], int]:
         if stale:  # the first look misses the read at slot 1

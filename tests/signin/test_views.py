@@ -60,7 +60,7 @@ def test_site_sign_in_by_code(api: FlaskClient, db: Database, site_key: dict[str
     resp = api.post(
         "/v1/signin", json={"email": "Ana@Example.org", "return_url": f"{SITE}/a/1"}, headers=site_key
     )
-    assert resp.status_code == 202 and resp.json == {"outcome": "sent"}
+    assert resp.status_code == 202 and resp.get_json() == {"outcome": "sent"}
     assert resp.headers["Cache-Control"] == "private, no-store"
     secret = mailed(db, settings_of(api), "ana@example.org")
     assert secret["link"].startswith(f"{SITE}/a/1#paywall_signin=")
@@ -69,8 +69,8 @@ def test_site_sign_in_by_code(api: FlaskClient, db: Database, site_key: dict[str
         json={"email": "ana@example.org", "code": secret["code"], "anonymous_reader": BROWSER},
         headers=site_key,
     )
-    assert resp.status_code == 200, resp.json
-    body = resp.json
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
     assert set(body) == {"reader", "reader_token", "access_token", "expires_at"}
     assert signing.verify(settings_of(api), body["reader_token"], purpose="reader")["sub"] == body["reader"]
     assert signing.verify(settings_of(api), body["access_token"], purpose="access")["sub"] == body["reader"]
@@ -96,7 +96,7 @@ def test_bad_sign_in_requests_name_the_field(
     api: FlaskClient, site_key: dict[str, str], body: dict[str, Any], field: str
 ) -> None:
     resp = api.post("/v1/signin", json=body, headers=site_key)
-    assert resp.status_code in (400, 422) and field in resp.json["errors"], resp.json
+    assert resp.status_code in (400, 422) and field in resp.get_json()["errors"], resp.get_json()
     if field == "return_url":
         assert resp.status_code == 400
 
@@ -116,7 +116,7 @@ def test_bad_exchanges_name_the_field(
     api: FlaskClient, site_key: dict[str, str], body: dict[str, Any], field: str
 ) -> None:
     resp = api.post("/v1/signin/exchange", json=body, headers=site_key)
-    assert resp.status_code == 422 and field in resp.json["errors"], resp.json
+    assert resp.status_code == 422 and field in resp.get_json()["errors"], resp.get_json()
 
 
 def test_wrong_codes_are_counted_before_the_answer_and_lock(
@@ -129,16 +129,16 @@ def test_wrong_codes_are_counted_before_the_answer_and_lock(
         resp = api.post(
             "/v1/signin/exchange", json={"email": "ana@example.org", "code": wrong}, headers=site_key
         )
-        assert resp.status_code == 400 and list(resp.json["errors"]) == ["code"]
-        assert resp.json["reason"] == "wrong"
+        assert resp.status_code == 400 and list(resp.get_json()["errors"]) == ["code"]
+        assert resp.get_json()["reason"] == "wrong"
     resp = api.post("/v1/signin/exchange", json={"email": "ana@example.org", "code": code}, headers=site_key)
-    assert resp.status_code == 400 and resp.json["reason"] == "locked"
+    assert resp.status_code == 400 and resp.get_json()["reason"] == "locked"
     api.post("/v1/signin", json={"email": "ana@example.org"}, headers=site_key)
     code = mailed(db, settings_of(api), "ana@example.org")["code"]
     resp = api.post("/v1/signin/exchange", json={"email": "ana@example.org", "code": code}, headers=site_key)
     assert resp.status_code == 200
     again = api.post("/v1/signin/exchange", json={"email": "ana@example.org", "code": code}, headers=site_key)
-    assert again.status_code == 400 and again.json["reason"] == "used"
+    assert again.status_code == 400 and again.get_json()["reason"] == "used"
 
 
 def test_the_widget_signs_in_from_an_allowed_origin_only(api: FlaskClient, db: Database) -> None:
@@ -155,13 +155,13 @@ def test_the_widget_signs_in_from_an_allowed_origin_only(api: FlaskClient, db: D
         headers={"Origin": SITE},
     )
     assert resp.status_code == 200 and resp.headers["Access-Control-Allow-Origin"] == SITE
-    reader_token = resp.json["reader_token"]
+    reader_token = resp.get_json()["reader_token"]
     out = api.post(
         "/support/signout", json={"reader_token": reader_token, "everywhere": True}, headers={"Origin": SITE}
     )
-    assert out.json == {"outcome": "signed_out_everywhere"}
+    assert out.get_json() == {"outcome": "signed_out_everywhere"}
     again = api.post("/support/signout", json={"reader_token": reader_token}, headers={"Origin": SITE})
-    assert again.json == {"outcome": "not_signed_in"}
+    assert again.get_json() == {"outcome": "not_signed_in"}
 
 
 def test_sign_out_everywhere_through_the_site(
@@ -173,14 +173,14 @@ def test_sign_out_everywhere_through_the_site(
         code = mailed(db, settings_of(api), "ana@example.org")["code"]
         body = api.post(
             "/v1/signin/exchange", json={"email": "ana@example.org", "code": code}, headers=site_key
-        ).json
+        ).get_json()
         tokens.append(body["reader_token"])
     one = api.post("/v1/signout", json={"reader_token": tokens[0]}, headers=site_key)
-    assert one.json == {"outcome": "signed_out"}
+    assert one.get_json() == {"outcome": "signed_out"}
     assert api.post(
         "/v1/signout", json={"reader_token": tokens[0], "everywhere": True}, headers=site_key
-    ).json == {"outcome": "signed_out_everywhere"}
-    assert api.post("/v1/signout", json={"reader_token": tokens[1]}, headers=site_key).json == {
+    ).get_json() == {"outcome": "signed_out_everywhere"}
+    assert api.post("/v1/signout", json={"reader_token": tokens[1]}, headers=site_key).get_json() == {
         "outcome": "not_signed_in"
     }
     with db.transaction(readonly=True) as s:
@@ -317,7 +317,7 @@ def test_the_widget_may_preflight(api: FlaskClient) -> None:
 
 
 def test_the_routes_are_documented(api: FlaskClient) -> None:
-    paths = api.get("/openapi.json").json["paths"]
+    paths = api.get("/openapi.json").get_json()["paths"]
     for path in (
         "/v1/signin",
         "/v1/signin/exchange",

@@ -13,8 +13,8 @@ from paywall.models import Dispute, Payment, Refund, Subscription
 _ids = itertools.count(1)
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
 def payment(session: Session, **kw: Any) -> Payment:

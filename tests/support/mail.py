@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage
-from typing import Any
+from email.message import EmailMessage, Message
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 
@@ -37,6 +37,15 @@ class Received:
         return msg
 
 
+def body_text(msg: Message, subtype: str = "plain") -> str:
+    """The decoded text/``subtype`` body of ``msg`` (a message parsed with the default policy)."""
+    assert isinstance(msg, EmailMessage)
+    part = msg.get_body((subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    content: str = part.get_content()
+    return content
+
+
 class SmtpSink:
     """An SMTP server on a free loopback port that keeps (or discards) what it accepts.
 
@@ -60,7 +69,7 @@ class SmtpSink:
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    def __enter__(self) -> SmtpSink:
+    def __enter__(self) -> Self:
         self.controller.start()
         return self
 

@@ -7,6 +7,7 @@ no answer is a 5xx, and every answer matches the description (status, content ty
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import schemathesis
@@ -62,7 +63,7 @@ NOT_EXPRESSIBLE = {
 # derandomize: the same 50 cases every run, so CI is repeatable (vary it locally with --hypothesis-seed).
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_every_operation_every_role(
-    case: schemathesis.Case, db: Database, make_key: Callable[[str], dict[str, str]]
+    case: schemathesis.Case[Any], db: Database, make_key: Callable[[str], dict[str, str]]
 ) -> None:
     APP.extensions["paywall.db"] = db
     APP.extensions["paywall.keycache"].clear()

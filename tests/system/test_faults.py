@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from paywall.db import Database
 from tests.support.faults import TcpProxy, gunicorn, http
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ def _children(pid: int) -> list[int]:
     not os.environ.get("PAYWALL_TEST_DATABASE_URL"),
     reason="cuts a PostgreSQL connection through a proxy; runs when PAYWALL_TEST_DATABASE_URL is set (CI sets it)",
 )
-def test_database_gone_and_back_under_the_running_server(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_database_gone_and_back_under_the_running_server(db: Database, tmp_path: Path) -> None:
     url = make_url(os.environ["PAYWALL_TEST_DATABASE_URL"])
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)

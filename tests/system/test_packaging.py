@@ -11,6 +11,7 @@ import sysconfig
 import tomllib
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,8 @@ def test_wheel_lists_every_package_and_maps_config_and_migrations() -> None:
     assert not (ROOT / "paywall" / "_config").exists() and not (ROOT / "paywall" / "_migrations").exists()
 
 
-def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)
 
 
 @pytest.mark.slow

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 
+from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import Reader
 
@@ -45,7 +47,7 @@ def test_metacharacters_in_reader_ids_are_just_data(
 def test_api_keys_rotate_without_downtime(
     client: FlaskClient,
     make_key: Callable[[str], dict[str, str]],
-    runner,  # type: ignore[no-untyped-def]
+    runner: CliRunner,
 ) -> None:
     from paywall.cli import main
 
@@ -89,7 +91,7 @@ def test_every_html_page_has_security_headers(client: FlaskClient) -> None:
 
 
 def test_failed_api_keys_are_throttled_per_address(
-    make_settings,  # type: ignore[no-untyped-def]
+    make_settings: Callable[..., Settings],
     db: Database,
     make_key: Callable[[str], dict[str, str]],
 ) -> None:

@@ -20,6 +20,7 @@ from paywall.config import Settings
 from paywall.db import Base, Database
 from paywall.models import Payment, StripeEvent
 from paywall.webhooks import handlers
+from paywall.webhooks.sync import derived
 from paywall.webhooks.sync import payments as sync
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.stripe_events import body_of, deliver, load_scenario, sign
@@ -209,12 +210,13 @@ def test_unexpected_payload_is_failed_not_500(client: FlaskClient, db: Database)
 def test_database_failure_mid_event_is_503_nothing_written_then_redelivery_works(
     app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = sync.relink_payment
+    real = derived.relink_payment
 
     def cut_off(session: Any, payment: Any) -> bool:
         real(session, payment)
         raise OperationalError("UPDATE payments", {}, Exception("server closed the connection unexpectedly"))
 
+    # Patched where upsert_charge looks it up.
     monkeypatch.setattr(sync, "relink_payment", cut_off)
     client = app.test_client()
     resp = deliver(client, CHARGE_EVENT)

@@ -18,6 +18,7 @@ from paywall.access.anonymous import anonymous_key
 from paywall.access.dismissals import dismissed_until
 from paywall.app import create_app
 from paywall.config import Settings
+from paywall.context import settings_of
 from paywall.db import Database
 from paywall.models import Reader
 from paywall.signin import codes
@@ -39,7 +40,6 @@ def make_client(make_settings: Callable[..., Settings], db: Database) -> Callabl
         app = create_app(make_settings(**overrides), db=db)
         app.config["TESTING"] = True
         client = app.test_client()
-        client.settings = make_settings(**overrides)  # type: ignore[attr-defined]
         return client
 
     return make
@@ -62,7 +62,9 @@ def token(client: FlaskClient, sub: str, **claims: Any) -> str:
     body.update(claims)
     if sub.startswith(" anon:"):
         body["anon"] = True
-    signed, _ = signing.sign(client.settings, body, purpose="access", ttl=dt.timedelta(minutes=15))  # type: ignore[attr-defined]
+    signed, _ = signing.sign(
+        settings_of(client.application), body, purpose="access", ttl=dt.timedelta(minutes=15)
+    )
     return signed
 
 
@@ -71,9 +73,9 @@ def appeal(client: FlaskClient, tok: str, return_to: str | None = ARTICLE) -> di
     if return_to is not None:
         query["return_to"] = return_to
     resp = client.get("/support/appeal", query_string=query, headers={"Origin": SITE})
-    assert resp.status_code == 200, resp.json
+    assert resp.status_code == 200, resp.get_json()
     assert resp.headers["Access-Control-Allow-Origin"] == SITE
-    body: dict[str, Any] = resp.json
+    body: dict[str, Any] = resp.get_json()
     return body
 
 
@@ -146,10 +148,10 @@ def test_closing_the_appeal_never_hides_the_gate(client: FlaskClient, db: Databa
     key = anonymous_key(BROWSER)
     reading = token(client, key, meter={**METER, "used": 2})
     resp = client.post("/support/dismiss", json={"token": reading}, headers={"Origin": SITE})
-    assert resp.status_code == 200 and resp.json["status"] == "dismissed"
+    assert resp.status_code == 200 and resp.get_json()["status"] == "dismissed"
     with db.transaction(readonly=True) as session:
         # Keyed by the anonymous key: the browser's dismissal, which sign-in later moves to the reader.
-        assert dismissed_until(session, client.settings, key) is not None  # type: ignore[attr-defined]
+        assert dismissed_until(session, settings_of(client.application), key) is not None
     assert appeal(client, reading)["show"] is False
     gated = appeal(client, token(client, key, reason="meter_exhausted", meter=METER, art="story-4"))
     assert gated["show"] is False and "hidden_until" in gated
@@ -178,7 +180,7 @@ def test_a_return_to_we_may_not_send_readers_to_is_dropped(client: FlaskClient) 
 def test_a_token_naming_nobody_is_refused(client: FlaskClient) -> None:
     for sub in (" anon:short", " anon:" + "x" * 65, " other", ""):
         resp = client.get("/support/appeal", query_string={"token": token(client, sub)})
-        assert resp.status_code == 401 and resp.json["errors"] == {"token": ["Missing or not valid."]}
+        assert resp.status_code == 401 and resp.get_json()["errors"] == {"token": ["Missing or not valid."]}
         assert client.post("/support/dismiss", json={"token": token(client, sub)}).status_code == 401
 
 
@@ -203,16 +205,16 @@ def _reader_token(db: Database, settings: Settings, external_id: str) -> str:
 
 
 def test_handoff_without_a_return_url_has_nowhere_to_go(client: FlaskClient, db: Database) -> None:
-    reader_token = _reader_token(db, client.settings, "reader-7")  # type: ignore[attr-defined]
+    reader_token = _reader_token(db, settings_of(client.application), "reader-7")
     resp = client.post("/support/handoff", json={"reader_token": reader_token}, headers={"Origin": SITE})
-    assert resp.status_code == 200 and resp.json == {"url": None}
+    assert resp.status_code == 200 and resp.get_json() == {"url": None}
 
 
 def test_handoff_gives_the_site_a_one_time_token(
     make_client: Callable[..., FlaskClient], db: Database
 ) -> None:
     client = make_client(signin={"return_url": f"{SITE}/paywall/return?from=widget"})
-    settings = client.settings  # type: ignore[attr-defined]
+    settings = settings_of(client.application)
     reader_token = _reader_token(db, settings, "reader-8")
     resp = client.post(
         "/support/handoff",
@@ -220,11 +222,11 @@ def test_handoff_gives_the_site_a_one_time_token(
         headers={"Origin": SITE},
     )
     assert resp.status_code == 200
-    url = urlsplit(resp.json["url"])
+    url = urlsplit(resp.get_json()["url"])
     assert f"{url.scheme}://{url.netloc}{url.path}" == f"{SITE}/paywall/return"
     query = parse_qs(url.query)
     assert query["from"] == ["widget"] and query["return_to"] == [ARTICLE]
-    assert reader_token not in resp.json["url"]  # never a reader token in a URL
+    assert reader_token not in resp.get_json()["url"]  # never a reader token in a URL
     with db.transaction() as session:
         row = codes.check_token(session, query["paywall_signin"][0], now=clock.now(), purposes=("return",))
         reader = session.get(Reader, row.reader_id)
@@ -233,9 +235,9 @@ def test_handoff_gives_the_site_a_one_time_token(
     foreign = client.post(
         "/support/handoff", json={"reader_token": reader_token, "return_to": "https://evil.example"}
     )
-    assert "return_to" not in parse_qs(urlsplit(foreign.json["url"]).query)
+    assert "return_to" not in parse_qs(urlsplit(foreign.get_json()["url"]).query)
     bad = client.post("/support/handoff", json={"reader_token": "nope"})
-    assert bad.status_code == 401 and bad.json["errors"] == {"reader_token": ["Missing or not valid."]}
+    assert bad.status_code == 401 and bad.get_json()["errors"] == {"reader_token": ["Missing or not valid."]}
     assert (
         client.post(
             "/support/handoff",

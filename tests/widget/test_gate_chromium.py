@@ -22,7 +22,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import func, select
@@ -72,6 +72,18 @@ VISIBLE_PARAGRAPHS = "() => [...document.querySelectorAll('[data-paywall-body] >
 MEASURED: dict[str, Any] = {}
 
 
+class World(TypedDict):
+    """What the ``world`` fixture runs for one mode ("client" or "server")."""
+
+    mode: str
+    service: str
+    site: DemoSite
+    stripe: FakeStripe
+    sink: SmtpSink
+    settings: Settings
+    db: Database
+
+
 def free_port() -> int:
     placeholder = make_server("127.0.0.1", 0, lambda env, start: [], threaded=True)
     port = placeholder.server_port
@@ -85,7 +97,7 @@ def world(
     make_settings: Callable[..., Settings],
     db: Database,
     site_key: dict[str, str],
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[World]:
     """The service (its own port), the demo site, fake Stripe and the SMTP sink, for one mode."""
     mode: str = request.param
     port = free_port()
@@ -127,7 +139,7 @@ def new_page(browser: Any, width: int = 1280, height: int = 860) -> Any:
     return page
 
 
-def read_allowed(page: Any, world: dict[str, Any], n: int) -> dict[str, float]:
+def read_allowed(page: Any, world: World, n: int) -> dict[str, float]:
     """Article ``n`` is read in full, with the meter line in the appeal; returns its layout shift."""
     page.goto(world["site"].article(world["mode"], n))
     appeal = page.locator("[data-paywall-appeal]")
@@ -141,7 +153,7 @@ def read_allowed(page: Any, world: dict[str, Any], n: int) -> dict[str, float]:
     return shift
 
 
-def read_until_gated(page: Any, world: dict[str, Any], *, close_appeal: bool = False) -> Any:
+def read_until_gated(page: Any, world: World, *, close_appeal: bool = False) -> Any:
     """Three articles in full, then the gate on the fourth; returns the gate's locator.
 
     ``close_appeal``: press Close on the third article's appeal first (Close never hides the gate).
@@ -196,7 +208,7 @@ def screenshots(page: Any, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 860})
 
 
-def pay(page: Any, world: dict[str, Any]) -> str:
+def pay(page: Any, world: World) -> str:
     """Subscribe from the gate, pay at the fake Checkout, come back through /thanks; the email used."""
     from tests.checkout.test_thanks import completed_session, related, scenario_events
 
@@ -216,7 +228,7 @@ def pay(page: Any, world: dict[str, Any]) -> str:
     return str(paid["customer_details"]["email"])
 
 
-def mailed_code(world: dict[str, Any], address: str) -> str:
+def mailed_code(world: World, address: str) -> str:
     """Send what the outbox holds (the worker's drain) and read the code from the sink."""
     settings: Settings = world["settings"]
     with SmtpTransport.from_settings(settings) as transport:
@@ -230,9 +242,7 @@ def mailed_code(world: dict[str, Any], address: str) -> str:
     return match.group(1)
 
 
-def sign_in(
-    page: Any, world: dict[str, Any], email: str, button: str = "Already a supporter? Sign in"
-) -> None:
+def sign_in(page: Any, world: World, email: str, button: str = "Already a supporter? Sign in") -> None:
     """The gate's "Already a supporter? Sign in" (or "Sign up free"): email, the mailed code."""
     gate = page.locator("[data-paywall-gate]")
     # Keyboard only, from here to the article: Enter on the button, typing, Enter to submit.
@@ -256,7 +266,7 @@ def sign_in(
     page.keyboard.press("Enter")
 
 
-def assert_reads_in_full(page: Any, world: dict[str, Any], n: int) -> None:
+def assert_reads_in_full(page: Any, world: World, n: int) -> None:
     page.wait_for_url(world["site"].article(world["mode"], n))
     page.locator("[data-paywall-gate]").wait_for(state="detached")
     page.wait_for_function(f"({VISIBLE_PARAGRAPHS})() === 9")
@@ -264,7 +274,7 @@ def assert_reads_in_full(page: Any, world: dict[str, Any], n: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("world", ["client", "server"], indirect=True)
-def test_gate_subscribe_and_sign_in(chromium: None, world: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+def test_gate_subscribe_and_sign_in(chromium: None, world: World, tmp_path: Path) -> None:  # noqa: F811
     from playwright.sync_api import sync_playwright
 
     mode = world["mode"]
@@ -317,7 +327,7 @@ def test_gate_subscribe_and_sign_in(chromium: None, world: dict[str, Any], tmp_p
 @pytest.mark.parametrize("world", ["client"], indirect=True)
 def test_sign_up_free_gives_the_registered_allowance_without_a_reload(
     chromium: None,  # noqa: F811
-    world: dict[str, Any],
+    world: World,
 ) -> None:
     """'Sign up free to read 2 more': a new address signs up from the gate, the browser's three
     reads move to the new reader, and the fourth article opens in place (5 a month registered)."""

@@ -65,7 +65,7 @@ def test_appeal_for_a_token_that_asks(widget: FlaskClient, widget_settings: Sett
     assert resp.headers["Access-Control-Allow-Origin"] == SITE
     assert "Origin" in resp.headers["Vary"]
     assert resp.headers["Cache-Control"] == "private, no-store"
-    body = resp.json
+    body = resp.get_json()
     assert body["show"] is True
     assert body["headline"] == "Help keep us open"
     assert "support us with your donations or subscriptions" in body["text"]
@@ -85,7 +85,7 @@ def test_no_appeal_when_the_claim_is_false_or_the_token_is_bad(
     widget: FlaskClient, widget_settings: Settings
 ) -> None:
     quiet = access_token(widget_settings, "reader-42", appeal=False)
-    assert widget.get(f"/support/appeal?token={quiet}").json == {"show": False, "dismiss_days": 7}
+    assert widget.get(f"/support/appeal?token={quiet}").get_json() == {"show": False, "dismiss_days": 7}
     for bad in ("", "nonsense", access_token(widget_settings, "reader-42", ttl=-120)):
         resp = widget.get(f"/support/appeal?token={bad}", headers={"Origin": SITE})
         assert resp.status_code == 401
@@ -125,19 +125,20 @@ def test_dismiss_hides_the_appeal_on_the_server(
     resp = widget.post("/support/dismiss", json={"token": token}, headers={"Origin": SITE})
     assert resp.status_code == 200
     assert resp.headers["Access-Control-Allow-Origin"] == SITE
-    assert resp.json["status"] == "dismissed" and resp.json["dismiss_days"] == 7
+    assert resp.get_json()["status"] == "dismissed" and resp.get_json()["dismiss_days"] == 7
     with db.transaction(readonly=True) as session:
         until = dismissed_until(session, widget_settings, "reader-42")
     assert until is not None and until - clock.now() > dt.timedelta(days=6, hours=23)
-    assert resp.json["hidden_until"] == int(until.timestamp() * 1000)
+    assert resp.get_json()["hidden_until"] == int(until.timestamp() * 1000)
     # The same (still valid) token no longer shows the appeal, and says until when.
-    appeal = widget.get(f"/support/appeal?token={token}").json
-    assert appeal["show"] is False and appeal["hidden_until"] == resp.json["hidden_until"]
+    appeal = widget.get(f"/support/appeal?token={token}").get_json()
+    assert appeal["show"] is False and appeal["hidden_until"] == resp.get_json()["hidden_until"]
     again = widget.post("/support/dismiss", json={"token": token})
-    assert again.json["status"] == "extended"
+    assert again.get_json()["status"] == "extended"
     # Another reader still sees it.
     assert (
-        widget.get(f"/support/appeal?token={access_token(widget_settings, 'reader-43')}").json["show"] is True
+        widget.get(f"/support/appeal?token={access_token(widget_settings, 'reader-43')}").get_json()["show"]
+        is True
     )
 
 
@@ -148,7 +149,7 @@ def test_dismiss_after_the_days_have_passed_shows_again(
     widget.post("/support/dismiss", json={"token": token})
     later = clock.now() + dt.timedelta(days=7, minutes=1)
     monkeypatch.setattr(clock, "now", lambda: later)
-    assert widget.get(f"/support/appeal?token={token}").json["show"] is True
+    assert widget.get(f"/support/appeal?token={token}").get_json()["show"] is True
 
 
 def test_dismiss_refusals(widget: FlaskClient, widget_settings: Settings, db: Database) -> None:
@@ -164,7 +165,7 @@ def test_dismiss_refusals(widget: FlaskClient, widget_settings: Settings, db: Da
         assert dismissed_until(session, widget_settings, "reader-42") is None
     # A form post (no preflight) from an allowed origin works too.
     assert (
-        widget.post("/support/dismiss", data={"token": token}, headers={"Origin": SITE}).json["status"]
+        widget.post("/support/dismiss", data={"token": token}, headers={"Origin": SITE}).get_json()["status"]
         == "dismissed"
     )
 
@@ -184,5 +185,5 @@ def test_the_appeal_copy_comes_from_configuration(
     make_widget_client: Callable[..., FlaskClient], widget_settings: Settings
 ) -> None:
     widget = make_widget_client(appeal={"headline": "Keep us independent", "donate_label": "Give"})
-    body = widget.get(f"/support/appeal?token={access_token(widget_settings, 'r1')}").json
+    body = widget.get(f"/support/appeal?token={access_token(widget_settings, 'r1')}").get_json()
     assert body["headline"] == "Keep us independent" and body["donate_label"] == "Give"
