@@ -93,7 +93,7 @@ def preview(obj: Context, name: str, reader_id: str) -> None:
     for part in parsed.walk():
         if part.get_content_maintype() == "text":
             click.echo(f"\n--- {part.get_content_type()} ---")
-            click.echo(str(part.get_content()).rstrip("\n"))  # type: ignore[attr-defined]
+            click.echo(str(part.get_content()).rstrip("\n"))
 
 
 @cli.command("send")

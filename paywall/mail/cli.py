@@ -254,7 +254,3 @@ def worker(obj: Context, poll: float | None) -> None:
     log.info("mail worker: started")
     run_worker(obj, stop, poll_seconds, transport)
     log.info("mail worker: stopped")
-
-
-# Three top-level words: `paywall mail`, `paywall receipts`, `paywall worker`.
-cli = [mail, receipts_group, worker]

@@ -3,7 +3,7 @@
 A sign-in mail is queued in the request's transaction and sent by the worker a moment later, so
 the code and link must sit in the database in between. They are sealed with AES-256-GCM under a
 key derived (HKDF-SHA256) from the first signing key, bound to the message's kind and recipient,
-and blanked once the mail is sent or skipped (paywall/mail/delivery.py). A database dump or backup
+and blanked in the transaction that claims the message for sending (paywall/mail/delivery.py). A database dump or backup
 therefore shows no usable code. Opening tries every key of the ring, so rotating the signing key
 does not lose a mail queued a second before.
 """

@@ -112,6 +112,3 @@ def events_replay(obj: Context, failed: bool, event_id: str | None, since: dt.da
     total = sum(tally.values())
     parts = ", ".join(f"{n} {k}" for k, n in sorted(tally.items())) or "nothing to replay"
     click.echo(f"replayed {total}: {parts}")
-
-
-cli = [stripe_group, events_group]
