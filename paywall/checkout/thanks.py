@@ -161,17 +161,17 @@ def record(session: Session, cs: Obj, src: Source) -> str:
     )
     # What the session paid for first, then the session itself, whose links reach all of them (the
     # order checkout.session.completed usually comes in; the sync is order-free either way).
-    if isinstance(customer, Mapping):
-        customers.upsert_customer(session, customer, src)
-    if isinstance(subscription, Mapping):
-        subscriptions.upsert_subscription(session, subscription, src)
-    if isinstance(invoice, Mapping):
-        invoices.upsert_invoice(session, invoice, src)
-    if isinstance(intent, Mapping):
-        # Its expanded latest_charge makes the payment row (upsert_payment_intent handles both).
-        payments.upsert_payment_intent(session, intent, src)
-    outcome = checkout_sessions.upsert_checkout_session(session, cs, src)
-    derived.settle(session)
+    with derived.settled(session):
+        if isinstance(customer, Mapping):
+            customers.upsert_customer(session, customer, src)
+        if isinstance(subscription, Mapping):
+            subscriptions.upsert_subscription(session, subscription, src)
+        if isinstance(invoice, Mapping):
+            invoices.upsert_invoice(session, invoice, src)
+        if isinstance(intent, Mapping):
+            # Its expanded latest_charge makes the payment row (upsert_payment_intent handles both).
+            payments.upsert_payment_intent(session, intent, src)
+        outcome = checkout_sessions.upsert_checkout_session(session, cs, src)
     return outcome
 
 
@@ -211,9 +211,9 @@ def payer(session: Session, csid: str, cs: Obj, now: dt.datetime) -> tuple[Reade
     if reader.erased_at is not None:
         return None, False
     if row.reader_id is None:
-        row.reader_id = reader.id
-        checkout_sessions.link_checkout(session, row)
-        derived.settle(session)
+        with derived.settled(session):
+            row.reader_id = reader.id
+            checkout_sessions.link_checkout(session, row)
     return reader, known is None
 
 
