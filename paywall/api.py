@@ -12,7 +12,7 @@ from webargs.flaskparser import FlaskParser
 from paywall.schemas import ProblemSchema
 
 
-class StrictParser(FlaskParser):  # type: ignore[misc]
+class StrictParser(FlaskParser):
     """webargs' parser, but unknown query parameters are refused like unknown JSON fields:
     a misspelt filter (``?stauts=failed``) must not silently return everything."""
 
@@ -30,9 +30,40 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
 
 
 class PaywallApi(flask_smorest.Api):  # type: ignore[misc]
-    """flask-smorest's Api with our problem schema as the documented error body ("Error")."""
+    """flask-smorest's Api with our problem schema as the documented error body ("Error"), and
+    the OpenAPI description of each blueprint written when it is first read, not at start.
+
+    Documenting the views (resolving every schema) is half the cost of ``create_app``; only
+    ``/openapi.json`` and ``/docs`` read it. Each gunicorn worker, each CLI command that builds
+    the app and each test pays it only if it asks. The description comes out the same: the
+    blueprints are documented in the order they were registered, before the spec is first read.
+    """
 
     ERROR_SCHEMA = ProblemSchema
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._undocumented: list[tuple[Any, str, Any]] = []
+        self._spec: Any = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def spec(self) -> Any:
+        pending, self._undocumented = self._undocumented, []
+        for blp, name, parameters in pending:
+            blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+            self._spec.tag({"name": name, "description": blp.description})
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        self._spec = value
+
+    def register_blueprint(self, blp: Any, *, parameters: Any = None, **options: Any) -> None:
+        """flask-smorest's register_blueprint (0.47), with its documentation step deferred."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
 
 
 class ProblemContentPlugin(BasePlugin):
