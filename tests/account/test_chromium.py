@@ -46,7 +46,7 @@ def live_server(
         settings = make_settings(env, plans=PLANS)
         app = create_app(settings, db=db)
         server = make_server("127.0.0.1", port, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         thread.start()
         try:
             yield url, stripe_api, settings

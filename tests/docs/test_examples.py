@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def example(app: Flask, site_key: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     monkeypatch.setenv("PAYWALL_URL", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setenv("PAYWALL_SITE_KEY", site_key["Authorization"].split()[1])

@@ -223,7 +223,7 @@ def _chart_history(db: Database) -> None:
 @pytest.fixture
 def live_server(page_app: Flask) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, page_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -89,7 +89,7 @@ def service(
         }
     )
     server = make_server("127.0.0.1", 0, create_app(settings, db=db), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}", settings

@@ -118,7 +118,7 @@ def world(
             mailer={"backoff_seconds": 0.0},
         )
         server = make_server("127.0.0.1", port, create_app(settings, db=db), threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         thread.start()
         try:
             yield {"mode": mode, "service": service, "site": site, "stripe": stripe_api, "sink": sink,
