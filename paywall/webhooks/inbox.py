@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import stripe
-from sqlalchemy import select, text
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
-from paywall.models import StripeEvent
-from paywall.readers.erased import mentions_erased
+from paywall.models import ErasedIdentity, StripeEvent
+from paywall.readers.erased import KNOWN, mentions_erased, stripe_identities
 from paywall.webhooks.handlers import HANDLERS, related_ids
 from paywall.webhooks.readers import redact
 from paywall.webhooks.sync.derived import settled
@@ -139,11 +139,23 @@ def _source(event: Mapping[str, Any]) -> Source:
     )
 
 
-def process(session: Session, row: StripeEvent, event: Mapping[str, Any], settings: Settings) -> str:
-    """Run the event's handler in a savepoint; record the outcome on the inbox row."""
+class HandlerFailed(Exception):
+    """A handler failed on the event's payload (not the database): the caller rolls back the
+    transaction, then records the event ``failed`` with ``error`` in one of its own."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _prepare(
+    session: Session, row: StripeEvent, event: Mapping[str, Any], settings: Settings, erased: bool | None
+) -> str | None:
+    """Count the attempt and keep an erased person's details out of the row; the outcome when the
+    event is not for a handler (another mode, an unknown type), else None."""
     row.attempts = (row.attempts or 0) + 1
     row.processed_at = clock.now()
-    if mentions_erased(session, event):
+    if mentions_erased(session, event) if erased is None else erased:
         # About an erased person (paywall.erasure): keep the event, not their details.
         row.payload = redact(row.payload or dict(event))
     expected_mode = settings.stripe_livemode
@@ -151,56 +163,117 @@ def process(session: Session, row: StripeEvent, event: Mapping[str, Any], settin
         row.status = "ignored"
         row.error = f"livemode {bool(event.get('livemode'))} does not match the configured key"
         return row.status
-    handler = HANDLERS.get(str(event.get("type")))
-    if handler is None:
+    if str(event.get("type")) not in HANDLERS:
         row.status, row.error = "ignored", None
         return row.status
+    return None
+
+
+def process(
+    session: Session,
+    row: StripeEvent,
+    event: Mapping[str, Any],
+    settings: Settings,
+    *,
+    savepoint: bool = True,
+    erased: bool | None = None,
+) -> str:
+    """Run the event's handler; record the outcome on the inbox row.
+
+    With ``savepoint`` a handler error is caught in a savepoint and the row is marked ``failed``
+    in the same transaction. Without it the error is raised as HandlerFailed, for the caller to
+    roll back and record (``receive``: no SAVEPOINT/RELEASE pair on every event for the rare
+    failure). ``erased``, when known, is whether the event names an erased person."""
+    ignored = _prepare(session, row, event, settings, erased)
+    if ignored is not None:
+        return ignored
+    handler = HANDLERS[str(event.get("type"))]
     try:
-        with settled(session):
+        with settled(session, savepoint=savepoint):
             outcome = handler(session, event["data"]["object"], _source(event))
     except Exception as exc:
         if is_transient(exc) or isinstance(exc, IntegrityError):
             # A concurrent writer or an unavailable database: let the whole delivery be retried.
             raise TransientDatabaseError(str(type(exc).__name__)) from exc
         log.warning("stripe event %s (%s) failed: %s", row.stripe_event_id, row.type, type(exc).__name__)
-        row.status = "failed"
         # An absurd value is named by its path in the event, e.g. "data.object.amount: ...".
         detail = exc.describe(event) if isinstance(exc, InvalidField) else exc
-        row.error = f"{type(exc).__name__}: {detail}"[:2000]
+        error = f"{type(exc).__name__}: {detail}"[:2000]
+        if not savepoint:
+            raise HandlerFailed(error) from exc
+        row.status, row.error = "failed", error
         return row.status
     row.status = "ignored" if outcome == "ignored" else "processed"
     row.error = None
     return row.status
 
 
-def receive(db: Database, settings: Settings, event: Mapping[str, Any]) -> Delivery:
-    """Store a verified event once and process it, all in one transaction."""
+def _seen(session: Session, event: Mapping[str, Any]) -> tuple[int | None, bool | None]:
+    """The inbox row id of an event already stored, and whether the event names an erased person
+    (None when that needs ``mentions_erased``), in one query: the inbox asks both of every event."""
+    keys = sorted(stripe_identities(event))
+    stored = select(StripeEvent.id).where(StripeEvent.stripe_event_id == str(event["id"])).scalar_subquery()
+    if not keys:
+        return session.execute(select(stored)).scalar(), False
+    any_erased = exists().where(ErasedIdentity.identity.in_(keys))
+    found, erased = session.execute(select(stored, any_erased)).one()
+    if not erased:
+        # None of them is erased: the sync's own look-ups of these identities need no query.
+        session.info.setdefault(KNOWN, {}).update(dict.fromkeys(keys, False))
+    return found, (False if not erased else None)
+
+
+def _receive(
+    session: Session, settings: Settings, event: Mapping[str, Any], failed: HandlerFailed | None
+) -> Delivery:
     event_id = str(event["id"])
-    with db.transaction() as session:
-        lock(session, event)
-        existing = session.scalar(select(StripeEvent).where(StripeEvent.stripe_event_id == event_id))
-        if existing is not None:
-            existing.deliveries = (existing.deliveries or 1) + 1
-            return Delivery(event_id, "duplicate")
-        obj = event["data"]["object"]
-        row = StripeEvent(
-            stripe_event_id=event_id,
-            type=str(event["type"])[:100],
-            api_version=(str(event["api_version"])[:64] if event.get("api_version") else None),
-            livemode=bool(event.get("livemode")),
-            created=clock.from_timestamp(event["created"]),
-            object_id=safe_id(obj),
-            payload=json_safe(event) if has_non_finite(event) else dict(event),
-            received_at=clock.now(),
-            status="received",
-            attempts=0,
-            deliveries=1,
+    lock(session, event)
+    existing, erased = _seen(session, event)
+    if existing is not None:
+        session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.id == existing)
+            .values(deliveries=func.coalesce(StripeEvent.deliveries, 1) + 1)
         )
-        # Added after processing, so the row is written once (one INSERT, no UPDATEs); the advisory
-        # locks (PostgreSQL) or the write lock (SQLite) keep a duplicate out meanwhile.
-        outcome = process(session, row, event, settings)
-        session.add(row)
+        return Delivery(event_id, "duplicate")
+    obj = event["data"]["object"]
+    row = StripeEvent(
+        stripe_event_id=event_id,
+        type=str(event["type"])[:100],
+        api_version=(str(event["api_version"])[:64] if event.get("api_version") else None),
+        livemode=bool(event.get("livemode")),
+        created=clock.from_timestamp(event["created"]),
+        object_id=safe_id(obj),
+        payload=json_safe(event) if has_non_finite(event) else dict(event),
+        received_at=clock.now(),
+        status="received",
+        attempts=0,
+        deliveries=1,
+    )
+    # Added after processing, so the row is written once (one INSERT, no UPDATEs); the advisory
+    # locks (PostgreSQL) or the write lock (SQLite) keep a duplicate out meanwhile.
+    if failed is None:
+        outcome = process(session, row, event, settings, savepoint=False, erased=erased)
+    else:
+        outcome = _prepare(session, row, event, settings, erased) or "failed"
+        if outcome == "failed":
+            row.status, row.error = outcome, failed.error
+    session.add(row)
     return Delivery(event_id, outcome)
+
+
+def receive(db: Database, settings: Settings, event: Mapping[str, Any]) -> Delivery:
+    """Store a verified event once and process it, all in one transaction.
+
+    A handler error rolls that transaction back; a second one records the event ``failed`` (if no
+    delivery of it was recorded in between), so a bad event costs two transactions and every
+    good one none of the savepoint statements that would spare them."""
+    try:
+        with db.transaction() as session:
+            return _receive(session, settings, event, None)
+    except HandlerFailed as failed:
+        with db.transaction() as session:
+            return _receive(session, settings, event, failed)
 
 
 def replay(
