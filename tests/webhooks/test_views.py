@@ -182,7 +182,7 @@ def test_handler_error_keeps_failed_row_then_replay_fixes_it(
     with db.transaction(readonly=True) as session:
         row = session.scalar(select(StripeEvent))
         assert row is not None and row.status == "failed" and "KeyError" in (row.error or "")
-    assert count(db, Payment) == 0, "the savepoint undid the handler's half-done work"
+    assert count(db, Payment) == 0, "the rolled-back transaction undid the handler's half-done work"
     # A redelivery is a duplicate: the fix comes from replay, not from Stripe.
     assert deliver(client, CHARGE_EVENT).get_json()["outcome"] == "duplicate"
 
