@@ -1,8 +1,10 @@
 """The event inbox: verify, store once, process in the same transaction, replay later.
 
 A delivery is stored and processed in ONE transaction. A transient database error rolls both back
-(the caller answers 503 and Stripe retries). A handler error on an unexpected payload is caught in
-a savepoint: the inbox row survives as ``failed`` with the error, to be fixed and replayed.
+(the caller answers 503 and Stripe retries). A handler error on an unexpected payload rolls back
+the handler's half-done work with the transaction, and a second transaction records the row as
+``failed`` with the error, to be fixed and replayed (``receive``). Replay and reconcile, which go
+on after a failure, catch it in a savepoint instead (``process(savepoint=True)``).
 """
 
 from __future__ import annotations
