@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from paywall.models import Payment, Reader, Subscription
 from tests.account.test_signin_views import mailed_code
 from tests.checkout.test_sessions import PLANS, add_customer
 from tests.support.faults import free_port
+from tests.support.servers import serving
 from tests.support.stripe_fake import FakeStripe
 
 CHROMIUM = "/usr/bin/chromium"
@@ -46,13 +46,8 @@ def live_server(
         settings = make_settings(env, plans=PLANS)
         app = create_app(settings, db=db)
         server = make_server("127.0.0.1", port, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-        thread.start()
-        try:
+        with serving(server):
             yield url, stripe_api, settings
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
 
 
 def _supporter(db: Database) -> None:

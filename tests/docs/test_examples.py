@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +19,7 @@ from paywall import clock, signing
 from paywall.config import Settings
 from paywall.db import Database
 from tests.support import access_rows as f
+from tests.support.servers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,18 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def example(app: Flask, site_key: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
     monkeypatch.setenv("PAYWALL_URL", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setenv("PAYWALL_SITE_KEY", site_key["Authorization"].split()[1])
     spec = importlib.util.spec_from_file_location("server_mode", ROOT / "docs/examples/server_mode.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    try:
+    with serving(server):
         yield module
-    finally:
-        server.shutdown()
 
 
 def _token(page: str) -> str:

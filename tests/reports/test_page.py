@@ -7,7 +7,6 @@ import itertools
 import os
 import re
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import ApiKey
 from tests.support.billing_rows import dispute, payment, refund, subscription
+from tests.support.servers import serving
 
 SECRET = "reports-test-session-secret"
 CHROMIUM = "/usr/bin/chromium"
@@ -223,13 +223,8 @@ def _chart_history(db: Database) -> None:
 @pytest.fixture
 def live_server(page_app: Flask) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, page_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 @pytest.mark.slow

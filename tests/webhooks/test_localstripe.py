@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,6 +28,7 @@ from paywall.models import Payment, StripeCustomer
 from paywall.stripe_gateway import make_client
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.faults import free_port
+from tests.support.servers import serving
 
 # localstripe's own entry point binds every interface and pickles its store to /tmp; this one
 # binds loopback only and keeps the store in memory.
@@ -89,13 +89,8 @@ def service(
         }
     )
     server = make_server("127.0.0.1", 0, create_app(settings, db=db), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{server.server_port}", settings
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 def test_subscription_created_and_canceled_through_localstripe(

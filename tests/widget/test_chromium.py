@@ -27,6 +27,7 @@ from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
 from tests.checkout.test_sessions import PLANS
+from tests.support.servers import serving
 from tests.support.stripe_fake import FakeStripe
 
 CHROMIUM = "/usr/bin/chromium"
@@ -146,9 +147,7 @@ def servers(
         token_box["token"] = token
         app = create_app(settings, db=db)
         server = make_server("127.0.0.1", port, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-        thread.start()
-        try:
+        with serving(server):
             state.update(
                 settings=settings,
                 token=token,
@@ -157,9 +156,6 @@ def servers(
                 foreign_demo=f"http://localhost:{demo.port}/article",
             )
             yield state
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
 
 
 CLS_OBSERVER = """

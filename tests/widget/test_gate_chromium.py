@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypedDict
@@ -36,6 +35,7 @@ from paywall.mail.smtp import SmtpTransport
 from paywall.models import StripeEvent
 from tests.checkout.test_sessions import PLANS
 from tests.support.mail import SmtpSink, smtp_env
+from tests.support.servers import serving
 from tests.support.stripe_fake import FakeStripe
 from tests.support.widget_demo import PREVIEW, DemoSite
 from tests.widget.test_chromium import ARGS, CHROMIUM, chromium  # noqa: F401 - the fixture
@@ -118,14 +118,9 @@ def world(
             mailer={"backoff_seconds": 0.0},
         )
         server = make_server("127.0.0.1", port, create_app(settings, db=db), threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-        thread.start()
-        try:
+        with serving(server):
             yield {"mode": mode, "service": service, "site": site, "stripe": stripe_api, "sink": sink,
                    "settings": settings, "db": db}  # fmt: skip
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
 
 
 def new_page(browser: Any, width: int = 1280, height: int = 860) -> Any:
