@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import flask_smorest
@@ -43,15 +44,20 @@ class PaywallApi(flask_smorest.Api):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._undocumented: list[tuple[Any, str, Any]] = []
+        # gthread workers: two first requests for /openapi.json must not document a view twice.
+        self._documenting = threading.Lock()
         self._spec: Any = None
         super().__init__(*args, **kwargs)
 
     @property
     def spec(self) -> Any:
-        pending, self._undocumented = self._undocumented, []
-        for blp, name, parameters in pending:
-            blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
-            self._spec.tag({"name": name, "description": blp.description})
+        # While one thread documents, the others wait for the finished description.
+        if self._undocumented or self._documenting.locked():
+            with self._documenting:
+                pending, self._undocumented = self._undocumented, []
+                for blp, name, parameters in pending:
+                    blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+                    self._spec.tag({"name": name, "description": blp.description})
         return self._spec
 
     @spec.setter
