@@ -100,14 +100,20 @@ def signature(body: bytes) -> str:
     return f"t={t},v1={mac}"
 
 
-def _send_chunk(args: tuple[int, list[tuple[str, str, bytes | None]]]) -> tuple[int, list[float]]:
-    """One client process: send its requests over one keep-alive connection; returns the non-2xx
-    count and each answer's time in seconds (signing included, as a sender must sign)."""
-    port, chunk = args
+def _send_chunk(args: tuple[int, list[tuple[str, str, bytes | None]], float]) -> tuple[int, list[float]]:
+    """One client process: send its requests over one keep-alive connection, at most ``rate`` a
+    second when given (paced from a start time, so a late answer does not lower the rate);
+    returns the non-2xx count and each answer's time in seconds (signing included)."""
+    port, chunk, rate = args
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     bad = 0
     times: list[float] = []
-    for method, path, body in chunk:
+    began = time.perf_counter()
+    for k, (method, path, body) in enumerate(chunk):
+        if rate:
+            delay = began + k / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
         start = time.perf_counter()
         headers = {"Content-Type": "application/json"}
         if body is not None:
@@ -123,7 +129,7 @@ def _send_chunk(args: tuple[int, list[tuple[str, str, bytes | None]]]) -> tuple[
 
 
 def hammer(
-    port: int, requests_: list[tuple[str, str, bytes | None]], clients: int, group: int = 1
+    port: int, requests_: list[tuple[str, str, bytes | None]], clients: int, group: int = 1, rate: float = 0.0
 ) -> tuple[float, int, list[float]]:
     """Send the requests from ``clients`` processes (no shared GIL), one keep-alive connection
     each; returns (seconds, non-2xx count, answer times). Whole runs of ``group`` consecutive
@@ -133,7 +139,7 @@ def hammer(
     chunks = [[r for g in groups[c::clients] for r in g] for c in range(clients)]
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         start = time.perf_counter()
-        results = pool.map(_send_chunk, [(port, chunk) for chunk in chunks])
+        results = pool.map(_send_chunk, [(port, chunk, rate / clients) for chunk in chunks])
         elapsed = time.perf_counter() - start
     return elapsed, sum(r[0] for r in results), [t for r in results for t in r[1]]
 
@@ -389,9 +395,20 @@ def start_target(target: str, args: argparse.Namespace, database: str, db_port: 
         )
         env.pop("PAYWALL_STRIPE_SECRET_KEY", None)
         env.pop("PAYWALL_CONFIG", None)
-        app = "floor_app:app" if target == "floor" else "paywall.wsgi:app"
+        if target == "floor":
+            command = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "config" / "gunicorn.conf.py"),
+                "floor_app:app",
+            ]
+        else:
+            # The one-command service: gunicorn and the applier beside it (paywall.supervise).
+            command = [sys.executable, "-c", "from paywall.cli import main; main()", "serve"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), app],
+            command,
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -428,6 +445,46 @@ def stored(target: str, args: argparse.Namespace, database: str, port: int) -> s
     return ", ".join(f"{status} {n}" for status, n in rows)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (paywall serve: gunicorn, its workers, the applier)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+def wait_applied(conn: Any, timeout: float = 300) -> float:
+    """Poll until no event waits to be applied; the perf_counter time it was first seen empty."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        (waiting,) = conn.execute("SELECT count(*) FROM stripe_events WHERE status = 'received'").fetchone()
+        if not waiting:
+            return time.perf_counter()
+        time.sleep(0.01)
+    raise RuntimeError("events still waiting after the timeout")
+
+
+def lag_quantiles(conn: Any, after_id: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of the time from the 2xx's record to applied, of events after ``after_id``."""
+    row = conn.execute(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag)"
+        " FROM (SELECT extract(epoch FROM processed_at - received_at) * 1000 AS lag FROM stripe_events"
+        " WHERE id > %s) AS l",
+        (after_id,),
+    ).fetchone()
+    return float(row[0]), float(row[1])
+
+
 def measure_target(
     target: str,
     args: argparse.Namespace,
@@ -444,21 +501,46 @@ def measure_target(
     try:
         hammer(port, [("POST", path, b) for b in warm], args.clients, group=EVENTS_PER_PURCHASE)
 
+        watcher = None
+        if target == "paywall":
+            import psycopg
+
+            _, _, admin_base = _pg_parts(args.pg_admin)
+            watcher = psycopg.connect(f"{admin_base}/{database}", autocommit=True)
+            wait_applied(watcher)  # the warm-up's events too
+            (watcher_pid,) = watcher.execute("SELECT pg_backend_pid()").fetchone()
+            (first_id,) = watcher.execute("SELECT coalesce(max(id), 0) FROM stripe_events").fetchone()
+
         def pids() -> list[int]:
-            return [proc.pid, *server_pids(proc.pid, database)]
+            # The bench's own watching connection is not the server's work.
+            found = [proc.pid, *descendants(proc.pid), *server_pids(proc.pid, database)]
+            return [pid for pid in found if watcher is None or pid != watcher_pid]
+
+        def cpu_since(before: dict[int, float], before_pids: list[int], master_before: float) -> float:
+            cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in set(pids()) | set(before_pids))
+            return cpu + _cpu_seconds(proc.pid, reaped=True) - _cpu_seconds(proc.pid) - master_before
 
         before_pids = pids()
         before = {pid: _cpu_seconds(pid) for pid in before_pids}
         master_before = _cpu_seconds(proc.pid, reaped=True) - _cpu_seconds(proc.pid)
         statements_before = counter.statements if counter else 0
+        started = time.perf_counter()
         seconds, errors, times = hammer(
             port, [("POST", path, b) for b in events], args.clients, group=EVENTS_PER_PURCHASE
         )
+        applied_s = lag = paced = None
+        if watcher is not None:
+            applied_s = wait_applied(watcher) - started
+            lag = lag_quantiles(watcher, first_id)
         statements = (counter.statements - statements_before) if counter else 0
-        after_pids = set(pids()) | set(before_pids)
-        cpu = sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in after_pids)
-        cpu += _cpu_seconds(proc.pid, reaped=True) - _cpu_seconds(proc.pid) - master_before  # reaped workers
+        # Server CPU until every event was applied (paywall), or answered (the others: applied
+        # in the request).
+        cpu = cpu_since(before, before_pids, master_before)
+        if watcher is not None and args.lag_rate and counter is None:
+            paced = paced_lag(watcher, port, path, args)
         held = stored(target, args, database, port)
+        if watcher is not None:
+            watcher.close()
     finally:
         _stop(proc)
     n = len(events)
@@ -468,11 +550,35 @@ def measure_target(
         "events": n,
         "errors": errors,
         "ack_per_s": (n - errors) / seconds,
+        "applied_per_s": (n - errors) / (applied_s if applied_s is not None else seconds),
         "p50_ms": times[len(times) // 2] * 1000,
         "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+        "lag_p50_ms": lag[0] if lag else 0.0,
+        "lag_p99_ms": lag[1] if lag else 0.0,
+        "paced": paced,
         "cpu_ms": cpu * 1000 / n,
         "statements_per_event": statements / n if counter else None,
         "stored": held,
+    }
+
+
+def paced_lag(watcher: Any, port: int, path: str, args: argparse.Namespace) -> dict[str, float]:
+    """Send ``--lag-seconds`` of events at ``--lag-rate`` a second; the lag of those events."""
+    (first_id,) = watcher.execute("SELECT coalesce(max(id), 0) FROM stripe_events").fetchone()
+    purchases = max(1, int(args.lag_rate * args.lag_seconds) // EVENTS_PER_PURCHASE)
+    events = make_events(purchases, start=7_000_000)
+    seconds, errors, times = hammer(
+        port, [("POST", path, b) for b in events], args.clients, group=EVENTS_PER_PURCHASE, rate=args.lag_rate
+    )
+    wait_applied(watcher)
+    p50, p99 = lag_quantiles(watcher, first_id)
+    times.sort()
+    return {
+        "rate": len(events) / seconds,
+        "errors": errors,
+        "lag_p50_ms": p50,
+        "lag_p99_ms": p99,
+        "answer_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
     }
 
 
@@ -483,7 +589,10 @@ def side_by_side(args: argparse.Namespace, targets: list[str]) -> None:
         f"side by side on PostgreSQL: {len(events)} events a round ({args.purchases} first purchases of 10 events), "
         f"{args.clients} client connections, gunicorn workers {args.workers}, {args.rounds} interleaved rounds"
     )
-    header = f"{'round':<6} {'target':<8} {'ack ev/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/ev':>10}  errors  stored"
+    header = (
+        f"{'round':<6} {'target':<8} {'ack ev/s':>9} {'applied/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'lag p50':>8} {'lag p99':>8} {'CPU ms/ev':>10}  errors  stored"
+    )
     print(header)
     rounds: list[dict[str, dict[str, Any]]] = []
     for r in range(args.rounds):
@@ -493,10 +602,19 @@ def side_by_side(args: argparse.Namespace, targets: list[str]) -> None:
             res = measure_target(target, args, events, warm, None)
             results[target] = res
             print(
-                f"{r + 1:<6} {target:<8} {res['ack_per_s']:>9.0f} {res['p50_ms']:>8.1f} {res['p99_ms']:>8.1f} "
+                f"{r + 1:<6} {target:<8} {res['ack_per_s']:>9.0f} {res['applied_per_s']:>10.0f} "
+                f"{res['p50_ms']:>8.1f} {res['p99_ms']:>8.1f} {res['lag_p50_ms']:>8.0f} {res['lag_p99_ms']:>8.0f} "
                 f"{res['cpu_ms']:>10.2f}  {res['errors']:>6}  {res['stored']}",
                 flush=True,
             )
+            if res["paced"]:
+                paced = res["paced"]
+                print(
+                    f"{'':<6} {'':<8} paced at {paced['rate']:.0f} ev/s: lag p50 {paced['lag_p50_ms']:.0f} ms, "
+                    f"p99 {paced['lag_p99_ms']:.0f} ms; answer p99 {paced['answer_p99_ms']:.1f} ms; "
+                    f"errors {paced['errors']}",
+                    flush=True,
+                )
         rounds.append(results)
     statements: dict[str, float | None] = dict.fromkeys(targets)
     if args.statements:
@@ -516,21 +634,42 @@ def side_by_side(args: argparse.Namespace, targets: list[str]) -> None:
         per_round = [r[a][key] / r[b][key] for r in rounds]
         return f"{statistics.median(per_round):.2f} (rounds {', '.join(f'{x:.2f}' for x in per_round)})"
 
-    print("\nmedians of the rounds; statements per event from the untimed counting pass")
     print(
-        f"{'target':<8} {'ack ev/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/ev':>10} {'statements/ev':>14}"
+        "\nmedians of the rounds; statements per event from the untimed counting pass; applied/s, lag "
+        "and CPU per event count until the last event was applied (the peer and the floor answer after "
+        "their work: applied = acknowledged, lag 0)"
+    )
+    print(
+        f"{'target':<8} {'ack ev/s':>9} {'applied/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'lag p50':>8} "
+        f"{'lag p99':>8} {'CPU ms/ev':>10} {'statements/ev':>14}"
     )
     for target in targets:
         st = statements[target]
         shown = "-" if st is None else f"{st:.1f}"
         print(
-            f"{target:<8} {med(target, 'ack_per_s'):>9.0f} {med(target, 'p50_ms'):>8.1f} {med(target, 'p99_ms'):>8.1f} "
-            f"{med(target, 'cpu_ms'):>10.2f} {shown:>14}"
+            f"{target:<8} {med(target, 'ack_per_s'):>9.0f} {med(target, 'applied_per_s'):>10.0f} "
+            f"{med(target, 'p50_ms'):>8.1f} {med(target, 'p99_ms'):>8.1f} {med(target, 'lag_p50_ms'):>8.0f} "
+            f"{med(target, 'lag_p99_ms'):>8.0f} {med(target, 'cpu_ms'):>10.2f} {shown:>14}"
+        )
+    paced = [r["paywall"]["paced"] for r in rounds if r["paywall"].get("paced")]
+    if paced:
+        print(
+            f"paywall paced at {statistics.median(p['rate'] for p in paced):.0f} ev/s: lag p50 "
+            f"{statistics.median(p['lag_p50_ms'] for p in paced):.0f} ms, p99 "
+            f"{statistics.median(p['lag_p99_ms'] for p in paced):.0f} ms (rounds "
+            + ", ".join(f"{p['lag_p99_ms']:.0f}" for p in paced)
+            + ")"
         )
     print("\nratios of the same round (median, then each round)")
     for other in targets[1:]:
         print(f"paywall/{other} ack ev/s: {ratio('paywall', other, 'ack_per_s')}")
         print(f"paywall/{other} CPU per event: {ratio('paywall', other, 'cpu_ms')}")
+    if "peer" in targets:
+        per_round = [r["paywall"]["applied_per_s"] / r["peer"]["ack_per_s"] for r in rounds]
+        print(
+            f"paywall applied/peer ack ev/s: {statistics.median(per_round):.2f} "
+            f"(rounds {', '.join(f'{x:.2f}' for x in per_round)})"
+        )
 
 
 def pg_reachable(admin: str) -> bool:
@@ -559,6 +698,13 @@ def main() -> None:
         "--db-prefix", default="paywall_bench", help="scratch PostgreSQL databases are named PREFIX_<target>"
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the side by side")
+    parser.add_argument(
+        "--lag-rate",
+        type=float,
+        default=300,
+        help="paywall: events/s of the paced phase that measures lag (0: skip)",
+    )
+    parser.add_argument("--lag-seconds", type=float, default=10, help="length of the paced phase")
     parser.add_argument(
         "--no-peer", action="store_true", help="PostgreSQL: paywall alone, as before issue 16"
     )

@@ -152,15 +152,27 @@ def _safe_url(url: str) -> str:
 
 @main.command()
 @click.option("--bind", default=None, help="HOST:PORT (default: PAYWALL_BIND or config).")
+@click.option(
+    "--apply/--no-apply",
+    default=None,
+    help="Run the Stripe applier beside the server (default: [stripe] apply_with_server, true). "
+    "With --no-apply, run `paywall stripe apply` yourself.",
+)
 @pass_ctx
-def serve(obj: Context, bind: str | None) -> None:
-    """Run the web service under gunicorn with config/gunicorn.conf.py."""
+def serve(obj: Context, bind: str | None, apply: bool | None) -> None:
+    """Run the web service under gunicorn with config/gunicorn.conf.py, and the Stripe applier."""
     obj.check_signing()
     bind = bind or obj.settings.server.bind
     os.environ["PAYWALL_BIND"] = bind
     args = [sys.executable, "-m", "gunicorn", "-c", str(CONFIG_DIR / "gunicorn.conf.py"), "--bind", bind]
     args.append("paywall.wsgi:app")
-    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+    if apply is None:
+        apply = obj.settings.stripe.apply_with_server
+    if not apply:
+        os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+    from paywall.supervise import serve_with_applier
+
+    sys.exit(serve_with_applier(args))
 
 
 @main.group()

@@ -9,8 +9,9 @@ from marshmallow import Schema, fields
 
 from paywall.api import Blueprint
 from paywall.config import ROOT
-from paywall.context import current_db
+from paywall.context import current_db, current_settings
 from paywall.db import Database
+from paywall.webhooks import backlog
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
 
@@ -19,6 +20,16 @@ class StatusSchema(Schema):
     status = fields.String(required=True)
     database = fields.String(
         metadata={"description": "ok, unreachable, or unmigrated (run `paywall db upgrade`)"}
+    )
+    stripe_sync = fields.String(
+        metadata={
+            "description": "ok, or lagging (the oldest recorded Stripe event has waited longer than "
+            "[stripe] max_apply_lag_seconds: is an applier running? see `paywall stripe apply`)"
+        }
+    )
+    waiting = fields.Integer(metadata={"description": "Stripe events recorded, not yet applied."})
+    oldest_waiting_seconds = fields.Float(
+        metadata={"description": "How long the oldest of them has waited, in seconds."}
     )
 
 
@@ -67,7 +78,10 @@ def healthz() -> dict[str, Any]:
     description="The database does not answer, or is not at this code's migrations (`paywall db upgrade`).",
 )
 def readyz() -> Any:
-    """The database answers and is migrated; 503 otherwise, so a load balancer sends no traffic."""
+    """The database answers and is migrated; 503 otherwise, so a load balancer sends no traffic.
+
+    ``degraded`` (200) when Stripe events wait longer than ``[stripe] max_apply_lag_seconds`` to
+    be applied: the service works, but payments reach readers late."""
     db = current_db()
     if not db.ping():
         return {"status": "unavailable", "database": "unreachable"}, 503
@@ -77,4 +91,18 @@ def readyz() -> Any:
         return {"status": "unavailable", "database": "unreachable"}, 503
     if not migrated:
         return {"status": "unavailable", "database": "unmigrated"}, 503
-    return {"status": "ok", "database": "ok"}
+    try:
+        with db.transaction(readonly=True) as session:
+            waiting = backlog.read(session)
+    except Exception:
+        return {"status": "unavailable", "database": "unreachable"}, 503
+    body = {
+        "database": "ok",
+        "waiting": waiting.waiting,
+        "oldest_waiting_seconds": round(waiting.oldest_seconds, 3),
+    }
+    if waiting.oldest_seconds > current_settings().stripe.max_apply_lag_seconds:
+        # Still 200: this server records events and answers readers; taking it out of the load
+        # balancer would not apply one event sooner. The applier is what needs a look.
+        return {"status": "degraded", "stripe_sync": "lagging", **body}
+    return {"status": "ok", "stripe_sync": "ok", **body}

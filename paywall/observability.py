@@ -57,7 +57,7 @@ WEBHOOK_OUTCOMES = Counter(
 
 
 def record_webhook(event_type: str, outcome: str) -> None:
-    """Count one webhook delivery (outcome: processed, duplicate, ignored, failed, rejected, error)."""
+    """Count one webhook delivery (outcome: queued, duplicate, ignored, rejected, error)."""
     WEBHOOK_OUTCOMES.labels(type=event_type, outcome=outcome).inc()
 
 
@@ -172,11 +172,12 @@ class DatabaseCollector:
         yield from self.mail()
 
     def sync(self) -> list[GaugeMetricFamily] | None:
-        """Seconds since the newest Stripe event was received, and failed events waiting for replay
-        (None: the database could not be read)."""
+        """Seconds since the newest Stripe event was received, the applier's backlog and lag, and
+        failed events waiting for replay (None: the database could not be read)."""
         from sqlalchemy import func, select
 
         from paywall.models import StripeEvent
+        from paywall.webhooks import backlog
 
         try:
             with db_of(self.app).transaction(readonly=True) as session:
@@ -184,6 +185,7 @@ class DatabaseCollector:
                 n_failed = session.scalar(
                     select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "failed")
                 )
+                waiting = backlog.read(session)
         except Exception:
             return None
         families = []
@@ -199,7 +201,9 @@ class DatabaseCollector:
             "paywall_stripe_events_failed", "Stored Stripe events that failed processing."
         )
         failed.add_metric([], float(n_failed or 0))
-        return [*families, failed]
+        families.append(failed)
+        families.extend(_backlog_families(waiting))
+        return families
 
     def mail(self) -> Iterator[GaugeMetricFamily]:
         """Mail outcomes from the tables every sender writes, so workers, CLI runs and web
@@ -231,6 +235,34 @@ class DatabaseCollector:
         for state, n in appeals:
             family.add_metric(["appeal", state], float(n))
         yield family
+
+
+def _backlog_families(waiting: Any) -> list[GaugeMetricFamily]:
+    """The applier's backlog (``paywall.webhooks.backlog.Backlog``) as gauges."""
+    count = GaugeMetricFamily(
+        "paywall_stripe_events_waiting", "Recorded Stripe events not yet applied (the backlog)."
+    )
+    count.add_metric([], float(waiting.waiting))
+    oldest = GaugeMetricFamily(
+        "paywall_stripe_oldest_waiting_seconds",
+        "Seconds the oldest event not yet applied has waited (0 with none); /readyz degrades past "
+        "[stripe] max_apply_lag_seconds.",
+    )
+    oldest.add_metric([], waiting.oldest_seconds)
+    lag = GaugeMetricFamily(
+        "paywall_stripe_apply_lag_seconds",
+        "Seconds from the 2xx to the event being applied, over events first applied in the last "
+        "5 minutes, by quantile.",
+        labels=["quantile"],
+    )
+    for quantile, value in (("0.5", waiting.lag_p50), ("0.99", waiting.lag_p99)):
+        if value is not None:
+            lag.add_metric([quantile], value)
+    recent = GaugeMetricFamily(
+        "paywall_stripe_applied_recently", "Events first applied in the last 5 minutes."
+    )
+    recent.add_metric([], float(waiting.applied_recently))
+    return [count, oldest, lag, recent]
 
 
 def init_app(app: Flask, api: Any) -> None:

@@ -159,7 +159,16 @@ def test_readyz_is_not_ready_on_an_unmigrated_database(
         assert client.get("/readyz").status_code == 503
         upgrade_database(url)
         resp = client.get("/readyz")
-        assert (resp.status_code, resp.get_json()) == (200, {"status": "ok", "database": "ok"})
+        assert (resp.status_code, resp.get_json()) == (
+            200,
+            {
+                "status": "ok",
+                "database": "ok",
+                "stripe_sync": "ok",
+                "waiting": 0,
+                "oldest_waiting_seconds": 0.0,
+            },
+        )
     finally:
         database.dispose()
 

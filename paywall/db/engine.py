@@ -122,23 +122,43 @@ class Database:
             connect_args=_pg_connect_args(self.lock_timeout_seconds, synchronous_commit=False),
         )
 
-    def run_idempotent(self, work: Callable[[Connection], T]) -> T:
+    @functools.cached_property
+    def durable_autocommit_engine(self) -> Engine:
+        """Like ``autocommit_engine``, but each commit waits for the WAL flush: for the Stripe
+        inbox, whose row must be on disk before the 2xx tells Stripe to stop retrying. On SQLite
+        the same as ``autocommit_engine`` (WAL with synchronous=NORMAL, as every write here)."""
+        if self.dialect != "postgresql":
+            return self.autocommit_engine
+        return create_engine(
+            self.url,
+            hide_parameters=True,
+            isolation_level="AUTOCOMMIT",
+            pool_size=self.pool_size,
+            max_overflow=self.pool_size,
+            pool_recycle=1800,
+            connect_args=_pg_connect_args(self.lock_timeout_seconds),
+        )
+
+    def run_idempotent(self, work: Callable[[Connection], T], *, durable: bool = False) -> T:
         """Run ``work`` on an autocommit connection; once more on a fresh one if that one was dead.
 
-        For the hot path, whose every statement is safe to repeat (the access check reads one
+        ``durable``: the commit waits for the WAL flush (``durable_autocommit_engine``), for a
+        write that must survive a crash once answered (a Stripe event). For the hot path, whose
+        every statement is safe to repeat (the access check reads one
         statement and at most claims a meter slot idempotently): no BEGIN, no COMMIT and no
         pre-ping, so a check is one round trip. Instead of pinging first, a connection the database
         dropped (it restarted, or a proxy cut it) fails its first statement; then every pooled
         connection is discarded, as they went with it, and ``work`` runs again on a new one.
         """
+        engine = self.durable_autocommit_engine if durable else self.autocommit_engine
         try:
-            with self.autocommit_engine.connect() as conn:
+            with engine.connect() as conn:
                 return work(conn)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        (self.autocommit_engine if self.dialect == "postgresql" else self.engine).dispose()
-        with self.autocommit_engine.connect() as conn:
+        (engine if self.dialect == "postgresql" else self.engine).dispose()
+        with engine.connect() as conn:
             return work(conn)
 
     @property
@@ -172,6 +192,8 @@ class Database:
             return False
 
     def dispose(self) -> None:
-        if "autocommit_engine" in self.__dict__ and self.dialect == "postgresql":
-            self.autocommit_engine.dispose()
+        if self.dialect == "postgresql":
+            for name in ("autocommit_engine", "durable_autocommit_engine"):
+                if name in self.__dict__:
+                    self.__dict__[name].dispose()
         self.engine.dispose()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paywall import clock
@@ -25,14 +25,22 @@ StripeId = String(255)
 class StripeEvent(Base):
     """The inbox: every verified Stripe event, stored once, with how its processing went.
 
-    ``status``: ``processed``, ``ignored`` (unknown type, other mode, nothing to do) or ``failed``
-    (a handler error on an unexpected payload; fixed and replayed later).
+    ``status``: ``received`` (recorded, waiting for the applier), ``processed``, ``ignored``
+    (unknown type, other mode, nothing to do) or ``failed`` (a handler error on an unexpected
+    payload; fixed and replayed later). ``payload`` is the text Stripe signed.
     """
 
     __tablename__ = "stripe_events"
     __table_args__ = (
         Index("ix_stripe_events_status_received", "status", "received_at"),
         Index("ix_stripe_events_object", "object_id"),
+        # The applier's claim and the backlog gauges: only the rows still waiting.
+        Index(
+            "ix_stripe_events_waiting",
+            "id",
+            postgresql_where=text("status = 'received'"),
+            sqlite_where=text("status = 'received'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

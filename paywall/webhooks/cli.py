@@ -25,7 +25,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 
 @click.group("stripe")
 def stripe_group() -> None:
-    """Stripe: reconcile the database with Stripe's API."""
+    """Stripe: apply recorded webhook events; reconcile the database with Stripe's API."""
 
 
 @stripe_group.command("sync")
@@ -69,6 +69,42 @@ def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None
         raise click.ClickException(f"{len(tally.invalid)} objects were not applied (listed above)")
 
 
+@stripe_group.command("apply")
+@click.option("--once", is_flag=True, help="Apply what is waiting, then exit (no polling).")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=None, help="Events per transaction.")
+@pass_ctx
+def stripe_apply(obj: Context, once: bool, batch_size: int | None) -> None:
+    """Apply the Stripe events the webhook recorded, in batches, until SIGTERM or Ctrl-C.
+
+    `paywall serve` runs one of these itself; run more (on this machine or others) to scale out:
+    they share the backlog, each event applied exactly once. On SIGTERM the current batch
+    finishes (or rolls back) and the command exits."""
+    import signal
+    import threading
+    from types import FrameType
+
+    from paywall.webhooks import applier
+
+    obj.check_signing()  # applying sends receipts and notices that carry signed links
+    settings = obj.settings.stripe
+    limit = batch_size or settings.apply_batch_size
+    if once:
+        tally = applier.drain(obj.db, obj.settings, limit=limit)
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(tally.items())) or "nothing waiting"
+        click.echo(f"applied {sum(tally.values())}: {parts}")
+        return
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    applier.log.info("stripe applier: started (batches of %d)", limit)
+    applier.run(obj.db, obj.settings, stop, limit=limit, poll_seconds=settings.apply_poll_seconds)
+    applier.log.info("stripe applier: stopped")
+
+
 @click.group("events")
 def events_group() -> None:
     """The Stripe event inbox."""
@@ -101,7 +137,7 @@ def events_list(obj: Context, status: str | None, type_: str | None, limit: int)
 @click.option("--since", type=DATE, default=None, help="Every event created on or after (UTC).")
 @pass_ctx
 def events_replay(obj: Context, failed: bool, event_id: str | None, since: dt.datetime | None) -> None:
-    """Re-run stored events through the same handlers (safe to repeat: newest state still wins)."""
+    """Re-run stored events through the applier, as new ones (safe to repeat: newest state wins)."""
     from paywall.webhooks import inbox
 
     if not (failed or event_id or since):

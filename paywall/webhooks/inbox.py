@@ -1,10 +1,11 @@
-"""The event inbox: verify, store once, process in the same transaction, replay later.
+"""The event inbox: verify a delivery, record it once, answer at once; replay later.
 
-A delivery is stored and processed in ONE transaction. A transient database error rolls both back
-(the caller answers 503 and Stripe retries). A handler error on an unexpected payload rolls back
-the handler's half-done work with the transaction, and a second transaction records the row as
-``failed`` with the error, to be fixed and replayed (``receive``). Replay and reconcile, which go
-on after a failure, catch it in a savepoint instead (``process(savepoint=True)``).
+The webhook request verifies the signature and records the raw event in one durable statement
+(``accept``), then answers 2xx: ``duplicate`` for a repeated delivery, ``ignored`` for a type no
+handler takes or another mode, else ``queued``. Applying the event is the applier's job
+(``paywall.webhooks.applier``), in batches apart from the request, as Stripe asks of endpoints
+("return a 2xx quickly, before any complex logic"). A transient database error while recording
+answers 503, and Stripe retries.
 """
 
 from __future__ import annotations
@@ -19,18 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import stripe
-from sqlalchemy import exists, func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, Text, bindparam, cast, func, select, text, update
 from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
-from paywall.models import ErasedIdentity, StripeEvent
-from paywall.readers.erased import KNOWN, mentions_erased, stripe_identities
+from paywall.db.statements import dialect_insert
+from paywall.models import StripeEvent
 from paywall.webhooks.handlers import HANDLERS, related_ids
-from paywall.webhooks.readers import redact
-from paywall.webhooks.sync.derived import settled
 from paywall.webhooks.sync.fields import (
     InvalidField,
     has_non_finite,
@@ -132,7 +130,8 @@ class Delivery:
     outcome: str
 
 
-def _source(event: Mapping[str, Any]) -> Source:
+def source_of(event: Mapping[str, Any]) -> Source:
+    """The ordering source of an event: its creation time and id (``sync.ordering``)."""
     return Source(
         at=dt.datetime.fromtimestamp(int(event["created"]), dt.UTC),
         event_id=str(event["id"]),
@@ -141,141 +140,102 @@ def _source(event: Mapping[str, Any]) -> Source:
     )
 
 
-class HandlerFailed(Exception):
-    """A handler failed on the event's payload (not the database): the caller rolls back the
-    transaction, then records the event ``failed`` with ``error`` in one of its own."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
+_ACCEPT: dict[str, Any] = {}
 
 
-def _prepare(
-    session: Session, row: StripeEvent, event: Mapping[str, Any], settings: Settings, erased: bool | None
-) -> str | None:
-    """Count the attempt and keep an erased person's details out of the row; the outcome when the
-    event is not for a handler (another mode, an unknown type), else None."""
-    row.attempts = (row.attempts or 0) + 1
-    row.processed_at = clock.now()
-    if mentions_erased(session, event) if erased is None else erased:
-        # About an erased person (paywall.erasure): keep the event, not their details.
-        row.payload = redact(row.payload or dict(event))
+def _accept_statement(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (stripe_event_id) DO UPDATE deliveries + 1 RETURNING deliveries: one
+    statement stores a new event or counts a repeated delivery, and says which it was.
+
+    The payload is bound as the text Stripe signed (``CAST … AS JSON`` on PostgreSQL), not
+    re-serialized from the parsed event: the inbox keeps Stripe's exact bytes, and the request
+    spares a second JSON encoding of the whole event. Built once per database; executing a
+    prepared Core statement costs a fraction of building one per request."""
+    stmt = _ACCEPT.get(dialect)
+    if stmt is None:
+        table = StripeEvent.__table__
+        raw = bindparam("payload", type_=Text)
+        payload = cast(raw, JSON) if dialect == "postgresql" else raw
+        stmt = (
+            dialect_insert(dialect, table)
+            .values(
+                {
+                    **{c: bindparam(c, type_=table.c[c].type) for c in _ACCEPT_COLUMNS},
+                    "payload": payload,
+                    "status": "received",
+                    "attempts": 0,
+                    "deliveries": 1,
+                }
+            )
+            .on_conflict_do_update(
+                index_elements=["stripe_event_id"],
+                set_={"deliveries": func.coalesce(table.c.deliveries, 1) + 1},
+            )
+            .returning(table.c.deliveries)
+        )
+        _ACCEPT[dialect] = stmt
+    return stmt
+
+
+_ACCEPT_COLUMNS = (
+    "stripe_event_id",
+    "type",
+    "api_version",
+    "livemode",
+    "created",
+    "object_id",
+    "received_at",
+)
+
+
+def stored_text(raw: bytes, event: Mapping[str, Any]) -> str:
+    """The payload text to store: Stripe's bytes, unless they hold NaN or an infinity, which
+    Python's json parses and PostgreSQL's json type refuses (then the ``json_safe`` copy)."""
+    if (b"NaN" in raw or b"Infinity" in raw) and has_non_finite(event):
+        return json.dumps(json_safe(event))
+    return raw.decode("utf-8")
+
+
+def outcome_now(settings: Settings, event: Mapping[str, Any]) -> str:
+    """What the answer to Stripe can say before the event is applied: ``ignored`` for a type no
+    handler takes or another mode than the configured key's, else ``queued``. The row is still
+    applied (marked ignored, and redacted if it names an erased person) by the applier."""
     expected_mode = settings.stripe_livemode
     if expected_mode is not None and bool(event.get("livemode")) != expected_mode:
-        row.status = "ignored"
-        row.error = f"livemode {bool(event.get('livemode'))} does not match the configured key"
-        return row.status
-    if str(event.get("type")) not in HANDLERS:
-        row.status, row.error = "ignored", None
-        return row.status
-    return None
+        return "ignored"
+    return "queued" if str(event.get("type")) in HANDLERS else "ignored"
 
 
-def process(
-    session: Session,
-    row: StripeEvent,
-    event: Mapping[str, Any],
-    settings: Settings,
-    *,
-    savepoint: bool = True,
-    erased: bool | None = None,
-) -> str:
-    """Run the event's handler; record the outcome on the inbox row.
+def accept(db: Database, settings: Settings, raw: bytes, event: Mapping[str, Any]) -> Delivery:
+    """Record a verified event durably in one statement and say what the answer is: ``duplicate``
+    for a repeated delivery, else ``outcome_now``. Applying it is the applier's job
+    (``paywall.webhooks.applier``), apart from the request, as Stripe asks of endpoints.
 
-    With ``savepoint`` a handler error is caught in a savepoint and the row is marked ``failed``
-    in the same transaction. Without it the error is raised as HandlerFailed, for the caller to
-    roll back and record (``receive``: no SAVEPOINT/RELEASE pair on every event for the rare
-    failure). ``erased``, when known, is whether the event names an erased person."""
-    ignored = _prepare(session, row, event, settings, erased)
-    if ignored is not None:
-        return ignored
-    handler = HANDLERS[str(event.get("type"))]
-    try:
-        with settled(session, savepoint=savepoint):
-            outcome = handler(session, event["data"]["object"], _source(event))
-    except Exception as exc:
-        if is_transient(exc) or isinstance(exc, IntegrityError):
-            # A concurrent writer or an unavailable database: let the whole delivery be retried.
-            raise TransientDatabaseError(str(type(exc).__name__)) from exc
-        log.warning("stripe event %s (%s) failed: %s", row.stripe_event_id, row.type, type(exc).__name__)
-        # An absurd value is named by its path in the event, e.g. "data.object.amount: ...".
-        detail = exc.describe(event) if isinstance(exc, InvalidField) else exc
-        error = f"{type(exc).__name__}: {detail}"[:2000]
-        if not savepoint:
-            raise HandlerFailed(error) from exc
-        row.status, row.error = "failed", error
-        return row.status
-    row.status = "ignored" if outcome == "ignored" else "processed"
-    row.error = None
-    return row.status
-
-
-def _seen(session: Session, event: Mapping[str, Any]) -> tuple[int | None, bool | None]:
-    """The inbox row id of an event already stored, and whether the event names an erased person
-    (None when that needs ``mentions_erased``), in one query: the inbox asks both of every event."""
-    keys = sorted(stripe_identities(event))
-    stored = select(StripeEvent.id).where(StripeEvent.stripe_event_id == str(event["id"])).scalar_subquery()
-    if not keys:
-        return session.execute(select(stored)).scalar(), False
-    any_erased = exists().where(ErasedIdentity.identity.in_(keys))
-    found, erased = session.execute(select(stored, any_erased)).one()
-    if not erased:
-        # None of them is erased: the sync's own look-ups of these identities need no query.
-        session.info.setdefault(KNOWN, {}).update(dict.fromkeys(keys, False))
-    return found, (False if not erased else None)
-
-
-def _receive(
-    session: Session, settings: Settings, event: Mapping[str, Any], failed: HandlerFailed | None
-) -> Delivery:
+    One autocommit INSERT on a connection that waits for the WAL flush: when Stripe reads the 2xx
+    the event is on disk. A connection the database dropped is retried once on a fresh one; if
+    the first attempt did commit, the retry counts one delivery too many, which is harmless."""
     event_id = str(event["id"])
-    lock(session, event)
-    existing, erased = _seen(session, event)
-    if existing is not None:
-        session.execute(
-            update(StripeEvent)
-            .where(StripeEvent.id == existing)
-            .values(deliveries=func.coalesce(StripeEvent.deliveries, 1) + 1)
-        )
-        return Delivery(event_id, "duplicate")
     obj = event["data"]["object"]
-    row = StripeEvent(
-        stripe_event_id=event_id,
-        type=str(event["type"])[:100],
-        api_version=(str(event["api_version"])[:64] if event.get("api_version") else None),
-        livemode=bool(event.get("livemode")),
-        created=clock.from_timestamp(event["created"]),
-        object_id=safe_id(obj),
-        payload=json_safe(event) if has_non_finite(event) else dict(event),
-        received_at=clock.now(),
-        status="received",
-        attempts=0,
-        deliveries=1,
-    )
-    # Added after processing, so the row is written once (one INSERT, no UPDATEs); the advisory
-    # locks (PostgreSQL) or the write lock (SQLite) keep a duplicate out meanwhile.
-    if failed is None:
-        outcome = process(session, row, event, settings, savepoint=False, erased=erased)
-    else:
-        outcome = _prepare(session, row, event, settings, erased) or "failed"
-        if outcome == "failed":
-            row.status, row.error = outcome, failed.error
-    session.add(row)
-    return Delivery(event_id, outcome)
-
-
-def receive(db: Database, settings: Settings, event: Mapping[str, Any]) -> Delivery:
-    """Store a verified event once and process it, all in one transaction.
-
-    A handler error rolls that transaction back; a second one records the event ``failed`` (if no
-    delivery of it was recorded in between), so a bad event costs two transactions and every
-    good one none of the savepoint statements that would spare them."""
+    values = {
+        "stripe_event_id": event_id,
+        "type": str(event["type"])[:100],
+        "api_version": (str(event["api_version"])[:64] if event.get("api_version") else None),
+        "livemode": bool(event.get("livemode")),
+        "created": clock.from_timestamp(event["created"]),
+        "object_id": safe_id(obj),
+        "received_at": clock.now(),
+        "payload": stored_text(raw, event),
+    }
+    stmt = _accept_statement(db.dialect)
     try:
-        with db.transaction() as session:
-            return _receive(session, settings, event, None)
-    except HandlerFailed as failed:
-        with db.transaction() as session:
-            return _receive(session, settings, event, failed)
+        deliveries = db.run_idempotent(lambda conn: conn.execute(stmt, values).scalar_one(), durable=True)
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientDatabaseError(type(exc).__name__) from exc
+        raise
+    if deliveries > 1:
+        return Delivery(event_id, "duplicate")
+    return Delivery(event_id, outcome_now(settings, event))
 
 
 def replay(
@@ -286,24 +246,33 @@ def replay(
     event_id: str | None = None,
     since: dt.datetime | None = None,
 ) -> Counter[str]:
-    """Re-run stored events through the same handlers, oldest first, one transaction each."""
-    query = select(StripeEvent.id).order_by(StripeEvent.created, StripeEvent.id)
+    """Re-run stored events through the same path as new ones: mark them ``received`` again, in
+    one statement, and apply the backlog (``applier.drain``: batches, oldest first). A running
+    applier may take some of them first; each is applied once either way. The outcomes of the
+    chosen events are counted when the backlog is drained."""
+    from paywall.webhooks import applier
+
+    chosen = select(StripeEvent.id)
     if failed:
-        query = query.where(StripeEvent.status == "failed")
+        chosen = chosen.where(StripeEvent.status == "failed")
     if event_id:
-        query = query.where(StripeEvent.stripe_event_id == event_id)
+        chosen = chosen.where(StripeEvent.stripe_event_id == event_id)
     if since:
-        query = query.where(StripeEvent.created >= since)
-    with db.transaction(readonly=True) as session:
-        ids = list(session.scalars(query))
+        chosen = chosen.where(StripeEvent.created >= since)
+    with db.transaction() as session:
+        ids = list(session.scalars(chosen))
+        for start in range(0, len(ids), 500):
+            session.execute(
+                update(StripeEvent)
+                .where(StripeEvent.id.in_(ids[start : start + 500]))
+                .values(status="received")
+            )
+    applier.drain(db, settings)
     tally: Counter[str] = Counter()
-    for pk in ids:
-        with db.transaction() as session:
-            row = session.get(StripeEvent, pk)
-            if row is None:
-                continue
-            lock(session, row.payload)
-            tally[process(session, row, row.payload, settings)] += 1
+    with db.transaction(readonly=True) as session:
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            tally.update(session.scalars(select(StripeEvent.status).where(StripeEvent.id.in_(part))))
     return tally
 
 

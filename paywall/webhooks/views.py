@@ -22,7 +22,7 @@ from paywall.webhooks import inbox
 log = logging.getLogger(__name__)
 blp = Blueprint("webhooks", __name__, description="Stripe webhooks and the event inbox")
 
-STATUSES = ("received", "processed", "ignored", "failed")
+STATUSES = ("received", "processed", "ignored", "failed")  # received: waiting for the applier
 
 
 class DeliverySchema(Schema):
@@ -30,8 +30,9 @@ class DeliverySchema(Schema):
     outcome = fields.String(
         required=True,
         metadata={
-            "description": "processed, ignored (unknown type, other mode, nothing to do), "
-            "failed (kept for replay, e.g. an absurd value: the error names the field) or duplicate"
+            "description": "queued (recorded; the applier syncs it within about a second), "
+            "ignored (a type paywall does not sync, or another mode than the configured key's) or "
+            "duplicate (already recorded). What applying it did is in GET /v1/events."
         },
     )
 
@@ -96,7 +97,10 @@ def event_body(row: StripeEvent) -> dict[str, Any]:
 @blp.alt_response(413, schema="Error", description="Body over the size limit.")
 @blp.alt_response(503, schema="Error", description="No webhook secret set, or the database is unavailable.")
 def stripe_webhook() -> Any:
-    """Receive a Stripe event: verify its signature, store it once, sync what it says."""
+    """Receive a Stripe event: verify its signature, record it once, answer at once.
+
+    The sync happens apart from the request, in batches (the applier that ``paywall serve``
+    runs, or ``paywall stripe apply`` workers); GET /v1/events shows each event's outcome."""
     settings = current_settings()
     secrets = settings.secrets.stripe_webhook_secrets
     if not secrets:
@@ -112,7 +116,7 @@ def stripe_webhook() -> Any:
         raise ApiError(400, exc.message, errors={exc.field: [exc.message]}, type_="invalid-event") from None
     event_type = str(event.get("type", "unknown"))
     try:
-        delivery = inbox.receive(current_db(), settings, event)
+        delivery = inbox.accept(current_db(), settings, raw, event)
     except Exception:
         # Answered 503 (transient) or 500 by the error handlers; Stripe retries either way.
         record_webhook(event_type, "error")

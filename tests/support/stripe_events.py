@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import stripe
+from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from paywall.config import Settings
+from paywall.context import db_of, settings_of
+from paywall.db import Database
+from paywall.models import StripeEvent
+from paywall.webhooks import applier
 from tests.conftest import FIXTURES, WEBHOOK_SECRET
 
 SCENARIOS = FIXTURES / "scenarios"
@@ -57,26 +68,70 @@ def sign(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None
 
 
 def deliver(
-    client: FlaskClient, event: dict[str, Any], secret: str = WEBHOOK_SECRET, header: str | None = None
+    client: FlaskClient,
+    event: dict[str, Any],
+    secret: str = WEBHOOK_SECRET,
+    header: str | None = None,
+    *,
+    apply: bool = True,
 ) -> TestResponse:
-    """POST one event, signed, as Stripe would."""
+    """POST one event, signed, as Stripe would; then, unless ``apply`` is false, run the applier
+    until nothing waits (what ``paywall serve``'s applier does within a moment), so the test
+    reads the synced state. The answer is the webhook's own (``queued``, ``duplicate``, …)."""
     body = body_of(event)
-    return client.post(
+    resp = client.post(
         "/webhooks/stripe",
         data=body,
         headers={"Stripe-Signature": header or sign(body, secret)},
         content_type="application/json",
     )
+    if apply and resp.status_code == 200:
+        drain(client.application)
+    return resp
+
+
+def drain(app: Flask) -> Counter[str]:
+    """Apply every recorded event that waits, as the applier would; the outcomes counted."""
+    return applier.drain(db_of(app), settings_of(app))
+
+
+@contextmanager
+def applying(db: Database, settings: Settings) -> Iterator[None]:
+    """An applier loop in a thread for the block, as ``paywall serve`` runs beside its server:
+    for tests of a live server that Stripe (or localstripe) posts events to."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=applier.run, args=(db, settings, stop), kwargs={"poll_seconds": 0.02}, daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def status_of(app: Flask, event_id: str) -> str:
+    """The inbox status of a stored event: received, processed, ignored or failed."""
+    with db_of(app).transaction(readonly=True) as session:
+        status = session.scalar(select(StripeEvent.status).where(StripeEvent.stripe_event_id == event_id))
+    assert status is not None, f"no stored event {event_id}"
+    return status
+
+
+def applied(client: FlaskClient, event: dict[str, Any]) -> str:
+    """Deliver one event and apply it; the outcome: ``duplicate`` when the answer said so, else
+    the status applying it left (processed, ignored or failed)."""
+    resp = deliver(client, event)
+    assert resp.status_code == 200, (event["id"], event["type"], resp.get_json())
+    answer = resp.get_json()["outcome"]
+    return answer if answer == "duplicate" else status_of(client.application, event["id"])
 
 
 def deliver_all(client: FlaskClient, events: list[dict[str, Any]]) -> list[str]:
-    """Deliver events in the given order; every answer must be 2xx. Returns the outcomes."""
-    outcomes = []
-    for event in events:
-        resp = deliver(client, event)
-        assert resp.status_code == 200, (event["id"], event["type"], resp.get_json())
-        outcomes.append(resp.get_json()["outcome"])
-    return outcomes
+    """Deliver events in the given order, each applied before the next; every answer must be
+    2xx. Returns the outcomes (see ``applied``)."""
+    return [applied(client, event) for event in events]
 
 
 LEGACY_API_VERSION = "2024-06-20"

@@ -1,20 +1,25 @@
-"""Concurrent deliveries: duplicates racing, and a first purchase's events all at once.
+"""Concurrent deliveries: duplicates racing, and a first purchase's events all at once, while
+two appliers drain the same backlog.
 
-On PostgreSQL (CI runs it there too) the per-object advisory locks must prevent deadlocks, unique
-violations and lost updates; on SQLite writers queue on the database lock.
+On PostgreSQL (CI runs it there too) the claim's SKIP LOCKED and the per-object advisory locks
+must prevent deadlocks, unique violations, lost updates and double applies; on SQLite writers
+queue on the database lock.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import func, select
 
+from paywall.context import db_of, settings_of
 from paywall.db import Database
 from paywall.models import OutboxMessage, Payment, Reader, StripeEvent, Subscription
+from paywall.webhooks import applier, backlog
 from tests.conftest import truncate_all
 from tests.support.stripe_events import (
     assert_same_rows,
@@ -27,8 +32,11 @@ from tests.support.stripe_events import (
 from tests.webhooks.test_scenarios import MONTHLY_SUB
 
 
-def post_concurrently(app: Flask, events: list[dict[str, Any]], threads: int = 8) -> list[tuple[int, str]]:
-    """Deliver ``events`` from ``threads`` clients started together; returns (status, outcome)."""
+def post_concurrently(
+    app: Flask, events: list[dict[str, Any]], threads: int = 8, appliers: int = 2
+) -> list[tuple[int, str]]:
+    """Deliver ``events`` from ``threads`` clients started together while ``appliers`` applier
+    loops drain the backlog; returns (status, outcome) once every event has been applied."""
     signed = [(body_of(e), e) for e in events]
     results: list[tuple[int, str]] = []
     lock = threading.Lock()
@@ -47,24 +55,44 @@ def post_concurrently(app: Flask, events: list[dict[str, Any]], threads: int = 8
             with lock:
                 results.append((resp.status_code, (resp.get_json() or {}).get("outcome", "")))
 
+    stop = threading.Event()
+    db, settings = db_of(app), settings_of(app)
+    draining = [
+        threading.Thread(
+            target=applier.run, args=(db, settings, stop), kwargs={"limit": 5, "poll_seconds": 0.01}
+        )
+        for _ in range(appliers)
+    ]
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
+    for t in draining + pool:
         t.start()
     for t in pool:
         t.join(timeout=60)
+    deadline = time.monotonic() + 60
+    while waiting(db) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    for t in draining:
+        t.join(timeout=60)
+    assert not waiting(db), "the appliers left events waiting"
     return results
+
+
+def waiting(db: Database) -> int:
+    with db.transaction(readonly=True) as session:
+        return backlog.read(session).waiting
 
 
 def test_concurrent_duplicates_store_one_event_and_one_payment(app: Flask, db: Database) -> None:
     event = load_scenario("one_time_donation_checkout")[0]
     results = post_concurrently(app, [event] * 16)
     assert [s for s, _ in results] == [200] * 16
-    assert sorted(o for _, o in results) == ["duplicate"] * 15 + ["processed"]
+    assert sorted(o for _, o in results) == ["duplicate"] * 15 + ["queued"]
     with db.transaction(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(StripeEvent)) == 1
         assert session.scalar(select(func.count()).select_from(Payment)) == 1
         row = session.scalar(select(StripeEvent))
-        assert row is not None and row.deliveries == 16
+        assert row is not None and (row.deliveries, row.attempts, row.status) == (16, 1, "processed")
 
 
 def test_first_purchase_race_all_events_at_once(app: Flask, db: Database) -> None:
@@ -84,6 +112,10 @@ def test_first_purchase_race_all_events_at_once(app: Flask, db: Database) -> Non
         assert all(s == 200 for s, _ in results), results
         with db.transaction(readonly=True) as session:
             assert session.scalar(select(func.count()).select_from(StripeEvent)) == 13
+            # Each event applied exactly once, whichever applier took it.
+            attempts = set(session.scalars(select(StripeEvent.attempts)))
+            statuses = set(session.scalars(select(StripeEvent.status)))
+            assert (attempts, statuses) == ({1}, {"processed"})
             check_a_and_b(session)
             # Every stored column, not only the checked state, matches the in-order replay.
             assert_same_rows(mirror_rows(session), in_order)

@@ -29,6 +29,7 @@ from paywall.stripe_gateway import make_client
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.faults import free_port
 from tests.support.servers import serving
+from tests.support.stripe_events import applying
 
 # localstripe's own entry point binds every interface and pickles its store to /tmp; this one
 # binds loopback only and keeps the store in memory.
@@ -89,7 +90,7 @@ def service(
         }
     )
     server = make_server("127.0.0.1", 0, create_app(settings, db=db), threaded=True)
-    with serving(server):
+    with serving(server), applying(db, settings):
         yield f"http://127.0.0.1:{server.server_port}", settings
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from paywall.cli import main
 from paywall.db import Database
 from paywall.models import Dispute, Payment, Subscription, SyncCursor
-from tests.support.stripe_events import deliver, load_scenario
+from tests.support.stripe_events import applied, load_scenario
 from tests.webhooks.test_scenarios import MONTHLY_SUB, check_dispute_lost, check_renewal_failed_then_recovered
 
 PATHS = {
@@ -280,7 +280,7 @@ def test_fetched_state_beats_older_events(
     past_due = next(
         e for e in load_scenario("renewal_failed_then_recovered") if e["id"] == "evt_1UX9HmQz8wLm3xTnRWokBpWl"
     )
-    assert deliver(client, past_due).get_json()["outcome"] == "processed"
+    assert applied(client, past_due) == "processed"
     with db.transaction(readonly=True) as session:
         sub = session.scalar(select(Subscription).where(Subscription.stripe_subscription_id == MONTHLY_SUB))
         assert sub is not None and sub.status == "active"

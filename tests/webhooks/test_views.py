@@ -17,13 +17,13 @@ from sqlalchemy.exc import OperationalError
 from paywall.app import create_app
 from paywall.cli import main
 from paywall.config import Settings
-from paywall.db import Base, Database
+from paywall.db import Base, Database, TransientDatabaseError
 from paywall.models import Payment, StripeEvent
 from paywall.webhooks import handlers
 from paywall.webhooks.sync import derived
 from paywall.webhooks.sync import payments as sync
 from tests.conftest import WEBHOOK_SECRET
-from tests.support.stripe_events import body_of, deliver, load_scenario, sign
+from tests.support.stripe_events import applied, body_of, deliver, drain, load_scenario, sign, status_of
 
 CHARGE_EVENT = load_scenario("one_time_donation_checkout")[0]
 
@@ -38,10 +38,16 @@ def post(client: FlaskClient, body: bytes, header: str | None) -> Any:
     return client.post("/webhooks/stripe", data=body, headers=headers, content_type="application/json")
 
 
-def test_valid_delivery_is_stored_and_processed(client: FlaskClient, db: Database) -> None:
-    resp = deliver(client, CHARGE_EVENT)
+def test_valid_delivery_is_recorded_answered_then_applied(client: FlaskClient, db: Database) -> None:
+    resp = deliver(client, CHARGE_EVENT, apply=False)
     assert resp.status_code == 200
-    assert resp.get_json() == {"event": CHARGE_EVENT["id"], "outcome": "processed"}
+    assert resp.get_json() == {"event": CHARGE_EVENT["id"], "outcome": "queued"}
+    # Answered before anything was applied: the raw event waits for the applier.
+    with db.transaction(readonly=True) as session:
+        row = session.scalar(select(StripeEvent))
+        assert row is not None and (row.status, row.attempts, row.processed_at) == ("received", 0, None)
+    assert count(db, Payment) == 0
+    assert drain(client.application) == {"processed": 1}
     with db.transaction(readonly=True) as session:
         row = session.scalar(select(StripeEvent))
         assert row is not None
@@ -129,7 +135,7 @@ def test_body_over_one_mib_is_413(client: FlaskClient, db: Database) -> None:
 
 
 def test_duplicate_delivery_answers_duplicate_and_changes_nothing(client: FlaskClient, db: Database) -> None:
-    assert deliver(client, CHARGE_EVENT).get_json()["outcome"] == "processed"
+    assert applied(client, CHARGE_EVENT) == "processed"
     with db.transaction(readonly=True) as session:
         before = session.scalar(select(Payment))
         assert before is not None
@@ -165,7 +171,7 @@ def test_livemode_mismatch_is_stored_and_ignored(
         make_settings({"PAYWALL_STRIPE_SECRET_KEY": "sk_test_abc"}), db=db
     ).test_client()
     other = {**CHARGE_EVENT, "id": "evt_same_mode"}
-    assert deliver(test_key_client, other).get_json()["outcome"] == "processed"
+    assert applied(test_key_client, other) == "processed"
 
 
 def test_handler_error_keeps_failed_row_then_replay_fixes_it(
@@ -177,8 +183,7 @@ def test_handler_error_keeps_failed_row_then_replay_fixes_it(
 
     monkeypatch.setitem(handlers.HANDLERS, "charge.succeeded", broken)
     client = app.test_client()
-    resp = deliver(client, CHARGE_EVENT)
-    assert resp.status_code == 200 and resp.get_json()["outcome"] == "failed"
+    assert applied(client, CHARGE_EVENT) == "failed"
     with db.transaction(readonly=True) as session:
         row = session.scalar(select(StripeEvent))
         assert row is not None and row.status == "failed" and "KeyError" in (row.error or "")
@@ -203,11 +208,10 @@ def test_unexpected_payload_is_failed_not_500(client: FlaskClient, db: Database)
     event = json.loads(json.dumps(CHARGE_EVENT))
     event["id"] = "evt_wrong_object"
     event["data"]["object"]["object"] = "invoice"
-    resp = deliver(client, event)
-    assert resp.status_code == 200 and resp.get_json()["outcome"] == "failed"
+    assert applied(client, event) == "failed"
 
 
-def test_database_failure_mid_event_is_503_nothing_written_then_redelivery_works(
+def test_database_failure_mid_batch_writes_nothing_then_the_next_batch_applies(
     app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = derived.relink_payment
@@ -219,14 +223,34 @@ def test_database_failure_mid_event_is_503_nothing_written_then_redelivery_works
     # Patched where upsert_charge looks it up.
     monkeypatch.setattr(sync, "relink_payment", cut_off)
     client = app.test_client()
-    resp = deliver(client, CHARGE_EVENT)
-    assert resp.status_code == 503
-    assert resp.headers.get("Retry-After")
-    assert count(db, StripeEvent) == 0 and count(db, Payment) == 0
+    resp = deliver(client, CHARGE_EVENT, apply=False)
+    assert resp.status_code == 200 and resp.get_json()["outcome"] == "queued"
+    with pytest.raises(TransientDatabaseError):
+        drain(app)
+    assert count(db, Payment) == 0
+    assert status_of(app, CHARGE_EVENT["id"]) == "received", "left for the next batch"
 
     monkeypatch.setattr(sync, "relink_payment", real)
+    assert drain(app) == {"processed": 1}
+    assert count(db, StripeEvent) == 1 and count(db, Payment) == 1
+
+
+def test_database_failure_while_recording_is_503_nothing_stored_then_redelivery_works(
+    app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Database.run_idempotent
+
+    def gone(self: Database, work: Any, *, durable: bool = False) -> Any:
+        raise OperationalError("INSERT INTO stripe_events", {}, Exception("could not connect to server"))
+
+    monkeypatch.setattr(Database, "run_idempotent", gone)
+    client = app.test_client()
     resp = deliver(client, CHARGE_EVENT)
-    assert resp.status_code == 200 and resp.get_json()["outcome"] == "processed"
+    assert resp.status_code == 503 and resp.headers.get("Retry-After")
+    assert count(db, StripeEvent) == 0
+
+    monkeypatch.setattr(Database, "run_idempotent", real)
+    assert applied(client, CHARGE_EVENT) == "processed"
     assert count(db, StripeEvent) == 1 and count(db, Payment) == 1
 
 

@@ -18,11 +18,12 @@ wraps a group of upserts and re-derives each marked payment once at its end.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from paywall.models import (
@@ -42,6 +43,7 @@ from paywall.webhooks.sync.rows import ROW_CACHE, find_row
 
 KINDS = ("subscription", "donation")
 PENDING_RELINK = "paywall.webhooks.relink"
+PENDING_FAILED = "paywall.webhooks.payment_failed"
 
 
 def kind_of(value: Any) -> str | None:
@@ -79,11 +81,13 @@ def relink_payments(
 
 
 def settle(session: Session) -> None:
-    """Re-derive, once each, the payments ``relink_payments`` marked, found in one query.
+    """Recompute the marked subscriptions' ``payment_failed_at``, then re-derive, once each, the
+    payments ``relink_payments`` marked, found in one query.
 
     Link columns are never cleared (``ordering`` rule 2), so a payment a mark named then still
     matches now; a payment stored since that also matches is re-derived too, which changes
     nothing that its own derivation would not."""
+    _settle_payment_failed(session)
     pending: dict[str, set[str]] = session.info.pop(PENDING_RELINK, {})
     conds = [getattr(Payment, column).in_(sorted(values)) for column, values in sorted(pending.items())]
     if not conds:
@@ -97,6 +101,7 @@ def _forget(session: Session) -> None:
     would name rows that no longer exist, or old states of rows."""
     session.info.pop(ROW_CACHE, None)
     session.info.pop(PENDING_RELINK, None)
+    session.info.pop(PENDING_FAILED, None)
 
 
 @contextmanager
@@ -295,16 +300,32 @@ def _refresh_money(session: Session, p: Payment) -> None:
 
 
 def refresh_payment_failed(session: Session, sub: Subscription) -> None:
-    """``payment_failed_at``: the earliest first failure among the subscription's unpaid invoices."""
-    first = session.scalars(
-        select(Invoice.payment_failed_at)
-        .where(
-            Invoice.stripe_subscription_id == sub.stripe_subscription_id,
-            Invoice.status.in_(UNPAID_INVOICE),
-            Invoice.payment_failed_at.is_not(None),
+    """Mark the subscription for ``settle`` to recompute its ``payment_failed_at``: once per
+    subscription for a whole group of upserts (a renewal's invoice events each asked for it)."""
+    session.info.setdefault(PENDING_FAILED, {})[sub.stripe_subscription_id] = sub
+
+
+def _settle_payment_failed(session: Session) -> None:
+    """``payment_failed_at`` of each marked subscription: the earliest first failure among its
+    unpaid invoices, for all of them in one query."""
+    pending: dict[str, Subscription] = session.info.pop(PENDING_FAILED, {})
+    if not pending:
+        return
+    first: dict[str, dt.datetime | None] = {
+        sub_id: at
+        for sub_id, at in session.execute(
+            select(Invoice.stripe_subscription_id, func.min(Invoice.payment_failed_at))
+            .where(
+                Invoice.stripe_subscription_id.in_(sorted(pending)),
+                Invoice.status.in_(UNPAID_INVOICE),
+                Invoice.payment_failed_at.is_not(None),
+            )
+            .group_by(Invoice.stripe_subscription_id)
         )
-        .order_by(Invoice.payment_failed_at)
-        .limit(1)
-    ).first()
-    if sub.payment_failed_at != first:
-        sub.payment_failed_at = first
+    }
+    for sub_id, sub in pending.items():
+        value = first.get(sub_id)
+        if value is not None and value.tzinfo is None:  # SQLite aggregates skip the column type
+            value = value.replace(tzinfo=dt.UTC)
+        if sub.payment_failed_at != value:
+            sub.payment_failed_at = value
