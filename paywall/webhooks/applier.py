@@ -28,9 +28,9 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -88,7 +88,7 @@ class Claimed:
     attempts: int
 
 
-_TABLE = StripeEvent.__table__
+_TABLE = cast(Table, StripeEvent.__table__)
 
 # Every row of a batch marked in one executemany: status, error, when and how often applied.
 _MARK = (

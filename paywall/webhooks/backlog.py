@@ -36,10 +36,10 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 def read(session: Session, now: dt.datetime | None = None) -> Backlog:
     """The backlog now, in three indexed queries."""
     now = now or clock.now()
-    waiting, oldest = session.execute(
+    waiting, first = session.execute(
         select(func.count(), func.min(StripeEvent.received_at)).where(StripeEvent.status == "received")
     ).one()
-    oldest = _aware(oldest)
+    oldest = _aware(first)
     p50, p99, recent = _lag_quantiles(session, now - WINDOW)
     return Backlog(
         waiting=int(waiting or 0),

@@ -72,13 +72,21 @@ def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None
 @stripe_group.command("apply")
 @click.option("--once", is_flag=True, help="Apply what is waiting, then exit (no polling).")
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=None, help="Events per transaction.")
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=0,
+    show_default=True,
+    help="Lower this process's CPU priority by N (paywall serve uses 10: readers' requests first).",
+)
 @pass_ctx
-def stripe_apply(obj: Context, once: bool, batch_size: int | None) -> None:
+def stripe_apply(obj: Context, once: bool, batch_size: int | None, nice: int) -> None:
     """Apply the Stripe events the webhook recorded, in batches, until SIGTERM or Ctrl-C.
 
     `paywall serve` runs one of these itself; run more (on this machine or others) to scale out:
     they share the backlog, each event applied exactly once. On SIGTERM the current batch
     finishes (or rolls back) and the command exits."""
+    import os
     import signal
     import threading
     from types import FrameType
@@ -86,6 +94,8 @@ def stripe_apply(obj: Context, once: bool, batch_size: int | None) -> None:
     from paywall.webhooks import applier
 
     obj.check_signing()  # applying sends receipts and notices that carry signed links
+    if nice:
+        os.nice(nice)
     settings = obj.settings.stripe
     limit = batch_size or settings.apply_batch_size
     if once:

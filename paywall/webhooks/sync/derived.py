@@ -312,7 +312,7 @@ def _settle_payment_failed(session: Session) -> None:
     if not pending:
         return
     first: dict[str, dt.datetime | None] = {
-        sub_id: at
+        str(sub_id): at
         for sub_id, at in session.execute(
             select(Invoice.stripe_subscription_id, func.min(Invoice.payment_failed_at))
             .where(
