@@ -18,7 +18,8 @@ so an event is applied exactly once whatever happens around it:
   transaction and never stops the others.
 
 Derived facts (``sync.derived``) are settled once per batch, not once per event: a first purchase
-is ten events about one payment, re-derived once.
+is ten events about one payment, re-derived once. Rows are flushed when a query needs them and
+once at the end of the batch, not after every event.
 """
 
 from __future__ import annotations
@@ -37,13 +38,24 @@ from sqlalchemy.orm import Session
 from paywall import clock
 from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
-from paywall.models import StripeEvent
-from paywall.readers.erased import is_erased, mentions_erased, stripe_identities
-from paywall.webhooks.handlers import HANDLERS
-from paywall.webhooks.inbox import lock_keys, source_of, take_locks
+from paywall.models import (
+    CheckoutSession,
+    Dispute,
+    Invoice,
+    Payment,
+    Refund,
+    StripeCustomer,
+    StripeEvent,
+    StripePrice,
+    Subscription,
+)
+from paywall.readers.erased import is_erased, stripe_identities
+from paywall.webhooks.handlers import HANDLERS, related_ids
+from paywall.webhooks.inbox import lock_key, source_of, take_locks
 from paywall.webhooks.readers import redact
 from paywall.webhooks.sync.derived import settled
 from paywall.webhooks.sync.fields import InvalidField
+from paywall.webhooks.sync.rows import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -119,21 +131,58 @@ def claim(session: Session, limit: int) -> list[Claimed]:
     ]
 
 
-def _lock_batch(session: Session, rows: Sequence[Claimed]) -> None:
-    """The advisory locks of every object the batch touches, all at once in ascending order, so
-    two batches cannot deadlock (PostgreSQL; SQLite's write lock already serializes)."""
+# Stripe id prefix -> the table that keeps such objects, keyed by that id (``find_row``).
+_PREFETCH: dict[str, tuple[type[Any], Any]] = {
+    "cus_": (StripeCustomer, StripeCustomer.stripe_customer_id),
+    "sub_": (Subscription, Subscription.stripe_subscription_id),
+    "in_": (Invoice, Invoice.stripe_invoice_id),
+    "ch_": (Payment, Payment.stripe_charge_id),
+    "py_": (Payment, Payment.stripe_charge_id),
+    "cs_": (CheckoutSession, CheckoutSession.stripe_checkout_session_id),
+    "re_": (Refund, Refund.stripe_refund_id),
+    "pyr_": (Refund, Refund.stripe_refund_id),
+    "dp_": (Dispute, Dispute.stripe_dispute_id),
+    "du_": (Dispute, Dispute.stripe_dispute_id),
+    "price_": (StripePrice, StripePrice.stripe_price_id),
+    "plan_": (StripePrice, StripePrice.stripe_price_id),
+}
+
+
+def _related(row: Claimed) -> set[str]:
+    """The Stripe ids a claimed event touches (``handlers.related_ids``) and its prices."""
+    obj = row.payload.get("data", {}).get("object", {})
+    ids = related_ids(obj) if isinstance(obj, Mapping) else set()
+    items = obj.get("items") if isinstance(obj, Mapping) else None
+    for item in (items.get("data") if isinstance(items, Mapping) else None) or []:
+        price = item.get("price") if isinstance(item, Mapping) else None
+        if isinstance(price, Mapping) and isinstance(price.get("id"), str):
+            ids.add(price["id"])
+    return ids
+
+
+def _prepare_batch(session: Session, rows: Sequence[Claimed]) -> dict[int, set[str]]:
+    """Before applying: the advisory locks of every object the batch touches, all at once in
+    ascending order, so two batches cannot deadlock (PostgreSQL; SQLite's write lock already
+    serializes); the rows of those objects, one query per table (``rows.prefetch``); and whether
+    any identity the batch names is erased, in one query. Returns each event's identities."""
+    related = {row.id: _related(row) for row in rows}
     if session.get_bind().dialect.name == "postgresql":
-        take_locks(session, sorted({key for row in rows for key in lock_keys(row.payload)}))
-
-
-def _prefetch_erased(session: Session, rows: Sequence[Claimed]) -> None:
-    """Whether any identity the batch names is erased, in one query for the whole batch: every
-    later look-up (``mentions_erased`` here and in the sync) is answered from the session."""
-    keys: set[str] = set()
-    for row in rows:
-        keys |= stripe_identities(row.payload)
-    if keys:
-        is_erased(session, keys)
+        locks = {lock_key(i) for ids in related.values() for i in ids}
+        locks |= {lock_key(row.stripe_event_id) for row in rows}
+        take_locks(session, sorted(locks))
+    by_table: dict[tuple[type[Any], Any], set[str]] = {}
+    for ids in related.values():
+        for stripe_id in ids:
+            prefix = stripe_id[: stripe_id.find("_") + 1]
+            if prefix in _PREFETCH:
+                by_table.setdefault(_PREFETCH[prefix], set()).add(stripe_id)
+    for (model, column), keys in by_table.items():
+        prefetch(session, model, column, keys)
+    identities = {row.id: stripe_identities(row.payload) for row in rows}
+    everyone = set().union(*identities.values())
+    if everyone:
+        is_erased(session, everyone)
+    return identities
 
 
 def _skip_reason(event: Mapping[str, Any], settings: Settings) -> str | None:
@@ -147,7 +196,7 @@ def _skip_reason(event: Mapping[str, Any], settings: Settings) -> str | None:
 
 
 def _apply_one(
-    session: Session, row: Claimed, settings: Settings, failed: Mapping[int, str]
+    session: Session, row: Claimed, settings: Settings, failed: Mapping[int, str], identities: set[str]
 ) -> dict[str, Any]:
     """Apply one claimed event inside the batch's transaction; the values that mark its row."""
     event = row.payload
@@ -157,7 +206,7 @@ def _apply_one(
         "new_processed_at": clock.now(),
         "new_attempts": row.attempts + 1,
     }
-    if mentions_erased(session, event):
+    if identities and is_erased(session, identities):
         # About an erased person (paywall.erasure): keep the event, not their details.
         session.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(payload=redact(event)))
     skip = _skip_reason(event, settings)
@@ -191,14 +240,17 @@ def _apply_claimed(
     if not rows:
         return
     batch.row_ids = [row.id for row in rows]
-    _lock_batch(session, rows)
-    _prefetch_erased(session, rows)
+    identities = _prepare_batch(session, rows)
     marks = []
     try:
         with settled(session, savepoint=False):
             for row in rows:
-                marks.append(_apply_one(session, row, settings, failed))
+                marks.append(_apply_one(session, row, settings, failed, identities[row.id]))
                 batch.outcomes[row.stripe_event_id] = marks[-1]["new_status"]
+        # The upserts do not flush each event (a flush per event was most of their cost): what
+        # the database refuses shows here, once for the batch, and is narrowed down like a
+        # failed settle, rather than at the commit where no event could be blamed.
+        session.flush()
     except (EventFailed, TransientDatabaseError):
         raise
     except Exception as exc:

@@ -220,8 +220,8 @@ def test_database_failure_mid_batch_writes_nothing_then_the_next_batch_applies(
         real(session, payment)
         raise OperationalError("UPDATE payments", {}, Exception("server closed the connection unexpectedly"))
 
-    # Patched where upsert_charge looks it up.
-    monkeypatch.setattr(sync, "relink_payment", cut_off)
+    # Patched where the batch's settle looks it up.
+    monkeypatch.setattr(derived, "relink_payment", cut_off)
     client = app.test_client()
     resp = deliver(client, CHARGE_EVENT, apply=False)
     assert resp.status_code == 200 and resp.get_json()["outcome"] == "queued"
@@ -230,7 +230,7 @@ def test_database_failure_mid_batch_writes_nothing_then_the_next_batch_applies(
     assert count(db, Payment) == 0
     assert status_of(app, CHARGE_EVENT["id"]) == "received", "left for the next batch"
 
-    monkeypatch.setattr(sync, "relink_payment", real)
+    monkeypatch.setattr(derived, "relink_payment", real)
     assert drain(app) == {"processed": 1}
     assert count(db, StripeEvent) == 1 and count(db, Payment) == 1
 

@@ -76,7 +76,6 @@ def upsert_checkout_session(session: Session, cs: Obj, src: Source) -> str:
         return "updated" if completed else "stale"
     changed = assign(row, values, links=CHECKOUT_LINKS)
     stamp(row, src)
-    session.flush()
     if created or changed:
         link_checkout(session, row)
     changed = changed or completed

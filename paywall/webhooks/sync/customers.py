@@ -52,7 +52,6 @@ def upsert_customer(session: Session, cus: Obj, src: Source, *, deleted: bool = 
             del values["metadata_"]
     changed = assign(row, values, links=links) or changed
     stamp(row, src)
-    session.flush()
     if created or changed:
         link_customer(session, row)
     return outcome_of(created, changed)

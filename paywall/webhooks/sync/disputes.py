@@ -60,7 +60,6 @@ def upsert_dispute(session: Session, dp: Obj, src: Source) -> str:
     else:
         outcome = "stale"
     changed = _record_times(row, src, status, withdrawn_at, reinstated_at) or changed
-    session.flush()
     if created or changed:
         relink_payments(session, charge_id=row.stripe_charge_id)
     return "updated" if outcome == "stale" and changed else outcome

@@ -127,7 +127,6 @@ def upsert_invoice(session: Session, inv: Obj, src: Source, *, failed: bool = Fa
         outcome = "stale"
     # A failed attempt is a fact whatever the state's age, like the close of a dispute.
     changed = _record_failure(row, inv, src, failed) or changed
-    session.flush()
     if created or changed:
         link_invoice(session, row)
     if outcome == "stale" and changed:
@@ -206,7 +205,6 @@ def link_invoice_payment(session: Session, ip: Obj, src: Source) -> str:
         {"stripe_payment_intent_id": pi, "stripe_charge_id": charge},
         links=("stripe_payment_intent_id", "stripe_charge_id"),
     )
-    session.flush()
     if created or changed:
         link_invoice(session, row)
     return outcome_of(created, changed)

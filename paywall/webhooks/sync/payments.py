@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from paywall.models import Dispute, Payment, Refund
-from paywall.webhooks.sync.derived import kind_of, relink_payment, relink_payments
+from paywall.webhooks.sync.derived import kind_of, relink_payments
 from paywall.webhooks.sync.fields import (
     Obj,
     mapping,
@@ -79,14 +79,15 @@ def upsert_charge(session: Session, ch: Obj, src: Source) -> str:
         _payment_hints(session, row, meta, _recurring_hint(ch))
         # Even a stale state tells when its refunded amount was reached.
         _charge_refunds(session, ch, values, src)
-        relink_payment(session, row)
+        relink_payments(session, charge_id=cid)
         return "stale"
     changed = assign(row, values, links=CHARGE_LINKS)
     stamp(row, src)
     changed = _payment_hints(session, row, meta, _recurring_hint(ch)) or changed
-    session.flush()
     _charge_refunds(session, ch, values, src)
-    changed = relink_payment(session, row) or changed
+    # Derived facts once per batch (``settled``), not once per upsert: what they change is
+    # recorded when the batch settles, not counted in this upsert's outcome.
+    relink_payments(session, charge_id=cid)
     return outcome_of(created, changed)
 
 
@@ -204,8 +205,7 @@ def upsert_payment_intent(session: Session, pi: Obj, src: Source) -> str:
         links=("stripe_payment_intent_id", "stripe_customer_id", "stripe_invoice_id", "email"),
     )
     changed = _payment_hints(session, row, metadata(pi), _recurring_hint(pi)) or changed
-    session.flush()
-    changed = relink_payment(session, row) or changed
+    relink_payments(session, charge_id=charge_id)
     return outcome_of(created, changed)
 
 

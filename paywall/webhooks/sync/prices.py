@@ -65,6 +65,5 @@ def upsert_price(session: Session, price_raw: Any, plan_raw: Any, src: Source) -
     renamed = row.plan != values["plan"]
     assign(row, values, links=("stripe_product_id",))
     stamp(row, src)
-    session.flush()
     if created or renamed:
         relink_payments(session, price_id=pid)

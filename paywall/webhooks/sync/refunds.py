@@ -50,7 +50,6 @@ def upsert_refund(session: Session, re: Obj, src: Source) -> str:
     else:
         return "stale"
     stamp(row, src)
-    session.flush()
     if created or changed:
         relink_payments(
             session, charge_id=row.stripe_charge_id, payment_intent_id=row.stripe_payment_intent_id

@@ -177,7 +177,6 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
         changed = True
     stamp(row, src)
     row.paused_at = _paused_at(session, row, sub, src)
-    session.flush()
     if created or changed:
         link_subscription(session, row)
     return outcome_of(created, changed)
