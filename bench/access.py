@@ -20,6 +20,10 @@ rounds (default 3; the median round is reported, since a shared machine drifts):
    time, so a stall is not hidden): p50, p99; and GET /healthz paced the same way, right before,
    to show what the client and the server's plumbing alone add to that tail.
 
+The summary also gives issue 16's terms, each a median of same-round ratios: the CPU per check
+over healthz's, the p99 at 500/s over healthz's at 500/s, and the share of the check's closed-loop
+capacity that 500/s was.
+
 With --floor, the app also carries two bench-only routes (bench/floor_app.py) measured the
 same way as step 2: /bench/floor/read (the JSON body, the state query and the rules; nothing else)
 and /bench/floor/check (the same plus the meter write the real check makes). Their ratio to
@@ -580,6 +584,7 @@ def bench_database(
     healths: list[dict[str, float]] = []
     accesses: list[dict[str, float]] = []
     paceds: list[dict[str, float]] = []
+    paced_healths: list[dict[str, float]] = []
     floors: dict[str, list[float]] = {"read": [], "check": []}
     # The registered-reader and /support/access phases, as ratios to the same round's healthz.
     kinds: dict[str, list[float]] = {"registered": [], "browser": []}
@@ -600,6 +605,7 @@ def bench_database(
             healths.append(health)
             accesses.append(access)
             paceds.append(paced)
+            paced_healths.append(paced_health)
             kind_text = kind_phases(
                 kinds, health, closed is load, port, seconds, key, readers, proc.pid, pgdb
             )
@@ -646,6 +652,20 @@ def bench_database(
         f" {result['ratio_registered']:.2f} (range {min(kinds['registered']):.2f}-{max(kinds['registered']):.2f});"
         f" /support/access {result['ratio_browser']:.2f}"
         f" (range {min(kinds['browser']):.2f}-{max(kinds['browser']):.2f})",
+        flush=True,
+    )
+    # Issue 16's terms, each from its own round: CPU per check over healthz's, the paced p99 over
+    # healthz's at the same rate, and what share of the check's closed-loop capacity 500/s was.
+    per_check = [a["cpu_ms"] / h["cpu_ms"] for h, a in zip(healths, accesses, strict=True) if h["cpu_ms"]]
+    tails = [p["p99"] / h["p99"] for h, p in zip(paced_healths, paceds, strict=True) if h["p99"]]
+    loads = [500 / a["rps"] for a in accesses if a["rps"]]
+    result.update(cpu_per_check=statistics.median(per_check), p99_over_healthz=statistics.median(tails))
+    result["load_500"] = statistics.median(loads)
+    print(
+        f"  {label} median of {rounds}, issue 16 terms: CPU per check {result['cpu_per_check']:.2f}x healthz's"
+        f" (range {min(per_check):.2f}-{max(per_check):.2f}); p99 at 500/s {result['p99_over_healthz']:.1f}x"
+        f" healthz's at 500/s (range {min(tails):.1f}-{max(tails):.1f}); 500/s was {result['load_500']:.0%}"
+        f" of the check's closed-loop capacity (range {min(loads):.0%}-{max(loads):.0%})",
         flush=True,
     )
     if floor:
