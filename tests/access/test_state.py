@@ -22,8 +22,8 @@ from paywall import clock
 from paywall.access import comps
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.webhooks import inbox
-from tests.support.stripe_events import load_scenario, scenario_file
+from paywall.webhooks import applier, inbox
+from tests.support.stripe_events import body_of, load_scenario, scenario_file
 
 READER = "donor_41"
 # one_time_donation_checkout pays the donation at 2026-09-05 18:31:36 UTC.
@@ -52,9 +52,12 @@ def check(client: FlaskClient, key: dict[str, str], article: str = "a1") -> dict
 
 
 def apply(db: Database, settings: Settings, events: list[dict[str, Any]]) -> None:
-    """The Stripe sync's own path for verified events, in ``db``'s process."""
+    """The Stripe sync's own path for verified events, in ``db``'s process: recorded as the
+    webhook records them, then applied as the applier does."""
     for event in events:
-        assert inbox.receive(db, settings, event).outcome == "processed", event["id"]
+        assert inbox.accept(db, settings, body_of(event), event).outcome == "queued", event["id"]
+    tally = applier.drain(db, settings)
+    assert set(tally) == {"processed"}, tally
 
 
 def donate(db: Database, settings: Settings) -> None:
