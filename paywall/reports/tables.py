@@ -30,7 +30,18 @@ class Table:
     # The same rows in the database driver's form, for the CSV writer's fast path (datetimes may
     # be SQLite's naive-UTC text, booleans 0/1); ``None`` when ``rows`` serve every writer.
     csv_rows: Iterable[tuple[Any, ...]] | None = None
+    # The first column's heading in CSV and XLSX when it differs from its JSON key: a grouped
+    # report heads it with its grouping (``plan``, ``month``), not ``period``.
+    first_heading: str | None = None
 
     @property
     def keys(self) -> list[str]:
         return [c.key for c in self.columns]
+
+    @property
+    def headers(self) -> list[str]:
+        """The header row of CSV and XLSX: the keys, the first one renamed by ``first_heading``."""
+        keys = self.keys
+        if self.first_heading and keys:
+            keys[0] = self.first_heading
+        return keys
