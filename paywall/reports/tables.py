@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Column kinds: how exporters write a cell.
-TEXT, MONEY, INT, BOOL, DATETIME = "text", "money", "int", "bool", "datetime"
+# Column kinds: how exporters write a cell. RATIO is a plain number (a share, 0 to 1), never money.
+TEXT, MONEY, INT, BOOL, DATETIME, RATIO = "text", "money", "int", "bool", "datetime", "ratio"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from flask import (
@@ -39,9 +40,11 @@ from paywall.errors import ApiError
 from paywall.reports import websession
 from paywall.reports.chart import revenue_charts
 from paywall.reports.exporters import MEDIA_TYPES, export_chunks
-from paywall.reports.periods import Period, livemode_filter, next_bucket
-from paywall.reports.revenue import revenue_report
+from paywall.reports.periods import TIME_GROUPS, Period, livemode_filter, next_bucket
+from paywall.reports.revenue import GROUPS, revenue_report
 from paywall.reports.schemas import (
+    KINDS,
+    CampaignsQuerySchema,
     DonorsQuerySchema,
     PaymentsQuerySchema,
     RevenueQuerySchema,
@@ -57,7 +60,7 @@ blp = Blueprint(
     "reports",
     __name__,
     url_prefix="/v1/reports",
-    description="Finance reports: revenue, subscriptions, payments, donors (JSON, CSV, XLSX)",
+    description="Finance reports: revenue, subscriptions, payments, donors, campaigns (JSON, CSV, XLSX)",
 )
 page = FlaskBlueprint(
     "reports_page",
@@ -169,6 +172,15 @@ def donors(args: dict[str, Any]) -> Response:
     return _export("donors", args)
 
 
+@blp.route("/campaigns")
+@finance_access
+@blp.arguments(CampaignsQuerySchema, location="query", unknown=RAISE)
+@blp.doc(responses=_DOC_RESPONSES)
+def campaigns(args: dict[str, Any]) -> Response:
+    """Per campaign and currency: donations and subscriptions started, count, total, average, recurring share."""
+    return _export("campaigns", args)
+
+
 # ---- the page ---------------------------------------------------------------------------
 
 
@@ -205,8 +217,6 @@ def dashboard() -> Response:
     with current_db().transaction(readonly=True) as session:
         report = revenue_report(session, period, "month", livemode)
         counts = active_counts(session, now, livemode)
-    month_start = today.replace(day=1)
-    links = _download_links(period, month_start, today.year)
     return _render(
         data,
         "reports/dashboard.html",
@@ -215,51 +225,70 @@ def dashboard() -> Response:
         totals=report.totals,
         counts=counts,
         period=period,
-        links=links,
+        links=_download_links(period, today.year),
+        forms=_report_forms(),
+        kinds=KINDS,
+        currencies=[t.currency for t in report.totals],
         timezone=tz.key,
         livemode={True: "live", False: "test", None: "all"}[livemode],
         today=today,
     )
 
 
-def _download_links(period: Period, month_start: dt.date, year: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PageReport:
+    """A report the page offers: its route, its title, and its groupings (the first is the default)."""
+
+    endpoint: str
+    title: str
+    groups: tuple[str, ...] = ()
+
+
+# Every report on the page, in order: each gets download links for the last 12 months and a form
+# for any period, currency and kind, so a report added here is offered (and browser-tested) whole.
+PAGE_REPORTS = (
+    PageReport("reports.revenue", "Revenue", GROUPS),
+    PageReport("reports.subscriptions", "Subscriptions", TIME_GROUPS),
+    PageReport("reports.payments", "Payments"),
+    PageReport("reports.donors", "Donors"),
+    PageReport("reports.campaigns", "Campaign results"),
+)
+FORMATS = ("csv", "xlsx", "json")
+
+
+def _download_links(period: Period, year: int) -> list[dict[str, Any]]:
+    """Links for the last 12 months: each report, in each of its groupings, in every format; then
+    donors by calendar year (tax receipts)."""
     s, e = period.start.isoformat(), period.end.isoformat()
-    this_month = (month_start.isoformat(), next_bucket(month_start, "month").isoformat())
+    out = []
+    for report in PAGE_REPORTS:
+        for group in report.groups or (None,):
+            params: dict[str, Any] = {"start": s, "end": e} | ({"group_by": group} if group else {})
+            out.append(
+                {
+                    "title": f"{report.title} by {group}" if group else report.title,
+                    "links": [(f, url_for(report.endpoint, format=f, **params)) for f in FORMATS],
+                }
+            )
+    for y in (year, year - 1):
+        out.append(
+            {
+                "title": f"Donors {y}",
+                "links": [(f, url_for("reports.donors", format=f, year=y)) for f in FORMATS],
+            }
+        )
+    return out
 
-    def fmts(endpoint: str, formats: tuple[str, ...] = ("csv", "xlsx", "json"), **params: Any) -> list[Any]:
-        return [(f, url_for(endpoint, format=f, **params)) for f in formats]
 
+def _report_forms() -> list[dict[str, Any]]:
     return [
         {
-            "title": "Revenue by month, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="month"),
-        },
-        {
-            "title": "Revenue by kind, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="kind"),
-        },
-        {
-            "title": "Revenue by plan, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="plan"),
-        },
-        {
-            "title": "Revenue by campaign, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="campaign"),
-        },
-        {
-            "title": "Subscriptions by month, last 12 months",
-            "links": fmts("reports.subscriptions", start=s, end=e),
-        },
-        {
-            "title": "Payments this month",
-            "links": fmts("reports.payments", start=this_month[0], end=this_month[1]),
-        },
-        {
-            "title": "Payments, last 12 months",
-            "links": fmts("reports.payments", ("csv", "xlsx"), start=s, end=e),
-        },
-        {"title": f"Donors {year}", "links": fmts("reports.donors", year=year)},
-        {"title": f"Donors {year - 1}", "links": fmts("reports.donors", year=year - 1)},
+            "title": r.title,
+            "action": url_for(r.endpoint),
+            "groups": r.groups,
+            "name": r.endpoint.split(".")[-1],
+        }
+        for r in PAGE_REPORTS
     ]
 
 
