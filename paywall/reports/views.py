@@ -31,13 +31,14 @@ from flask_smorest import Api
 from marshmallow import RAISE
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from paywall import clock
+from paywall import clock, money
 from paywall.api import Blueprint
 from paywall.auth import authenticate, require_role, split_key
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.reports import websession
+from paywall.reports.campaigns import campaign_results
 from paywall.reports.chart import revenue_charts
 from paywall.reports.exporters import MEDIA_TYPES, export_chunks
 from paywall.reports.periods import TIME_GROUPS, Period, livemode_filter, next_bucket
@@ -217,11 +218,24 @@ def dashboard() -> Response:
     with current_db().transaction(readonly=True) as session:
         report = revenue_report(session, period, "month", livemode)
         counts = active_counts(session, now, livemode)
+        campaigns = campaign_results(session, period, livemode)
     return _render(
         data,
         "reports/dashboard.html",
         caller=caller,
         charts=revenue_charts(report.rows),
+        campaigns=[
+            {
+                "campaign": c.campaign,
+                "currency": c.currency.upper(),
+                "donations": c.donations,
+                "subscriptions": c.subscriptions,
+                "total": money.format_major(c.total, c.currency),
+                "average": money.format_major(row[8], c.currency),
+                "recurring_share": f"{row[6]:.0%}",
+            }
+            for c, row in ((c, c.row()) for c in campaigns)
+        ],
         totals=report.totals,
         counts=counts,
         period=period,
