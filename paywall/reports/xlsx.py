@@ -36,13 +36,14 @@ from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, Table
 
 # Characters XML 1.0 cannot hold (control characters, lone surrogates, U+FFFE/U+FFFF): dropped.
 ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Text with none of these goes into the sheet as it is (ids, emails, names: nearly every cell).
+NEEDS_WORK = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)  # noqa: DTZ001 - Excel's serial dates have no zone
 # Deflate level: 1 is several times faster than the default 6 and the file only ~25% larger.
 COMPRESS_LEVEL = 1
 # Style indexes fixed in styles.xml; currency formats are appended from FIRST_MONEY_STYLE on.
 BOLD_STYLE, DATETIME_STYLE, FIRST_MONEY_STYLE = 1, 2, 3
-TEXT_CACHE = 20_000
 
 _CONTENT_TYPES = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -103,14 +104,17 @@ def _xml_text(value: str) -> str:
     return ILLEGAL_XML.sub("", value).translate(XML_ESCAPES)
 
 
-class _Texts(dict[Any, str]):
-    """Cell value -> its ``<is>`` XML, remembered (kinds, plans, currencies and names repeat)."""
+def _text_cell(tz: ZoneInfo) -> Callable[[Any], str]:
+    """Any value as the XML text of an inline string; plain text (the common case) as it is."""
+    needs_work = NEEDS_WORK.search
+    start = FORMULA_START
 
-    def __missing__(self, v: Any) -> str:
-        text = '<is><t xml:space="preserve">' + _xml_text(str(v)) + "</t></is>"
-        if len(self) < TEXT_CACHE:
-            self[v] = text
-        return text
+    def text(v: Any) -> str:
+        if v.__class__ is str and not needs_work(v) and (not v or v[0] not in start):
+            return v
+        return _xml_text(v if v.__class__ is str else str(v))
+
+    return text
 
 
 class _Styles(dict[str, int]):
@@ -122,13 +126,17 @@ class _Styles(dict[str, int]):
 
 
 def _serial_time(tz: ZoneInfo) -> Callable[[Any], str]:
-    """Aware datetimes (or SQLite's naive-UTC text) as Excel serial days of local wall time."""
+    """Aware datetimes (or SQLite's naive-UTC text) as Excel serial days of local wall time,
+    to the second (as the CSV)."""
     fromisoformat = dt.datetime.fromisoformat
+    utc = tz.key == "UTC"
 
     def serial(v: Any) -> str:
         if v.__class__ is str:
-            v = fromisoformat(v).replace(tzinfo=dt.UTC)
-        local = v.astimezone(tz).replace(tzinfo=None)
+            naive = fromisoformat(v)
+            local = naive if utc else naive.replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None)
+        else:
+            local = v.astimezone(tz).replace(tzinfo=None)
         delta = local - EXCEL_EPOCH
         return repr(delta.days + delta.seconds / 86400)
 
@@ -157,7 +165,7 @@ def _row_function(table: Table, tz: ZoneInfo, styles: _Styles) -> Callable[[int,
         elif col.kind == RATIO:
             cell = f"('{ref}><v>%r</v></c>' % (n, float({v})))"
         else:
-            cell = f"('{ref} t=\"inlineStr\">%s</c>' % (n, _text[{v}]))"
+            cell = f'(\'{ref} t="inlineStr"><is><t xml:space="preserve">%s</t></is></c>\' % (n, _text({v})))'
         parts.append(f"({cell} if {v} is not None else '')")
     unpack = ", ".join(f"c{i}" for i in range(len(table.columns))) + ("," if len(table.columns) == 1 else "")
     source = (
@@ -168,7 +176,7 @@ def _row_function(table: Table, tz: ZoneInfo, styles: _Styles) -> Callable[[int,
         "_money": _MoneyFormats(),
         "_style": _CurrencyStyles(styles),
         "_time": _serial_time(tz),
-        "_text": _Texts(),
+        "_text": _text_cell(tz),
     }
     exec(source, env)  # noqa: S102 - source built above from column kinds only, no data
     row: Callable[[int, Any], str] = env["row"]
@@ -264,7 +272,7 @@ def xlsx_chunks(table: Table, tz: ZoneInfo) -> Iterator[bytes]:
     styles = _Styles()
     row_xml = _row_function(table, tz, styles)
     headers = "".join(
-        f'<c r="{letter}1" s="{BOLD_STYLE}" t="inlineStr">{_Texts()[key]}</c>'
+        f'<c r="{letter}1" s="{BOLD_STYLE}" t="inlineStr"><is><t>{_xml_text(key)}</t></is></c>'
         for letter, key in zip(_column_letters(len(table.columns)), table.headers, strict=True)
     )
     rows = iter(table.csv_rows if table.csv_rows is not None else table.rows)
