@@ -38,9 +38,12 @@ from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.reports import websession
+from paywall.reports.campaigns import COLUMNS as CAMPAIGN_COLUMNS
 from paywall.reports.campaigns import campaign_results
 from paywall.reports.chart import revenue_charts
+from paywall.reports.donors import COLUMNS as DONOR_COLUMNS
 from paywall.reports.exporters import MEDIA_TYPES, export_chunks
+from paywall.reports.payments import COLUMNS as PAYMENT_COLUMNS
 from paywall.reports.periods import TIME_GROUPS, Period, livemode_filter, next_bucket
 from paywall.reports.revenue import GROUPS, revenue_report
 from paywall.reports.schemas import (
@@ -51,8 +54,10 @@ from paywall.reports.schemas import (
     RevenueQuerySchema,
     SubscriptionsQuerySchema,
 )
-from paywall.reports.service import filename, report_table, reporting_zone
+from paywall.reports.service import REVENUE_COLUMNS, filename, report_table, reporting_zone
+from paywall.reports.subscriptions import COLUMNS as SUBSCRIPTION_COLUMNS
 from paywall.reports.subscriptions import active_counts
+from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, TEXT, Column
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,19 +133,47 @@ def _export(name: str, args: dict[str, Any]) -> Response:
     return resp
 
 
-_DOC_RESPONSES = {
-    "200": {
-        "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units).",
-        "content": {mt.split(";")[0]: {} for mt in MEDIA_TYPES.values()},
-    },
-    "422": {"description": "A bad parameter, named in `errors`."},
+# JSON types of each column kind in the OpenAPI description (any cell may be empty).
+_JSON_TYPES = {
+    TEXT: {"type": ["string", "null"]},
+    MONEY: {"type": ["integer", "null"], "description": "Minor units of the row's currency."},
+    INT: {"type": ["integer", "null"]},
+    BOOL: {"type": ["boolean", "null"]},
+    DATETIME: {"type": ["string", "null"], "format": "date-time"},
+    RATIO: {"type": ["number", "null"], "minimum": 0, "maximum": 1},
 }
+
+
+def _doc_responses(columns: list[Column]) -> dict[str, Any]:
+    """The documented answers of a report route: its JSON rows typed from the table's columns."""
+    row = {
+        "type": "object",
+        "properties": {c.key: _JSON_TYPES[c.kind] for c in columns},
+        "required": [c.key for c in columns],
+    }
+    body = {
+        "type": "object",
+        "description": "The filters and period that made the report, then its rows and per-currency totals.",
+        "properties": {"report": {"type": "string"}, "rows": {"type": "array", "items": row},
+                       "totals": {"type": "array", "items": row}},
+        "required": ["report", "rows", "totals"],
+    }  # fmt: skip
+    return {
+        "200": {
+            "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units).",
+            "content": {
+                mt.split(";")[0]: ({"schema": body} if fmt == "json" else {})
+                for fmt, mt in MEDIA_TYPES.items()
+            },
+        },
+        "422": {"description": "A bad parameter, named in `errors`."},
+    }
 
 
 @blp.route("/revenue")
 @finance_access
 @blp.arguments(RevenueQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(REVENUE_COLUMNS))
 def revenue(args: dict[str, Any]) -> Response:
     """Gross, refunds, disputes, fees and net per period (or kind, plan, campaign) and currency."""
     return _export("revenue", args)
@@ -149,7 +182,7 @@ def revenue(args: dict[str, Any]) -> Response:
 @blp.route("/subscriptions")
 @finance_access
 @blp.arguments(SubscriptionsQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(SUBSCRIPTION_COLUMNS))
 def subscriptions(args: dict[str, Any]) -> Response:
     """Active subscribers at each period's end, new, churned, trialing, paused and MRR per plan and currency."""
     return _export("subscriptions", args)
@@ -158,7 +191,7 @@ def subscriptions(args: dict[str, Any]) -> Response:
 @blp.route("/payments")
 @finance_access
 @blp.arguments(PaymentsQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(PAYMENT_COLUMNS))
 def payments(args: dict[str, Any]) -> Response:
     """One line per payment with its Stripe ids, refunds, disputes and fees (streamed)."""
     return _export("payments", args)
@@ -167,7 +200,7 @@ def payments(args: dict[str, Any]) -> Response:
 @blp.route("/donors")
 @finance_access
 @blp.arguments(DonorsQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(DONOR_COLUMNS))
 def donors(args: dict[str, Any]) -> Response:
     """Each donor's gifts in a year, net of refunds, per currency (for tax receipts)."""
     return _export("donors", args)
@@ -176,7 +209,7 @@ def donors(args: dict[str, Any]) -> Response:
 @blp.route("/campaigns")
 @finance_access
 @blp.arguments(CampaignsQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(CAMPAIGN_COLUMNS))
 def campaigns(args: dict[str, Any]) -> Response:
     """Per campaign and currency: donations and subscriptions started, count, total, average, recurring share."""
     return _export("campaigns", args)
