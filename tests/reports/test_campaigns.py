@@ -10,10 +10,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
+from paywall.cli import main
 from paywall.db import Database
 from paywall.models import CheckoutSession
 from paywall.reports.campaigns import campaigns_table
@@ -107,3 +109,23 @@ def test_the_currency_filter_keeps_one_currency(
     body = client.get(query, headers=finance_key).get_json()
     assert [r["currency"] for r in body["rows"] + body["totals"]] == ["eur", "eur"]
     assert body["currency"] == "eur"
+
+
+def test_cli_twin_takes_the_same_filters(
+    runner: CliRunner, db: Database, client: FlaskClient, finance_key: dict[str, str]
+) -> None:
+    with db.transaction() as s:
+        _started(s, campaign="spring", amount_total=700, currency="eur")
+        _started(s, campaign="spring", mode="subscription", kind="subscription", amount_total=900)
+        _started(s, campaign="autumn", amount_total=300)
+    period = ["--start", "2026-03-01", "--end", "2026-04-01", "--livemode", "all"]
+    result = runner.invoke(main, ["report", "campaigns", *period, "--currency", "usd", "--kind", "donation"])
+    assert result.exit_code == 0, result.output
+    query = "start=2026-03-01&end=2026-04-01&livemode=all&currency=usd&kind=donation&format=csv"
+    http = client.get(f"/v1/reports/campaigns?{query}", headers=finance_key).get_data()
+    assert result.stdout_bytes == http
+    assert http.decode().split("\r\n")[1].startswith("autumn,usd,1,0,1,0,0.0,3.00,3.00")
+    donors = runner.invoke(main, ["report", "donors", *period, "--format", "json"])
+    assert donors.exit_code == 0, donors.output
+    bad = runner.invoke(main, ["report", "campaigns", *period, "--currency", "dollars"])
+    assert bad.exit_code == 2 and "--currency" in bad.output
