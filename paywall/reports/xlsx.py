@@ -133,8 +133,11 @@ def _serial_time(tz: ZoneInfo) -> Callable[[Any], str]:
 
     def serial(v: Any) -> str:
         if v.__class__ is str:
-            naive = fromisoformat(v)
-            local = naive if utc else naive.replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None)
+            v = fromisoformat(v)
+            if v.tzinfo is None:  # SQLite's form of UTCDateTime: naive UTC
+                local = v if utc else v.replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None)
+            else:
+                local = v.astimezone(tz).replace(tzinfo=None)
         else:
             local = v.astimezone(tz).replace(tzinfo=None)
         delta = local - EXCEL_EPOCH

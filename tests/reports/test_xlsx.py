@@ -72,3 +72,13 @@ def test_the_first_chunk_leaves_before_the_rows_are_read() -> None:
     assert len(rest) > 1 and consumed == CSV_BATCH * 40
     ws = load_workbook(io.BytesIO(first + b"".join(rest))).active
     assert ws is not None and ws.max_row == CSV_BATCH * 40 + 1
+
+
+def test_sqlite_text_times_are_read_as_utc_in_any_zone() -> None:
+    """The driver's form (``csv_rows``): SQLite keeps UTCDateTime as naive UTC text."""
+    columns = [Column("at", DATETIME)]
+    text_rows = [("2026-07-01 16:30:05.000000",), ("2026-07-01T16:30:05+00:00",)]
+    for tz, wall in ((ZoneInfo("UTC"), 16), (NEW_YORK, 12)):
+        table = Table("t", columns, rows=[], csv_rows=text_rows)
+        values = [r[0] for r in _read(table, tz).iter_rows(min_row=2, values_only=True)]
+        assert values == [dt.datetime(2026, 7, 1, wall, 30, 5)] * 2  # noqa: DTZ001 - wall time
