@@ -280,8 +280,11 @@ def xlsx_chunks(table: Table, tz: ZoneInfo) -> Iterator[bytes]:
     )
     rows = iter(table.csv_rows if table.csv_rows is not None else table.rows)
     with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
-        # force_zip64: the sheet's size is unknown until its end and may pass 4 GiB.
-        with zf.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
+        # No ZIP64: Excel refuses a streamed entry whose local header carries a ZIP64 extra field
+        # (Apache POI and commons-compress found this out), and a sheet past 4 GiB of XML (about
+        # seven million payments) is far beyond Excel's 1,048,576 rows anyway; zipfile would stop
+        # with an error there rather than write a broken file.
+        with zf.open("xl/worksheets/sheet1.xml", "w") as sheet:
             sheet.write(f'{_SHEET_HEAD}<row r="1">{headers}</row>'.encode())
             n = 1
             first = True
