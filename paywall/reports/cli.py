@@ -1,4 +1,4 @@
-"""``paywall report revenue|subscriptions|payments|donors``: the same reports as the HTTP routes.
+"""``paywall report revenue|subscriptions|payments|donors|campaigns``: the same reports as the HTTP routes.
 
 The reports are imported when a command runs, not when ``paywall --help`` loads this module.
 """
@@ -57,6 +57,10 @@ LIVEMODE = click.option(
     default=None,
     help="Stripe mode to report (default: reports.livemode, auto = the configured key's mode).",
 )
+CURRENCY = click.option("--currency", default=None, help="Only rows in this currency (ISO code).")
+KIND = click.option(
+    "--kind", type=click.Choice(["donation", "subscription"]), default=None, help="Only this kind."
+)
 START = click.option("--start", required=True, help="First day, YYYY-MM-DD (inclusive).")
 END = click.option("--end", required=True, help="Day after the last, YYYY-MM-DD (exclusive).")
 
@@ -73,15 +77,33 @@ END = click.option("--end", required=True, help="Day after the last, YYYY-MM-DD 
 @FORMAT
 @OUTPUT
 @LIVEMODE
+@CURRENCY
+@KIND
 @pass_ctx
 def revenue(
-    obj: Context, start: str, end: str, group_by: str, fmt: str, output: str | None, livemode: str | None
+    obj: Context,
+    start: str,
+    end: str,
+    group_by: str,
+    fmt: str,
+    output: str | None,
+    livemode: str | None,
+    currency: str | None,
+    kind: str | None,
 ) -> None:
     """Gross, refunds, disputes, fees and net per period (or group) and currency."""
     _run(
         obj,
         "revenue",
-        {"start": start, "end": end, "group_by": group_by, "format": fmt, "livemode": livemode},
+        {
+            "start": start,
+            "end": end,
+            "group_by": group_by,
+            "format": fmt,
+            "livemode": livemode,
+            "currency": currency,
+            "kind": kind,
+        },
         output,
     )
 
@@ -93,15 +115,33 @@ def revenue(
 @FORMAT
 @OUTPUT
 @LIVEMODE
+@CURRENCY
+@KIND
 @pass_ctx
 def subscriptions(
-    obj: Context, start: str, end: str, group_by: str, fmt: str, output: str | None, livemode: str | None
+    obj: Context,
+    start: str,
+    end: str,
+    group_by: str,
+    fmt: str,
+    output: str | None,
+    livemode: str | None,
+    currency: str | None,
+    kind: str | None,
 ) -> None:
     """Active, new, churned, trialing, paused and MRR per period, plan and currency."""
     _run(
         obj,
         "subscriptions",
-        {"start": start, "end": end, "group_by": group_by, "format": fmt, "livemode": livemode},
+        {
+            "start": start,
+            "end": end,
+            "group_by": group_by,
+            "format": fmt,
+            "livemode": livemode,
+            "currency": currency,
+            "kind": kind,
+        },
         output,
     )
 
@@ -112,18 +152,85 @@ def subscriptions(
 @FORMAT
 @OUTPUT
 @LIVEMODE
+@CURRENCY
+@KIND
 @pass_ctx
-def payments(obj: Context, start: str, end: str, fmt: str, output: str | None, livemode: str | None) -> None:
+def payments(
+    obj: Context,
+    start: str,
+    end: str,
+    fmt: str,
+    output: str | None,
+    livemode: str | None,
+    currency: str | None,
+    kind: str | None,
+) -> None:
     """One line per payment, for reconciling with Stripe (streamed)."""
-    _run(obj, "payments", {"start": start, "end": end, "format": fmt, "livemode": livemode}, output)
+    _run(
+        obj,
+        "payments",
+        {"start": start, "end": end, "format": fmt, "livemode": livemode, "currency": currency, "kind": kind},
+        output,
+    )
 
 
-@cli.command("donors")
-@click.option("--year", type=int, required=True, help="Calendar year in the reporting time zone.")
+@cli.command("campaigns")
+@START
+@END
 @FORMAT
 @OUTPUT
 @LIVEMODE
+@CURRENCY
+@KIND
 @pass_ctx
-def donors(obj: Context, year: int, fmt: str, output: str | None, livemode: str | None) -> None:
-    """Each donor's gifts in a year, net of refunds, per currency (for tax receipts)."""
-    _run(obj, "donors", {"year": year, "format": fmt, "livemode": livemode}, output)
+def campaigns(
+    obj: Context,
+    start: str,
+    end: str,
+    fmt: str,
+    output: str | None,
+    livemode: str | None,
+    currency: str | None,
+    kind: str | None,
+) -> None:
+    """Per campaign and currency: donations and subscriptions started, count, total, average, recurring share."""
+    _run(
+        obj,
+        "campaigns",
+        {"start": start, "end": end, "format": fmt, "livemode": livemode, "currency": currency, "kind": kind},
+        output,
+    )
+
+
+@cli.command("donors")
+@click.option("--year", type=int, default=None, help="Calendar year in the reporting time zone.")
+@click.option("--start", default=None, help="Instead of --year: first day, YYYY-MM-DD (inclusive).")
+@click.option("--end", default=None, help="Instead of --year: day after the last (exclusive).")
+@FORMAT
+@OUTPUT
+@LIVEMODE
+@CURRENCY
+@KIND
+@pass_ctx
+def donors(
+    obj: Context,
+    year: int | None,
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    output: str | None,
+    livemode: str | None,
+    currency: str | None,
+    kind: str | None,
+) -> None:
+    """Each donor's gifts in a year (or period), net of refunds, per currency (for tax receipts)."""
+    params = {
+        "year": year,
+        "start": start,
+        "end": end,
+        "format": fmt,
+        "livemode": livemode,
+        "currency": currency,
+        "kind": kind,
+    }
+    _run(obj, "donors", params, output)

@@ -42,10 +42,11 @@ class DonorTotal:
     last: dt.datetime
 
 
-def donors_table(session: Session, period: Period, livemode: bool | None) -> Table:
-    """Donors of ``period`` (a calendar year in the reporting time zone), largest totals first."""
+def donors_table(session: Session, period: Period, livemode: bool | None, kind: str = "donation") -> Table:
+    """Donors of ``period`` (a calendar year in the reporting time zone, usually), largest totals
+    first; with ``kind="subscription"``, subscribers' payments the same way."""
     donors: dict[tuple[str, str], DonorTotal] = {}
-    for row in iter_payments(session, period, livemode, kind="donation", with_reader_id=True):
+    for row in iter_payments(session, period, livemode, kind=kind, with_reader_id=True):
         paid_at, charge, customer, reader, email, name, currency = (
             row[0], row[1], row[7], row[12], row[13], row[14], row[15],
         )  # fmt: skip
@@ -88,7 +89,16 @@ def donors_table(session: Session, period: Period, livemode: bool | None) -> Tab
         columns=COLUMNS,
         rows=rows,
         totals=total_rows,
-        meta={"report": "donors", "year": period.start.year, "livemode": livemode},
+        meta={"report": "donors", "livemode": livemode}
+        | ({"year": period.start.year} if _calendar_year(period) else {}),
+    )
+
+
+def _calendar_year(period: Period) -> bool:
+    return (period.start.month, period.start.day, period.end) == (
+        1,
+        1,
+        period.start.replace(year=period.start.year + 1),
     )
 
 

@@ -5,8 +5,8 @@
 - Text cells that a spreadsheet would run as a formula (first character ``=``, ``+``, ``-``,
   ``@``, tab, carriage return, line feed or NUL) get a leading apostrophe (OWASP's advice).
   Only text is touched: a refund of -12.50 is a number and stays one.
-- CSV and JSON are produced in chunks, so a million rows never sit in memory; XLSX uses
-  openpyxl's write-only mode, which streams rows to a temporary file.
+- CSV, JSON and XLSX are produced in chunks, so a million rows never sit in memory; the XLSX
+  zip is written as it is sent (``xlsx.py`` says why it writes the sheet's XML itself).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
 from itertools import islice
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from paywall import clock, money
-from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, Table
+from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, Table
 
 FORMULA_START = frozenset("=+-@\t\r\n\0")
 CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
@@ -142,7 +141,7 @@ def _csv_row_function(table: Table, tz: ZoneInfo) -> Callable[[Any], tuple[Any, 
             cell = f"(None if {v} is None else _time({v}))"
         elif col.kind == BOOL:
             cell = f"_bool[{v}]"
-        elif col.kind == INT:
+        elif col.kind in (INT, RATIO):
             cell = v
         else:
             # Text cells are str or None (written as an empty cell by the csv module): None and
@@ -183,7 +182,7 @@ def csv_chunks(table: Table, tz: ZoneInfo, *, bom: bool = False) -> Iterator[byt
     writer = csv.writer(buf, lineterminator="\r\n")
     if bom:
         buf.write("\ufeff")
-    writer.writerow(table.keys)
+    writer.writerow(table.headers)
     convert = _csv_row_function(table, tz)
     writerows = writer.writerows
     rows = iter(table.csv_rows if table.csv_rows is not None else table.rows)
@@ -239,69 +238,11 @@ def number_format(currency: str) -> str:
     return f"#,##0{digits}{code}"
 
 
-def write_xlsx(table: Table, target: IO[bytes] | str, tz: ZoneInfo) -> None:
-    """The table as one XLSX sheet: header row, frozen panes, numeric money with its currency format."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-    from openpyxl.styles import Font
+def write_xlsx(table: Table, target: IO[bytes], tz: ZoneInfo) -> None:
+    """The table as one XLSX sheet, written to ``target`` (see ``xlsx.xlsx_chunks``)."""
+    from paywall.reports.xlsx import xlsx_chunks
 
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(table.name)
-    ws.freeze_panes = "A2"
-    bold = Font(bold=True)
-    header = []
-    for key in table.keys:
-        cell = WriteOnlyCell(ws, value=key)
-        cell.font = bold
-        header.append(cell)
-    ws.append(header)
-    kinds = [c.kind for c in table.columns]
-    currency_of = _currency_indexes(table)
-    formats: dict[str, str] = {}
-
-    def rows() -> Iterator[tuple[Any, ...]]:
-        yield from table.rows
-        yield from table.totals
-
-    for row in rows():
-        out: list[Any] = []
-        for value, kind, c in zip(row, kinds, currency_of, strict=True):
-            if value is None:
-                out.append(None)
-            elif kind == MONEY:
-                currency = str(row[c] or "") if c is not None else ""
-                fmt = formats.get(currency)
-                if fmt is None:
-                    fmt = formats[currency] = number_format(currency)
-                cell = WriteOnlyCell(ws, value=Decimal(value).scaleb(-money.exponent(currency)))
-                cell.number_format = fmt
-                out.append(cell)
-            elif kind == DATETIME:
-                # Excel has no time zones: local wall time in the reporting zone.
-                cell = WriteOnlyCell(ws, value=value.astimezone(tz).replace(tzinfo=None))
-                cell.number_format = "yyyy-mm-dd hh:mm:ss"
-                out.append(cell)
-            elif kind in (INT, BOOL):
-                out.append(value)
-            else:
-                # Forced to a string cell: openpyxl would store a leading "=" as a formula.
-                text = ILLEGAL_CHARACTERS_RE.sub("", safe_text(str(value)))
-                cell = WriteOnlyCell(ws, value=text)
-                cell.data_type = "s"
-                out.append(cell)
-        ws.append(out)
-    wb.save(target)
-
-
-def iter_file(handle: IO[bytes], chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Read a file in chunks, closing it at the end."""
-    try:
-        handle.seek(0)
-        while data := handle.read(chunk):
-            yield data
-    finally:
-        handle.close()
+    write_all(xlsx_chunks(table, tz), target)
 
 
 def export_chunks(table: Table, fmt: str, tz: ZoneInfo) -> Iterator[bytes]:
@@ -311,11 +252,9 @@ def export_chunks(table: Table, fmt: str, tz: ZoneInfo) -> Iterator[bytes]:
     if fmt == "json":
         return json_chunks(table)
     if fmt == "xlsx":
-        import tempfile
+        from paywall.reports.xlsx import xlsx_chunks
 
-        handle = tempfile.TemporaryFile()  # noqa: SIM115 - closed by iter_file
-        write_xlsx(table, handle, tz)
-        return iter_file(handle)
+        return xlsx_chunks(table, tz)
     raise ValueError(f"unknown format {fmt!r}")
 
 

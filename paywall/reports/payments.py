@@ -328,13 +328,14 @@ def _rows(batches: Iterator[Sequence[Any]], as_given: bool) -> Iterator[Any]:
             yield tuple(out)
 
 
-def payments_table(session: Session, period: Period, livemode: bool | None) -> Table:
-    """The payments export as a lazy table (rows stream from the open session)."""
+def payments_table(session: Session, period: Period, livemode: bool | None, kind: str | None = None) -> Table:
+    """The payments export as a lazy table (rows stream from the open session); with ``kind``,
+    only payments of that kind (and no unmatched refunds, whose kind is unknown)."""
     return Table(
         name="payments",
         columns=COLUMNS,
-        rows=iter_payments(session, period, livemode),
+        rows=iter_payments(session, period, livemode, kind),
         # Generators start on first use, so only the one the writer reads runs a query.
-        csv_rows=iter_payments(session, period, livemode, driver_rows=True),
+        csv_rows=iter_payments(session, period, livemode, kind, driver_rows=True),
         meta={"report": "payments", "livemode": livemode},
     )

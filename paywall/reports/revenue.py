@@ -29,6 +29,8 @@ from paywall.reports.periods import TIME_GROUPS, Period, bucket_expr, bucket_lab
 from paywall.reports.sums import combine, wide_sum
 
 GROUPS = (*TIME_GROUPS, "kind", "plan", "campaign")
+# The label of the group of rows with no plan or campaign (or kind): said, not left blank.
+NO_GROUP = "(none)"
 
 # Dispute statuses that take no money: won, and inquiries ("warning_*") that never withdraw funds.
 UNLOST_DISPUTE_STATUSES = (
@@ -97,13 +99,19 @@ def _mode(query: Select[Any], model: Any, livemode: bool | None) -> Select[Any]:
 
 
 def revenue_report(
-    session: Session, period: Period, group_by: str = "month", livemode: bool | None = None
+    session: Session,
+    period: Period,
+    group_by: str = "month",
+    livemode: bool | None = None,
+    kind: str | None = None,
 ) -> RevenueReport:
-    """The revenue report for ``period``: three aggregate queries, merged per (group, currency)."""
+    """The revenue report for ``period``: three aggregate queries, merged per (group, currency).
+
+    With ``kind``, only the payments of that kind and the refunds and disputes of those payments."""
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     dialect = session.get_bind().dialect.name
-    queries = _revenue_queries(period, group_by, livemode, dialect)
+    queries = _revenue_queries(period, group_by, livemode, dialect, kind)
     with _hash_aggregates(session, dialect):
         payments, refunds, disputes = (session.execute(q).all() for q in queries)
     merged = _merge(payments, refunds, disputes)
@@ -114,7 +122,7 @@ def revenue_report(
 
 
 def _revenue_queries(
-    period: Period, group_by: str, livemode: bool | None, dialect: str
+    period: Period, group_by: str, livemode: bool | None, dialect: str, kind: str | None = None
 ) -> tuple[Select[Any], Select[Any], Select[Any]]:
     """The payments, refunds and disputes of ``period``, each summed per (group, currency)."""
     start, end = period.start_utc, period.end_utc
@@ -161,10 +169,12 @@ def _revenue_queries(
         Dispute,
         livemode,
     )
-    if not time_grouped:
+    if not time_grouped or kind is not None:
         # Refunds take the kind, plan or campaign of the payment they belong to (disputes are
         # joined to theirs above, for the currency of the dispute fee).
         refunds = refunds.outerjoin(Payment, Payment.stripe_charge_id == Refund.stripe_charge_id)
+    if kind is not None:
+        payments, refunds, disputes = (q.where(Payment.kind == kind) for q in (payments, refunds, disputes))
     return payments, refunds, disputes
 
 
@@ -207,7 +217,10 @@ def _report_rows(
     """The report's rows in order: by time, every period for every currency (zeros included, so
     charts and sums line up); otherwise by group, then currency."""
     if group_by not in TIME_GROUPS:
-        return sorted(merged.values(), key=lambda r: (r.period is None, r.period or "", r.currency))
+        ordered = sorted(merged.values(), key=lambda r: (r.period is None, r.period or "", r.currency))
+        for r in ordered:
+            r.period = NO_GROUP if r.period is None else r.period
+        return ordered
     currencies = sorted({c for _, c in merged})
     rows = []
     for bucket, _, _ in buckets(period, group_by):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from paywall.reports.periods import TIME_GROUPS
 from paywall.reports.revenue import GROUPS
@@ -13,6 +13,9 @@ from paywall.schemas import StrictSchema
 
 FORMATS = ("json", "csv", "xlsx")
 LIVEMODES = ("auto", "live", "test", "all")
+KINDS = ("donation", "subscription")
+# Filters a form may send empty, meaning "all" (the /reports page's selects).
+BLANK_MEANS_ALL = ("currency", "kind")
 
 
 class _Common(StrictSchema):
@@ -29,13 +32,40 @@ class _Common(StrictSchema):
             "mode; the default is reports.livemode)."
         },
     )
+    currency = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[A-Za-z]{3}$", error="Must be a three-letter ISO currency code."),
+        metadata={"description": "Only rows in this currency (ISO code, any case); empty or absent: all."},
+    )
+
+    @pre_load
+    def _blank_filters_mean_all(self, data: Any, **_: Any) -> Any:
+        """A form's empty select (``currency=``) is no filter, not a bad value."""
+        if any(data.get(k) == "" for k in BLANK_MEANS_ALL):
+            return {k: v for k, v in data.items() if not (k in BLANK_MEANS_ALL and v == "")}
+        return data
 
 
 # Stripe began in 2011; the bounds keep local-midnight arithmetic far from datetime's limits.
 DATES = validate.Range(min=dt.date(1970, 1, 1), max=dt.date(9998, 12, 31))
 
 
-class _Period(_Common):
+class _Kind(_Common):
+    kind = fields.String(
+        load_default=None,
+        validate=validate.OneOf(KINDS),
+        metadata={"description": "Only donations or only subscriptions; empty or absent: both."},
+    )
+
+
+def _check_period(data: dict[str, Any]) -> None:
+    if "start" in data and "end" in data and data["end"] <= data["start"]:
+        raise ValidationError("Must be after start (the period is [start, end)).", field_name="end")
+    if "start" in data and "end" in data and (data["end"] - data["start"]).days > 366 * 20:
+        raise ValidationError("The period may span at most 20 years.", field_name="end")
+
+
+class _Period(_Kind):
     start = fields.Date(
         required=True, validate=DATES, metadata={"description": "First day (inclusive), YYYY-MM-DD."}
     )
@@ -45,10 +75,7 @@ class _Period(_Common):
 
     @validates_schema
     def _end_after_start(self, data: dict[str, Any], **_: Any) -> None:
-        if "start" in data and "end" in data and data["end"] <= data["start"]:
-            raise ValidationError("Must be after start (the period is [start, end)).", field_name="end")
-        if "start" in data and "end" in data and (data["end"] - data["start"]).days > 366 * 20:
-            raise ValidationError("The period may span at most 20 years.", field_name="end")
+        _check_period(data)
 
 
 class RevenueQuerySchema(_Period):
@@ -63,8 +90,34 @@ class PaymentsQuerySchema(_Period):
     pass
 
 
-class DonorsQuerySchema(_Common):
-    year = fields.Integer(required=True, validate=validate.Range(min=1970, max=9998))
+class CampaignsQuerySchema(_Period):
+    pass
+
+
+class DonorsQuerySchema(_Kind):
+    """A calendar year (for tax receipts), or any period by start and end."""
+
+    year = fields.Integer(
+        validate=validate.Range(min=1970, max=9998),
+        metadata={"description": "Calendar year in the reporting time zone; or give start and end."},
+    )
+    start = fields.Date(validate=DATES, metadata={"description": "First day (inclusive), instead of year."})
+    end = fields.Date(validate=DATES, metadata={"description": "Day after the last (exclusive)."})
+
+    @validates_schema
+    def _year_or_period(self, data: dict[str, Any], **_: Any) -> None:
+        if "year" in data:
+            if "start" in data or "end" in data:
+                raise ValidationError("Give either year or start and end, not both.", field_name="year")
+            return
+        if "start" not in data and "end" not in data:
+            raise ValidationError(
+                "Missing data for required field (or give start and end).", field_name="year"
+            )
+        for name in ("start", "end"):
+            if name not in data:
+                raise ValidationError("Missing data for required field.", field_name=name)
+        _check_period(data)
 
 
 QUERY_SCHEMAS: dict[str, type[StrictSchema]] = {
@@ -72,4 +125,5 @@ QUERY_SCHEMAS: dict[str, type[StrictSchema]] = {
     "subscriptions": SubscriptionsQuerySchema,
     "payments": PaymentsQuerySchema,
     "donors": DonorsQuerySchema,
+    "campaigns": CampaignsQuerySchema,
 }

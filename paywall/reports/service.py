@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from paywall.config import Settings
+from paywall.reports.campaigns import campaigns_table
 from paywall.reports.donors import donors_table
 from paywall.reports.payments import payments_table
 from paywall.reports.periods import Period, livemode_filter
@@ -35,15 +37,17 @@ def reporting_zone(settings: Settings) -> ZoneInfo:
 
 def period_of(args: dict[str, Any], tz: ZoneInfo) -> Period:
     """The period named by validated arguments: start/end dates, or a calendar year."""
-    if "year" in args:
+    if args.get("year") is not None:
         year = int(args["year"])
         return Period(dt.date(year, 1, 1), dt.date(year + 1, 1, 1), tz)
     return Period(args["start"], args["end"], tz)
 
 
-def revenue_table(session: Session, period: Period, group_by: str, livemode: bool | None) -> Table:
+def revenue_table(
+    session: Session, period: Period, group_by: str, livemode: bool | None, kind: str | None = None
+) -> Table:
     """The revenue report as a table: one row per period (or group) and currency, then totals."""
-    report = revenue_report(session, period, group_by, livemode)
+    report = revenue_report(session, period, group_by, livemode, kind)
     order = [c.key for c in REVENUE_COLUMNS]
     return Table(
         name="revenue",
@@ -55,26 +59,62 @@ def revenue_table(session: Session, period: Period, group_by: str, livemode: boo
 
 
 def report_table(session: Session, name: str, args: dict[str, Any], settings: Settings) -> Table:
-    """Build report ``name`` from validated ``args`` (see schemas.QUERY_SCHEMAS)."""
+    """Build report ``name`` from validated ``args`` (see schemas.QUERY_SCHEMAS).
+
+    The parts every report shares are done here, once: the currency filter, the metadata, and
+    the first column's heading in CSV and XLSX (the grouping, when there is one)."""
     tz = reporting_zone(settings)
     period = period_of(args, tz)
     livemode = livemode_filter(settings, args.get("livemode"))
+    group_by = args.get("group_by", "month")
+    kind = args.get("kind")
     if name == "revenue":
-        table = revenue_table(session, period, args.get("group_by", "month"), livemode)
+        table = revenue_table(session, period, group_by, livemode, kind)
     elif name == "subscriptions":
-        table = subscriptions_table(session, period, args.get("group_by", "month"), livemode)
+        table = subscriptions_table(session, period, group_by, livemode, kind)
     elif name == "payments":
-        table = payments_table(session, period, livemode)
+        table = payments_table(session, period, livemode, kind)
     elif name == "donors":
-        table = donors_table(session, period, livemode)
+        table = donors_table(session, period, livemode, kind or "donation")
+    elif name == "campaigns":
+        table = campaigns_table(session, period, livemode, kind)
     else:
         raise ValueError(f"unknown report {name!r}")
-    table.meta.update(start=period.start.isoformat(), end=period.end.isoformat(), timezone=tz.key)
+    if "group_by" in args:
+        table.first_heading = args["group_by"]
+    if args.get("currency"):
+        only_currency(table, args["currency"])
+    filters = {k: str(args[k]).lower() for k in ("currency", "kind") if args.get(k)}
+    table.meta.update(start=period.start.isoformat(), end=period.end.isoformat(), timezone=tz.key, **filters)
     return table
 
 
+def only_currency(table: Table, currency: str) -> None:
+    """Keep the rows and totals of one currency (any table with a ``currency`` column); lazy rows
+    stay lazy. Totals are per currency already, so the kept ones stay right."""
+    if "currency" not in table.keys:
+        raise ValueError(f"report {table.name!r} has no currency column")
+    i, code = table.keys.index("currency"), currency.lower()
+
+    def keep(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        return (r for r in rows if r[i] == code)
+
+    table.rows = keep(table.rows)
+    if table.csv_rows is not None:
+        table.csv_rows = keep(table.csv_rows)
+    table.totals = list(keep(table.totals))
+
+
 def filename(name: str, args: dict[str, Any], fmt: str) -> str:
-    """A download name such as revenue_2026-01-01_2027-01-01.csv."""
-    if "year" in args:
-        return f"{name}_{args['year']}.{fmt}"
-    return f"{name}_{args['start'].isoformat()}_{args['end'].isoformat()}.{fmt}"
+    """A download name saying report, grouping, filters and period, for every report:
+    ``revenue-by-plan-2026-01-01_2027-01-01.csv``, ``payments-eur-donation-2026-03-01_2026-04-01.xlsx``,
+    ``donors-2026.csv``."""
+    parts = [name]
+    if args.get("group_by"):
+        parts.append(f"by-{args['group_by']}")
+    parts += [str(args[k]).lower() for k in ("currency", "kind") if args.get(k)]
+    if args.get("year") is not None:
+        parts.append(str(args["year"]))
+    else:
+        parts.append(f"{args['start'].isoformat()}_{args['end'].isoformat()}")
+    return "-".join(parts) + f".{fmt}"

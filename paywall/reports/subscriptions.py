@@ -32,6 +32,8 @@ from paywall.reports.periods import Period, bucket_label, buckets, local_midnigh
 from paywall.reports.tables import INT, MONEY, TEXT, Column, Table
 
 NEVER_STARTED = ("incomplete", "incomplete_expired")
+# A row without a plan (a recurring donation of any amount) says so rather than leaving it blank.
+NO_PLAN = "(none)"
 MONTHS_PER_INTERVAL = {
     "month": Fraction(1),
     "year": Fraction(12),
@@ -126,9 +128,15 @@ def spans(session: Session, start: dt.datetime, end: dt.datetime, livemode: bool
     return out
 
 
-def subscriptions_table(session: Session, period: Period, group_by: str, livemode: bool | None) -> Table:
-    """Rows per (period, kind, plan, currency); totals per currency at the end of the last period."""
+def subscriptions_table(
+    session: Session, period: Period, group_by: str, livemode: bool | None, kind: str | None = None
+) -> Table:
+    """Rows per (period, kind, plan, currency); totals per currency at the end of the last period.
+
+    With ``kind``, only subscriptions (``subscription``) or recurring donations (``donation``)."""
     all_spans = spans(session, period.start_utc, period.end_utc, livemode)
+    if kind is not None:
+        all_spans = [s for s in all_spans if s.kind == kind]
     groups = sorted({(s.kind, s.plan or "", s.currency) for s in all_spans})
     members_of: dict[tuple[str, str, str], list[Span]] = {g: [] for g in groups}
     for s in all_spans:
@@ -146,7 +154,7 @@ def subscriptions_table(session: Session, period: Period, group_by: str, livemod
                 (
                     bucket_label(key, group_by),
                     kind,
-                    plan or None,
+                    plan or NO_PLAN,
                     currency,
                     len(active),
                     sum(

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Column kinds: how exporters write a cell.
-TEXT, MONEY, INT, BOOL, DATETIME = "text", "money", "int", "bool", "datetime"
+# Column kinds: how exporters write a cell. RATIO is a plain number (a share, 0 to 1), never money.
+TEXT, MONEY, INT, BOOL, DATETIME, RATIO = "text", "money", "int", "bool", "datetime", "ratio"
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,18 @@ class Table:
     # The same rows in the database driver's form, for the CSV writer's fast path (datetimes may
     # be SQLite's naive-UTC text, booleans 0/1); ``None`` when ``rows`` serve every writer.
     csv_rows: Iterable[tuple[Any, ...]] | None = None
+    # The first column's heading in CSV and XLSX when it differs from its JSON key: a grouped
+    # report heads it with its grouping (``plan``, ``month``), not ``period``.
+    first_heading: str | None = None
 
     @property
     def keys(self) -> list[str]:
         return [c.key for c in self.columns]
+
+    @property
+    def headers(self) -> list[str]:
+        """The header row of CSV and XLSX: the keys, the first one renamed by ``first_heading``."""
+        keys = self.keys
+        if self.first_heading and keys:
+            keys[0] = self.first_heading
+        return keys

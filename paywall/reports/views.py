@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from flask import (
@@ -30,25 +31,33 @@ from flask_smorest import Api
 from marshmallow import RAISE
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from paywall import clock
+from paywall import clock, money
 from paywall.api import Blueprint
 from paywall.auth import authenticate, require_role, split_key
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
 from paywall.reports import websession
+from paywall.reports.campaigns import COLUMNS as CAMPAIGN_COLUMNS
+from paywall.reports.campaigns import campaign_results
 from paywall.reports.chart import revenue_charts
+from paywall.reports.donors import COLUMNS as DONOR_COLUMNS
 from paywall.reports.exporters import MEDIA_TYPES, export_chunks
-from paywall.reports.periods import Period, livemode_filter, next_bucket
-from paywall.reports.revenue import revenue_report
+from paywall.reports.payments import COLUMNS as PAYMENT_COLUMNS
+from paywall.reports.periods import TIME_GROUPS, Period, livemode_filter, next_bucket
+from paywall.reports.revenue import GROUPS, revenue_report
 from paywall.reports.schemas import (
+    KINDS,
+    CampaignsQuerySchema,
     DonorsQuerySchema,
     PaymentsQuerySchema,
     RevenueQuerySchema,
     SubscriptionsQuerySchema,
 )
-from paywall.reports.service import filename, report_table, reporting_zone
+from paywall.reports.service import REVENUE_COLUMNS, filename, report_table, reporting_zone
+from paywall.reports.subscriptions import COLUMNS as SUBSCRIPTION_COLUMNS
 from paywall.reports.subscriptions import active_counts
+from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, TEXT, Column
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,7 +66,7 @@ blp = Blueprint(
     "reports",
     __name__,
     url_prefix="/v1/reports",
-    description="Finance reports: revenue, subscriptions, payments, donors (JSON, CSV, XLSX)",
+    description="Finance reports: revenue, subscriptions, payments, donors, campaigns (JSON, CSV, XLSX)",
 )
 page = FlaskBlueprint(
     "reports_page",
@@ -124,19 +133,51 @@ def _export(name: str, args: dict[str, Any]) -> Response:
     return resp
 
 
-_DOC_RESPONSES = {
-    "200": {
-        "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units).",
-        "content": {mt.split(";")[0]: {} for mt in MEDIA_TYPES.values()},
-    },
-    "422": {"description": "A bad parameter, named in `errors`."},
+# JSON types of each column kind in the OpenAPI description (any cell may be empty).
+_JSON_TYPES = {
+    TEXT: {"type": ["string", "null"]},
+    MONEY: {"type": ["integer", "null"], "description": "Minor units of the row's currency."},
+    INT: {"type": ["integer", "null"]},
+    BOOL: {"type": ["boolean", "null"]},
+    DATETIME: {"type": ["string", "null"], "format": "date-time"},
+    RATIO: {"type": ["number", "null"], "minimum": 0, "maximum": 1},
 }
+
+
+def _doc_responses(columns: list[Column]) -> dict[str, Any]:
+    """The documented answers of a report route: its JSON rows typed from the table's columns."""
+    row = {
+        "type": "object",
+        "properties": {c.key: _JSON_TYPES[c.kind] for c in columns},
+        "required": [c.key for c in columns],
+    }
+    body = {
+        "type": "object",
+        "description": "The filters and period that made the report, then its rows and per-currency totals.",
+        "properties": {"report": {"type": "string"}, "rows": {"type": "array", "items": row},
+                       "totals": {"type": "array", "items": row}},
+        "required": ["report", "rows", "totals"],
+    }  # fmt: skip
+    return {
+        "200": {
+            "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units).",
+            "content": {
+                mt.split(";")[0]: ({"schema": body} if fmt == "json" else {})
+                for fmt, mt in MEDIA_TYPES.items()
+            },
+        },
+        "422": {"description": "A bad parameter, named in `errors`."},
+    }
+
+
+# The same answers with the rows left untyped, for a route that does not pass its columns yet.
+_DOC_RESPONSES = _doc_responses([])
 
 
 @blp.route("/revenue")
 @finance_access
 @blp.arguments(RevenueQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(REVENUE_COLUMNS))
 def revenue(args: dict[str, Any]) -> Response:
     """Gross, refunds, disputes, fees and net per period (or kind, plan, campaign) and currency."""
     return _export("revenue", args)
@@ -145,7 +186,7 @@ def revenue(args: dict[str, Any]) -> Response:
 @blp.route("/subscriptions")
 @finance_access
 @blp.arguments(SubscriptionsQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(SUBSCRIPTION_COLUMNS))
 def subscriptions(args: dict[str, Any]) -> Response:
     """Active subscribers at each period's end, new, churned, trialing, paused and MRR per plan and currency."""
     return _export("subscriptions", args)
@@ -154,7 +195,7 @@ def subscriptions(args: dict[str, Any]) -> Response:
 @blp.route("/payments")
 @finance_access
 @blp.arguments(PaymentsQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(PAYMENT_COLUMNS))
 def payments(args: dict[str, Any]) -> Response:
     """One line per payment with its Stripe ids, refunds, disputes and fees (streamed)."""
     return _export("payments", args)
@@ -163,10 +204,19 @@ def payments(args: dict[str, Any]) -> Response:
 @blp.route("/donors")
 @finance_access
 @blp.arguments(DonorsQuerySchema, location="query", unknown=RAISE)
-@blp.doc(responses=_DOC_RESPONSES)
+@blp.doc(responses=_doc_responses(DONOR_COLUMNS))
 def donors(args: dict[str, Any]) -> Response:
     """Each donor's gifts in a year, net of refunds, per currency (for tax receipts)."""
     return _export("donors", args)
+
+
+@blp.route("/campaigns")
+@finance_access
+@blp.arguments(CampaignsQuerySchema, location="query", unknown=RAISE)
+@blp.doc(responses=_doc_responses(CAMPAIGN_COLUMNS))
+def campaigns(args: dict[str, Any]) -> Response:
+    """Per campaign and currency: donations and subscriptions started, count, total, average, recurring share."""
+    return _export("campaigns", args)
 
 
 # ---- the page ---------------------------------------------------------------------------
@@ -205,61 +255,91 @@ def dashboard() -> Response:
     with current_db().transaction(readonly=True) as session:
         report = revenue_report(session, period, "month", livemode)
         counts = active_counts(session, now, livemode)
-    month_start = today.replace(day=1)
-    links = _download_links(period, month_start, today.year)
+        campaigns = campaign_results(session, period, livemode)
     return _render(
         data,
         "reports/dashboard.html",
         caller=caller,
         charts=revenue_charts(report.rows),
+        campaigns=[
+            {
+                "campaign": c.campaign,
+                "currency": c.currency.upper(),
+                "donations": c.donations,
+                "subscriptions": c.subscriptions,
+                "total": money.format_major(c.total, c.currency),
+                "average": money.format_major(row[8], c.currency),
+                "recurring_share": f"{row[6]:.0%}",
+            }
+            for c, row in ((c, c.row()) for c in campaigns)
+        ],
         totals=report.totals,
         counts=counts,
         period=period,
-        links=links,
+        links=_download_links(period, today.year),
+        forms=_report_forms(),
+        kinds=KINDS,
+        currencies=[t.currency for t in report.totals],
         timezone=tz.key,
         livemode={True: "live", False: "test", None: "all"}[livemode],
         today=today,
     )
 
 
-def _download_links(period: Period, month_start: dt.date, year: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PageReport:
+    """A report the page offers: its route, its title, and its groupings (the first is the default)."""
+
+    endpoint: str
+    title: str
+    groups: tuple[str, ...] = ()
+
+
+# Every report on the page, in order: each gets download links for the last 12 months and a form
+# for any period, currency and kind, so a report added here is offered (and browser-tested) whole.
+PAGE_REPORTS = (
+    PageReport("reports.revenue", "Revenue", GROUPS),
+    PageReport("reports.subscriptions", "Subscriptions", TIME_GROUPS),
+    PageReport("reports.payments", "Payments"),
+    PageReport("reports.donors", "Donors"),
+    PageReport("reports.campaigns", "Campaign results"),
+)
+FORMATS = ("csv", "xlsx", "json")
+
+
+def _download_links(period: Period, year: int) -> list[dict[str, Any]]:
+    """Links for the last 12 months: each report, in each of its groupings, in every format; then
+    donors by calendar year (tax receipts)."""
     s, e = period.start.isoformat(), period.end.isoformat()
-    this_month = (month_start.isoformat(), next_bucket(month_start, "month").isoformat())
+    out = []
+    for report in PAGE_REPORTS:
+        for group in report.groups or (None,):
+            params: dict[str, Any] = {"start": s, "end": e} | ({"group_by": group} if group else {})
+            out.append(
+                {
+                    "title": f"{report.title} by {group}" if group else report.title,
+                    "links": [(f, url_for(report.endpoint, format=f, **params)) for f in FORMATS],
+                }
+            )
+    for y in (year, year - 1):
+        out.append(
+            {
+                "title": f"Donors {y}",
+                "links": [(f, url_for("reports.donors", format=f, year=y)) for f in FORMATS],
+            }
+        )
+    return out
 
-    def fmts(endpoint: str, formats: tuple[str, ...] = ("csv", "xlsx", "json"), **params: Any) -> list[Any]:
-        return [(f, url_for(endpoint, format=f, **params)) for f in formats]
 
+def _report_forms() -> list[dict[str, Any]]:
     return [
         {
-            "title": "Revenue by month, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="month"),
-        },
-        {
-            "title": "Revenue by kind, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="kind"),
-        },
-        {
-            "title": "Revenue by plan, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="plan"),
-        },
-        {
-            "title": "Revenue by campaign, last 12 months",
-            "links": fmts("reports.revenue", start=s, end=e, group_by="campaign"),
-        },
-        {
-            "title": "Subscriptions by month, last 12 months",
-            "links": fmts("reports.subscriptions", start=s, end=e),
-        },
-        {
-            "title": "Payments this month",
-            "links": fmts("reports.payments", start=this_month[0], end=this_month[1]),
-        },
-        {
-            "title": "Payments, last 12 months",
-            "links": fmts("reports.payments", ("csv", "xlsx"), start=s, end=e),
-        },
-        {"title": f"Donors {year}", "links": fmts("reports.donors", year=year)},
-        {"title": f"Donors {year - 1}", "links": fmts("reports.donors", year=year - 1)},
+            "title": r.title,
+            "action": url_for(r.endpoint),
+            "groups": r.groups,
+            "name": r.endpoint.split(".")[-1],
+        }
+        for r in PAGE_REPORTS
     ]
 
 

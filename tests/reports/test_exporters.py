@@ -169,7 +169,7 @@ def test_subscriptions_active_new_churned_mrr(db: Database) -> None:
     assert rows[("2026-02", "subscription", "monthly", "usd")] == (2, 0, 0, 1, 0, 1600)
     assert rows[("2026-03", "subscription", "monthly", "usd")] == (2, 1, 1, 0, 0, 1600)
     assert rows[("2026-02", "subscription", "annual", "usd")] == (1, 1, 0, 0, 0, 750)
-    assert rows[("2026-04", "donation", None, "eur")] == (1, 0, 0, 0, 0, 500)
+    assert rows[("2026-04", "donation", "(none)", "eur")] == (1, 0, 0, 0, 0, 500)
     # Active at the end = active at the start + new - churned, for every group.
     by_group: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     for r in table.rows:
@@ -190,8 +190,9 @@ def test_subscriptions_http(
         headers=finance_key,
     )
     assert resp.status_code == 200 and resp.get_data(as_text=True).startswith(
-        "period,kind,plan,currency,active"
+        "week,kind,plan,currency,active"
     )
+    assert 'filename="subscriptions-by-week-2026-01-01_2026-03-01.csv"' in resp.headers["Content-Disposition"]
     assert (
         client.get(
             "/v1/reports/subscriptions?start=2026-01-01&end=2026-03-01&group_by=kind", headers=finance_key

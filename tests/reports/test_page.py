@@ -9,10 +9,13 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from openpyxl import load_workbook
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -20,7 +23,7 @@ from paywall import auth, clock
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.models import ApiKey
+from paywall.models import ApiKey, CheckoutSession
 from tests.support.billing_rows import dispute, payment, refund, subscription
 from tests.support.servers import serving
 
@@ -218,6 +221,89 @@ def _chart_history(db: Database) -> None:
         dispute(s, d, opened_at=now - dt.timedelta(days=65))
         for i in range(7):
             subscription(s, started_at=now - dt.timedelta(days=40 + i))
+        for i, (campaign, mode, amount) in enumerate(
+            [
+                ("spring-appeal", "payment", 5000),
+                ("spring-appeal", "subscription", 1500),
+                (None, "payment", 2500),
+            ]
+        ):
+            s.add(
+                CheckoutSession(
+                    stripe_checkout_session_id=f"cs_test_page_{i}",
+                    mode=mode,
+                    status="complete",
+                    kind="subscription" if mode == "subscription" else "donation",
+                    campaign=campaign,
+                    amount_total=amount,
+                    currency="usd",
+                    completed_at=now - dt.timedelta(days=20 + i),
+                )
+            )
+
+
+# The first column of the reports that have no grouping (a grouped one is headed by its grouping).
+FIRST_COLUMNS = {"payments": "paid_at", "donors": "email", "campaigns": "campaign"}
+FILE_NAME = re.compile(
+    r"(?P<report>[a-z]+)(-by-(?P<group>[a-z]+))?(-(?P<filters>[a-z]+(-[a-z]+)?))?"
+    r"-(?P<period>\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}|\d{4})\.(?P<ext>csv|xlsx)"
+)
+
+
+def _first_column(path: Path) -> str:
+    if path.suffix == ".csv":
+        return path.read_text(encoding="utf-8").split("\r\n", 1)[0].split(",")[0]
+    ws = load_workbook(path).active
+    assert ws is not None
+    return str(ws["A1"].value)
+
+
+def _download_every_link(page: Any, tmp_path: Path) -> None:
+    """Every CSV and XLSX link the page offers: a name saying report, grouping and period, and a
+    first column headed by the grouping (never ``period``). Taken from the page, so a report
+    added to it is covered too."""
+    links = page.locator("a.dl[data-format=csv], a.dl[data-format=xlsx]")
+    count = links.count()
+    assert count >= 2 * 14
+    seen = set()
+    for i in range(count):
+        link = links.nth(i)
+        query = parse_qs(urlsplit(link.get_attribute("href")).query)
+        report = urlsplit(link.get_attribute("href")).path.rsplit("/", 1)[-1]
+        with page.expect_download() as info:
+            link.click()
+        download = info.value
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        named = FILE_NAME.fullmatch(saved.name)
+        assert named, saved.name
+        assert named["report"] == report and named["ext"] == query["format"][0]
+        assert named["period"] == (
+            query["year"][0] if "year" in query else f"{query['start'][0]}_{query['end'][0]}"
+        )
+        group = query.get("group_by", [None])[0]
+        assert named["group"] == group
+        first = _first_column(saved)
+        assert first == (group or FIRST_COLUMNS.get(report, first)) and first != "period", (saved.name, first)
+        seen.add((report, group))
+    assert {r for r, _ in seen} >= {"revenue", "subscriptions", "payments", "donors", "campaigns"}
+    assert ("revenue", "plan") in seen and ("revenue", "campaign") in seen
+
+
+def _download_from_a_form(page: Any, tmp_path: Path) -> None:
+    """Any report for a chosen period, one currency and one kind."""
+    form = page.locator("form[data-report=payments]")
+    form.locator("input[name=start]").fill("2026-01-01")
+    form.locator("input[name=end]").fill("2026-02-01")
+    form.locator("input[name=currency]").fill("usd")
+    form.locator("select[name=kind]").select_option("donation")
+    with page.expect_download() as info:
+        form.locator("button[value=xlsx]").click()
+    download = info.value
+    assert download.suggested_filename == "payments-usd-donation-2026-01-01_2026-02-01.xlsx"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert _first_column(saved) == "paid_at"
 
 
 @pytest.fixture
@@ -258,15 +344,13 @@ def test_browser_signs_in_sees_the_chart_and_downloads(
             assert page.locator("svg[data-currency=USD] rect.gross").count() == 12
             assert page.locator("svg[data-currency=EUR] rect.net").count() == 12
             assert page.inner_text("#subscribers") == "7"
+            campaigns = page.locator("#campaigns tr").all_inner_texts()
+            assert [c.split()[0] for c in campaigns[1:]] == ["spring-appeal", "(none)"]
+            assert campaigns[1].split()[-3:] == ["65.00", "32.50", "50%"]
             cookies = {c["name"]: c for c in context.cookies()}
             assert cookies["paywall_reports"]["httpOnly"] is True
-            with page.expect_download() as info:
-                page.click("a.dl[data-format=csv] >> nth=0")
-            download = info.value
-            saved = tmp_path / download.suggested_filename
-            download.save_as(saved)
-            assert saved.name.startswith("revenue_") and saved.suffix == ".csv"
-            assert saved.read_text().startswith("period,currency,gross")
+            _download_every_link(page, tmp_path)
+            _download_from_a_form(page, tmp_path)
             shot = tmp_path / "reports.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000

@@ -114,7 +114,7 @@ def test_group_by_kind_and_campaign(db: Database) -> None:
     assert by_kind[("donation", "usd")]["refunds"] == 500
     assert by_campaign[("spring", "usd")]["gross"] == 3500
     assert by_campaign[("spring", "usd")]["refunds"] == 500
-    assert by_campaign[(None, "usd")]["gross"] == 4000
+    assert by_campaign[("(none)", "usd")]["gross"] == 4000
 
 
 def test_fees_in_balance_currency_stay_in_that_currency(db: Database) -> None:
@@ -205,9 +205,9 @@ def test_http_json_csv_xlsx(client: FlaskClient, db: Database, finance_key: dict
     resp = client.get(base + "&format=csv", headers=finance_key)
     assert resp.status_code == 200
     assert resp.headers["Content-Type"].startswith("text/csv")
-    assert 'filename="revenue_2026-03-01_2026-05-01.csv"' in resp.headers["Content-Disposition"]
+    assert 'filename="revenue-by-month-2026-03-01_2026-05-01.csv"' in resp.headers["Content-Disposition"]
     lines = resp.get_data(as_text=True).split("\r\n")
-    assert lines[0] == "period,currency,gross,refunds,disputes,fees,net,payments"
+    assert lines[0] == "month,currency,gross,refunds,disputes,fees,net,payments"
     assert "2026-04,usd,40.00,5.00,0.00,1.46,33.54,1" in lines
     assert "2026-04,jpy,3000,0,3000,2108,-2108,1" in lines
     assert "total,usd,75.00,5.00,0.00,3.08,66.92,3" in lines
@@ -217,7 +217,7 @@ def test_http_json_csv_xlsx(client: FlaskClient, db: Database, finance_key: dict
     ws = load_workbook(io.BytesIO(resp.get_data())).active
     assert ws is not None
     values = list(ws.iter_rows(values_only=True))
-    assert values[0] == ("period", "currency", "gross", "refunds", "disputes", "fees", "net", "payments")
+    assert values[0] == ("month", "currency", "gross", "refunds", "disputes", "fees", "net", "payments")
     april_usd = next(r for r in values if r[0] == "2026-04" and r[1] == "usd")
     assert Decimal(str(april_usd[6])) == Decimal("33.54")
     assert ws.freeze_panes == "A2"

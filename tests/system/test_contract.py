@@ -54,6 +54,9 @@ NOT_EXPRESSIBLE = {
     ("GET", "/v1/reports/revenue"): "end after start",
     ("GET", "/v1/reports/subscriptions"): "end after start",
     ("GET", "/v1/reports/payments"): "end after start",
+    ("GET", "/v1/reports/campaigns"): "end after start",
+    # year, or start and end (and end after start).
+    ("GET", "/v1/reports/donors"): "year or start and end",
     # A comp must end in the future.
     ("PUT", "/v1/comps/{reader}"): "until in the future",
 }

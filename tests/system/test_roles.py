@@ -40,6 +40,7 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/v1/comps/{reader}"): ADMIN,
     ("DELETE", "/v1/comps/{reader}"): ADMIN,
     ("GET", "/v1/events"): ADMIN,
+    ("GET", "/v1/reports/campaigns"): FINANCE,
     ("GET", "/v1/reports/donors"): FINANCE,
     ("GET", "/v1/reports/payments"): FINANCE,
     ("GET", "/v1/reports/revenue"): FINANCE,
