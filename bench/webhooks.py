@@ -392,6 +392,7 @@ def start_target(target: str, args: argparse.Namespace, database: str, db_port: 
             PAYWALL_BIND=f"127.0.0.1:{port}",
             PAYWALL_WORKERS=str(args.workers),
             PAYWALL_LOG_LEVEL="warning",
+            PAYWALL__STRIPE__APPLIERS=str(args.appliers),
         )
         env.pop("PAYWALL_STRIPE_SECRET_KEY", None)
         env.pop("PAYWALL_CONFIG", None)
@@ -706,6 +707,12 @@ def main() -> None:
     )
     parser.add_argument("--lag-seconds", type=float, default=10, help="length of the paced phase")
     parser.add_argument(
+        "--appliers", type=int, default=1, help="paywall: appliers beside gunicorn ([stripe] appliers)"
+    )
+    parser.add_argument(
+        "--targets", default=",".join(TARGETS), help="side by side: which of paywall,peer,floor to run"
+    )
+    parser.add_argument(
         "--no-peer", action="store_true", help="PostgreSQL: paywall alone, as before issue 16"
     )
     parser.add_argument(
@@ -726,7 +733,7 @@ def main() -> None:
         why_not = node_ready()
         if why_not is None:
             kinds.remove("postgresql")
-            side_by_side(args, list(TARGETS))
+            side_by_side(args, [t for t in TARGETS if t in args.targets.split(",")])
         else:
             print(f"stripe-sync-engine peer skipped: {why_not}; paywall alone")
     if not kinds:

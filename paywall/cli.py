@@ -172,7 +172,7 @@ def serve(obj: Context, bind: str | None, apply: bool | None) -> None:
         os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
     from paywall.supervise import serve_with_applier
 
-    sys.exit(serve_with_applier(args))
+    sys.exit(serve_with_applier(args, appliers=obj.settings.stripe.appliers))
 
 
 @main.group()

@@ -130,6 +130,7 @@ class StripeSettings:
     webhook_tolerance_seconds: int = 300
     # The applier (paywall.webhooks.applier): run by `paywall serve` itself unless false.
     apply_with_server: bool = True
+    appliers: int = 1
     apply_batch_size: int = 100
     apply_poll_seconds: float = 0.05
     # /readyz says "degraded" when the oldest waiting event has waited longer than this.
@@ -138,6 +139,8 @@ class StripeSettings:
     def __post_init__(self) -> None:
         if self.webhook_tolerance_seconds < 1:
             raise ConfigError("stripe.webhook_tolerance_seconds must be at least 1")
+        if not 1 <= self.appliers <= 32:
+            raise ConfigError("stripe.appliers must be between 1 and 32")
         if not 1 <= self.apply_batch_size <= 1000:
             raise ConfigError("stripe.apply_batch_size must be between 1 and 1000")
         if not 0.001 <= self.apply_poll_seconds <= 60:

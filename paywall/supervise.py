@@ -50,20 +50,52 @@ def applier_command() -> list[str]:
     ]
 
 
-def serve_with_applier(server_args: list[str], *, poll_seconds: float = 0.5) -> int:
-    """Run gunicorn (``server_args``) and the applier until gunicorn exits; its exit status."""
+class _Applier:
+    """One applier process slot: started, watched, started again after a pause that grows while
+    it keeps dying (say, the database refuses logins), stopped with the server."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.started = self.next_start = 0.0
+
+    def keep_running(self, now: float) -> None:
+        if (self.proc is not None and self.proc.poll() is None) or now < self.next_start:
+            return
+        if self.proc is not None:
+            # An applier that ran for a while starts again at once; a crash loop backs off.
+            self.restarts = self.restarts + 1 if now - self.started < 60 else 0
+            log.warning("stripe applier exited with %s; starting it again", self.proc.returncode)
+        self.proc = subprocess.Popen(applier_command())  # noqa: S603 - our own interpreter
+        self.started, self.next_start = now, now + min(60.0, 2.0**self.restarts)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def serve_with_applier(server_args: list[str], *, appliers: int = 1, poll_seconds: float = 0.5) -> int:
+    """Run gunicorn (``server_args``) and ``appliers`` appliers until gunicorn exits; its exit
+    status."""
     server = subprocess.Popen(server_args)  # noqa: S603 - our own interpreter and arguments
-    applier: subprocess.Popen[bytes] | None = None
+    slots = [_Applier() for _ in range(appliers)]
     stopping = False
-    restarts = 0
-    started = next_start = 0.0
 
     def forward(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         if signum in TO_BOTH:
             stopping = True
-            if applier is not None and applier.poll() is None:
-                applier.send_signal(signal.SIGTERM)
+            for slot in slots:
+                slot.terminate()
         if server.poll() is None:
             server.send_signal(signum)
 
@@ -71,22 +103,13 @@ def serve_with_applier(server_args: list[str], *, poll_seconds: float = 0.5) -> 
         signal.signal(sig, forward)
     try:
         while server.poll() is None:
-            now = time.monotonic()
-            if not stopping and (applier is None or applier.poll() is not None) and now >= next_start:
-                if applier is not None:
-                    # A crash loop (say, the database refuses logins) backs off up to a minute
-                    # between starts; an applier that ran for a while starts again at once.
-                    restarts = restarts + 1 if now - started < 60 else 0
-                    log.warning("stripe applier exited with %s; starting it again", applier.returncode)
-                applier = subprocess.Popen(applier_command())  # noqa: S603
-                started, next_start = now, now + min(60.0, 2.0**restarts)
+            if not stopping:
+                for slot in slots:
+                    slot.keep_running(time.monotonic())
             time.sleep(poll_seconds)
     finally:
-        if applier is not None and applier.poll() is None:
-            applier.send_signal(signal.SIGTERM)
-            try:
-                applier.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                applier.kill()
-                applier.wait()
+        for slot in slots:
+            slot.terminate()
+        for slot in slots:
+            slot.wait()
     return server.returncode if server.returncode >= 0 else 128 - server.returncode
