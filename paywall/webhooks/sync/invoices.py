@@ -223,7 +223,10 @@ def link_invoice(session: Session, inv: Invoice) -> None:
         if sub is not None:
             fill(inv, "reader_id", sub.reader_id)
             refresh_payment_failed(session, sub)
-    if inv.status in ("paid", "void"):
+    if inv.status in ("paid", "void") and inv.payment_failed_at is not None:
+        # Only an invoice that failed can have a failure notice queued (queue_payment_failed runs
+        # after _record_failure set payment_failed_at, which is never cleared): every other paid
+        # invoice, i.e. nearly every renewal, skips the outbox query.
         withdraw_pending(session, f"payment_failed:{inv.stripe_invoice_id}", f"invoice {inv.status}")
     relink_payments(
         session,
