@@ -39,7 +39,7 @@ from paywall.models import (
 from paywall.models.billing import COUNTED_REFUND_STATUSES
 from paywall.webhooks.sync.notices import UNPAID_INVOICE, queue_receipt, withdraw_pending
 from paywall.webhooks.sync.ordering import fill
-from paywall.webhooks.sync.rows import ROW_CACHE, find_row
+from paywall.webhooks.sync.rows import READER_IDS, ROW_CACHE, find_row
 
 KINDS = ("subscription", "donation")
 PENDING_RELINK = "paywall.webhooks.relink"
@@ -100,6 +100,7 @@ def _forget(session: Session) -> None:
     """Drop the transaction's remembered rows and pending work: after a savepoint rollback they
     would name rows that no longer exist, or old states of rows."""
     session.info.pop(ROW_CACHE, None)
+    session.info.pop(READER_IDS, None)
     session.info.pop(PENDING_RELINK, None)
     session.info.pop(PENDING_FAILED, None)
 

@@ -56,12 +56,20 @@ def remember(session: Session, row: Any, key: str) -> None:
     session.info.setdefault(ROW_CACHE, {})[(type(row), key)] = row
 
 
+READER_IDS = "paywall.webhooks.readers"
+
+
 def reader_named(session: Session, external_id: Any) -> int | None:
-    """The reader named by a Stripe field (created bare if the site never registered them)."""
+    """The reader named by a Stripe field (created bare if the site never registered them),
+    remembered for the transaction: a purchase names its reader in several objects (the Checkout
+    Session, the subscription, the charge's metadata), and a batch holds many purchases."""
     name = read_text(external_id, 128)
     if name is None:
         return None
-    return ensure_reader(session, name).id
+    known: dict[str, int] = session.info.setdefault(READER_IDS, {})
+    if name not in known:
+        known[name] = ensure_reader(session, name).id
+    return known[name]
 
 
 PERSONAL_FIELDS = ("email", "name")
