@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paywall.models import Invoice, StripeCustomer, Subscription
-from paywall.webhooks.sync.derived import relink_payments
+from paywall.webhooks.sync.derived import defer_link, relink_payments
 from paywall.webhooks.sync.fields import Obj, metadata, read_id, read_text, read_timestamp
 from paywall.webhooks.sync.ordering import Source, assign, earliest, outcome_of, stamp, wins
 from paywall.webhooks.sync.rows import find_row, reader_named, remember, unless_erased
@@ -68,18 +68,26 @@ def customer_stub(session: Session, cid: str) -> StripeCustomer:
 
 
 def link_customer(session: Session, cus: StripeCustomer) -> None:
-    """Give the customer's reader to its subscriptions and invoices that have none; mark its
-    payments to re-derive (they take the reader from it then)."""
-    cid = cus.stripe_customer_id
-    if cus.reader_id is not None:
+    """Give the customer's reader to its subscriptions and invoices that have none, and mark its
+    payments to re-derive (they take the reader from it then): when the group settles."""
+    defer_link(session, "customer", cus.stripe_customer_id, cus, link_customers)
+
+
+def link_customers(session: Session, rows: dict[str, StripeCustomer]) -> None:
+    """``link_customer`` for every marked customer, two queries for all of them."""
+    readers = {cid: cus.reader_id for cid, cus in rows.items() if cus.reader_id is not None}
+    if readers:
         for sub in session.scalars(
             select(Subscription).where(
-                Subscription.stripe_customer_id == cid, Subscription.reader_id.is_(None)
+                Subscription.stripe_customer_id.in_(sorted(readers)), Subscription.reader_id.is_(None)
             )
         ):
-            sub.reader_id = cus.reader_id
+            sub.reader_id = readers[str(sub.stripe_customer_id)]
         for inv in session.scalars(
-            select(Invoice).where(Invoice.stripe_customer_id == cid, Invoice.reader_id.is_(None))
+            select(Invoice).where(
+                Invoice.stripe_customer_id.in_(sorted(readers)), Invoice.reader_id.is_(None)
+            )
         ):
-            inv.reader_id = cus.reader_id
-    relink_payments(session, customer_id=cid)
+            inv.reader_id = readers[str(inv.stripe_customer_id)]
+    for cid in rows:
+        relink_payments(session, customer_id=cid)

@@ -19,7 +19,7 @@ wraps a group of upserts and re-derives each marked payment once at its end.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -80,13 +80,39 @@ def relink_payments(
             pending.setdefault(column, set()).add(value)
 
 
+# Links waiting for ``settle``: step name -> (the batched step, Stripe id -> row). Steps run in
+# the order of LINK_STEPS: a customer's reader reaches its subscriptions before a subscription
+# passes its reader on to its invoices.
+PENDING_LINKS = "paywall.webhooks.links"
+LINK_STEPS = ("customer", "subscription")
+LinkStep = Callable[[Session, dict[str, Any]], None]
+
+
+def defer_link(session: Session, step: str, key: str, row: Any, link: LinkStep) -> None:
+    """Have ``settle`` run ``link`` once for every row marked with ``step`` in the group: the
+    reverse look-ups a link needs (a customer's subscriptions, a subscription's Checkout Session)
+    are then one query for the whole batch instead of one per event."""
+    pending: dict[str, tuple[LinkStep, dict[str, Any]]] = session.info.setdefault(PENDING_LINKS, {})
+    pending.setdefault(step, (link, {}))[1][key] = row
+
+
+def _settle_links(session: Session) -> None:
+    pending: dict[str, tuple[LinkStep, dict[str, Any]]] = session.info.pop(PENDING_LINKS, {})
+    for step in LINK_STEPS:
+        if step in pending:
+            link, rows = pending[step]
+            link(session, rows)
+
+
 def settle(session: Session) -> None:
-    """Recompute the marked subscriptions' ``payment_failed_at``, then re-derive, once each, the
-    payments ``relink_payments`` marked, found in one query.
+    """Run the deferred links (``defer_link``), recompute the marked subscriptions'
+    ``payment_failed_at``, then re-derive, once each, the payments ``relink_payments`` marked,
+    found in one query.
 
     Link columns are never cleared (``ordering`` rule 2), so a payment a mark named then still
     matches now; a payment stored since that also matches is re-derived too, which changes
     nothing that its own derivation would not."""
+    _settle_links(session)
     _settle_payment_failed(session)
     pending: dict[str, set[str]] = session.info.pop(PENDING_RELINK, {})
     conds = [getattr(Payment, column).in_(sorted(values)) for column, values in sorted(pending.items())]
@@ -103,6 +129,7 @@ def _forget(session: Session) -> None:
     session.info.pop(READER_IDS, None)
     session.info.pop(PENDING_RELINK, None)
     session.info.pop(PENDING_FAILED, None)
+    session.info.pop(PENDING_LINKS, None)
 
 
 @contextmanager

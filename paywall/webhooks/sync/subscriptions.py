@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paywall.models import CheckoutSession, Invoice, StripeCustomer, StripeEvent, Subscription
-from paywall.webhooks.sync.derived import kind_of, refresh_payment_failed, relink_payments
+from paywall.webhooks.sync.derived import defer_link, kind_of, refresh_payment_failed, relink_payments
 from paywall.webhooks.sync.fields import (
     Obj,
     mapping,
@@ -184,27 +184,39 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
 
 def link_subscription(session: Session, sub: Subscription) -> None:
     """Fill the subscription's reader, kind and campaign from its customer and Checkout Session,
-    pass its reader on to its invoices, and re-derive its grace start and payments."""
-    if sub.stripe_customer_id:
-        cus = find_row(session, StripeCustomer, StripeCustomer.stripe_customer_id, sub.stripe_customer_id)
-        if cus is not None:
-            fill(sub, "reader_id", cus.reader_id)
-    cs = session.scalar(
+    pass its reader on to its invoices, and re-derive its grace start and payments: when the
+    group settles."""
+    defer_link(session, "subscription", sub.stripe_subscription_id, sub, link_subscriptions)
+
+
+def link_subscriptions(session: Session, rows: dict[str, Subscription]) -> None:
+    """``link_subscription`` for every marked subscription, two queries for all of them."""
+    first_checkout: dict[str, CheckoutSession] = {}
+    for found in session.scalars(
         select(CheckoutSession)
-        .where(CheckoutSession.stripe_subscription_id == sub.stripe_subscription_id)
+        .where(CheckoutSession.stripe_subscription_id.in_(sorted(rows)))
         .order_by(CheckoutSession.id)
-    )
-    if cs is not None:
-        fill(sub, "reader_id", cs.reader_id)
-        fill(sub, "campaign", cs.campaign)
-        if cs.kind == "donation" and not kind_of((sub.metadata_ or {}).get("kind")):
-            sub.kind = "donation"
-    if sub.reader_id is not None:
+    ):
+        first_checkout.setdefault(str(found.stripe_subscription_id), found)
+    for sid, sub in rows.items():
+        if sub.stripe_customer_id:
+            cus = find_row(session, StripeCustomer, StripeCustomer.stripe_customer_id, sub.stripe_customer_id)
+            if cus is not None:
+                fill(sub, "reader_id", cus.reader_id)
+        cs = first_checkout.get(sid)
+        if cs is not None:
+            fill(sub, "reader_id", cs.reader_id)
+            fill(sub, "campaign", cs.campaign)
+            if cs.kind == "donation" and not kind_of((sub.metadata_ or {}).get("kind")):
+                sub.kind = "donation"
+    readers = {sid: sub.reader_id for sid, sub in rows.items() if sub.reader_id is not None}
+    if readers:
         for inv in session.scalars(
             select(Invoice).where(
-                Invoice.stripe_subscription_id == sub.stripe_subscription_id, Invoice.reader_id.is_(None)
+                Invoice.stripe_subscription_id.in_(sorted(readers)), Invoice.reader_id.is_(None)
             )
         ):
-            inv.reader_id = sub.reader_id
-    refresh_payment_failed(session, sub)
-    relink_payments(session, subscription_id=sub.stripe_subscription_id)
+            inv.reader_id = readers[str(inv.stripe_subscription_id)]
+    for sid, sub in rows.items():
+        refresh_payment_failed(session, sub)
+        relink_payments(session, subscription_id=sid)
