@@ -118,8 +118,34 @@ def settle(session: Session) -> None:
     conds = [getattr(Payment, column).in_(sorted(values)) for column, values in sorted(pending.items())]
     if not conds:
         return
-    for payment in list(session.scalars(select(Payment).where(or_(*conds)).order_by(Payment.id))):
-        relink_payment(session, payment)
+    payments = list(session.scalars(select(Payment).where(or_(*conds)).order_by(Payment.id)))
+    session.info[MONEY_ROWS] = _money_rows(session, {p.stripe_charge_id for p in payments})
+    session.info[CHECKOUTS] = _checkouts(session, payments)
+    try:
+        for payment in payments:
+            relink_payment(session, payment)
+    finally:
+        session.info.pop(MONEY_ROWS, None)
+        session.info.pop(CHECKOUTS, None)
+
+
+# While settle re-derives a group of payments: charge id -> (its refunds, its disputes), read
+# for the whole group in two queries (``_refresh_money`` asked for each payment's own).
+MONEY_ROWS = "paywall.webhooks.money_rows"
+
+
+def _money_rows(session: Session, charge_ids: set[str]) -> dict[str, tuple[list[Refund], list[Dispute]]]:
+    rows: dict[str, tuple[list[Refund], list[Dispute]]] = {cid: ([], []) for cid in charge_ids}
+    wanted = sorted(charge_ids)
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        for refund in session.scalars(select(Refund).where(Refund.stripe_charge_id.in_(part))):
+            rows[str(refund.stripe_charge_id)][0].append(refund)
+        for dispute in session.scalars(
+            select(Dispute).where(Dispute.stripe_charge_id.in_(part)).order_by(Dispute.opened_at, Dispute.id)
+        ):
+            rows[str(dispute.stripe_charge_id)][1].append(dispute)
+    return rows
 
 
 def _forget(session: Session) -> None:
@@ -165,16 +191,42 @@ def _find_invoice(session: Session, p: Payment) -> Invoice | None:
     return session.scalar(select(Invoice).where(or_(*conds)).order_by(Invoice.id).limit(1))
 
 
+_CHECKOUT_KEYS = (
+    ("stripe_checkout_session_id", CheckoutSession.stripe_checkout_session_id),
+    ("stripe_payment_intent_id", CheckoutSession.stripe_payment_intent_id),
+    ("stripe_invoice_id", CheckoutSession.stripe_invoice_id),
+)
+# While settle re-derives a group of payments: the Checkout Sessions any of them names, read in
+# one query, and the (column, id) pairs that query covered.
+CHECKOUTS = "paywall.webhooks.checkouts"
+
+
+def _checkout_keys(p: Payment) -> set[tuple[str, str]]:
+    return {(name, value) for name, _ in _CHECKOUT_KEYS if (value := getattr(p, name))}
+
+
+def _checkouts(
+    session: Session, payments: list[Payment]
+) -> tuple[list[CheckoutSession], set[tuple[str, str]]]:
+    keys = set().union(*(_checkout_keys(p) for p in payments)) if payments else set()
+    conds = [
+        column.in_(sorted(value for key, value in keys if key == name)) for name, column in _CHECKOUT_KEYS
+    ]
+    if not keys:
+        return [], keys
+    found = list(session.scalars(select(CheckoutSession).where(or_(*conds)).order_by(CheckoutSession.id)))
+    return found, keys
+
+
 def _find_checkout(session: Session, p: Payment) -> CheckoutSession | None:
-    conds = []
-    if p.stripe_checkout_session_id:
-        conds.append(CheckoutSession.stripe_checkout_session_id == p.stripe_checkout_session_id)
-    if p.stripe_payment_intent_id:
-        conds.append(CheckoutSession.stripe_payment_intent_id == p.stripe_payment_intent_id)
-    if p.stripe_invoice_id:
-        conds.append(CheckoutSession.stripe_invoice_id == p.stripe_invoice_id)
-    if not conds:
+    """The first Checkout Session (by id) that names the payment's session, intent or invoice."""
+    keys = _checkout_keys(p)
+    if not keys:
         return None
+    known: tuple[list[CheckoutSession], set[tuple[str, str]]] | None = session.info.get(CHECKOUTS)
+    if known is not None and keys <= known[1]:
+        return next((cs for cs in known[0] if any(getattr(cs, name) == value for name, value in keys)), None)
+    conds = [column == value for name, column in _CHECKOUT_KEYS for key, value in keys if key == name]
     return session.scalar(select(CheckoutSession).where(or_(*conds)).order_by(CheckoutSession.id).limit(1))
 
 
@@ -310,17 +362,21 @@ def refresh_charge_refunds(refunds: Iterable[Refund], amount_refunded: int) -> N
 
 
 def _refresh_money(session: Session, p: Payment) -> None:
-    refunds = list(session.scalars(select(Refund).where(Refund.stripe_charge_id == p.stripe_charge_id)))
+    known = session.info.get(MONEY_ROWS, {}).get(p.stripe_charge_id)
+    if known is not None:
+        refunds, disputes = known
+    else:
+        refunds = list(session.scalars(select(Refund).where(Refund.stripe_charge_id == p.stripe_charge_id)))
+        disputes = list(
+            session.scalars(
+                select(Dispute)
+                .where(Dispute.stripe_charge_id == p.stripe_charge_id)
+                .order_by(Dispute.opened_at, Dispute.id)
+            )
+        )
     refresh_charge_refunds(refunds, p.charge_refunded_minor)
     refunded = sum(r.amount_minor for r in refunds if _counted(r))
     p.refunded_minor = min(p.amount_minor, refunded)
-    disputes = list(
-        session.scalars(
-            select(Dispute)
-            .where(Dispute.stripe_charge_id == p.stripe_charge_id)
-            .order_by(Dispute.opened_at, Dispute.id)
-        )
-    )
     if disputes:
         p.dispute_status = disputes[-1].status
         p.disputed_minor = min(p.amount_minor, sum(_dispute_lost(d) for d in disputes))
