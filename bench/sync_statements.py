@@ -1,11 +1,13 @@
 """Count the SQL statements the Stripe sync runs per applied event, per shared scenario.
 
 Every scenario of the shared fixtures (after its base scenario, as the tests replay them) goes
-through the path the webhook view takes after the signature check, ``inbox.receive``, on a fresh
-database, once on SQLite and once on PostgreSQL. Statements are counted with a SQLAlchemy
-``before_cursor_execute`` listener plus every ``DriverStatement`` execution (none on this path
-today), and include the transaction's SAVEPOINT/RELEASE and the advisory locks, not BEGIN/COMMIT
-(the DBAPI issues those without a statement). Counts are deterministic; no time is measured.
+through the path a webhook takes after the signature check, on a fresh database, once on SQLite
+and once on PostgreSQL: each event recorded as the request records it (``inbox.accept``), then
+the scenario applied as the applier does (``applier.drain``: one batch). Statements are counted
+with a SQLAlchemy ``before_cursor_execute`` listener on both engines plus every
+``DriverStatement`` execution (none on this path today), and include the claim, the advisory
+locks, SAVEPOINT/RELEASE and SQLite's BEGIN IMMEDIATE, not PostgreSQL's BEGIN/COMMIT (the DBAPI
+issues those without a statement). Counts are deterministic; no time is measured.
 
     .venv/bin/python bench/sync_statements.py                      # SQLite + PostgreSQL (h8)
     .venv/bin/python bench/sync_statements.py --pg none --show a   # SQLite, print a's statements
@@ -31,9 +33,9 @@ import paywall.models  # noqa: F401 - registers every table
 from paywall.cli import upgrade_database
 from paywall.config import Settings, load_settings
 from paywall.db import Database, DriverStatement
-from paywall.webhooks import inbox
+from paywall.webhooks import applier, inbox
 from tests.conftest import WEBHOOK_SECRET
-from tests.support.stripe_events import BASES, SCENARIOS, load_scenario, scenario_file
+from tests.support.stripe_events import BASES, SCENARIOS, body_of, load_scenario, scenario_file
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/h8_bench"
 
@@ -45,6 +47,8 @@ class Counting:
         self.on = False
         self.statements: list[str] = []
         sa_event.listen(db.engine, "before_cursor_execute", self._seen)
+        if db.dialect == "postgresql":  # on SQLite the durable engine is db.engine with options
+            sa_event.listen(db.durable_autocommit_engine, "before_cursor_execute", self._seen)
         original = DriverStatement.execute
         counter = self
 
@@ -117,19 +121,18 @@ def run(url: str, show: set[str]) -> dict[str, tuple[int, int, Counter[str]]]:
         base = len(scenario_file(BASES[name])) if name in BASES else 0
         events = load_scenario(name)
         for event in events[:base]:
-            inbox.receive(db, settings, event)
-        total = 0
-        kinds: Counter[str] = Counter()
-        for event in events[base:]:
-            with counter.counting() as seen:
-                inbox.receive(db, settings, event)
-            total += len(seen)
+            inbox.accept(db, settings, body_of(event), event)
+        applier.drain(db, settings)
+        with counter.counting() as seen:
+            for event in events[base:]:
+                inbox.accept(db, settings, body_of(event), event)
+            applier.drain(db, settings)
+        total = len(seen)
+        kinds: Counter[str] = Counter(" ".join(short(statement).split()[:4]) for statement in seen)
+        if letter in show:
+            print(f"  {name}: {len(seen)}")
             for statement in seen:
-                kinds[" ".join(short(statement).split()[:4])] += 1
-            if letter in show:
-                print(f"  {event['type']} {event['id']}: {len(seen)}")
-                for statement in seen:
-                    print(f"      {short(statement)}")
+                print(f"      {short(statement)}")
         results[name] = (len(events) - base, total, kinds)
         db.dispose()
     return results
