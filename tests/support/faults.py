@@ -131,14 +131,15 @@ def wait_healthy(proc: subprocess.Popen[str], base: str, seconds: float = 30) ->
 def gunicorn(
     env: dict[str, str], cwd: Path, *, workers: int = 2
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Run `paywall serve` on a free port with ``env``; yields (base URL, process)."""
+    """Run `paywall serve --no-apply` (gunicorn alone: ``proc``'s children are its workers) on a
+    free port with ``env``; yields (base URL, process)."""
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWALL_")}
     full_env.update(env)
     full_env["PAYWALL_WORKERS"] = str(workers)
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "paywall.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "paywall.cli", "serve", "--no-apply", "--bind", f"127.0.0.1:{port}"],
         env=full_env,
         cwd=cwd,
         stdout=subprocess.PIPE,
