@@ -178,7 +178,7 @@ def test_sync_against_localstripe_goes_past_the_lists_it_does_not_serve(
     assert "customers: 1 created" in lines and "balance_transactions: nothing" in lines
     assert any(line.startswith("checkout_sessions: nothing (FAILED: 404 ") for line in lines)
     assert any(line.startswith("disputes: nothing (FAILED: 404 ") for line in lines)
-    assert lines[-1].startswith("Error: 2 of 8 lists failed: checkout_sessions, disputes;")
+    assert lines[-1].startswith("Error: 2 of 9 lists failed: checkout_sessions, disputes;")
     with db.transaction(readonly=True) as session:
         row = session.scalar(select(StripeCustomer).where(StripeCustomer.stripe_customer_id == customer.id))
         assert row is not None and row.reader_id is not None
