@@ -291,6 +291,11 @@ def write_xlsx(table: Table, target: IO[bytes] | str, tz: ZoneInfo) -> None:
                 cell.data_type = "s"
                 out.append(cell)
         ws.append(out)
+    # What the figures still lack (service.report_table), below them, for whoever reads the sheet.
+    note = (table.meta.get("missing") or {}).get("note")
+    if note:
+        ws.append([])
+        ws.append([note])
     wb.save(target)
 
 

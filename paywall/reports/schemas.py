@@ -63,6 +63,10 @@ class PaymentsQuerySchema(_Period):
     pass
 
 
+class PayoutsQuerySchema(_Period):
+    pass
+
+
 class DonorsQuerySchema(_Common):
     year = fields.Integer(required=True, validate=validate.Range(min=1970, max=9998))
 
@@ -72,4 +76,5 @@ QUERY_SCHEMAS: dict[str, type[StrictSchema]] = {
     "subscriptions": SubscriptionsQuerySchema,
     "payments": PaymentsQuerySchema,
     "donors": DonorsQuerySchema,
+    "payouts": PayoutsQuerySchema,
 }

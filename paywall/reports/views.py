@@ -30,7 +30,7 @@ from flask_smorest import Api
 from marshmallow import RAISE
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from paywall import clock
+from paywall import clock, money
 from paywall.api import Blueprint
 from paywall.auth import authenticate, require_role, split_key
 from paywall.config import Settings
@@ -39,25 +39,30 @@ from paywall.errors import ApiError
 from paywall.reports import websession
 from paywall.reports.chart import revenue_charts
 from paywall.reports.exporters import MEDIA_TYPES, export_chunks
+from paywall.reports.payouts import missing, payout_lines
 from paywall.reports.periods import Period, livemode_filter, next_bucket
 from paywall.reports.revenue import revenue_report
 from paywall.reports.schemas import (
     DonorsQuerySchema,
     PaymentsQuerySchema,
+    PayoutsQuerySchema,
     RevenueQuerySchema,
     SubscriptionsQuerySchema,
 )
 from paywall.reports.service import filename, report_table, reporting_zone
+from paywall.reports.settings import report_settings
 from paywall.reports.subscriptions import active_counts
 
 log = logging.getLogger(__name__)
+# Payouts listed on the page, newest first (the download has them all).
+PAGE_PAYOUTS = 10
 F = TypeVar("F", bound=Callable[..., Any])
 
 blp = Blueprint(
     "reports",
     __name__,
     url_prefix="/v1/reports",
-    description="Finance reports: revenue, subscriptions, payments, donors (JSON, CSV, XLSX)",
+    description="Finance reports: revenue, subscriptions, payments, payouts, donors (JSON, CSV, XLSX)",
 )
 page = FlaskBlueprint(
     "reports_page",
@@ -98,12 +103,14 @@ def _export(name: str, args: dict[str, Any]) -> Response:
         {k: str(v) for k, v in args.items() if k != "format"},
     )
     db = current_db()
+    meta: dict[str, Any] = {}
 
     def chunks() -> Generator[bytes, None, None]:
         # The transaction stays open while the body streams (a server-side cursor on
         # PostgreSQL); it closes when the last chunk is sent or the client goes away.
         with db.transaction(readonly=True) as session:
             table = report_table(session, name, args, settings)
+            meta.update(table.meta)
             yield from export_chunks(table, fmt, tz)
 
     body = chunks()
@@ -119,6 +126,14 @@ def _export(name: str, args: dict[str, Any]) -> Response:
     resp.call_on_close(body.close)
     resp.headers["Content-Type"] = MEDIA_TYPES[fmt]
     resp.headers["Cache-Control"] = "no-store"
+    gaps = meta.get("missing")
+    if gaps:
+        # JSON carries this in its envelope and XLSX below the rows; a CSV row would break every
+        # reader that sums the columns, so CSV (and every format) says it in a header.
+        resp.headers["Paywall-Missing"] = (
+            f"payments={gaps['payments']}; without_fee={gaps['without_fee']}; "
+            f"without_payout={gaps['without_payout']}; fill={gaps['command']}"
+        )
     if fmt != "json":
         resp.headers["Content-Disposition"] = f'attachment; filename="{filename(name, args, fmt)}"'
     return resp
@@ -169,6 +184,15 @@ def donors(args: dict[str, Any]) -> Response:
     return _export("donors", args)
 
 
+@blp.route("/payouts")
+@finance_access
+@blp.arguments(PayoutsQuerySchema, location="query", unknown=RAISE)
+@blp.doc(responses=_DOC_RESPONSES)
+def payouts(args: dict[str, Any]) -> Response:
+    """Each payout arriving in the period against its balance transactions by type, with the difference."""
+    return _export("payouts", args)
+
+
 # ---- the page ---------------------------------------------------------------------------
 
 
@@ -205,6 +229,8 @@ def dashboard() -> Response:
     with current_db().transaction(readonly=True) as session:
         report = revenue_report(session, period, "month", livemode)
         counts = active_counts(session, now, livemode)
+        payout_rows = payout_lines(session, period, livemode)
+        gaps = missing(session, period, livemode)
     month_start = today.replace(day=1)
     links = _download_links(period, month_start, today.year)
     return _render(
@@ -218,8 +244,24 @@ def dashboard() -> Response:
         links=links,
         timezone=tz.key,
         livemode={True: "live", False: "test", None: "all"}[livemode],
+        mode_source=_mode_source(settings),
+        payouts=list(reversed(payout_rows))[:PAGE_PAYOUTS],
+        payout_count=len(payout_rows),
+        missing=gaps,
+        money=money.display,
+        tz=tz,
         today=today,
     )
+
+
+def _mode_source(settings: Settings) -> str:
+    """Why the page shows the mode it shows."""
+    configured = report_settings(settings).livemode
+    if configured != "auto":
+        return f"set by reports.livemode = {configured}"
+    if settings.stripe_livemode is None:
+        return "no Stripe key is configured, so both modes"
+    return "the mode of the configured Stripe key"
 
 
 def _download_links(period: Period, month_start: dt.date, year: int) -> list[dict[str, Any]]:
@@ -257,6 +299,10 @@ def _download_links(period: Period, month_start: dt.date, year: int) -> list[dic
         {
             "title": "Payments, last 12 months",
             "links": fmts("reports.payments", ("csv", "xlsx"), start=s, end=e),
+        },
+        {
+            "title": "Payouts, last 12 months",
+            "links": fmts("reports.payouts", start=s, end=e),
         },
         {"title": f"Donors {year}", "links": fmts("reports.donors", year=year)},
         {"title": f"Donors {year - 1}", "links": fmts("reports.donors", year=year - 1)},
