@@ -6,16 +6,24 @@ every listed payout to 0 and lists the unmatched transaction apart."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
+from sqlalchemy import select, update
 
+from paywall import auth, clock
+from paywall.app import create_app
+from paywall.config import Settings
 from paywall.db import Database
+from paywall.models import Payment, Payout, PayoutTransaction
+from tests.support.billing_rows import payment, utc
 from tests.support.stripe_events import load_scenario
 from tests.support.stripe_payouts import balance_transaction, paid_out
 from tests.webhooks.test_reconcile import FEE, FakeStripe, stripe_state, sync_cmd
@@ -272,3 +280,114 @@ def test_a_payout_whose_transactions_do_not_add_up_shows_the_difference(
     rows = client.get(QUERY, headers=finance_key).get_json()["rows"]
     usd_1 = next(r for r in rows if r["payout"] == po["id"])
     assert (usd_1["reconciliation"], usd_1["difference"]) == ("completed", 0)
+
+
+def test_every_export_says_how_many_payments_lack_a_fee_or_payout(
+    client: FlaskClient, db: Database, finance_key: dict[str, str]
+) -> None:
+    with db.transaction() as s:
+        payment(s, fee_minor=None, paid_at=utc(2026, 3, 2))
+        payment(s, paid_at=utc(2026, 3, 3))
+        payment(s, paid_at=utc(2025, 3, 3), fee_minor=None)  # another period: not counted
+    period = "start=2026-03-01&end=2026-04-01&livemode=all"
+    note = (
+        "Of 2 payments, 1 have no Stripe fee yet and 2 are in no payout yet; `paywall stripe sync` fills "
+        "them (a payment made in the last few days may simply not be paid out yet)."
+    )
+    header = "payments=2; without_fee=1; without_payout=2; fill=paywall stripe sync"
+    for report in ("revenue", "subscriptions", "payments", "payouts"):
+        body = client.get(f"/v1/reports/{report}?{period}", headers=finance_key).get_json()
+        assert body["missing"] == {
+            "payments": 2,
+            "without_fee": 1,
+            "without_payout": 2,
+            "command": "paywall stripe sync",
+            "note": note,
+        }, report
+        for fmt in ("csv", "xlsx", "json"):
+            resp = client.get(f"/v1/reports/{report}?{period}&format={fmt}", headers=finance_key)
+            assert resp.headers["Paywall-Missing"] == header, (report, fmt)
+        # A CSV stays rows and totals only: a note row would break whoever sums its columns.
+        text = client.get(f"/v1/reports/{report}?{period}&format=csv", headers=finance_key).get_data(
+            as_text=True
+        )
+        assert "paywall stripe sync" not in text
+        xlsx = client.get(f"/v1/reports/{report}?{period}&format=xlsx", headers=finance_key)
+        sheet = load_workbook(io.BytesIO(xlsx.data), read_only=True).active
+        assert sheet is not None
+        assert list(sheet.iter_rows(values_only=True))[-1][0] == note, report
+    donors = client.get("/v1/reports/donors?year=2026&livemode=all", headers=finance_key).get_json()
+    assert donors["missing"]["without_fee"] == 1
+
+    # Nothing missing: no note in the sheet, zeros in the envelope and the header.
+    with db.transaction() as s:
+        s.execute(update(Payment).values(fee_minor=0))
+        s.add_all(
+            PayoutTransaction(
+                stripe_balance_transaction_id=f"txn_paid_{p.id}",
+                stripe_payout_id="po_1",
+                stripe_source_id=p.stripe_charge_id,
+                type="charge",
+                category="charge",
+                amount_minor=p.amount_minor,
+                net_minor=p.amount_minor,
+                currency="usd",
+            )
+            for p in s.scalars(select(Payment))
+        )
+    resp = client.get(f"/v1/reports/payments?{period}&format=xlsx", headers=finance_key)
+    assert resp.headers["Paywall-Missing"] == header.replace("without_fee=1", "without_fee=0").replace(
+        "without_payout=2", "without_payout=0"
+    )
+    sheet = load_workbook(io.BytesIO(resp.data), read_only=True).active
+    assert sheet is not None
+    assert list(sheet.iter_rows(values_only=True))[-1][0] != note
+    rows = client.get(f"/v1/reports/payments?{period}", headers=finance_key).get_json()["rows"]
+    assert [r["payout"] for r in rows] == ["po_1", "po_1"]
+
+
+@pytest.mark.parametrize(
+    ("key", "shown", "why"),
+    [
+        ("sk_test_abc", "test", "the mode of the configured Stripe key"),
+        ("sk_live_abc", "live", "the mode of the configured Stripe key"),
+        ("", "all", "no Stripe key is configured, so both modes"),
+    ],
+)
+def test_page_shows_the_mode_of_the_key_what_is_missing_and_the_payouts(
+    make_settings: Callable[..., Settings], db: Database, key: str, shown: str, why: str
+) -> None:
+    app = create_app(
+        make_settings({"PAYWALL_SESSION_SECRET": "payouts-page-secret", "PAYWALL_STRIPE_SECRET_KEY": key}),
+        db=db,
+    )
+    client = app.test_client()
+    now = clock.now()
+    with db.transaction() as s:
+        payment(s, fee_minor=None, paid_at=now - dt.timedelta(days=3), livemode=False)
+        payment(s, fee_minor=None, paid_at=now - dt.timedelta(days=3), livemode=True)
+        s.add(
+            Payout(
+                stripe_payout_id="po_1PageQz8wLm3xTn",
+                amount_minor=1234,
+                currency="usd",
+                status="in_transit",
+                reconciliation_status="in_progress",
+                automatic=True,
+                arrival_date=now - dt.timedelta(days=1),
+                livemode=False,
+            )
+        )
+        _, finance = auth.create_key(s, role="finance", name="payouts-page")
+    page = client.get("/reports").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    client.post("/reports/sign-in", data={"key": finance, "csrf_token": token.group(1)})
+    html = client.get("/reports").get_data(as_text=True)
+    assert f'<strong id="stripe-mode">{shown}</strong> ({why})' in html
+    count = 2 if shown == "all" else 1
+    assert f"Of {count} payments, {count} have no Stripe fee yet and {count} are in no payout yet" in html
+    assert "<code>paywall stripe sync</code>" in html or "`paywall stripe sync`" in html
+    # The test-mode payout shows unless the page shows live money; not listed yet, so no difference.
+    assert ("po_1PageQz8wLm3xTn" in html) == (shown != "live")
+    assert "/v1/reports/payouts?format=csv" in html

@@ -30,7 +30,7 @@ def balance_transaction(
     created: int = 1_790_000_000,
 ) -> dict[str, Any]:
     """A balance transaction: ``amount`` gross (negative: money out), ``fee`` positive when charged."""
-    bt = copy.deepcopy(BALANCE_TRANSACTION)
+    bt: dict[str, Any] = copy.deepcopy(BALANCE_TRANSACTION)
     bt.update(
         id=txn_id,
         type=type_,
