@@ -45,6 +45,10 @@ def _run(obj: Context, name: str, params: dict[str, Any], output: str | None) ->
             out: BinaryIO = sys.stdout.buffer
             write_all(export_chunks(table, args["format"], tz), out)
             out.flush()
+    # What the figures still lack (fees, payouts), on stderr: a CSV has no place for a note.
+    note = (table.meta.get("missing") or {}).get("note")
+    if note:
+        click.echo(note, err=True)
 
 
 FORMAT = click.option(
@@ -127,3 +131,15 @@ def payments(obj: Context, start: str, end: str, fmt: str, output: str | None, l
 def donors(obj: Context, year: int, fmt: str, output: str | None, livemode: str | None) -> None:
     """Each donor's gifts in a year, net of refunds, per currency (for tax receipts)."""
     _run(obj, "donors", {"year": year, "format": fmt, "livemode": livemode}, output)
+
+
+@cli.command("payouts")
+@START
+@END
+@FORMAT
+@OUTPUT
+@LIVEMODE
+@pass_ctx
+def payouts(obj: Context, start: str, end: str, fmt: str, output: str | None, livemode: str | None) -> None:
+    """Each payout arriving in the period against its balance transactions, with the difference."""
+    _run(obj, "payouts", {"start": start, "end": end, "format": fmt, "livemode": livemode}, output)

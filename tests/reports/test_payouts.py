@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from paywall import auth, clock
 from paywall.app import create_app
+from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import Payment, Payout, PayoutTransaction
@@ -391,3 +392,29 @@ def test_page_shows_the_mode_of_the_key_what_is_missing_and_the_payouts(
     # The test-mode payout shows unless the page shows live money; not listed yet, so no difference.
     assert ("po_1PageQz8wLm3xTn" in html) == (shown != "live")
     assert "/v1/reports/payouts?format=csv" in html
+
+
+def test_cli_twin_gives_the_same_file_and_says_what_is_missing_on_stderr(
+    runner: CliRunner, db: Database, client: FlaskClient, finance_key: dict[str, str]
+) -> None:
+    with db.transaction() as s:
+        payment(s, fee_minor=None, paid_at=utc(2026, 3, 2))
+        s.add(
+            Payout(
+                stripe_payout_id="po_1CliQz8wLm3xTn",
+                amount_minor=941,
+                currency="usd",
+                status="paid",
+                automatic=True,
+                arrival_date=utc(2026, 3, 5),
+            )
+        )
+    args = ["report", "payouts", "--start", "2026-03-01", "--end", "2026-04-01", "--livemode", "all"]
+    result = runner.invoke(main, [*args, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    http = client.get(
+        "/v1/reports/payouts?start=2026-03-01&end=2026-04-01&livemode=all&format=csv", headers=finance_key
+    )
+    assert result.stdout_bytes == http.get_data()
+    assert b"po_1CliQz8wLm3xTn" in result.stdout_bytes
+    assert "1 have no Stripe fee yet" in result.stderr and "`paywall stripe sync`" in result.stderr
