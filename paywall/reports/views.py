@@ -141,8 +141,17 @@ def _export(name: str, args: dict[str, Any]) -> Response:
 
 _DOC_RESPONSES = {
     "200": {
-        "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units).",
+        "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units). JSON's "
+        "`missing` (and a note below the XLSX rows) says how many payments of the period have no fee "
+        "or payout yet and the command that fills them.",
         "content": {mt.split(";")[0]: {} for mt in MEDIA_TYPES.values()},
+        "headers": {
+            "Paywall-Missing": {
+                "description": "Payments of the period without a fee or payout yet, and the command "
+                "that fills them: `payments=N; without_fee=N; without_payout=N; fill=paywall stripe sync`.",
+                "schema": {"type": "string"},
+            }
+        },
     },
     "422": {"description": "A bad parameter, named in `errors`."},
 }
