@@ -11,10 +11,13 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 from sqlalchemy import select, update
 
@@ -24,6 +27,11 @@ from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import Payment, Payout, PayoutTransaction
+from paywall.reports.payouts import SUMS, payout_lines, totals
+from paywall.reports.periods import Period
+from paywall.webhooks.sync.ordering import Source
+from paywall.webhooks.sync.payouts import upsert_payout, upsert_payout_transaction
+from tests.conftest import truncate_all
 from tests.support.billing_rows import payment, utc
 from tests.support.stripe_events import load_scenario
 from tests.support.stripe_payouts import balance_transaction, paid_out
@@ -418,3 +426,79 @@ def test_cli_twin_gives_the_same_file_and_says_what_is_missing_on_stderr(
     assert result.stdout_bytes == http.get_data()
     assert b"po_1CliQz8wLm3xTn" in result.stdout_bytes
     assert "1 have no Stripe fee yet" in result.stderr and "`paywall stripe sync`" in result.stderr
+
+
+# (type, reporting_category, report column, sign of the amount) as Stripe lists them.
+KINDS = [
+    ("charge", "charge", "charges", 1),
+    ("payment", None, "charges", 1),  # an older API version: no reporting_category
+    ("refund", "refund", "refunds", -1),
+    ("payment_refund", "refund", "refunds", -1),
+    ("refund_failure", "refund_failure", "refunds", 1),
+    ("adjustment", "dispute", "disputes", -1),
+    ("adjustment", "dispute_reversal", "disputes", 1),
+    ("stripe_fee", "fee", "fees", -1),
+    ("payout_failure", "payout_reversal", "other", 1),
+    ("adjustment", "other_adjustment", "other", -1),
+]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payouts=st.lists(
+        st.tuples(
+            st.sampled_from(["usd", "eur", "jpy"]),
+            st.lists(
+                st.tuples(st.sampled_from(KINDS), st.integers(1, 10**9), st.integers(0, 10**6)),
+                min_size=1,
+                max_size=8,
+            ),
+            st.booleans(),  # listed by the sync yet
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_listed_payouts_reconcile_to_zero_and_columns_add_up(db: Database, payouts: list[Any]) -> None:
+    """Any mix of transactions: each column is the gross of its kinds, fees the fee transactions
+    less every fee, the difference 0 once listed (unknown before), totals per currency exact."""
+    truncate_all(db)
+    expected: list[dict[str, Any]] = []
+    with db.transaction() as s:
+        for n, (currency, transactions, listed) in enumerate(payouts):
+            txns = []
+            columns = dict.fromkeys(SUMS, 0)
+            for m, ((type_, category, column, sign), amount, fee) in enumerate(transactions):
+                bt = balance_transaction(
+                    f"txn_{n}_{m}", type_=type_, reporting_category="charge", amount=sign * amount, fee=fee,
+                    currency=currency, source=f"src_{n}_{m}",
+                )  # fmt: skip
+                bt["reporting_category"] = category
+                txns.append(bt)
+                columns[column] += sign * amount
+                columns["fees"] -= fee
+            po, listing = paid_out(f"po_{n}", txns, currency=currency, arrival_date=1_789_000_000 + n)
+            upsert_payout(s, po, Source.fetch())
+            if listed:
+                for bt in listing:
+                    upsert_payout_transaction(s, bt, po["id"], False)
+                s.flush()
+                row = s.scalar(select(Payout).where(Payout.stripe_payout_id == po["id"]))
+                assert row is not None
+                row.transactions_synced_at = clock.now()
+            expected.append({"currency": currency, "amount": po["amount"], **columns, "listed": listed})
+    with db.transaction(readonly=True) as s:
+        period = Period(dt.date(2026, 9, 1), dt.date(2026, 10, 1), ZoneInfo("UTC"))
+        lines = payout_lines(s, period, None)
+        got_totals = totals(lines)
+    assert len(lines) == len(expected)
+    for line, want in zip(lines, expected, strict=True):
+        assert (line.currency, line.amount) == (want["currency"], want["amount"])
+        if want["listed"]:
+            assert line.sums == {k: want[k] for k in SUMS} and line.difference == 0
+        else:
+            assert line.difference is None and line.sums == dict.fromkeys(SUMS, 0)
+    for total in got_totals:
+        mine = [w for w in expected if w["currency"] == total[4]]
+        assert total[5] == sum(w["amount"] for w in mine)
+        assert total[11] == (0 if all(w["listed"] for w in mine) else None)
