@@ -271,9 +271,9 @@ class Missing:
         if not (self.no_fee or self.no_payout):
             return None
         return (
-            f"Of {self.payments} payments, {self.no_fee} have no Stripe fee yet and "
-            f"{self.no_payout} are in no payout yet; `{FILL_COMMAND}` fills them "
-            "(a payment made in the last few days may simply not be paid out yet)."
+            f"{self.no_fee} of {self.payments} payments have no Stripe fee yet and {self.no_payout} "
+            f"are in no payout yet; the command {FILL_COMMAND} fills them (a payment of the last "
+            "few days may simply not be paid out yet)."
         )
 
 

@@ -300,8 +300,8 @@ def test_every_export_says_how_many_payments_lack_a_fee_or_payout(
         payment(s, paid_at=utc(2025, 3, 3), fee_minor=None)  # another period: not counted
     period = "start=2026-03-01&end=2026-04-01&livemode=all"
     note = (
-        "Of 2 payments, 1 have no Stripe fee yet and 2 are in no payout yet; `paywall stripe sync` fills "
-        "them (a payment made in the last few days may simply not be paid out yet)."
+        "1 of 2 payments have no Stripe fee yet and 2 are in no payout yet; the command paywall stripe "
+        "sync fills them (a payment of the last few days may simply not be paid out yet)."
     )
     header = "payments=2; without_fee=1; without_payout=2; fill=paywall stripe sync"
     for report in ("revenue", "subscriptions", "payments", "payouts"):
@@ -395,10 +395,16 @@ def test_page_shows_the_mode_of_the_key_what_is_missing_and_the_payouts(
     html = client.get("/reports").get_data(as_text=True)
     assert f'<strong id="stripe-mode">{shown}</strong> ({why})' in html
     count = 2 if shown == "all" else 1
-    assert f"Of {count} payments, {count} have no Stripe fee yet and {count} are in no payout yet" in html
-    assert "<code>paywall stripe sync</code>" in html or "`paywall stripe sync`" in html
+    assert (
+        f"{count} of {count} payments of these\n  months have no Stripe fee yet and {count} are in no payout"
+        in html
+    )
+    assert "<code>paywall stripe sync</code>\n  fills them" in html
     # The test-mode payout shows unless the page shows live money; not listed yet, so no difference.
     assert ("po_1PageQz8wLm3xTn" in html) == (shown != "live")
+    if shown != "live":
+        row = html[html.index("po_1PageQz8wLm3xTn") :].split("</tr>")[0]
+        assert "in_transit" in row and "12.34 USD" in row and "—" in row  # difference unknown yet
     assert "/v1/reports/payouts?format=csv" in html
 
 
@@ -425,7 +431,9 @@ def test_cli_twin_gives_the_same_file_and_says_what_is_missing_on_stderr(
     )
     assert result.stdout_bytes == http.get_data()
     assert b"po_1CliQz8wLm3xTn" in result.stdout_bytes
-    assert "1 have no Stripe fee yet" in result.stderr and "`paywall stripe sync`" in result.stderr
+    assert (
+        "1 of 1 payments have no Stripe fee yet" in result.stderr and "paywall stripe sync" in result.stderr
+    )
 
 
 # (type, reporting_category, report column, sign of the amount) as Stripe lists them.
