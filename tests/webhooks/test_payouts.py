@@ -64,3 +64,18 @@ def test_a_payout_event_with_an_absurd_amount_fails_and_writes_nothing(
     with db.transaction(readonly=True) as session:
         assert session.scalars(select(Payout)).all() == []
 
+
+def test_a_failure_code_from_a_losing_event_of_the_same_second_is_kept(
+    client: FlaskClient, db: Database
+) -> None:
+    """payout.created already saying `failed` (no code yet) and payout.failed with the code, in the
+    same second: the event id breaks the tie, and the code must survive whichever wins (as
+    localstripe sends them for a payout that fails at once)."""
+    created = payout(PAYOUT_ID, amount=1300, currency="eur", arrival_date=1_789_000_000, status="failed")
+    failed = {**created, "failure_code": "could_not_process"}
+    # "evt_1Payout8..." sorts after "evt_1Payout7...": applied first, it wins the tie.
+    assert applied(client, _event("payout.created", created, 8, 1_789_000_000)) == "processed"
+    assert applied(client, _event("payout.failed", failed, 7, 1_789_000_000)) == "processed"
+    with db.transaction(readonly=True) as session:
+        (row,) = session.scalars(select(Payout))
+        assert (row.status, row.failure_code) == ("failed", "could_not_process")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from paywall.models import Payout, PayoutTransaction
 from paywall.webhooks.sync.fields import Obj, read_amount, read_currency, read_id, read_text, read_timestamp
-from paywall.webhooks.sync.ordering import Source, assign, outcome_of, stamp, wins
+from paywall.webhooks.sync.ordering import Source, assign, fill, outcome_of, stamp, wins
 from paywall.webhooks.sync.rows import find_row, remember
 
 # Within one second, a state further along wins: pending < in_transit < paid/failed/canceled, and
@@ -50,6 +50,10 @@ CATEGORY_OF_TYPE = {
     "payout_failure": "payout",
 }
 CATEGORIES = ("charge", "refund", "dispute", "fee", "payout", "other")
+
+
+# Facts a payout gains and never loses: kept from any event that carries them (see upsert_payout).
+PAYOUT_LINKS = ("stripe_balance_transaction_id", "failure_code")
 
 
 def _payout_rank(get: Callable[[str], Any]) -> tuple[int, int]:
@@ -87,8 +91,15 @@ def upsert_payout(session: Session, po: Obj, src: Source) -> str:
         remember(session, row, pid)
         changed = True
     elif wins(row, src, _payout_rank(values.get), _payout_rank(lambda k: getattr(row, k))):
-        changed = assign(row, values, links=("stripe_balance_transaction_id", "failure_code"))
+        changed = assign(row, values, links=PAYOUT_LINKS)
     else:
+        # A stale state still brings its facts: payout.created and payout.failed of a payout that
+        # failed at once share a second and a status, the event id breaks the tie, and the loser
+        # may be the only one carrying the failure code (whichever the applier takes first).
+        filled = [fill(row, key, values[key]) for key in PAYOUT_LINKS]
+        if any(filled):
+            session.flush()
+            return "updated"
         return "stale"
     stamp(row, src)
     session.flush()
