@@ -304,7 +304,7 @@ def test_every_export_says_how_many_payments_lack_a_fee_or_payout(
         "sync fills them (a payment of the last few days may simply not be paid out yet)."
     )
     header = "payments=2; without_fee=1; without_payout=2; fill=paywall stripe sync"
-    for report in ("revenue", "subscriptions", "payments", "payouts"):
+    for report in ("revenue", "subscriptions", "payments", "payouts", "campaigns"):
         body = client.get(f"/v1/reports/{report}?{period}", headers=finance_key).get_json()
         assert body["missing"] == {
             "payments": 2,
@@ -353,6 +353,31 @@ def test_every_export_says_how_many_payments_lack_a_fee_or_payout(
     assert list(sheet.iter_rows(values_only=True))[-1][0] != note
     rows = client.get(f"/v1/reports/payments?{period}", headers=finance_key).get_json()["rows"]
     assert [r["payout"] for r in rows] == ["po_1", "po_1"]
+
+
+def test_what_is_missing_counts_the_payments_the_filters_keep(
+    client: FlaskClient, db: Database, finance_key: dict[str, str]
+) -> None:
+    with db.transaction() as s:
+        payment(s, fee_minor=None, paid_at=utc(2026, 3, 2), currency="usd", kind="donation")
+        payment(s, fee_minor=None, paid_at=utc(2026, 3, 2), currency="eur", kind="subscription")
+        payment(s, paid_at=utc(2026, 3, 3), currency="eur", kind="donation")
+    period = "start=2026-03-01&end=2026-04-01&livemode=all"
+
+    def gaps(query: str) -> tuple[int, int, int]:
+        body = client.get(f"/v1/reports/payments?{period}&{query}", headers=finance_key).get_json()
+        m = body["missing"]
+        return m["payments"], m["without_fee"], m["without_payout"]
+
+    assert gaps("") == (3, 2, 3)
+    assert gaps("currency=EUR") == (2, 1, 2)
+    assert gaps("kind=donation") == (2, 1, 2)
+    assert gaps("currency=eur&kind=subscription") == (1, 1, 1)
+    # Payouts take a currency but no kind: a payout pays out both kinds together.
+    payouts = client.get(f"/v1/reports/payouts?{period}&currency=eur", headers=finance_key)
+    assert payouts.status_code == 200 and payouts.get_json()["missing"]["payments"] == 2
+    refused = client.get(f"/v1/reports/payouts?{period}&kind=donation", headers=finance_key)
+    assert refused.status_code == 422 and "kind" in str(refused.get_json())
 
 
 @pytest.mark.parametrize(
