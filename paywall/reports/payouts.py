@@ -286,12 +286,21 @@ def missing(
 ) -> Missing:
     """How many payments of ``period`` (of one currency or kind, if given) have no fee, and how
     many are in no recorded payout."""
-    in_payout = exists().where(L.stripe_source_id == Payment.stripe_charge_id, L.category == "charge")
-    query = select(
-        func.count(),
-        func.count(Payment.id).filter(Payment.fee_minor.is_(None)),
-        func.count(Payment.id).filter(~in_payout),
-    ).where(Payment.paid_at >= period.start_utc, Payment.paid_at < period.end_utc)
+    # A join to the charges paid out, not NOT EXISTS: inside FILTER, PostgreSQL runs an EXISTS
+    # once per payment (an index probe each) and, costing that high, JIT-compiles the query; for
+    # 100,000 payments that took about 1 s before an export's first byte, a hash join ~0.1 s.
+    # DISTINCT keeps one line per charge whatever the transactions hold.
+    paid_out = select(L.stripe_source_id.label("charge")).where(L.category == "charge").distinct().subquery()
+    query = (
+        select(
+            func.count(),
+            func.count(Payment.id).filter(Payment.fee_minor.is_(None)),
+            func.count(Payment.id).filter(paid_out.c.charge.is_(None)),
+        )
+        .select_from(Payment)
+        .outerjoin(paid_out, paid_out.c.charge == Payment.stripe_charge_id)
+        .where(Payment.paid_at >= period.start_utc, Payment.paid_at < period.end_utc)
+    )
     if livemode is not None:
         query = query.where(Payment.livemode.is_(livemode))
     if currency:
