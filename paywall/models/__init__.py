@@ -15,6 +15,7 @@ from paywall.models.billing import (
 )
 from paywall.models.mail import AppealSend, Suppression, YearlyReceipt
 from paywall.models.outbox import OutboxMessage
+from paywall.models.payouts import Payout, PayoutTransaction
 from paywall.models.readers import ApiKey, ErasedIdentity, Reader, ReportSession, SigninCode
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "MeterRead",
     "OutboxMessage",
     "Payment",
+    "Payout",
+    "PayoutTransaction",
     "Reader",
     "Refund",
     "ReportSession",

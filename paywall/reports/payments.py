@@ -20,10 +20,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, String, case, cast, exists, func, literal, null, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Subquery
 
-from paywall.models import Dispute, Payment, Reader, Refund
+from paywall.models import Dispute, Payment, PayoutTransaction, Reader, Refund
 from paywall.reports.periods import Period
 from paywall.reports.revenue import dispute_lost, refund_counted
 from paywall.reports.sums import bigint_or_null, wide_sum_expr
@@ -63,6 +63,9 @@ COLUMNS = [
     Column("unmatched", BOOL),
 ]
 _COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+# The charge's balance transaction as a payout listed it (``paywall stripe sync``): its payout.
+# A charge has one such transaction, so the join adds no line.
+PaidOut = aliased(PayoutTransaction, name="paid_out")
 
 
 def payments_query(
@@ -79,6 +82,9 @@ def payments_query(
         .outerjoin(Reader, Reader.id == Payment.reader_id)
         .outerjoin(refunds, refunds.c.charge == Payment.stripe_charge_id)
         .outerjoin(disputes, disputes.c.charge == Payment.stripe_charge_id)
+        .outerjoin(
+            PaidOut, (PaidOut.stripe_source_id == Payment.stripe_charge_id) & (PaidOut.category == "charge")
+        )
         .where(Payment.paid_at >= period.start_utc, Payment.paid_at < period.end_utc)
         .order_by(Payment.paid_at, Payment.id)
     )
@@ -142,7 +148,7 @@ def _payment_columns(refunds: Subquery, disputes: Subquery) -> list[Any]:
         Payment.stripe_charge_id,
         Payment.stripe_payment_intent_id,
         Payment.stripe_balance_transaction_id,
-        Payment.stripe_payout_id,
+        func.coalesce(PaidOut.stripe_payout_id, Payment.stripe_payout_id),
         Payment.stripe_invoice_id,
         Payment.stripe_subscription_id,
         Payment.stripe_customer_id,

@@ -65,7 +65,7 @@ def _check_period(data: dict[str, Any]) -> None:
         raise ValidationError("The period may span at most 20 years.", field_name="end")
 
 
-class _Period(_Kind):
+class _Dates(_Common):
     start = fields.Date(
         required=True, validate=DATES, metadata={"description": "First day (inclusive), YYYY-MM-DD."}
     )
@@ -78,6 +78,10 @@ class _Period(_Kind):
         _check_period(data)
 
 
+class _Period(_Dates, _Kind):
+    pass
+
+
 class RevenueQuerySchema(_Period):
     group_by = fields.String(load_default="month", validate=validate.OneOf(GROUPS))
 
@@ -88,6 +92,10 @@ class SubscriptionsQuerySchema(_Period):
 
 class PaymentsQuerySchema(_Period):
     pass
+
+
+class PayoutsQuerySchema(_Dates):
+    """No kind: a payout pays out donations and subscriptions together."""
 
 
 class CampaignsQuerySchema(_Period):
@@ -126,4 +134,5 @@ QUERY_SCHEMAS: dict[str, type[StrictSchema]] = {
     "payments": PaymentsQuerySchema,
     "donors": DonorsQuerySchema,
     "campaigns": CampaignsQuerySchema,
+    "payouts": PayoutsQuerySchema,
 }

@@ -44,6 +44,8 @@ from paywall.reports.chart import revenue_charts
 from paywall.reports.donors import COLUMNS as DONOR_COLUMNS
 from paywall.reports.exporters import MEDIA_TYPES, export_chunks
 from paywall.reports.payments import COLUMNS as PAYMENT_COLUMNS
+from paywall.reports.payouts import COLUMNS as PAYOUT_COLUMNS
+from paywall.reports.payouts import missing, payout_lines
 from paywall.reports.periods import TIME_GROUPS, Period, livemode_filter, next_bucket
 from paywall.reports.revenue import GROUPS, revenue_report
 from paywall.reports.schemas import (
@@ -51,22 +53,26 @@ from paywall.reports.schemas import (
     CampaignsQuerySchema,
     DonorsQuerySchema,
     PaymentsQuerySchema,
+    PayoutsQuerySchema,
     RevenueQuerySchema,
     SubscriptionsQuerySchema,
 )
 from paywall.reports.service import REVENUE_COLUMNS, filename, report_table, reporting_zone
+from paywall.reports.settings import report_settings
 from paywall.reports.subscriptions import COLUMNS as SUBSCRIPTION_COLUMNS
 from paywall.reports.subscriptions import active_counts
 from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, TEXT, Column
 
 log = logging.getLogger(__name__)
+# Payouts listed on the page, newest first (the download has them all).
+PAGE_PAYOUTS = 10
 F = TypeVar("F", bound=Callable[..., Any])
 
 blp = Blueprint(
     "reports",
     __name__,
     url_prefix="/v1/reports",
-    description="Finance reports: revenue, subscriptions, payments, donors, campaigns (JSON, CSV, XLSX)",
+    description="Finance reports: revenue, subscriptions, payments, payouts, donors, campaigns (JSON, CSV, XLSX)",
 )
 page = FlaskBlueprint(
     "reports_page",
@@ -107,12 +113,14 @@ def _export(name: str, args: dict[str, Any]) -> Response:
         {k: str(v) for k, v in args.items() if k != "format"},
     )
     db = current_db()
+    meta: dict[str, Any] = {}
 
     def chunks() -> Generator[bytes, None, None]:
         # The transaction stays open while the body streams (a server-side cursor on
         # PostgreSQL); it closes when the last chunk is sent or the client goes away.
         with db.transaction(readonly=True) as session:
             table = report_table(session, name, args, settings)
+            meta.update(table.meta)
             yield from export_chunks(table, fmt, tz)
 
     body = chunks()
@@ -128,6 +136,14 @@ def _export(name: str, args: dict[str, Any]) -> Response:
     resp.call_on_close(body.close)
     resp.headers["Content-Type"] = MEDIA_TYPES[fmt]
     resp.headers["Cache-Control"] = "no-store"
+    gaps = meta.get("missing")
+    if gaps:
+        # JSON carries this in its envelope and XLSX below the rows; a CSV row would break every
+        # reader that sums the columns, so CSV (and every format) says it in a header.
+        resp.headers["Paywall-Missing"] = (
+            f"payments={gaps['payments']}; without_fee={gaps['without_fee']}; "
+            f"without_payout={gaps['without_payout']}; fill={gaps['command']}"
+        )
     if fmt != "json":
         resp.headers["Content-Disposition"] = f'attachment; filename="{filename(name, args, fmt)}"'
     return resp
@@ -160,18 +176,23 @@ def _doc_responses(columns: list[Column]) -> dict[str, Any]:
     }  # fmt: skip
     return {
         "200": {
-            "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units).",
+            "description": "The report: JSON (amounts in minor units), CSV or XLSX (major units). JSON's "
+            "`missing` (and a note below the XLSX rows) says how many payments of the period have no fee "
+            "or payout yet and the command that fills them.",
             "content": {
                 mt.split(";")[0]: ({"schema": body} if fmt == "json" else {})
                 for fmt, mt in MEDIA_TYPES.items()
             },
+            "headers": {
+                "Paywall-Missing": {
+                    "description": "Payments of the period without a fee or payout yet, and the command "
+                    "that fills them: `payments=N; without_fee=N; without_payout=N; fill=paywall stripe sync`.",
+                    "schema": {"type": "string"},
+                }
+            },
         },
         "422": {"description": "A bad parameter, named in `errors`."},
     }
-
-
-# The same answers with the rows left untyped, for a route that does not pass its columns yet.
-_DOC_RESPONSES = _doc_responses([])
 
 
 @blp.route("/revenue")
@@ -219,6 +240,15 @@ def campaigns(args: dict[str, Any]) -> Response:
     return _export("campaigns", args)
 
 
+@blp.route("/payouts")
+@finance_access
+@blp.arguments(PayoutsQuerySchema, location="query", unknown=RAISE)
+@blp.doc(responses=_doc_responses(PAYOUT_COLUMNS))
+def payouts(args: dict[str, Any]) -> Response:
+    """Each payout arriving in the period against its balance transactions by type, with the difference."""
+    return _export("payouts", args)
+
+
 # ---- the page ---------------------------------------------------------------------------
 
 
@@ -256,6 +286,8 @@ def dashboard() -> Response:
         report = revenue_report(session, period, "month", livemode)
         counts = active_counts(session, now, livemode)
         campaigns = campaign_results(session, period, livemode)
+        payout_rows = payout_lines(session, period, livemode)
+        gaps = missing(session, period, livemode)
     return _render(
         data,
         "reports/dashboard.html",
@@ -282,27 +314,47 @@ def dashboard() -> Response:
         currencies=[t.currency for t in report.totals],
         timezone=tz.key,
         livemode={True: "live", False: "test", None: "all"}[livemode],
+        mode_source=_mode_source(settings),
+        payouts=list(reversed(payout_rows))[:PAGE_PAYOUTS],
+        payout_count=len(payout_rows),
+        missing=gaps,
+        money=money.display,
+        tz=tz,
         today=today,
     )
 
 
+def _mode_source(settings: Settings) -> str:
+    """Why the page shows the mode it shows."""
+    configured = report_settings(settings).livemode
+    if configured != "auto":
+        return f"set by reports.livemode = {configured}"
+    if settings.stripe_livemode is None:
+        return "no Stripe key is configured, so both modes"
+    return "the mode of the configured Stripe key"
+
+
 @dataclass(frozen=True)
 class PageReport:
-    """A report the page offers: its route, its title, and its groupings (the first is the default)."""
+    """A report the page offers: its route, its title, its groupings (the first is the default),
+    and whether it can be filtered by kind."""
 
     endpoint: str
     title: str
     groups: tuple[str, ...] = ()
+    by_kind: bool = True
 
 
 # Every report on the page, in order: each gets download links for the last 12 months and a form
 # for any period, currency and kind, so a report added here is offered (and browser-tested) whole.
+# Payouts have no kind: a payout pays out donations and subscriptions together.
 PAGE_REPORTS = (
     PageReport("reports.revenue", "Revenue", GROUPS),
     PageReport("reports.subscriptions", "Subscriptions", TIME_GROUPS),
     PageReport("reports.payments", "Payments"),
     PageReport("reports.donors", "Donors"),
     PageReport("reports.campaigns", "Campaign results"),
+    PageReport("reports.payouts", "Payouts", by_kind=False),
 )
 FORMATS = ("csv", "xlsx", "json")
 
@@ -337,6 +389,7 @@ def _report_forms() -> list[dict[str, Any]]:
             "title": r.title,
             "action": url_for(r.endpoint),
             "groups": r.groups,
+            "by_kind": r.by_kind,
             "name": r.endpoint.split(".")[-1],
         }
         for r in PAGE_REPORTS

@@ -301,6 +301,14 @@ def xlsx_chunks(table: Table, tz: ZoneInfo) -> Iterator[bytes]:
             for r in table.totals:
                 n += 1
                 totals.append(row_xml(n, r))
+            # What the figures still lack (service.report_table), one empty row below them, for
+            # whoever reads the sheet (the CSV says it in a header instead).
+            note = (table.meta.get("missing") or {}).get("note")
+            if note:
+                n += 2
+                totals.append(
+                    f'<row r="{n}"><c r="A{n}" t="inlineStr"><is><t>{_xml_text(note)}</t></is></c></row>'
+                )
             sheet.write(("".join(totals) + _SHEET_TAIL).encode())
         zf.writestr("xl/styles.xml", _styles_xml(styles))
         zf.writestr("xl/workbook.xml", _workbook_xml(table.name))

@@ -34,9 +34,10 @@ def stripe_group() -> None:
 @pass_ctx
 def stripe_sync(obj: Context, since: dt.datetime | None, page_size: int) -> None:
     """Page through customers, subscriptions, Checkout Sessions, invoices, charges, refunds,
-    disputes and balance transactions, then fetch the charge of any refund without a payment;
-    upsert them and print every row created or changed (id and fields), per list what happened,
-    and the lists that failed (then exit 1). An interrupted run resumes where it stopped."""
+    disputes, balance transactions and payouts, then fetch the charge of any refund without a
+    payment and the balance transactions of each automatic payout whose state changed; upsert
+    them and print every row created or changed (id and fields), per list what happened, and the
+    lists that failed (then exit 1). An interrupted run resumes where it stopped."""
     from paywall.errors import ApiError
     from paywall.stripe_gateway import make_client
     from paywall.webhooks import reconcile

@@ -14,6 +14,7 @@ from paywall.webhooks.sync import (
     invoices,
     notices,
     payments,
+    payouts,
     refunds,
     subscriptions,
 )
@@ -87,6 +88,13 @@ def dispute(session: Session, obj: Obj, src: Source) -> str:
     return disputes.upsert_dispute(session, obj, src)
 
 
+def payout(session: Session, obj: Obj, src: Source) -> str:
+    """Records the payout only; ``paywall stripe sync`` lists its balance transactions (an API call
+    the webhook does not wait on: see ``sync.payouts``)."""
+    _expect(obj, "payout")
+    return payouts.upsert_payout(session, obj, src)
+
+
 HANDLERS: dict[str, Handler] = {
     "customer.created": customer,
     "customer.updated": customer,
@@ -129,6 +137,12 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.closed": dispute,
     "charge.dispute.funds_withdrawn": dispute,
     "charge.dispute.funds_reinstated": dispute,
+    "payout.created": payout,
+    "payout.updated": payout,
+    "payout.paid": payout,
+    "payout.failed": payout,
+    "payout.canceled": payout,
+    "payout.reconciliation_completed": payout,
 }
 
 # Fields that tie an object to others; their ids are the object's lock keys (see inbox.lock_keys).

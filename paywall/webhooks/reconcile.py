@@ -4,8 +4,11 @@ The repair for missed webhooks and the only source of fees (webhook payloads car
 balance transaction's id). A fetched object is the current state, so it is applied with the fetch
 time and beats any event from the same second (see ``sync.ordering`` for the rule).
 
-Last, the charge of every refund whose charge was never recorded as a payment (older than the
-service, or than ``--since``) is fetched, so the refund goes with its payment.
+Then the charge of every refund whose charge was never recorded as a payment (older than the
+service, or than ``--since``) is fetched, so the refund goes with its payment. Last, the balance
+transactions of every automatic payout whose state changed since they were last listed
+(``/v1/balance_transactions?payout=po_…``) are recorded in ``payout_transactions``: the payout
+report links each to its payment, refund, dispute or fee.
 
 Progress is kept in ``sync_cursors``: a ``run`` row (open while a run is under way) and one row per
 list with the last object id done. Running again after an interruption resumes each list where it
@@ -28,12 +31,12 @@ from typing import Any
 from urllib.parse import quote
 
 import stripe
-from sqlalchemy import event, exists, inspect, select
+from sqlalchemy import event, exists, func, inspect, select
 from sqlalchemy.orm import Session, UOWTransaction
 
 from paywall import clock
 from paywall.db import Database
-from paywall.models import Payment, Refund, SyncCursor
+from paywall.models import Payment, Payout, Refund, SyncCursor
 from paywall.webhooks.handlers import related_ids
 from paywall.webhooks.inbox import lock_key, take_locks
 from paywall.webhooks.sync import (
@@ -42,6 +45,7 @@ from paywall.webhooks.sync import (
     disputes,
     invoices,
     payments,
+    payouts,
     refunds,
     subscriptions,
 )
@@ -93,7 +97,10 @@ LISTS = (
     StripeList("refunds", "/v1/refunds", {}, refunds.upsert_refund),
     StripeList("disputes", "/v1/disputes", {}, disputes.upsert_dispute),
     StripeList("balance_transactions", "/v1/balance_transactions", {}, _balance_transaction),
+    StripeList("payouts", "/v1/payouts", {}, payouts.upsert_payout),
 )
+# Not a list of its own: the transactions of each payout, listed after the lists (see the docstring).
+PAYOUT_TRANSACTIONS = "payout_transactions"
 
 
 # Bookkeeping columns, not facts about the object: left out of the changed fields.
@@ -177,13 +184,13 @@ class Tally:
         self._pending.clear()
 
     def lines(self) -> Iterator[str]:
-        for item in LISTS:
-            counts = self.counts.get(item.name, Counter())
-            note = " (resumed)" if item.name in self.resumed else ""
-            if item.name in self.failed:
-                note += f" (FAILED: {self.failed[item.name]})"
+        for name in [item.name for item in LISTS] + [PAYOUT_TRANSACTIONS]:
+            counts = self.counts.get(name, Counter())
+            note = " (resumed)" if name in self.resumed else ""
+            if name in self.failed:
+                note += f" (FAILED: {self.failed[name]})"
             parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
-            yield f"{item.name}: {parts}{note}"
+            yield f"{name}: {parts}{note}"
 
     def change_lines(self) -> Iterator[str]:
         """One line per row created or changed, in the order the run first touched them."""
@@ -266,6 +273,13 @@ def run_sync(
     except stripe.StripeError as exc:
         # Reported on the charges line: these are charges, fetched one by one.
         tally.failed.setdefault("charges", _reason(exc))
+    try:
+        fetch_payout_transactions(db, client, tally, page_size)
+    except stripe.AuthenticationError as exc:
+        tally.stopped = _reason(exc)
+        return tally
+    except stripe.StripeError as exc:
+        tally.failed[PAYOUT_TRANSACTIONS] = _reason(exc)
     with db.transaction() as session:
         run = _cursor(session, RUN)
         run.completed_at = clock.now()
@@ -379,4 +393,59 @@ def fetch_unmatched_charges(db: Database, client: stripe.StripeClient, tally: Ta
             tally.watch(session)
             _lock_page(session, [obj])
             _apply_page(session, CHARGES, [obj], tally)
+        tally.keep()
+
+
+def payouts_to_list(session: Session) -> list[tuple[str, bool]]:
+    """(payout id, livemode) of each automatic payout whose transactions were never listed, or
+    were listed in another state (say in transit, before its reconciliation completed). Stripe
+    cannot list the transactions of a manual payout."""
+    state = Payout.status + "/" + func.coalesce(Payout.reconciliation_status, "")
+    rows = session.execute(
+        select(Payout.stripe_payout_id, Payout.livemode)
+        .where(Payout.automatic.is_(True), Payout.transactions_synced_state.is_distinct_from(state))
+        .order_by(Payout.arrival_date, Payout.stripe_payout_id)
+    )
+    return [(pid, bool(live)) for pid, live in rows]
+
+
+def fetch_payout_transactions(
+    db: Database, client: stripe.StripeClient, tally: Tally, page_size: int = PAGE_SIZE
+) -> None:
+    """List and record the balance transactions of each payout ``payouts_to_list`` names, one
+    transaction per payout (tallied under ``payout_transactions``)."""
+    with db.transaction(readonly=True) as session:
+        todo = payouts_to_list(session)
+    for payout_id, livemode in todo:
+        objects: list[Obj] = []
+        starting_after: str | None = None
+        while True:
+            params: dict[str, Any] = {"payout": payout_id, "limit": page_size}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = client.raw_request("get", "/v1/balance_transactions", **params).data
+            batch = [o for o in page.get("data") or [] if isinstance(o, Mapping)]
+            objects.extend(batch)
+            if not page.get("has_more") or not batch:
+                break
+            starting_after = str(batch[-1].get("id"))
+        with db.transaction() as session:
+            tally.watch(session)
+            row = session.scalar(select(Payout).where(Payout.stripe_payout_id == payout_id))
+            if row is None:
+                continue
+            try:
+                with settled(session):
+                    outcomes = [
+                        payouts.upsert_payout_transaction(session, bt, payout_id, livemode) for bt in objects
+                    ]
+            except InvalidField as exc:
+                tally.drop()
+                tally.add(PAYOUT_TRANSACTIONS, "invalid")
+                tally.invalid.append(f"{PAYOUT_TRANSACTIONS} of {payout_id}: {exc}")
+                continue
+            for outcome in outcomes:
+                tally.add(PAYOUT_TRANSACTIONS, outcome)
+            row.transactions_synced_at = clock.now()
+            row.transactions_synced_state = payouts.payout_state(row)
         tally.keep()

@@ -23,7 +23,7 @@ from paywall import auth, clock
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.models import ApiKey, CheckoutSession
+from paywall.models import ApiKey, CheckoutSession, Payout
 from tests.support.billing_rows import dispute, payment, refund, subscription
 from tests.support.servers import serving
 
@@ -240,10 +240,24 @@ def _chart_history(db: Database) -> None:
                     completed_at=now - dt.timedelta(days=20 + i),
                 )
             )
+        # A payout in each currency (their transactions are not listed yet: no difference).
+        for i, (currency, amount) in enumerate([("usd", 41_250), ("eur", 8_900)]):
+            s.add(
+                Payout(
+                    stripe_payout_id=f"po_test_page_{i}",
+                    amount_minor=amount,
+                    currency=currency,
+                    status="paid",
+                    reconciliation_status="completed",
+                    automatic=True,
+                    arrival_date=now - dt.timedelta(days=10 + i),
+                    livemode=False,
+                )
+            )
 
 
 # The first column of the reports that have no grouping (a grouped one is headed by its grouping).
-FIRST_COLUMNS = {"payments": "paid_at", "donors": "email", "campaigns": "campaign"}
+FIRST_COLUMNS = {"payments": "paid_at", "donors": "email", "campaigns": "campaign", "payouts": "payout"}
 FILE_NAME = re.compile(
     r"(?P<report>[a-z]+)(-by-(?P<group>[a-z]+))?(-(?P<filters>[a-z]+(-[a-z]+)?))?"
     r"-(?P<period>\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}|\d{4})\.(?P<ext>csv|xlsx)"
@@ -264,7 +278,7 @@ def _download_every_link(page: Any, tmp_path: Path) -> None:
     added to it is covered too."""
     links = page.locator("a.dl[data-format=csv], a.dl[data-format=xlsx]")
     count = links.count()
-    assert count >= 2 * 14
+    assert count >= 2 * 15
     seen = set()
     for i in range(count):
         link = links.nth(i)
@@ -286,12 +300,12 @@ def _download_every_link(page: Any, tmp_path: Path) -> None:
         first = _first_column(saved)
         assert first == (group or FIRST_COLUMNS.get(report, first)) and first != "period", (saved.name, first)
         seen.add((report, group))
-    assert {r for r, _ in seen} >= {"revenue", "subscriptions", "payments", "donors", "campaigns"}
+    assert {r for r, _ in seen} >= {"revenue", "subscriptions", "payments", "donors", "campaigns", "payouts"}
     assert ("revenue", "plan") in seen and ("revenue", "campaign") in seen
 
 
 def _download_from_a_form(page: Any, tmp_path: Path) -> None:
-    """Any report for a chosen period, one currency and one kind."""
+    """Any report for a chosen period, one currency and one kind; payouts for one currency."""
     form = page.locator("form[data-report=payments]")
     form.locator("input[name=start]").fill("2026-01-01")
     form.locator("input[name=end]").fill("2026-02-01")
@@ -304,6 +318,23 @@ def _download_from_a_form(page: Any, tmp_path: Path) -> None:
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
     assert _first_column(saved) == "paid_at"
+    # Payouts: a period and a currency, and no kind (a payout pays out both kinds together).
+    form = page.locator("form[data-report=payouts]")
+    assert form.locator("select[name=kind]").count() == 0
+    form.locator("input[name=currency]").fill("EUR")
+    with page.expect_download() as info:
+        form.locator("button[value=csv]").click()
+    download = info.value
+    start, end = (
+        form.locator("input[name=start]").input_value(),
+        form.locator("input[name=end]").input_value(),
+    )
+    assert download.suggested_filename == f"payouts-eur-{start}_{end}.csv"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    lines = saved.read_text(encoding="utf-8").splitlines()
+    assert lines[0].split(",")[0] == "payout"
+    assert [line.split(",")[0] for line in lines[1:]] == ["po_test_page_1", "total"]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from paywall.app import create_app
 from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.models import Payment, StripeCustomer
+from paywall.models import Payment, Payout, StripeCustomer
 from paywall.stripe_gateway import make_client
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.faults import free_port
@@ -179,7 +179,47 @@ def test_sync_against_localstripe_goes_past_the_lists_it_does_not_serve(
     assert "customers: 1 created" in lines and "balance_transactions: nothing" in lines
     assert any(line.startswith("checkout_sessions: nothing (FAILED: 404 ") for line in lines)
     assert any(line.startswith("disputes: nothing (FAILED: 404 ") for line in lines)
-    assert lines[-1].startswith("Error: 2 of 8 lists failed: checkout_sessions, disputes;")
+    assert lines[-1].startswith("Error: 2 of 9 lists failed: checkout_sessions, disputes;")
     with db.transaction(readonly=True) as session:
         row = session.scalar(select(StripeCustomer).where(StripeCustomer.stripe_customer_id == customer.id))
         assert row is not None and row.reader_id is not None
+
+
+def test_payouts_from_localstripe_webhooks_then_sync(
+    service: tuple[str, Settings], localstripe: str, runner: CliRunner, db: Database
+) -> None:
+    """payout.created, payout.failed and payout.canceled as a Stripe-speaking server sends them
+    record the payouts; `stripe sync` lists them too, and lists no transactions for them:
+    localstripe's payouts are manual, and Stripe cannot say what a manual payout paid out."""
+    url, settings = service
+    registered = requests.post(
+        f"{localstripe}/_config/webhooks/paywall",
+        data={"url": f"{url}/webhooks/stripe", "secret": WEBHOOK_SECRET},
+        timeout=5,
+    )
+    assert registered.ok
+    client = make_client(settings)
+    pending = client.v1.payouts.create({"amount": 4200, "currency": "eur"})
+    # `status` is localstripe's way to make a payout fail; Stripe's API has no such parameter.
+    fails: Any = {"amount": 1300, "currency": "eur", "status": "failed"}
+    failed = client.v1.payouts.create(fails)
+    client.v1.payouts.cancel(pending.id)
+
+    def recorded() -> Any:
+        with db.transaction(readonly=True) as session:
+            rows = {p.stripe_payout_id: p for p in session.scalars(select(Payout))}
+            done = rows.get(pending.id) and rows[pending.id].status == "canceled"
+            return rows if done and rows.get(failed.id) and rows[failed.id].status == "failed" else None
+
+    rows = wait_for(recorded)
+    assert (rows[failed.id].amount_minor, rows[failed.id].currency, rows[failed.id].failure_code) == (
+        1300,
+        "eur",
+        "could_not_process",
+    )
+    assert rows[pending.id].automatic is False and rows[pending.id].amount_minor == 4200
+
+    env = {"PAYWALL_STRIPE_SECRET_KEY": "sk_test_e2e", "PAYWALL_STRIPE_API_BASE": localstripe}
+    result = runner.invoke(main, ["stripe", "sync"], env=env)
+    lines = result.output.splitlines()
+    assert "payouts: 2 unchanged" in lines and "payout_transactions: nothing" in lines

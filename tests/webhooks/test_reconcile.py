@@ -29,6 +29,7 @@ PATHS = {
     "refund": "/v1/refunds",
     "dispute": "/v1/disputes",
     "balance_transaction": "/v1/balance_transactions",
+    "payout": "/v1/payouts",
 }
 FEE = 74
 
@@ -79,6 +80,8 @@ class FakeStripe:
 
     def __init__(self, lists: dict[str, list[dict[str, Any]]]) -> None:
         self.lists = lists
+        # GET /v1/balance_transactions?payout=po_…: the transactions of each payout.
+        self.by_payout: dict[str, list[dict[str, Any]]] = {}
         # Objects only retrievable by id (GET /v1/<list>/<id>), beside those in the lists.
         self.objects: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
@@ -111,6 +114,8 @@ class FakeStripe:
                     self._send(404, {"error": {"type": "invalid_request_error", "message": "no such list"}})
                     return
                 items = fake.lists[url.path]
+                if url.path == "/v1/balance_transactions" and "payout" in query:
+                    items = fake.by_payout.get(query["payout"][0], [])
                 limit = int(query.get("limit", ["10"])[0])
                 start = 0
                 if after:
@@ -221,10 +226,10 @@ def test_sync_list_that_fails_does_not_stop_the_others(
     # The lists after the failed ones still ran (two fees wait for charges not synced yet).
     assert "balance_transactions: 2 ignored, 1 updated" in lines
     assert lines[-1] == (
-        "Error: 2 of 8 lists failed: charges, disputes; the others were synced; "
+        "Error: 2 of 9 lists failed: charges, disputes; the others were synced; "
         "run again to retry them from where they stopped"
     )
-    assert fake_stripe.paths()[-1] == "/v1/balance_transactions"
+    assert fake_stripe.paths()[-1] == "/v1/payouts"
 
     # The next run does every list again, and the failed list from where it failed.
     fake_stripe.lists["/v1/disputes"] = disputes
