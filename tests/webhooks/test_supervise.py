@@ -79,6 +79,7 @@ def test_serve_applies_restarts_its_applier_and_stops_whole(tmp_path: Path) -> N
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     db = Database(url)
     first, second = load_scenario("one_time_donation_checkout")[:2]
