@@ -16,7 +16,8 @@ from paywall.webhooks import applier, inbox
 from tests.support.stripe_events import body_of, load_scenario
 
 # monthly_subscription_checkout, the first purchase of a subscription: 10 events. Recording each
-# is one statement (the INSERT … ON CONFLICT that also counts a duplicate). Applying the ten in
+# is one statement (INSERT … ON CONFLICT; a duplicate is counted with one UPDATE more on
+# PostgreSQL, and by the same statement's DO UPDATE on SQLite). Applying the ten in
 # one batch costs FIRST_PURCHASE_BATCH_MAX statements in all, on SQLite (BEGIN IMMEDIATE
 # included) and on PostgreSQL (the claim's FOR UPDATE and one advisory lock statement), against
 # 115 when each event was applied in a transaction of its own, and 147 before that. The batch
@@ -27,34 +28,60 @@ FIRST_PURCHASE_BATCH_MAX = 40
 
 @contextmanager
 def counted(db: Database) -> Iterator[list[str]]:
+    """Every statement sent to the database meanwhile. On PostgreSQL at the driver (psycopg's
+    cursor), which also sees the inbox's INSERT, sent on the driver's cursor past SQLAlchemy; on
+    SQLite at SQLAlchemy's cursor events."""
     seen: list[str] = []
+    # Connect both pools first: a new connection's own set-up queries are not the work counted.
+    db.run_idempotent(lambda conn: None, durable=True)
+    with db.transaction(readonly=True):
+        pass
+    if db.dialect == "postgresql":
+        import psycopg
+
+        real_execute, real_executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+
+        def execute(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(str(query))
+            return real_execute(cursor, query, *args, **kwargs)
+
+        def executemany(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(str(query))
+            return real_executemany(cursor, query, *args, **kwargs)
+
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign,assignment]
+        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign,assignment]
+        try:
+            yield seen
+        finally:
+            psycopg.Cursor.execute = real_execute  # type: ignore[method-assign]
+            psycopg.Cursor.executemany = real_executemany  # type: ignore[method-assign]
+        return
 
     def listener(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
-    # On SQLite the durable engine is ``engine`` with options, sharing its listeners.
-    engines = [db.engine] + ([db.durable_autocommit_engine] if db.dialect == "postgresql" else [])
-    for engine in engines:
-        sa_event.listen(engine, "before_cursor_execute", listener)
+    sa_event.listen(db.engine, "before_cursor_execute", listener)
     try:
         yield seen
     finally:
-        for engine in engines:
-            sa_event.remove(engine, "before_cursor_execute", listener)
+        sa_event.remove(db.engine, "before_cursor_execute", listener)
 
 
 def record(db: Database, settings: Settings, event: dict[str, Any]) -> str:
     return inbox.accept(db, settings, body_of(event), event).outcome
 
 
-def test_recording_an_event_is_one_statement_and_so_is_a_duplicate(db: Database, settings: Settings) -> None:
+def test_recording_an_event_is_one_statement_and_a_duplicate_at_most_two(
+    db: Database, settings: Settings
+) -> None:
     (first, *_) = load_scenario("monthly_subscription_checkout")
     with counted(db) as seen:
         assert record(db, settings, first) == "queued"
     assert len(seen) == 1, seen
     with counted(db) as seen:
         assert record(db, settings, first) == "duplicate"
-    assert len(seen) == 1, seen
+    assert len(seen) == (2 if db.dialect == "postgresql" else 1), seen
 
 
 def test_first_purchase_batch_statements_have_an_upper_bound(db: Database, settings: Settings) -> None:
