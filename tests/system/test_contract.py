@@ -59,6 +59,8 @@ NOT_EXPRESSIBLE = {
     ("GET", "/v1/reports/donors"): "year or start and end",
     # A comp must end in the future.
     ("PUT", "/v1/comps/{reader}"): "until in the future",
+    # email and code, or a token: one of two sets of fields (a rule across fields).
+    ("POST", "/v1/signin/exchange"): "email and code, or token",
 }
 
 
