@@ -134,3 +134,36 @@ def test_apply_once_from_the_command_line(
     assert f"applied {len(DONATION)}: {len(DONATION)} processed" in result.output
     again = runner.invoke(main, ["stripe", "apply", "--once"])
     assert "applied 0: nothing waiting" in again.output
+
+
+def test_a_failure_no_event_can_be_blamed_for_is_narrowed_down_one_event_at_a_time(
+    app: Flask, db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settling derived facts fails for one payment: the batch is applied again one event per
+    transaction, the events that lead to that payment are failed, the others are applied."""
+    from paywall.webhooks.sync import derived
+
+    poisoned = next(e["data"]["object"]["id"] for e in DONATION if e["type"] == "charge.succeeded")
+    real = derived.relink_payment
+
+    def relink(session: Any, payment: Any) -> bool:
+        if payment.stripe_charge_id == poisoned:
+            raise ValueError("a derived fact this code cannot compute")
+        return real(session, payment)
+
+    monkeypatch.setattr(derived, "relink_payment", relink)
+    client = app.test_client()
+    for event in PURCHASE + DONATION:
+        deliver(client, event, apply=False)
+    tally = applier.drain(db, settings)
+    assert sum(tally.values()) == len(PURCHASE) + len(DONATION), tally
+    assert tally["failed"] >= 1 and tally["processed"] >= len(PURCHASE), tally
+    with db.transaction(readonly=True) as session:
+        failed = list(
+            session.execute(select(StripeEvent.type, StripeEvent.error).where(StripeEvent.status == "failed"))
+        )
+        charges = set(session.scalars(select(Payment.stripe_charge_id)))
+    assert all("ValueError" in (error or "") for _, error in failed), failed
+    assert "charge.succeeded" in {event_type for event_type, _ in failed}
+    assert poisoned not in charges, "nothing of the failed events was applied"
+    assert len(charges) == 1, "the subscription's payment was applied"
