@@ -128,6 +128,46 @@ def spans(session: Session, start: dt.datetime, end: dt.datetime, livemode: bool
     return out
 
 
+def _group_row(
+    label: str, group: tuple[str, str, str], members: list[Span], ps: dt.datetime, pe: dt.datetime
+) -> tuple[Any, ...]:
+    """One (period, kind, plan, currency) row: active at the period's end, started, ended,
+    trialing and paused, and the monthly recurring revenue of the active ones."""
+    kind, plan, currency = group
+    active = [s for s in members if s.active_at(pe)]
+    return (
+        label,
+        kind,
+        plan or NO_PLAN,
+        currency,
+        len(active),
+        sum(1 for s in members if ps <= s.paying_from < pe and (s.ended is None or s.ended > s.paying_from)),
+        sum(1 for s in members if s.ended is not None and ps <= s.ended < pe and s.paying_from < s.ended),
+        sum(1 for s in members if s.trialing_at(pe)),
+        sum(1 for s in members if s.paused_at(pe)),
+        round(sum((s.monthly for s in active), Fraction(0))),
+    )
+
+
+def _total_rows(
+    rows: list[tuple[Any, ...]], all_spans: list[Span], last_end: dt.datetime
+) -> list[tuple[Any, ...]]:
+    """Per currency: started and ended summed over the rows; active, trialing, paused and MRR at
+    the end of the last period."""
+    totals: dict[str, list[int]] = {}
+    for row in rows:
+        t = totals.setdefault(row[3], [0, 0, 0, 0, 0, 0])
+        t[1] += row[5]
+        t[2] += row[6]
+    for currency in totals:
+        active = [s for s in all_spans if s.currency == currency and s.active_at(last_end)]
+        totals[currency][0] = len(active)
+        totals[currency][3] = sum(1 for s in all_spans if s.currency == currency and s.trialing_at(last_end))
+        totals[currency][4] = sum(1 for s in all_spans if s.currency == currency and s.paused_at(last_end))
+        totals[currency][5] = round(sum((s.monthly for s in active), Fraction(0)))
+    return [("total", None, None, c, *totals[c]) for c in sorted(totals)]
+
+
 def subscriptions_table(
     session: Session, period: Period, group_by: str, livemode: bool | None, kind: str | None = None
 ) -> Table:
@@ -147,43 +187,10 @@ def subscriptions_table(
         ps = local_midnight_utc(max(first, period.start), period.tz)
         pe = local_midnight_utc(min(following, period.end), period.tz)
         last_end = pe
-        for kind, plan, currency in groups:
-            members = members_of[(kind, plan, currency)]
-            active = [s for s in members if s.active_at(pe)]
-            rows.append(
-                (
-                    bucket_label(key, group_by),
-                    kind,
-                    plan or NO_PLAN,
-                    currency,
-                    len(active),
-                    sum(
-                        1
-                        for s in members
-                        if ps <= s.paying_from < pe and (s.ended is None or s.ended > s.paying_from)
-                    ),
-                    sum(
-                        1
-                        for s in members
-                        if s.ended is not None and ps <= s.ended < pe and s.paying_from < s.ended
-                    ),
-                    sum(1 for s in members if s.trialing_at(pe)),
-                    sum(1 for s in members if s.paused_at(pe)),
-                    round(sum((s.monthly for s in active), Fraction(0))),
-                )
-            )
-    totals: dict[str, list[int]] = {}
-    for row in rows:
-        t = totals.setdefault(row[3], [0, 0, 0, 0, 0, 0])
-        t[1] += row[5]
-        t[2] += row[6]
-    for currency in totals:
-        active = [s for s in all_spans if s.currency == currency and s.active_at(last_end)]
-        totals[currency][0] = len(active)
-        totals[currency][3] = sum(1 for s in all_spans if s.currency == currency and s.trialing_at(last_end))
-        totals[currency][4] = sum(1 for s in all_spans if s.currency == currency and s.paused_at(last_end))
-        totals[currency][5] = round(sum((s.monthly for s in active), Fraction(0)))
-    total_rows = [("total", None, None, c, *totals[c]) for c in sorted(totals)]
+        label = bucket_label(key, group_by)
+        for group in groups:
+            rows.append(_group_row(label, group, members_of[group], ps, pe))
+    total_rows = _total_rows(rows, all_spans, last_end)
     return Table(
         name="subscriptions",
         columns=COLUMNS,

@@ -145,7 +145,7 @@ HANDLERS: dict[str, Handler] = {
     "payout.reconciliation_completed": payout,
 }
 
-# Fields that tie an object to others; their ids are the object's lock keys (see inbox.lock_keys).
+# Fields that tie an object to others; their ids are the object's lock keys (see applier._prepare_batch).
 LINK_FIELDS = ("customer", "payment_intent", "invoice", "subscription", "charge", "latest_charge")
 
 

@@ -29,7 +29,7 @@ from paywall.config import Settings
 from paywall.db import Database, TransientDatabaseError, is_transient
 from paywall.db.statements import dialect_insert
 from paywall.models import StripeEvent
-from paywall.webhooks.handlers import HANDLERS, related_ids
+from paywall.webhooks.handlers import HANDLERS
 from paywall.webhooks.sync.fields import (
     InvalidField,
     has_non_finite,
@@ -98,20 +98,6 @@ def verify(raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: 
 def lock_key(stripe_id: str) -> int:
     """A stable signed 64-bit number for an advisory lock on ``stripe_id``."""
     return int.from_bytes(hashlib.blake2b(stripe_id.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def lock_keys(event: Mapping[str, Any]) -> list[int]:
-    """The sorted lock numbers of every id the event touches: any two events that write one row
-    share at least one, and taking them in one global order cannot deadlock."""
-    obj = event.get("data", {}).get("object", {})
-    return sorted({lock_key(i) for i in related_ids(obj)} | {lock_key(str(event.get("id")))})
-
-
-def lock(session: Session, event: Mapping[str, Any]) -> None:
-    """Serialize work on the objects an event touches (PostgreSQL; SQLite writers are serial anyway)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    take_locks(session, lock_keys(event))
 
 
 def take_locks(session: Session, keys: list[int]) -> None:
