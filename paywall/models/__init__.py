@@ -1,6 +1,7 @@
 """The tables, one module per feature; importing this package registers them all on ``Base.metadata``."""
 
 from paywall.models.access import AppealDismissal, Comp, MeterRead
+from paywall.models.appeals import AppealAsk, AppealDaily, AppealEvent
 from paywall.models.billing import (
     CheckoutSession,
     Dispute,
@@ -20,7 +21,10 @@ from paywall.models.readers import ApiKey, ErasedIdentity, Reader, ReportSession
 
 __all__ = [
     "ApiKey",
+    "AppealAsk",
+    "AppealDaily",
     "AppealDismissal",
+    "AppealEvent",
     "AppealSend",
     "CheckoutSession",
     "Comp",

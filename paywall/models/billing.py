@@ -115,6 +115,11 @@ class Subscription(SyncedMixin, Base):
     payment_failed_at: Mapped[dt.datetime | None]
     latest_invoice: Mapped[str | None] = mapped_column(StripeId)
     campaign: Mapped[str | None] = mapped_column(String(100))
+    # The appeal experiment, variant (or "holdback") and channel the buyer was in at Checkout
+    # (metadata appeal_experiment / appeal_variant / appeal_channel); see paywall/experiments.
+    appeal_experiment: Mapped[str | None] = mapped_column(String(64))
+    appeal_variant: Mapped[str | None] = mapped_column(String(64))
+    appeal_channel: Mapped[str | None] = mapped_column(String(100))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     # Stripe's pause_collection (the customer portal's pause; the status stays ``active``):
     # keep_as_draft, mark_uncollectible or void, and when collection resumes (None: until resumed).
@@ -199,6 +204,11 @@ class Payment(SyncedMixin, Base):
     recurring: Mapped[bool] = mapped_column(Boolean, default=False)
     plan: Mapped[str | None] = mapped_column(String(100))
     campaign: Mapped[str | None] = mapped_column(String(100))
+    # The appeal experiment, variant (or "holdback") and channel the buyer was in at Checkout
+    # (metadata appeal_experiment / appeal_variant / appeal_channel); see paywall/experiments.
+    appeal_experiment: Mapped[str | None] = mapped_column(String(64))
+    appeal_variant: Mapped[str | None] = mapped_column(String(64))
+    appeal_channel: Mapped[str | None] = mapped_column(String(100))
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     refunded_minor: Mapped[int] = mapped_column(default=0)
@@ -288,6 +298,11 @@ class CheckoutSession(SyncedMixin, Base):
     stripe_invoice_id: Mapped[str | None] = mapped_column(StripeId)
     kind: Mapped[str | None] = mapped_column(String(16))
     campaign: Mapped[str | None] = mapped_column(String(100))
+    # The appeal experiment, variant (or "holdback") and channel the buyer was in at Checkout
+    # (metadata appeal_experiment / appeal_variant / appeal_channel); see paywall/experiments.
+    appeal_experiment: Mapped[str | None] = mapped_column(String(64))
+    appeal_variant: Mapped[str | None] = mapped_column(String(64))
+    appeal_channel: Mapped[str | None] = mapped_column(String(100))
     email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
     amount_total: Mapped[int | None]

@@ -1,0 +1,78 @@
+"""Appeal measurement: raw events, their daily counts, and the asks that spend a reader's budget.
+
+No table here names a reader or a browser in the clear except ``appeal_asks``, which is keyed like
+the meter (the site's reader id string, or " anon:" + browser id) because the access check and the
+mailer read it by that key; erasing a reader deletes its asks. ``appeal_events`` stores a keyed hash
+of the subject (paywall/experiments/asks.py) and is kept ``[appeal] keep_events_days``;
+``appeal_daily`` holds counts only and is kept for good.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Date, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paywall import clock
+from paywall.db import Base
+from paywall.models.access import ReaderKey
+
+BIGINT = BigInteger().with_variant(Integer(), "sqlite")
+
+# What the widget reports (``type``), and what a click was on (``action``).
+EVENT_TYPES = ("view", "impression", "click", "close")
+ACTIONS = ("subscribe", "donate", "signin", "register")
+
+
+class AppealEvent(Base):
+    """One thing the widget saw happen to an appeal or gate on one page.
+
+    ``view``: the page was eligible for the ask (every arm, holdback too: nothing is shown to a
+    holdback reader, but the view is the denominator its lift is measured against);
+    ``impression``: the appeal or gate scrolled into view; ``click`` (``action``); ``close``.
+    ``experiment``/``variant`` are "" when no experiment ran on the channel.
+    """
+
+    __tablename__ = "appeal_events"
+    __table_args__ = (Index("ix_appeal_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BIGINT, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    type: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(100))
+    experiment: Mapped[str] = mapped_column(String(64), default="")
+    variant: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(16), default="")
+    # paywall.experiments.asks.subject_hash: counts one subject's events together, names nobody.
+    subject: Mapped[str] = mapped_column(String(32))
+
+
+class AppealDaily(Base):
+    """Counts of ``appeal_events`` per UTC day, kept after the raw events are pruned."""
+
+    __tablename__ = "appeal_daily"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(100), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    action: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BIGINT, default=0)
+    # Distinct subjects that day (a day's distinct count; days are not added up into readers).
+    subjects: Mapped[int] = mapped_column(BIGINT, default=0)
+
+
+class AppealAsk(Base):
+    """One ask that spends the ask budget: a footer appeal seen, or an appeal mail sent."""
+
+    __tablename__ = "appeal_asks"
+    __table_args__ = (Index("ix_appeal_asks_subject_at", "subject", "asked_at"),)
+
+    id: Mapped[int] = mapped_column(BIGINT, primary_key=True)
+    # The access subject: the site's reader id, or " anon:" + browser id (as meter_reads.reader).
+    subject: Mapped[str] = mapped_column(ReaderKey)
+    asked_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    # "footer", or the mail campaign's name.
+    channel: Mapped[str] = mapped_column(String(100))
