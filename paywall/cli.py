@@ -13,6 +13,7 @@ from paywall.access import cli as access_cli
 from paywall.campaigns import cli as campaigns_cli
 from paywall.clicontext import Context, pass_ctx
 from paywall.config import CONFIG_DIR, MIGRATIONS_DIR
+from paywall.experiments import cli as experiments_cli
 from paywall.mail import cli as mail_cli
 from paywall.readers import cli as readers_cli
 from paywall.reports import cli as reports_cli
@@ -82,6 +83,7 @@ def add_feature_commands(group: click.Group) -> None:
         access_cli.comp_cli,
         access_cli.meter_cli,
         campaigns_cli.cli,
+        experiments_cli.cli,
         mail_cli.mail,
         mail_cli.receipts_group,
         mail_cli.worker,

@@ -1,0 +1,42 @@
+"""`paywall experiments`: the appeal experiments in the configuration, their arms and dates.
+
+The experiment modules are imported inside the commands, so ``paywall --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import click
+
+from paywall.clicontext import Context, pass_ctx
+
+
+@click.group("experiments")
+def cli() -> None:
+    """Appeal experiments ([appeal.experiments.<name>]): list, preview, rollup."""
+
+
+@cli.command("list")
+@pass_ctx
+def list_experiments(obj: Context) -> None:
+    """Every experiment: dates, channels, holdback and variants with their weights."""
+    import datetime as dt
+
+    from paywall import clock
+    from paywall.widget.settings import appeal_settings
+
+    now = clock.now()
+    experiments = appeal_settings(obj.settings).experiments
+    if not experiments:
+        click.echo("no experiments; add one as [appeal.experiments.<name>] (see config/default.toml)")
+    for name, e in sorted(experiments.items()):
+        state = "running" if e.running(now) else ("ended" if now >= e.ends else "not started")
+        end = (e.ends - dt.timedelta(days=1)).date().isoformat()  # ends is exclusive
+        click.echo(
+            f"{name}\t{state}\t{e.starts.date().isoformat()}..{end}\tchannels={','.join(e.channels)}"
+            f"\tholdback={e.holdback:g}"
+        )
+        total = sum(v.weight for v in e.variants)
+        for v in e.variants:
+            share = (1 - e.holdback) * v.weight / total
+            changes = ", ".join(sorted(v.copy)) or "the default copy"
+            click.echo(f"\t{v.name}\tweight={v.weight:g}\tshare={share:.0%}\t{changes}")
