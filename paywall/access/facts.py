@@ -96,6 +96,9 @@ class ReaderState:
     # The reader row's session version (None: no such reader, or erased), read with the state so
     # POST /support/access checks a reader token's ``sv`` without a second query. Not a rule input.
     session_version: int | None = None
+    # Asks (footer appeals seen, appeal mails sent) in the last ``[appeal] per_days`` days; loaded
+    # only while ``[appeal] max_asks`` is set (paywall/access/asking.py).
+    asks: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,10 @@ class Decision:
     # The level the site asked for, and whether signing up would give this reader more.
     level: str = DEFAULT_LEVEL
     register: bool = False
+    # The footer experiment's arm for an appeal that passed the ask budget (paywall/access/asking.py):
+    # a variant's name or "holdback" ("" when no experiment runs or the appeal was hidden before).
+    experiment: str = ""
+    variant: str = ""
 
 
 def meter_period(now: dt.datetime, settings: AccessSettings) -> tuple[str, dt.datetime]:

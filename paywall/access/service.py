@@ -4,7 +4,8 @@
 ``spend`` records it race-safely. ``evaluate`` is the two together (``POST /v1/access``; the token
 route asks it to write nothing); the widget's route calls the two itself for a reader, and
 ``evaluate_anonymous`` for an anonymous browser (client mode): its meter only. ``check_access`` is
-``evaluate`` with the answer's body.
+``evaluate`` with the answer's body. Every decision is ``decide`` followed by the ask budget and
+the footer experiment (paywall/access/asking.py).
 None of them calls Stripe or creates a reader.
 """
 
@@ -18,11 +19,31 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from paywall.access import meter
+from paywall.access.asking import apply_asks
 from paywall.access.rules import DEFAULT_LEVEL, Decision, ReaderState, decide, meter_period
-from paywall.access.settings import access_settings
+from paywall.access.settings import AccessSettings, access_settings
 from paywall.access.state import load_anonymous_state, load_state
 from paywall.clock import isoformat
 from paywall.config import Settings
+from paywall.experiments.assignment import assignment_for
+from paywall.widget.settings import appeal_settings
+
+
+def _asks_since(settings: Settings, now: dt.datetime) -> dt.datetime | None:
+    """Where the ask budget's window starts (None: no budget, so the state query counts no asks)."""
+    appeal = appeal_settings(settings)
+    return now - dt.timedelta(days=appeal.per_days) if appeal.max_asks > 0 else None
+
+
+def _decide(
+    settings: Settings, state: ReaderState, now: dt.datetime, cfg: AccessSettings, level: str
+) -> Decision:
+    """The rules, then the ask budget and the footer experiment (paywall/access/asking.py)."""
+    decision = decide(state, now, cfg, level)
+    if not decision.appeal:
+        return decision
+    assignment = assignment_for(settings, "footer", state.reader, now)
+    return apply_asks(decision, state, appeal_settings(settings), assignment)
 
 
 def peek(
@@ -40,8 +61,8 @@ def peek(
     """
     cfg = access_settings(settings)
     period, _ = meter_period(now, cfg)
-    state = load_state(conn, reader, article, now, cfg, period)
-    return state, decide(state, now, cfg, level)
+    state = load_state(conn, reader, article, now, cfg, period, _asks_since(settings, now))
+    return state, _decide(settings, state, now, cfg, level)
 
 
 def peek_anonymous(
@@ -56,8 +77,8 @@ def peek_anonymous(
     """``peek`` for an anonymous browser id (valid_browser_id): its meter and dismissal only."""
     cfg = access_settings(settings)
     period, _ = meter_period(now, cfg)
-    state = load_anonymous_state(conn, browser_id, article, period)
-    return state, decide(state, now, cfg, level)
+    state = load_anonymous_state(conn, browser_id, article, period, _asks_since(settings, now))
+    return state, _decide(settings, state, now, cfg, level)
 
 
 def spend(
@@ -80,7 +101,7 @@ def spend(
         # read. Every loss means one more read counted, so the meter runs out within the allowance.
         articles, slot = meter.read_meter(conn, state.reader, period)
         state = dataclasses.replace(state, meter_articles=articles, meter_slot=slot)
-        decision = decide(state, now, cfg, decision.level)
+        decision = _decide(settings, state, now, cfg, decision.level)
     return decision
 
 

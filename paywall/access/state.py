@@ -4,8 +4,9 @@ The access check runs on every article view, so the state is a single ``UNION AL
 indexed lookups: the reader's subscriptions, the payments that can still matter (recent donations;
 subscription payments in the current period), the comp, the reader row itself (registered? its
 session version, so the browser route checks a reader token without a second query), the last
-dismissal, and this month's meter. Unknown ids (a site's cookie ids) simply match no reader row:
-nothing is created for them.
+dismissal, this month's meter and, while ``[appeal] max_asks`` is set, the count of the reader's
+recent asks (the ask budget). Unknown ids (a site's cookie ids) simply match no reader row: nothing
+is created for them.
 
 An anonymous browser (client mode, paywall/access/anonymous.py) is loaded by ``load_anonymous_state``:
 its meter and dismissal under ``anonymous_key(id)`` and nothing else, by a statement that does not
@@ -87,6 +88,30 @@ STATE_QUERY = DriverStatement(
 )
 ANONYMOUS_QUERY = DriverStatement(_ANONYMOUS_SQL, datetime_columns=(2,))
 
+# The ask budget ([appeal] max_asks > 0): the same statements with one more branch, the subject's
+# asks since ``asks_since`` (an index range on appeal_asks (subject, asked_at); COUNT always
+# answers one row). Still one round trip; without a budget the branch is not even sent.
+_ASKS_BRANCH = """
+UNION ALL
+SELECT 'asks', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, COUNT(*), NULL, NULL, NULL, NULL
+  FROM appeal_asks a
+ WHERE a.subject = :reader AND a.asked_at >= :asks_since
+"""
+_ANONYMOUS_ASKS_BRANCH = """
+UNION ALL
+SELECT 'asks', NULL, NULL, COUNT(*)
+  FROM appeal_asks a
+ WHERE a.subject = :reader AND a.asked_at >= :asks_since
+"""
+STATE_ASKS_QUERY = DriverStatement(
+    _STATE_SQL + _ASKS_BRANCH,
+    datetime_params=("donations_since", "asks_since"),
+    datetime_columns=(4, 5, 6, 7, 8, 14),
+)
+ANONYMOUS_ASKS_QUERY = DriverStatement(
+    _ANONYMOUS_SQL + _ANONYMOUS_ASKS_BRANCH, datetime_params=("asks_since",), datetime_columns=(2,)
+)
+
 
 def _subscription(row: Sequence[Any]) -> SubscriptionFact:
     _, ref, kind, status, t1, t2, t3, t4, t5, flag, _n1, _n2, _n3, ref2, t6 = row
@@ -126,17 +151,23 @@ def load_state(
     now: dt.datetime,
     settings: AccessSettings,
     period: str,
+    asks_since: dt.datetime | None = None,
 ) -> ReaderState:
-    """The reader's state for the rules, from one query (``period`` is the current meter period)."""
+    """The reader's state for the rules, from one query (``period`` is the current meter period;
+    ``asks_since``: also count the reader's asks since then, for the ask budget)."""
     # Donations older than both windows cannot grant access nor pause the appeal.
     days = max(settings.donation_access_days, settings.appeal_pause_days)
     params = {"reader": reader, "period": period, "donations_since": now - dt.timedelta(days=days)}
+    statement = STATE_QUERY
+    if asks_since is not None:
+        params["asks_since"] = asks_since
+        statement = STATE_ASKS_QUERY
     subs: list[SubscriptionFact] = []
     payments: list[PaymentFact] = []
     articles: set[str] = set()
     found: dict[str, Any] = {}
     slot = 0
-    rows, _ = STATE_QUERY.execute(conn, params)
+    rows, _ = statement.execute(conn, params)
     for row in rows:
         src = row[0]
         if src == "sub":
@@ -150,6 +181,8 @@ def load_state(
             found["session_version"] = row[10] or 0
         elif src == "dismiss":
             found["dismissed_at"] = row[4]
+        elif src == "asks":
+            found["asks"] = row[10] or 0
         else:
             articles.add(row[1])
             slot = max(slot, row[10] or 0)
@@ -165,9 +198,14 @@ def load_state(
 
 
 def load_anonymous_state(
-    conn: Session | Connection, browser_id: str, article: str | None, period: str
+    conn: Session | Connection,
+    browser_id: str,
+    article: str | None,
+    period: str,
+    asks_since: dt.datetime | None = None,
 ) -> ReaderState:
-    """An anonymous browser's state: its meter and dismissal under ``anonymous_key(browser_id)``.
+    """An anonymous browser's state: its meter and dismissal under ``anonymous_key(browser_id)``
+    (and its asks since ``asks_since``, for the ask budget).
 
     No entitlement is even looked up, so no id a browser sends can reach a reader's rows.
     """
@@ -175,10 +213,18 @@ def load_anonymous_state(
     dismissed_at: dt.datetime | None = None
     articles: set[str] = set()
     slot = 0
-    rows, _ = ANONYMOUS_QUERY.execute(conn, {"reader": key, "period": period})
+    asks = 0
+    params: dict[str, Any] = {"reader": key, "period": period}
+    statement = ANONYMOUS_QUERY
+    if asks_since is not None:
+        params["asks_since"] = asks_since
+        statement = ANONYMOUS_ASKS_QUERY
+    rows, _ = statement.execute(conn, params)
     for src, ref, dismissed, n1 in rows:
         if src == "dismiss":
             dismissed_at = dismissed
+        elif src == "asks":
+            asks = n1 or 0
         else:
             articles.add(ref)
             slot = max(slot, n1 or 0)
@@ -189,4 +235,5 @@ def load_anonymous_state(
         meter_articles=frozenset(articles),
         meter_slot=slot,
         anonymous=True,
+        asks=asks,
     )

@@ -4,7 +4,9 @@ Claims: ``sub`` (reader id, or an anonymous browser's key), ``access`` (bool), `
 (NumericDate or null), ``appeal`` (bool), ``meter`` (or null), ``lvl`` (the level asked for),
 ``reg`` (bool: signing up would give this reader more), ``art`` (the article, when the decision
 was for one), ``anon: true`` when ``sub`` is an anonymous browser (paywall/access/anonymous.py),
-plus ``pur`` = "access", ``iat`` and ``exp`` from paywall/signing.py.
+``appeal_experiment`` and ``appeal_variant`` when a footer experiment assigned the subject (the
+variant's name, or ``holdback``; paywall/access/asking.py), plus ``pur`` = "access", ``iat`` and
+``exp`` from paywall/signing.py.
 
 ``access`` is true only for an entitlement (comp, subscription, trial, grace period, donation): a
 site cannot meter offline, so for a reader with free articles left the token says
@@ -42,6 +44,11 @@ def token_claims(
         "lvl": decision.level,
         "reg": decision.register,
     }
+    if decision.experiment:
+        # The footer arm this decision put the subject in (the appeal flag already says whether
+        # it is shown: false for ``holdback``); GET /support/appeal answers its copy.
+        claims["appeal_experiment"] = decision.experiment
+        claims["appeal_variant"] = decision.variant
     if article is not None:
         claims["art"] = article
     if anonymous:
