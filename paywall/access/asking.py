@@ -63,9 +63,7 @@ def apply_asks(
         name = assignment.experiment.name
         if assignment.holdback:
             steps.append(Step("experiment", False, f"holdback of {name} sees no appeal"))
-            return dataclasses.replace(
-                _hide(decision, steps), experiment=name, variant=assignment.variant
-            )
+            return dataclasses.replace(_hide(decision, steps), experiment=name, variant=assignment.variant)
         steps.append(Step("experiment", True, f"{name}: variant {assignment.variant}"))
         return dataclasses.replace(
             decision, trace=(*decision.trace, *steps), experiment=name, variant=assignment.variant

@@ -6,6 +6,10 @@ still checked: a site reader id, or an anonymous browser's key (" anon:" + id) f
 dismissal only. An anonymous key is never put in a link that could name a buyer: the Subscribe and
 Donate links carry the token itself, and /subscribe and /donate treat an anonymous token as a guest.
 
+A footer or gate experiment's variant copy replaces the configured copy, and every answer that
+may show something carries an ``ask`` (paywall/experiments/asks.py) for the widget's events; the
+links carry it too (``&ask=``), so Checkout knows the channel, experiment and variant clicked.
+
 The gate answers a denial (``meter_exhausted``, ``supporters_only``, ``registration_required``)
 decided for an article (the token's ``art`` claim; see ``gated``) and is never dismissable: closing
 the appeal hides the appeal only.
@@ -13,6 +17,7 @@ the appeal hides the appeal only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +29,7 @@ from paywall.access.anonymous import ANON_PREFIX, valid_browser_id
 from paywall.access.settings import access_settings
 from paywall.checkout.plans import offered_plans
 from paywall.config import Settings
+from paywall.experiments.definition import HOLDBACK, Experiment
 from paywall.schemas import validate_identifier
 from paywall.signin.settings import gate_settings
 from paywall.widget.settings import appeal_settings
@@ -145,15 +151,24 @@ def register_offered(claims: dict[str, Any]) -> bool:
     return reason == "meter_exhausted" and claims.get("reg") is True
 
 
-def gate_body(settings: Settings, claims: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
-    """The gate for a denied token: headline, text, Subscribe/Donate, sign in, and sign up when offered."""
+def gate_body(
+    settings: Settings,
+    claims: dict[str, Any],
+    links: dict[str, str],
+    copy: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The gate for a denied token: headline, text, Subscribe/Donate, sign in, and sign up when offered.
+
+    ``copy``: a gate experiment's variant copy, over [gate]'s headline, text and button labels.
+    """
     gate = gate_settings(settings)
+    copy = copy or {}
     body: dict[str, Any] = {
         "reason": claims.get("reason"),
         "level": claims.get("lvl", "metered"),
-        "headline": gate_headline(settings, claims),
-        "text": gate.text,
-        "donate_label": gate.donate_label,
+        "headline": copy.get("headline") or gate_headline(settings, claims),
+        "text": copy.get("text") or gate.text,
+        "donate_label": copy.get("donate_label") or gate.donate_label,
         "donate_url": links["donate_url"],
         "signin": True,
         "signin_label": gate.signin_label,
@@ -163,7 +178,8 @@ def gate_body(settings: Settings, claims: dict[str, Any], links: dict[str, str])
         "copy": SIGNIN_COPY,
     }
     if "subscribe_url" in links:
-        body.update(subscribe_label=gate.subscribe_label, subscribe_url=links["subscribe_url"])
+        label = copy.get("subscribe_label") or gate.subscribe_label
+        body.update(subscribe_label=label, subscribe_url=links["subscribe_url"])
     return body
 
 
@@ -180,19 +196,41 @@ def meter_text(settings: Settings, claims: dict[str, Any]) -> str | None:
     return _fill(gate.meter_text, left=max(limit - used, 0), limit=limit)
 
 
-def appeal_copy(settings: Settings, links: dict[str, str]) -> dict[str, Any]:
-    """The footer appeal's copy and links (the answer's ``show: true`` part)."""
-    copy = appeal_settings(settings)
+def appeal_copy(
+    settings: Settings, links: dict[str, str], copy: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The footer appeal's copy and links (the answer's ``show: true`` part); ``copy``: a variant's
+    copy, over [appeal]'s."""
+    conf = appeal_settings(settings)
+    copy = copy or {}
     body: dict[str, Any] = {
         "show": True,
-        "headline": copy.headline,
-        "text": copy.text,
-        "region_label": copy.region_label,
-        "donate_label": copy.donate_label,
-        "close_label": copy.close_label,
+        "headline": copy.get("headline") or conf.headline,
+        "text": copy.get("text") or conf.text,
+        "region_label": copy.get("region_label") or conf.region_label,
+        "donate_label": copy.get("donate_label") or conf.donate_label,
+        "close_label": conf.close_label,
         "donate_url": links["donate_url"],
     }
     if "subscribe_url" in links:
         # No Subscribe button while no plan can be bought (e.g. only the example plan's placeholder).
-        body.update(subscribe_label=copy.subscribe_label, subscribe_url=links["subscribe_url"])
+        label = copy.get("subscribe_label") or conf.subscribe_label
+        body.update(subscribe_label=label, subscribe_url=links["subscribe_url"])
     return body
+
+
+def with_ask(links: dict[str, str], ask: str) -> dict[str, str]:
+    """The Subscribe/Donate links with ``&ask=``: Checkout is attributed to the channel clicked."""
+    return {name: f"{url}&{urlencode({'ask': ask})}" for name, url in links.items()}
+
+
+def footer_arm(settings: Settings, claims: dict[str, Any]) -> tuple[Experiment | None, str]:
+    """The footer experiment and arm (a variant or ``holdback``) the token's access decision
+    assigned; (None, "") when none, or when it is no longer in the configuration."""
+    name, arm = claims.get("appeal_experiment"), claims.get("appeal_variant")
+    if not isinstance(name, str) or not isinstance(arm, str):
+        return None, ""
+    experiment = appeal_settings(settings).experiments.get(name)
+    if experiment is None or (arm != HOLDBACK and experiment.variant(arm) is None):
+        return None, ""
+    return experiment, arm

@@ -3,7 +3,9 @@
 - ``GET /support/widget.js`` and ``/support/widget.css``: static files with ETag (a 304 for an
   unchanged file), an hour of caching, and Cross-Origin-Resource-Policy for other origins' pages.
 - ``GET /support/appeal?token=&return_to=``: the footer appeal, the meter line and the gate
-  (paywall/widget/answers.py) for an access token, a site reader's or an anonymous browser's.
+  (paywall/widget/answers.py) for an access token, a site reader's or an anonymous browser's, in
+  the copy of the experiment's variant the subject is in, each with its ``ask``;
+  ``&preview=TOKEN`` answers a staff preview instead (paywall/experiments/preview.py).
 - ``POST /support/dismiss`` ``{"token"}``: Close; hides the appeal (never the gate) for dismiss_days.
 - ``POST /support/handoff`` ``{"reader_token", "return_to"?}``: server mode, after signing in with a
   code in the gate: a one-time token for the site's ``[signin] return_url`` (never a reader token in
@@ -14,6 +16,7 @@ The browser routes' origin check and CORS come from paywall/browser.py. No cooki
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -27,8 +30,14 @@ from paywall.access.dismissals import dismiss_appeal, dismissed_until
 from paywall.access.settings import access_settings
 from paywall.checkout import limits
 from paywall.checkout.settings import ratelimit_settings
+from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
+from paywall.experiments.asks import Ask, encode_ask
+from paywall.experiments.assignment import assignment_for
+from paywall.experiments.definition import HOLDBACK
+from paywall.experiments.goal import goal_text
+from paywall.experiments.preview import InvalidPreview, Preview, verify_preview
 from paywall.models import Reader
 from paywall.signin import codes
 from paywall.signin.returns import safe_return_url
@@ -75,14 +84,102 @@ def _unauthorized(field: str, exc: Exception | None = None) -> ApiError:
     return ApiError(401, detail, errors={field: ["Missing or not valid."]}, type_="unauthorized")
 
 
+def _preview(settings: Settings) -> Preview | None:
+    """The staff preview ``?preview=`` asks for (None: not a preview); a bad one is a 422 naming it."""
+    token = request.args.get("preview")
+    if not token:
+        return None
+    try:
+        return verify_preview(settings, token)
+    except InvalidPreview as exc:
+        raise ApiError(422, f"The preview is not valid: {exc}.", errors={"preview": [str(exc)]}) from None
+
+
+def _gate(
+    settings: Settings,
+    subject: answers.Subject,
+    links: dict[str, str],
+    now: dt.datetime,
+    preview: Preview | None,
+) -> dict[str, Any]:
+    """The gate with its experiment's copy and ask (a holdback sees the plain [gate] copy: the gate
+    is access, it cannot be withheld)."""
+    claims = subject.claims
+    copy: dict[str, str] = {}
+    name = arm = ""
+    if preview is not None:
+        name, arm, copy = preview.experiment.name, preview.variant.name, preview.variant.copy
+        if not answers.gated(claims):
+            # A preview shows the gate on any page: as if the meter were spent.
+            claims = {**claims, "reason": "meter_exhausted"}
+    else:
+        assignment = assignment_for(settings, "gate", subject.key, now)
+        if assignment is not None:
+            name, arm = assignment.experiment.name, assignment.variant
+            variant = assignment.experiment.variant(arm)
+            copy = variant.copy if variant is not None else {}
+    ask = encode_ask(settings, Ask("gate", name, arm, subject.key, now, preview=preview is not None))
+    body = answers.gate_body(settings, claims, answers.with_ask(links, ask), copy)
+    body.update(ask=ask, experiment=name, variant=arm)
+    return body
+
+
+def _footer(
+    settings: Settings,
+    subject: answers.Subject,
+    links: dict[str, str],
+    now: dt.datetime,
+    body: dict[str, Any],
+) -> None:
+    """Add the footer appeal to ``body``: the variant's copy and an ask; a holdback gets only the ask."""
+    experiment, arm = answers.footer_arm(settings, subject.claims)
+    if subject.claims.get("appeal") is not True and arm != HOLDBACK:
+        return  # hidden: a supporter, paused, dismissed, the ask budget, min_articles: no ask
+    with current_db().transaction(readonly=True) as session:
+        until = dismissed_until(session, settings, subject.key)
+    if until is not None and until > now:
+        # Closed on another device (or localStorage was cleared): stay hidden until it runs out.
+        body["hidden_until"] = int(until.timestamp() * 1000)
+        return
+    name = experiment.name if experiment is not None else ""
+    ask = encode_ask(settings, Ask("footer", name, arm, subject.key, now))
+    body.update(ask=ask, experiment=name, variant=arm)
+    if arm == HOLDBACK:
+        return  # nothing shown; the widget still reports the view (the holdback's denominator)
+    variant = experiment.variant(arm) if experiment is not None else None
+    body.update(
+        answers.appeal_copy(settings, answers.with_ask(links, ask), variant.copy if variant else None)
+    )
+    goal = goal_text(settings, current_db(), now)
+    if goal:
+        body["goal_text"] = goal
+
+
+def _footer_preview(
+    settings: Settings, subject: answers.Subject, links: dict[str, str], now: dt.datetime, preview: Preview
+) -> dict[str, Any]:
+    """The previewed footer variant, shown whatever the reader's arm or the experiment's dates."""
+    name, arm = preview.experiment.name, preview.variant.name
+    ask = encode_ask(settings, Ask("footer", name, arm, subject.key, now, preview=True))
+    body = answers.appeal_copy(settings, answers.with_ask(links, ask), preview.variant.copy)
+    body.update(ask=ask, experiment=name, variant=arm)
+    goal = goal_text(settings, current_db(), now)
+    if goal:
+        body["goal_text"] = goal
+    return body
+
+
 @bp.get("/support/appeal")
 def appeal() -> Any:
-    """What the widget shows for ``?token=``: the gate for a denial, the appeal unless closed."""
+    """What the widget shows for ``?token=``: the gate for a denial, the appeal unless closed or not
+    to be asked now; ``&preview=``: a staff preview of one variant (``preview: true``, never counted)."""
     settings = current_settings()
     try:
         subject = answers.token_subject(settings, request.args.get("token", ""))
     except signing.InvalidToken as exc:
         raise _unauthorized("token", exc) from None
+    preview = _preview(settings)
+    now = clock.now()
     token = request.args["token"]
     # A page URL we may not send readers back to is dropped, not refused: the gate still shows.
     links = answers.reader_links(settings, token, safe_return_url(settings, request.args.get("return_to")))
@@ -91,20 +188,17 @@ def appeal() -> Any:
         "dismiss_days": access_settings(settings).dismiss_days,
     }
     claims = subject.claims
-    if answers.gated(claims):
-        body["gate"] = answers.gate_body(settings, claims, links)
+    if answers.gated(claims) or (preview is not None and preview.channel == "gate"):
+        body["gate"] = _gate(settings, subject, links, now, preview)
     meter = answers.meter_text(settings, claims)
     if meter:
         body["meter_text"] = meter
-    if claims.get("appeal") is not True:
+    if preview is not None:
+        body["preview"] = True
+        if preview.channel == "footer":
+            body.update(_footer_preview(settings, subject, links, now, preview))
         return _no_store(body)
-    with current_db().transaction(readonly=True) as session:
-        until = dismissed_until(session, settings, subject.key)
-    if until is not None and until > clock.now():
-        # Closed on another device (or localStorage was cleared): stay hidden until it runs out.
-        body["hidden_until"] = int(until.timestamp() * 1000)
-        return _no_store(body)
-    body.update(answers.appeal_copy(settings, links))
+    _footer(settings, subject, links, now, body)
     return _no_store(body)
 
 

@@ -27,7 +27,10 @@ FOOTER_COPY = {
     "start": "2026-12-01",
     "end": "2027-01-31",
     "channels": ["footer"],
-    "variants": {"plain": {"headline": "Help keep us open"}, "urgent": {"headline": "We are in survival mode"}},
+    "variants": {
+        "plain": {"headline": "Help keep us open"},
+        "urgent": {"headline": "We are in survival mode"},
+    },
 }
 
 
@@ -96,7 +99,9 @@ def test_an_assigned_subject_is_named_in_the_trace(make_settings: Callable[..., 
     settings = experiment_settings(make_settings)
     appeal = appeal_settings(settings)
     subject = subject_in(settings, "urgent")
-    out = apply_asks(shown(), ReaderState(subject), appeal, assign(appeal.experiments["footer-copy"], subject))
+    out = apply_asks(
+        shown(), ReaderState(subject), appeal, assign(appeal.experiments["footer-copy"], subject)
+    )
     assert out.appeal is True
     assert (out.experiment, out.variant) == ("footer-copy", "urgent")
     assert out.trace[-1] == Step("experiment", True, "footer-copy: variant urgent")
@@ -106,7 +111,9 @@ def test_holdback_sees_no_appeal(make_settings: Callable[..., Settings]) -> None
     settings = experiment_settings(make_settings)
     appeal = appeal_settings(settings)
     subject = subject_in(settings, "holdback")
-    out = apply_asks(shown(), ReaderState(subject), appeal, assign(appeal.experiments["footer-copy"], subject))
+    out = apply_asks(
+        shown(), ReaderState(subject), appeal, assign(appeal.experiments["footer-copy"], subject)
+    )
     assert out.appeal is False
     assert (out.experiment, out.variant) == ("footer-copy", "holdback")
     assert out.trace[-1] == Step("experiment", False, "holdback of footer-copy sees no appeal")
@@ -145,7 +152,11 @@ def test_budget_counts_footer_and_mail_asks_in_the_window(
     with db.transaction() as s:
         body = check_access(s, settings, "ana", "a1", NOW, explain=True)
     assert body["appeal"] is True
-    assert body["trace"][-1] == {"rule": "ask_budget", "applies": True, "why": "1 of 2 asks in the last 7 days"}
+    assert body["trace"][-1] == {
+        "rule": "ask_budget",
+        "applies": True,
+        "why": "1 of 2 asks in the last 7 days",
+    }
     _ask(db, "ana", NOW - dt.timedelta(days=1), channel="keep-us-open")  # an appeal mail
     with db.transaction() as s:
         body = check_access(s, settings, "ana", "a1", NOW, explain=True)
@@ -153,7 +164,9 @@ def test_budget_counts_footer_and_mail_asks_in_the_window(
     assert body["trace"][-1]["rule"] == "ask_budget" and not body["trace"][-1]["applies"]
 
 
-def test_anonymous_browser_budget_is_its_own_key(db: Database, make_settings: Callable[..., Settings]) -> None:
+def test_anonymous_browser_budget_is_its_own_key(
+    db: Database, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings(appeal={"max_asks": 1})
     browser = "b" * 22
     with db.transaction() as s:

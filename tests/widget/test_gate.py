@@ -87,8 +87,8 @@ def test_an_anonymous_browser_gets_the_appeal_with_its_meter(client: FlaskClient
     for key, path in (("donate_url", "/donate"), ("subscribe_url", "/subscribe")):
         url = urlsplit(body[key])
         assert url.path == path
-        # The token, never the anonymous key, and the page to come back to.
-        assert parse_qs(url.query) == {"token": [anon], "return_to": [ARTICLE]}
+        # The token, never the anonymous key, the page to come back to, and the footer's ask.
+        assert parse_qs(url.query) == {"token": [anon], "return_to": [ARTICLE], "ask": [body["ask"]]}
 
 
 def test_the_meter_line_can_be_turned_off(make_client: Callable[..., FlaskClient]) -> None:
@@ -169,7 +169,8 @@ def test_a_return_to_we_may_not_send_readers_to_is_dropped(client: FlaskClient) 
     tok = token(client, "reader-1", reason="meter_exhausted", meter=METER, art="story-4")
     for bad in ("https://evil.example/phish", "javascript:alert(1)", "//evil.example/x"):
         body = appeal(client, tok, return_to=bad)
-        assert parse_qs(urlsplit(body["gate"]["donate_url"]).query) == {"token": [tok]}
+        gate = body["gate"]
+        assert parse_qs(urlsplit(gate["donate_url"]).query) == {"token": [tok], "ask": [gate["ask"]]}
     # Our own pages are fine too.
     ours = appeal(client, tok, return_to="https://paywall.example.org/account")
     assert parse_qs(urlsplit(ours["donate_url"]).query)["return_to"] == [

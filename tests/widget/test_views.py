@@ -78,7 +78,9 @@ def test_appeal_for_a_token_that_asks(widget: FlaskClient, widget_settings: Sett
     for key, path in (("donate_url", "/donate"), ("subscribe_url", "/subscribe")):
         url = urlsplit(body[key])
         assert f"{url.scheme}://{url.netloc}{url.path}" == f"https://paywall.example.org{path}"
-        assert parse_qs(url.query) == {"token": [token]}
+        assert parse_qs(url.query) == {"token": [token], "ask": [body["ask"]]}
+    # No experiment runs: the plain copy, still measured.
+    assert (body["experiment"], body["variant"]) == ("", "")
 
 
 def test_no_appeal_when_the_claim_is_false_or_the_token_is_bad(
