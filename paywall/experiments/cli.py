@@ -40,3 +40,27 @@ def list_experiments(obj: Context) -> None:
             share = (1 - e.holdback) * v.weight / total
             changes = ", ".join(sorted(v.copy)) or "the default copy"
             click.echo(f"\t{v.name}\tweight={v.weight:g}\tshare={share:.0%}\t{changes}")
+
+
+@cli.command("preview")
+@click.argument("experiment")
+@click.argument("variant")
+@click.option(
+    "--channel",
+    type=click.Choice(["footer", "gate"]),
+    default="footer",
+    show_default=True,
+    help="What to show.",
+)
+@click.option(
+    "--url", "page", metavar="PAGE", help="A page with the widget (default: {public_url}/support/preview)."
+)
+@pass_ctx
+def preview(obj: Context, experiment: str, variant: str, channel: str, page: str | None) -> None:
+    """Print a staff preview link (valid 7 days) that shows VARIANT of EXPERIMENT, never counted."""
+    from paywall.experiments.preview import InvalidPreview, preview_url
+
+    try:
+        click.echo(preview_url(obj.settings, experiment, variant, channel, page))
+    except InvalidPreview as exc:
+        raise click.UsageError(str(exc)) from None

@@ -6,6 +6,7 @@
   (paywall/widget/answers.py) for an access token, a site reader's or an anonymous browser's, in
   the copy of the experiment's variant the subject is in, each with its ``ask``;
   ``&preview=TOKEN`` answers a staff preview instead (paywall/experiments/preview.py).
+- ``GET /support/preview``: a sample article with the widget, where staff preview links open.
 - ``POST /support/dismiss`` ``{"token"}``: Close; hides the appeal (never the gate) for dismiss_days.
 - ``POST /support/handoff`` ``{"reader_token", "return_to"?}``: server mode, after signing in with a
   code in the gate: a one-time token for the site's ``[signin] return_url`` (never a reader token in
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, jsonify, request, send_from_directory
+from flask import Blueprint, Flask, Response, jsonify, render_template, request, send_from_directory
 from flask_smorest import Api
 from sqlalchemy import select
 
@@ -50,7 +51,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 # the ETag makes the revalidation after that hour a 304 without a body.
 STATIC_MAX_AGE = 3600
 
-bp = Blueprint("widget", __name__)
+bp = Blueprint("widget", __name__, template_folder="templates")
 browser.install(bp)
 
 
@@ -200,6 +201,20 @@ def appeal() -> Any:
         return _no_store(body)
     _footer(settings, subject, links, now, body)
     return _no_store(body)
+
+
+@bp.get("/support/preview")
+def preview_page() -> Any:
+    """A plain page with a sample article and the widget in client mode, for staff previews
+    (``paywall experiments preview`` links here with ``#paywall_preview=TOKEN``)."""
+    settings = current_settings()
+    widget_url = settings.server.public_url.rstrip("/") + "/support/widget.js"
+    # The token is in the URL's hash, which the browser never sends: the page cannot tell.
+    page = render_template("widget/preview.html", widget_url=widget_url, site_url=None)
+    resp = Response(page, mimetype="text/html")
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["X-Robots-Tag"] = "noindex"
+    return resp
 
 
 def _posted(name: str) -> str | None:
