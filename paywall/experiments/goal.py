@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import func, select
@@ -110,7 +110,7 @@ class GoalCache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.figure: int | None = None
-        # time.monotonic() of the last attempt (None: never tried).
+        # monotonic() of the last attempt (None: never tried).
         self.tried: float | None = None
 
     @classmethod
@@ -119,7 +119,7 @@ class GoalCache:
         return cls()
 
     def due(self, refresh_seconds: int) -> bool:
-        return self.tried is None or time.monotonic() - self.tried >= refresh_seconds
+        return self.tried is None or monotonic() - self.tried >= refresh_seconds
 
     def get(self, db: Database, goal: GoalSettings, now: dt.datetime) -> int | None:
         """The figure, computed again when due by whichever thread gets the lock first."""
@@ -130,7 +130,7 @@ class GoalCache:
             return self.figure
         try:
             if self.due(goal.refresh_seconds):
-                self.tried = time.monotonic()
+                self.tried = monotonic()
                 try:
                     with db.transaction(readonly=True) as session:
                         self.figure = goal_figure(session, goal, now)

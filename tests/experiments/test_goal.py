@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -78,10 +79,15 @@ def test_the_figure_is_cached_for_refresh_seconds(
         appeal={"goal": {"kind": "supporters", "text": "{count}", "refresh_seconds": 60}}
     )
     clock = [1000.0]
-    monkeypatch.setattr(goal.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(goal, "monotonic", lambda: clock[0])
     queries = []
     real = goal.goal_figure
-    monkeypatch.setattr(goal, "goal_figure", lambda *a: queries.append(1) or real(*a))
+
+    def counted(*args: Any) -> int:
+        queries.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(goal, "goal_figure", counted)
     assert goal_text(settings, db, NOW) == "0"
     with db.transaction() as s:
         f.subscription(s, f.reader(s, "ana"), status="active")
@@ -100,7 +106,7 @@ def test_a_failure_keeps_the_last_figure_and_logs(
 ) -> None:
     settings = make_settings(appeal={"goal": {"kind": "supporters", "text": "{count}", "refresh_seconds": 1}})
     clock = [1000.0]
-    monkeypatch.setattr(goal.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(goal, "monotonic", lambda: clock[0])
     assert goal_text(settings, db, NOW) == "0"
 
     def broken(*args: object) -> int:
