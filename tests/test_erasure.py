@@ -146,3 +146,25 @@ def test_cli_erase_names_an_unknown_or_bad_reader(db: Database, runner: Any) -> 
     assert missing.exit_code == 1 and "no reader 'nobody'" in missing.output
     bad = runner.invoke(main, ["readers", "erase", "a\x01b"])
     assert bad.exit_code == 2 and "READER" in bad.output
+
+
+def test_erasure_deletes_the_readers_asks(db: Database) -> None:
+    import datetime as dt
+
+    from paywall.erasure import erase_reader
+    from paywall.models import AppealAsk, Reader
+
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with db.transaction() as session:
+        session.add(Reader(external_id="ana", email="ana@example.org"))
+        session.add_all(
+            [
+                AppealAsk(subject="ana", asked_at=now, channel="footer"),
+                AppealAsk(subject="ana", asked_at=now, channel="keep-us-open"),
+                AppealAsk(subject="bob", asked_at=now, channel="footer"),
+            ]
+        )
+    with db.transaction() as session:
+        assert erase_reader(session, "ana") == "erased"
+    with db.transaction(readonly=True) as session:
+        assert list(session.scalars(select(AppealAsk.subject))) == ["bob"]
