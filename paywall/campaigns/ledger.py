@@ -1,7 +1,8 @@
 """The send-once ledger (``appeal_sends``): one row per (campaign, reader), unique on the pair.
 
 A row is ``claimed`` before its message goes to SMTP, then marked ``sent``, ``failed`` or
-``unknown``. These functions run inside the caller's transaction and never commit; the rule that
+``unknown``; a reader in the holdback of the campaign's experiment is claimed and marked
+``holdback`` in one transaction, and never mailed. These functions run inside the caller's transaction and never commit; the rule that
 orders claims, sends and marks is in sending.py.
 """
 
@@ -15,6 +16,7 @@ from sqlalchemy import String, Table, bindparam, delete, func, literal, select, 
 from sqlalchemy.orm import Session
 
 from paywall import clock
+from paywall.campaigns.asking import ASKED_STATES, Asked, record_asked
 from paywall.campaigns.selection import Candidate, exclusion
 from paywall.db import UTCDateTime, dialect_insert
 from paywall.mail.smtp import Delivery
@@ -25,7 +27,14 @@ _LEDGER = cast(Table, AppealSend.__table__)
 _READERS = cast(Table, Reader.__table__)
 
 # Ledger state -> the tally word for a reader found already in the ledger.
-EXISTING = {"sent": "already_sent", "claimed": "claimed", "unknown": "claimed", "failed": "already_failed"}
+EXISTING = {
+    "sent": "already_sent",
+    "claimed": "claimed",
+    "unknown": "claimed",
+    "failed": "already_failed",
+    # In the holdback of the experiment running on the campaign: never mailed (paywall/campaigns/asking.py).
+    "holdback": "holdback",
+}
 
 
 @dataclass
@@ -37,6 +46,8 @@ class Mark:
     message_id: str | None = None
     error: str | None = None
     suppress_email: str | None = None
+    # The ask a message that went out records (sent or unknown), with the mark, at most once.
+    asked: Asked | None = None
 
 
 # Both statements are built once (per dialect) and run with parameters: building them for every
@@ -143,9 +154,23 @@ def apply_marks(session: Session, marks: list[Mark]) -> None:
     ]
     session.connection().execute(_MARK, rows)
     for mark in marks:
+        if mark.asked is not None and mark.state in ASKED_STATES:
+            record_asked(session, mark.asked, now)
         if mark.suppress_email:
             suppress(session, mark.suppress_email, reason="hard_bounce", detail=mark.error)
     marks.clear()
+
+
+def hold(session: Session, row_id: int) -> None:
+    """Mark a claimed row ``holdback``: the reader is in the experiment's holdback, never mailed."""
+    params = {
+        "row_id": row_id,
+        "state": "holdback",
+        "message_id": None,
+        "error": None,
+        "finished_at": clock.now(),
+    }
+    session.connection().execute(_MARK, params)
 
 
 def release_unattempted(session: Session, row_ids: list[int]) -> None:

@@ -18,6 +18,10 @@ A claimed row whose outcome was never recorded is **not** resent by a later run:
 at least once. An operator who knows the message did not go out can release it
 (``paywall appeals release``), and the next run sends it.
 
+An appeal mail is an ask (paywall/campaigns/asking.py): readers at the ask budget
+(``over_budget``), below ``min_articles`` (``too_new``) or in the holdback of the campaign's
+experiment (``holdback``) are not mailed; a message that went out records its ask with its mark.
+
 Only a transient failure that provably sent nothing (every attempt refused with 4xx, or the
 connection failed before the body) releases the claim by itself, and stops the run.
 """
@@ -34,11 +38,13 @@ from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.campaigns import ledger
+from paywall.campaigns.asking import AskPlan, plan_asks, record_holdback
 from paywall.campaigns.definition import Campaign
 from paywall.campaigns.message import build_appeal
 from paywall.campaigns.selection import Candidate, candidates
 from paywall.config import Settings
 from paywall.db import Database
+from paywall.experiments.asks import Ask, encode_ask
 from paywall.mail.settings import appeal_pause_days, mailer_settings
 from paywall.mail.smtp import Delivery, MailConfigError, SmtpTransport, TransientFailure
 from paywall.mail.suppression import email_hash, suppressed_hashes
@@ -79,6 +85,7 @@ def send_campaign(
             candidates(session, campaign.segment, now=now(), pause_days=appeal_pause_days(settings))
         )
         sent_before = ledger.states(session, campaign.name)
+        plan = plan_asks(session, settings, campaign.name, people, now())
     if not dry_run and transport is None:
         raise ValueError("a transport is needed unless dry_run")
     report = SendReport()
@@ -88,7 +95,7 @@ def send_campaign(
     with db.engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as session:
         with session.begin():
             suppressed = suppressed_hashes(session)
-        eligible = _sift(people, sent_before, suppressed, report, limit=limit, dry_run=dry_run)
+        eligible = _sift(people, sent_before, suppressed, report, plan, limit=limit, dry_run=dry_run)
         if not eligible:
             return report
         if transport is None:  # checked above; keeps the type checker informed
@@ -100,6 +107,7 @@ def send_campaign(
             transport,
             report,
             suppressed,
+            plan,
             force=force,
             now=now,
             build=build,
@@ -122,12 +130,14 @@ def _sift(
     sent_before: dict[int, str],
     suppressed: set[str],
     report: SendReport,
+    plan: AskPlan,
     *,
     limit: int | None,
     dry_run: bool,
 ) -> list[Candidate]:
     """The candidates to claim, in order; every other one is counted in the tally under its reason.
 
+    Readers in the holdback are claimed too (to be recorded, never mailed; not counted in ``limit``).
     In a dry run nobody is returned: who would get it goes to ``report.would_send``.
     """
     tally = report.tally
@@ -140,6 +150,13 @@ def _sift(
             tally[ledger.EXISTING.get(sent_before[cand.reader_id], "claimed")] += 1
         elif email_hash(cand.email or "") in suppressed:
             tally["suppressed"] += 1
+        elif skip := plan.skip(cand):
+            tally[skip] += 1
+        elif plan.arm(cand).holdback:
+            if dry_run:
+                tally["holdback"] += 1
+            else:
+                eligible.append(cand)
         elif limit is not None and attempted >= limit:
             tally["over_limit"] += 1
         else:
@@ -166,6 +183,8 @@ class Send:
     report: SendReport
     # Hashes of the suppressed addresses, grown by this run's hard bounces.
     suppressed: set[str]
+    # The ask budget, min_articles and the experiment (paywall/campaigns/asking.py).
+    plan: AskPlan
     force: bool = False
     now: Callable[[], dt.datetime] = clock.now
     # The benchmark sends messages it prepared up front.
@@ -198,6 +217,11 @@ class Send:
                 row_id = ledger.claim(self.session, self.campaign.name, cand)
                 if row_id is None:
                     self.report.tally[ledger.why_not(self.session, self.campaign.name, cand.reader_id)] += 1
+                elif (arm := self.plan.arm(cand)).holdback:
+                    # Recorded once, with its view, in the claim's own commit; never mailed.
+                    ledger.hold(self.session, row_id)
+                    record_holdback(self.session, self.plan.asked(cand, arm), self.now())
+                    self.report.tally["holdback"] += 1
                 else:
                     claimed.append((cand, row_id))
         return claimed
@@ -226,6 +250,7 @@ class Send:
                 return True
             msg, delivery = sent
             word, mark = ledger.outcome(delivery, row_id, email, msg["Message-ID"])
+            mark.asked = self.plan.asked(cand, self.plan.arm(cand))
             if mark.suppress_email:
                 self.suppressed.add(email_hash(email))
             self.marks.append(mark)
@@ -244,8 +269,16 @@ class Send:
             if self.build is not None:
                 msg = self.build(cand)
             else:
+                arm = self.plan.arm(cand)
+                ask = Ask(self.campaign.name, arm.name, arm.variant, cand.external_id, self.now())
                 msg = build_appeal(
-                    self.settings, self.campaign, external_id=cand.external_id, email=email, name=cand.name
+                    self.settings,
+                    self.campaign,
+                    external_id=cand.external_id,
+                    email=email,
+                    name=cand.name,
+                    copy=arm.copy(),
+                    ask=encode_ask(self.settings, ask),
                 )
             return msg, self.transport.send(msg)
         except (KeyboardInterrupt, SystemExit):

@@ -36,13 +36,20 @@ def unsubscribe_url(settings: Settings, reader_external_id: str, campaign: str |
 
 
 def reader_links(
-    settings: Settings, reader_external_id: str, pages: tuple[str, ...], campaign: str | None = None
+    settings: Settings,
+    reader_external_id: str,
+    pages: tuple[str, ...],
+    campaign: str | None = None,
+    ask: str | None = None,
 ) -> dict[str, str]:
     """``{public_url}/<page>?token=…`` for each page (subscribe, donate): one "reader-link"
-    token, signed once, serves them all (it names the reader, not the page)."""
+    token, signed once, serves them all (it names the reader, not the page). ``ask``: an appeal
+    mail's ask (paywall/experiments/asks.py), claim ``ask``, for Checkout's attribution."""
     claims: dict[str, str] = {"sub": reader_external_id}
     if campaign:
         claims["cmp"] = campaign
+    if ask:
+        claims["ask"] = ask
     ttl = dt.timedelta(days=mailer_settings(settings).link_ttl_days)
     token, _ = signing.sign(settings, claims, purpose=READER_LINK, ttl=ttl)
     return {page: _url(settings, f"/{page}", token) for page in pages}
