@@ -14,7 +14,10 @@ Segments (all among readers who opted in to marketing mail):
 * ``all_opted_in``: everyone who opted in.
 
 Never mailed, whatever the segment (each is reported under its own name in the tally):
-``erased``, ``unsubscribed``, ``no_email``, ``suppressed`` (a hard-bounced address).
+``erased``, ``unsubscribed``, ``no_email``, ``suppressed`` (a hard-bounced address), and ``paused``:
+a donation in the last ``appeal_pause_days`` or an active recurring donation, the same pause the
+footer appeal keeps (paywall/access/rules.py), so after a donation every channel pauses together.
+The ask budget, ``min_articles`` and experiments are paywall/campaigns/asking.py.
 """
 
 from __future__ import annotations
@@ -98,6 +101,13 @@ def _facts(session: Session) -> _Facts:
     return facts
 
 
+def _paused(reader_id: int, email: str | None, facts: _Facts, cutoff: dt.datetime) -> bool:
+    """A donation since ``cutoff`` (by the reader or from their address), or a current recurring one."""
+    key = (email or "").strip().lower()
+    gifts = [facts.last_donation.get(reader_id), facts.last_donation_by_email.get(key) if key else None]
+    return reader_id in facts.current_donor or any(g is not None and g >= cutoff for g in gifts)
+
+
 def _in_segment(segment: str, reader_id: int, email: str | None, facts: _Facts, cutoff: dt.datetime) -> bool:
     key = (email or "").strip().lower()
     if segment == "all_opted_in":
@@ -137,9 +147,10 @@ def candidates(session: Session, segment: str, *, now: dt.datetime, pause_days: 
     for reader_id, external_id, email, name, unsubscribed_at, erased_at in rows:
         if not _in_segment(segment, reader_id, email, facts, cutoff):
             continue
-        yield Candidate(
-            reader_id, external_id, email, name, exclusion(email, unsubscribed_at, erased_at, suppressed)
-        )
+        excluded = exclusion(email, unsubscribed_at, erased_at, suppressed)
+        if excluded is None and _paused(reader_id, email, facts, cutoff):
+            excluded = "paused"
+        yield Candidate(reader_id, external_id, email, name, excluded)
 
 
 def exclusion(
