@@ -44,7 +44,14 @@ class MeterSchema(Schema):
 
 
 class TraceStepSchema(Schema):
-    rule = fields.String(required=True)
+    rule = fields.String(
+        required=True,
+        metadata={
+            "description": "level, entitlements, comp, subscription, trial, grace_period, donation, metered, "
+            "supporters, registered, appeal; after an appeal shown: ask_budget, min_articles, experiment "
+            "(docs/access.md)."
+        },
+    )
     applies = fields.Boolean(required=True)
     why = fields.String(required=True)
 
