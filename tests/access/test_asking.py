@@ -210,3 +210,36 @@ def test_no_running_experiment_leaves_the_token_alone(
         token, _ = issue_access_token(s, settings, subject_in(settings, "holdback"))
     claims = jwt.decode(token, options={"verify_signature": False})
     assert "appeal_experiment" not in claims and claims["appeal"] is True
+
+
+def test_post_access_explains_the_ask_steps(
+    db: Database,
+    make_settings: Callable[..., Settings],
+    make_key: Callable[[str], dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from paywall.app import create_app
+
+    settings = experiment_settings(make_settings, max_asks=2, min_articles=1)
+    monkeypatch.setattr("paywall.clock.now", lambda: NOW)
+    client = create_app(settings, db=db).test_client()
+    key = make_key("site")
+    reader, held = subject_in(settings, "urgent"), subject_in(settings, "holdback")
+    body = client.post(
+        "/v1/access", json={"reader": reader, "article": "a1", "explain": True}, headers=key
+    ).get_json()
+    assert body["appeal"] is True
+    assert [(s["rule"], s["applies"], s["why"]) for s in body["trace"][-3:]] == [
+        ("ask_budget", True, "0 of 2 asks in the last 7 days"),
+        ("min_articles", True, "1 articles read this month (asks start at 1)"),
+        ("experiment", True, "footer-copy: variant urgent"),
+    ]
+    body = client.post(
+        "/v1/access", json={"reader": held, "article": "a1", "explain": True}, headers=key
+    ).get_json()
+    assert body["appeal"] is False and body["allowed"] is True
+    assert body["trace"][-1] == {
+        "rule": "experiment",
+        "applies": False,
+        "why": "holdback of footer-copy sees no appeal",
+    }
