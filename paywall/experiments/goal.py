@@ -123,7 +123,7 @@ class GoalCache:
 
     def get(self, db: Database, goal: GoalSettings, now: dt.datetime) -> int | None:
         """The figure, computed again when due by whichever thread gets the lock first."""
-        if not self.due(goal.refresh_seconds):
+        if self.figure is not None and not self.due(goal.refresh_seconds):
             return self.figure
         # The first computation is waited for; later ones are not (the last figure is answered).
         if not self.lock.acquire(blocking=self.figure is None):

@@ -142,3 +142,33 @@ def test_the_appeal_answer_carries_the_goal_line(
         "/support/appeal", query_string={"token": access_token(settings, "reader-1")}
     ).get_json()
     assert body["show"] is True and body["goal_text"] == "0 readers support us"
+
+
+def test_threads_share_one_computation(
+    db: Database, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many request threads at once: one computes, the others wait for the first figure only."""
+    import threading
+
+    settings = make_settings(appeal={"goal": {"kind": "supporters", "text": "{count}"}})
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow(*args: Any) -> int:
+        calls.append(1)
+        started.set()
+        release.wait(5)
+        return 7
+
+    monkeypatch.setattr(goal, "goal_figure", slow)
+    results: list[str | None] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(goal_text(settings, db, NOW))) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    assert started.wait(5)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert results == ["7"] * 8 and len(calls) == 1
