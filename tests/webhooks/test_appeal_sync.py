@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from tests.support.stripe_events import (
     scenario_file,
     with_metadata,
 )
+from tests.webhooks.test_reconcile import FakeStripe, stripe_state, sync_cmd
 from tests.webhooks.test_statements import FIRST_PURCHASE_BATCH_MAX, counted
 
 APPEAL = {"appeal_experiment": "footer-copy", "appeal_variant": "urgent", "appeal_channel": "footer"}
@@ -131,3 +133,18 @@ def test_an_attributed_purchase_costs_no_more_statements(db: Database, settings:
         outcomes = applier.drain(db, settings)
     assert outcomes == {"processed": len(events)}
     assert len(seen) <= FIRST_PURCHASE_BATCH_MAX + 3, (len(seen), seen)
+
+
+def test_stripe_sync_stores_the_appeal_as_the_webhooks_do(runner: CliRunner, db: Database) -> None:
+    """``paywall stripe sync`` (the repair for missed webhooks) goes through the same upserts."""
+    events = with_metadata(load_scenario("renewal_failed_then_recovered"), APPEAL)
+    fake = FakeStripe(stripe_state(events))
+    fake.thread.start()
+    try:
+        result = sync_cmd(runner, fake)
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+    assert result.exit_code == 0, result.output
+    with db.transaction(readonly=True) as session:
+        check_attributed(session, APPEAL, payments=3)
