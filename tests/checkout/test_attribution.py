@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from paywall import clock, signing
 from paywall.config import Settings
+from paywall.db import Database
 from paywall.experiments.asks import Ask, encode_ask
 from paywall.experiments.assignment import assign
+from paywall.models import CheckoutSession, Payment, Subscription
 from paywall.widget.settings import appeal_settings
 from tests.checkout.test_pages import access_token, form_token, make_browser, pages_settings, stripe_api
 from tests.checkout.test_sessions import api, checkout_env, make_client
@@ -308,3 +311,45 @@ def test_the_ask_field_is_documented(api: FlaskClient) -> None:
     for name in ("DonationCheckout", "SubscriptionCheckout"):
         field = schemas[name]["properties"]["ask"]
         assert "string" in field["type"] and "appeal_variant" in field["description"]
+
+
+@pytest.mark.parametrize(("page", "interval"), [("donate", "once"), ("donate", "year"), ("subscribe", None)])
+def test_a_paid_checkout_is_recorded_attributed_at_thanks(
+    browser: FlaskClient,
+    settings: Settings,
+    stripe_api: FakeStripe,
+    db: Database,
+    page: str,
+    interval: str | None,
+) -> None:
+    """Click, Checkout, pay, /thanks (no webhook): the rows it records name the variant clicked."""
+    browser_key = subject_in(settings, "urgent", prefix=" anon:browser-0000000000-")
+    token = access_token(settings, browser_key)
+    html = browser.get(f"/{page}?token={token}&ask={footer_ask(settings, browser_key, 'urgent')}").get_data(
+        as_text=True
+    )
+    if page == "donate":
+        assert interval is not None
+        resp = donate(browser, html, interval=interval)
+    else:
+        data = {"form_token": form_token(html), "plan": "monthly", "ask": hidden_ask(html) or ""}
+        resp = browser.post("/subscribe", data=data)
+    assert resp.status_code == 303
+    csid = resp.headers["Location"].rsplit("/", 1)[1]
+    thanks = stripe_api.pay(csid, "ana@example.org").removeprefix("https://paywall.example.org")
+    assert browser.get(thanks).status_code in (200, 303)
+    want = {"appeal_experiment": "footer-copy", "appeal_variant": "urgent", "appeal_channel": "footer"}
+    with db.transaction(readonly=True) as session:
+        rows = [
+            *session.scalars(select(Payment)),
+            *session.scalars(select(CheckoutSession)),
+            *session.scalars(select(Subscription)),
+        ]
+        # A gift's payment is recorded at /thanks; a subscription's first payment comes with its
+        # invoice's webhook (tests/webhooks/test_appeal_sync.py follows it there).
+        kinds = {"once": ["Payment", "CheckoutSession"]}.get(
+            interval or "", ["CheckoutSession", "Subscription"]
+        )
+        assert [type(row).__name__ for row in rows] == kinds
+        for row in rows:
+            assert {key: getattr(row, key) for key in APPEAL_KEYS} == want
