@@ -27,6 +27,7 @@ from tests.support.stripe_events import (
     load_scenario,
     mirror_rows,
     scenario_file,
+    to_legacy,
     with_metadata,
 )
 from tests.webhooks.test_reconcile import FakeStripe, stripe_state, sync_cmd
@@ -89,6 +90,13 @@ def test_whatever_the_delivery_order(app: Flask, db: Database, scenario: str, da
     dupes = data.draw(st.lists(st.sampled_from(events), max_size=len(events) // 2), label="duplicates")
     order = data.draw(st.permutations(events + dupes), label="delivery order")
     assert_same_rows(run(app, db, list(order), meta, payments), want)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_in_the_pre_2025_shape(app: Flask, db: Database, scenario: str) -> None:
+    meta, payments = SCENARIOS[scenario]
+    events = to_legacy(with_metadata(load_scenario(scenario), meta))
+    run(app, db, list(reversed(events)), meta, payments)
 
 
 @pytest.mark.parametrize("scenario", ["one_time_donation_checkout", "monthly_subscription_checkout"])
