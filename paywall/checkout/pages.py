@@ -11,6 +11,7 @@ name a reader, and the nonce makes a double click reuse one Checkout Session (id
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -32,8 +33,12 @@ from paywall.checkout.settings import (
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
+from paywall.experiments import attribution
+from paywall.experiments.attribution import Attribution
+from paywall.experiments.definition import Variant
 from paywall.schemas import validate_identifier
 from paywall.signin.returns import safe_return_url
+from paywall.widget.answers import token_subject
 
 bp = Blueprint("reader_pages", __name__, template_folder="templates")
 
@@ -129,18 +134,25 @@ def _donate_context(
     campaign: str | None = None,
     token: str | None = None,
     return_to: str | None = None,
+    found: Attribution | None = None,
 ) -> dict[str, Any]:
     donations = donation_settings(settings)
     bounds = donations.bounds(currency)
-    presets = [Preset(p, _amount_label(p, currency)) for p in bounds.presets]
+    amounts, preselect = offered_amounts(settings, currency, attribution.variant_of(settings, found))
+    presets = [Preset(p, _amount_label(p, currency)) for p in amounts]
     if amount is None and not other:
-        amount = presets[(len(presets) - 1) // 2].amount if presets else None
+        amount = preselect
+    ask = attribution.carried_ask(settings, found, clock.now()) if found is not None else None
     currency_links = [
         (
             code.upper(),
             "?"
             + urlencode(
-                {k: v for k, v in {"token": token, "currency": code, "return_to": return_to}.items() if v}
+                {
+                    k: v
+                    for k, v in {"token": token, "currency": code, "return_to": return_to, "ask": ask}.items()
+                    if v
+                }
             ),
         )
         for code in donations.currencies
@@ -161,8 +173,70 @@ def _donate_context(
         "errors": errors or {},
         "campaign": campaign or "",
         "return_to": return_to or "",
+        "ask": ask or "",
         "site_url": checkout_settings(settings).site_url,
     }
+
+
+def offered_amounts(
+    settings: Settings, currency: str, variant: Variant | None
+) -> tuple[list[int], int | None]:
+    """The preset amounts /donate offers in ``currency`` and the one preselected (minor units).
+
+    A variant's presets replace the currency's own, keeping only those within the currency's
+    [donations.limits] min..max (none left: the currency's own); its default_amount, when within
+    them, is preselected (and offered, if it is not a preset). Else the middle preset."""
+    bounds = donation_settings(settings).bounds(currency)
+    amounts = list(bounds.presets)
+    if variant is not None:
+        amounts = [a for a in variant.presets if bounds.min <= a <= bounds.max] or amounts
+        if bounds.min <= variant.default_amount <= bounds.max:
+            if variant.default_amount not in amounts:
+                amounts = sorted([*amounts, variant.default_amount])
+            return amounts, variant.default_amount
+    return amounts, amounts[(len(amounts) - 1) // 2] if amounts else None
+
+
+def _subject(settings: Settings, token: str | None) -> str | None:
+    """The access subject a site or mail token names (a reader id, or an anonymous browser's key)."""
+    try:
+        return token_subject(settings, token).key
+    except signing.InvalidToken:
+        return None
+
+
+def link_ask(settings: Settings, token: str | None) -> tuple[str, dt.datetime] | None:
+    """The ask a mailer link was sent with (its ``ask`` claim) and when the link was made: the ask is
+    held to its lifetime at that time (the signed link has its own, longer one)."""
+    if not token:
+        return None
+    try:
+        claims = signing.verify(settings, token, purpose=READER_PURPOSES)
+    except signing.InvalidToken:
+        return None
+    value, made = claims.get("ask"), claims.get("iat")
+    if not isinstance(value, str) or not isinstance(made, int):
+        return None
+    return value, dt.datetime.fromtimestamp(made, dt.UTC)
+
+
+def page_attribution(settings: Settings, values: Any, token: str | None) -> Attribution | None:
+    """The attribution of a reader page opened with ``?ask=`` (the appeal's link) or a mail link's
+    ``ask`` claim, else the token subject's footer arm (paywall/experiments/attribution.py)."""
+    subject, now = _subject(settings, token), clock.now()
+    given = values.get("ask")
+    found = None
+    if isinstance(given, str) and given:
+        found = attribution.from_ask(settings, given, subject, now)
+    mailed = link_ask(settings, token) if found is None else None
+    if mailed is not None:
+        found = attribution.from_ask(settings, mailed[0], subject, now, checked_at=mailed[1])
+    return found if found is not None else attribution.from_subject(settings, subject, now)
+
+
+def posted_attribution(settings: Settings, reader: str | None) -> Attribution | None:
+    """The attribution a reader page's form posts back (the ask it carries) for the form's reader."""
+    return attribution.resolve(settings, request.form.get("ask") or None, reader, clock.now())
 
 
 def _pick(value: str | None, allowed: list[str] | tuple[str, ...], default: str) -> str:
@@ -207,6 +281,7 @@ def donate_page() -> Any:
         campaign=_campaign(request.args.get("campaign") or link_campaign(settings, token)),
         token=token if reader else None,
         return_to=_return_to(settings, request.args),
+        found=page_attribution(settings, request.args, token),
     )
     return render_template("checkout/donate.html", **context)
 
@@ -260,6 +335,7 @@ def donate_submit() -> Any:
     interval = _pick(request.form.get("interval"), INTERVALS, donations.default_interval)
     campaign = _campaign(request.form.get("campaign"))
     return_to = _return_to(settings, request.form)
+    found = posted_attribution(settings, form.reader)
     other = request.form.get("other_amount", "").strip()
     amount, problem = _chosen_amount(currency, other)
     errors: dict[str, str] = {"amount": problem} if problem else {}
@@ -276,6 +352,7 @@ def donate_submit() -> Any:
                 interval=interval,
                 campaign=campaign,
                 return_to=return_to,
+                appeal=found.metadata() if found is not None else None,
             )
         except ApiError as exc:
             if exc.status != 422:
@@ -292,6 +369,7 @@ def donate_submit() -> Any:
             errors=errors,
             campaign=campaign,
             return_to=return_to,
+            found=found,
         )
         return render_template("checkout/donate.html", **context), 422
     key = sessions.idempotency_key("donation", params, form.nonce)
@@ -331,6 +409,7 @@ def subscribe_page() -> Any:
         shown = [plans[wanted]]
     else:
         shown = list(plans.values())
+    found = page_attribution(settings, request.args, token)
     return render_template(
         "checkout/subscribe.html",
         plans=[_plan_view(p) for p in shown],
@@ -338,6 +417,7 @@ def subscribe_page() -> Any:
         form_token=make_form_token(settings, "subscribe", reader),
         campaign=_campaign(request.args.get("campaign") or link_campaign(settings, token)) or "",
         return_to=_return_to(settings, request.args) or "",
+        ask=attribution.carried_ask(settings, found, clock.now()) if found is not None else "",
         site_url=checkout_settings(settings).site_url,
     )
 
@@ -358,6 +438,7 @@ def subscribe_submit() -> Any:
         return _message(404, "No such plan", "That plan is not offered.")
     with current_db().transaction(readonly=True) as session:
         buyer = sessions.find_buyer(session, settings, form.reader, None)
+    found = posted_attribution(settings, form.reader)
     try:
         params = sessions.subscription_params(
             settings,
@@ -365,6 +446,7 @@ def subscribe_submit() -> Any:
             buyer,
             campaign=_campaign(request.form.get("campaign")),
             return_to=_return_to(settings, request.form),
+            appeal=found.metadata() if found is not None else None,
         )
         key = sessions.idempotency_key("subscription", params, form.nonce)
         created = sessions.create_checkout_session(settings, params, key=key)

@@ -33,6 +33,21 @@ def Campaign() -> fields.String:
     return fields.String(load_default=None, validate=CAMPAIGN)
 
 
+def AppealAsk() -> fields.String:
+    # Any string: a bad, expired or foreign ask is ignored, it never fails a Checkout.
+    return fields.String(
+        load_default=None,
+        validate=validate.Length(max=2000),
+        metadata={
+            "description": "The appeal's ask (the `ask` of GET /support/appeal, or of the Subscribe/Donate "
+            "link the reader clicked), so the payment is attributed to the appeal's channel, experiment "
+            "and variant (Checkout metadata appeal_channel, appeal_experiment, appeal_variant). Without "
+            "one, a reader in a running footer experiment is attributed to their arm, channel `direct`. "
+            "An invalid, expired or another reader's ask is ignored."
+        },
+    )
+
+
 def ReturnUrl() -> fields.String:
     return fields.String(load_default=None, validate=RETURN_URL)
 
@@ -56,6 +71,7 @@ class SubscriptionCheckoutSchema(StrictSchema):
     email = fields.Email(load_default=None)
     plan = fields.String(required=True, validate=validate.Length(min=1, max=64))
     campaign = Campaign()
+    ask = AppealAsk()
     success_url = ReturnUrl()
     cancel_url = ReturnUrl()
 
@@ -76,6 +92,7 @@ class DonationCheckoutSchema(StrictSchema):
     )
     interval = fields.String(required=True, validate=validate.OneOf(["once", "month", "year"]))
     campaign = Campaign()
+    ask = AppealAsk()
     success_url = ReturnUrl()
     cancel_url = ReturnUrl()
 

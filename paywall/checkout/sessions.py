@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -101,9 +102,12 @@ def _buyer_params(buyer: Buyer) -> dict[str, Any]:
     return params
 
 
-def _metadata(**values: str | None) -> dict[str, str]:
-    # Stripe treats an empty metadata value as "unset"; absent values are simply left out.
-    return {key: value for key, value in values.items() if value}
+def _metadata(appeal: Mapping[str, str] | None, **values: str | None) -> dict[str, str]:
+    # Stripe treats an empty metadata value as "unset"; absent values are simply left out. The
+    # appeal keys (paywall/experiments/attribution.py) go wherever the campaign goes.
+    found = {key: value for key, value in values.items() if value}
+    found.update({key: value for key, value in (appeal or {}).items() if value})
+    return found
 
 
 def subscription_params(
@@ -115,12 +119,14 @@ def subscription_params(
     cancel_url: str | None = None,
     campaign: str | None = None,
     return_to: str | None = None,
+    appeal: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Checkout Session parameters for a plan (mode subscription); ``return_to`` (a checked article
-    URL) goes into the success URL, and is where a reader who cancels goes back to."""
+    URL) goes into the success URL, and is where a reader who cancels goes back to; ``appeal`` is
+    the attribution's metadata (paywall.experiments.attribution)."""
     if not plan.configured:
         raise not_configured(f"plans.{plan.name}.price", f"The plan {plan.name!r}")
-    metadata = _metadata(kind="subscription", reader=buyer.reader, plan=plan.name, campaign=campaign)
+    metadata = _metadata(appeal, kind="subscription", reader=buyer.reader, plan=plan.name, campaign=campaign)
     return {
         "mode": "subscription",
         "line_items": [{"price": plan.price, "quantity": 1}],
@@ -160,12 +166,13 @@ def donation_params(
     success_url: str | None = None,
     cancel_url: str | None = None,
     return_to: str | None = None,
+    appeal: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Checkout Session parameters for a donation: mode payment once, mode subscription monthly/yearly
-    (``return_to`` as for a plan)."""
+    (``return_to`` and ``appeal`` as for a plan)."""
     code = check_donation(settings, amount, currency)
     name = donation_settings(settings).product_name
-    metadata = _metadata(kind="donation", reader=buyer.reader, campaign=campaign)
+    metadata = _metadata(appeal, kind="donation", reader=buyer.reader, campaign=campaign)
     price_data: dict[str, Any] = {"currency": code, "unit_amount": amount, "product_data": {"name": name}}
     params: dict[str, Any] = {}
     if interval == "once":

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api
 
+from paywall import clock
 from paywall.api import Blueprint
 from paywall.auth import authorize, require_role
 from paywall.checkout import limits, sessions
@@ -22,6 +23,7 @@ from paywall.checkout.schemas import (
 from paywall.checkout.settings import ratelimit_settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError, bad_request
+from paywall.experiments.attribution import attribution
 
 blp = Blueprint("checkout", __name__, url_prefix="/v1", description="Checkout and the customer portal")
 
@@ -69,6 +71,7 @@ def create_subscription(data: dict[str, Any]) -> Any:
         success_url=data["success_url"],
         cancel_url=data["cancel_url"],
         campaign=data["campaign"],
+        appeal=attribution(settings, data["ask"], data["reader"], clock.now()),
     )
     key = sessions.idempotency_key("subscription", params, _caller_key())
     created = sessions.create_checkout_session(settings, params, key=key)
@@ -96,6 +99,7 @@ def create_donation(data: dict[str, Any]) -> Any:
         campaign=data["campaign"],
         success_url=data["success_url"],
         cancel_url=data["cancel_url"],
+        appeal=attribution(settings, data["ask"], data["reader"], clock.now()),
     )
     key = sessions.idempotency_key("donation", params, _caller_key())
     created = sessions.create_checkout_session(settings, params, key=key)

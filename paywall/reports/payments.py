@@ -61,6 +61,11 @@ COLUMNS = [
     Column("net", MONEY),
     Column("livemode", BOOL),
     Column("unmatched", BOOL),
+    # The appeal the Checkout was attributed to (paywall/experiments/attribution.py); last, so
+    # spreadsheets built on the earlier columns keep their places.
+    Column("appeal_experiment"),
+    Column("appeal_variant"),
+    Column("appeal_channel"),
 ]
 _COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 # The charge's balance transaction as a payout listed it (``paywall stripe sync``): its payout.
@@ -170,6 +175,9 @@ def _payment_columns(refunds: Subquery, disputes: Subquery) -> list[Any]:
         net,
         Payment.livemode,
         literal(False),
+        Payment.appeal_experiment,
+        Payment.appeal_variant,
+        Payment.appeal_channel,
     ]
 
 
@@ -197,6 +205,7 @@ def unmatched_refunds_query(period: Period, livemode: bool | None) -> Any:
         -refunded,
         Refund.livemode,
         literal(True),
+        *[text] * 3,  # appeal experiment, variant, channel
     ]
     query: Any = (
         select(*columns)

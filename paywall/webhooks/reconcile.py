@@ -61,7 +61,7 @@ def _charge(session: Session, obj: Obj, src: Source) -> str:
     outcome = payments.upsert_charge(session, obj, src)
     pi = obj.get("payment_intent")
     if isinstance(pi, Mapping):
-        # Expanded: the intent's metadata (reader, campaign, kind) is only there.
+        # Expanded: the intent's metadata (reader, campaign, appeal, kind) is only there.
         payments.upsert_payment_intent(session, pi, src)
     return outcome
 

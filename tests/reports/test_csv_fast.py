@@ -66,6 +66,9 @@ def _history(db: Database) -> None:
                 email=["=cmd|' /C calc'!A0", "+1", None, "ana@example.org", "", "\tx"][i % 6],
                 name=["-Eve", "@x", "Bob", None][i % 4],
                 campaign="c" if i % 2 else None,
+                appeal_experiment="footer-copy" if i % 3 else None,
+                appeal_variant=["urgent", "holdback", None][i % 3],
+                appeal_channel=["=footer", "direct", None][i % 3],
                 recurring=bool(i % 3) if i % 5 else None,
                 # Microseconds and times near midnight, so zones shift the local day.
                 paid_at=utc(2026, 3, 1 + i % 20, 23 if i % 2 else 0, 59, 59) + dt.timedelta(microseconds=i),

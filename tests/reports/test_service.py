@@ -161,3 +161,34 @@ def test_json_answers_match_the_openapi_description(
     body = client.get(f"/v1/reports/{query}&{PERIOD}", headers=finance_key).get_json()
     jsonschema_rs.validate(schema, body)
     assert body["rows"], query
+
+
+def test_payments_export_ends_with_the_appeal_it_was_attributed_to(
+    client: FlaskClient, db: Database, finance_key: dict[str, str]
+) -> None:
+    """The three appeal columns come last in every format (earlier columns keep their places)."""
+    with db.transaction() as s:
+        payment(
+            s,
+            amount_minor=2500,
+            appeal_experiment="footer-copy",
+            appeal_variant="urgent",
+            appeal_channel="footer",
+        )
+        payment(s, amount_minor=1000, paid_at=utc(2026, 3, 11))
+    base = f"/v1/reports/payments?{PERIOD}"
+    rows = client.get(base, headers=finance_key).get_json()["rows"]
+    assert [(r["appeal_experiment"], r["appeal_variant"], r["appeal_channel"]) for r in rows] == [
+        ("footer-copy", "urgent", "footer"),
+        (None, None, None),
+    ]
+    lines = list(
+        csv.reader(io.StringIO(client.get(base + "&format=csv", headers=finance_key).get_data(as_text=True)))
+    )
+    assert lines[0][-4:] == ["unmatched", "appeal_experiment", "appeal_variant", "appeal_channel"]
+    assert lines[1][-3:] == ["footer-copy", "urgent", "footer"] and lines[2][-3:] == ["", "", ""]
+    ws = load_workbook(io.BytesIO(client.get(base + "&format=xlsx", headers=finance_key).get_data())).active
+    assert ws is not None
+    cells = [[c.value for c in row] for row in ws.iter_rows(max_row=2)]
+    assert cells[0][-3:] == ["appeal_experiment", "appeal_variant", "appeal_channel"]
+    assert cells[1][-3:] == ["footer-copy", "urgent", "footer"]

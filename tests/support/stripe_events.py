@@ -53,6 +53,30 @@ def load_scenario(scenario: str) -> list[dict[str, Any]]:
     return events
 
 
+def with_metadata(
+    events: list[dict[str, Any]], metadata: dict[str, str], *, session_only: bool = False
+) -> list[dict[str, Any]]:
+    """A copy of a scenario as if its Checkout had been made with ``metadata`` (say, the appeal's
+    ``appeal_experiment``/``appeal_variant``/``appeal_channel``): where paywall's Checkout puts it
+    (paywall/checkout/sessions.py), on every state of the Checkout Session and of the payment
+    intent (mode payment) or subscription (mode subscription) it made; with ``session_only``, on
+    the session alone (a Checkout made without payment_intent_data/subscription_data metadata)."""
+    events = copy.deepcopy(events)
+    objects: set[str] = set()
+    for e in events:
+        obj = e["data"]["object"]
+        if obj.get("object") == "checkout.session":
+            objects.add(obj["id"])
+            made = obj.get("payment_intent") if obj.get("mode") == "payment" else obj.get("subscription")
+            if made and not session_only:
+                objects.add(made if isinstance(made, str) else made["id"])
+    for e in events:
+        obj = e["data"]["object"]
+        if obj.get("id") in objects:
+            obj["metadata"] = {**(obj.get("metadata") or {}), **metadata}
+    return events
+
+
 def body_of(event: dict[str, Any]) -> bytes:
     """Serialize once; the signature covers exactly these bytes."""
     return json.dumps(event, separators=(",", ":")).encode()

@@ -1,5 +1,5 @@
-"""Stripe Checkout Sessions -> ``checkout_sessions``; the session's reader, kind and campaign reach
-the customer, subscription, invoice and payments it made."""
+"""Stripe Checkout Sessions -> ``checkout_sessions``; the session's reader, kind, campaign and appeal
+(experiment, variant, channel) reach the customer, subscription, invoice and payments it made."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from paywall.models import CheckoutSession, Invoice, Subscription
 from paywall.webhooks.sync.customers import customer_stub, link_customer
 from paywall.webhooks.sync.derived import kind_of, relink_payments
 from paywall.webhooks.sync.fields import (
+    APPEAL_COLUMNS,
     Obj,
     mapping,
     metadata,
     read_amount,
+    read_appeal,
     read_currency,
     read_id,
     read_text,
@@ -32,6 +34,7 @@ CHECKOUT_LINKS = (
     "stripe_payment_intent_id",
     "stripe_invoice_id",
     "campaign",
+    *APPEAL_COLUMNS,
     "email",
     "name",
 )
@@ -97,6 +100,7 @@ def _checkout_values(session: Session, cs: Obj) -> dict[str, Any]:
         "stripe_invoice_id": read_id(cs.get("invoice")),
         "kind": checkout_kind(cs),
         "campaign": read_text(meta.get("campaign"), 100),
+        **read_appeal(meta),
         "email": read_text(details.get("email"), 320) or read_text(cs.get("customer_email"), 320),
         "name": read_text(details.get("name"), 200),
         "amount_total": read_amount(cs, "amount_total"),

@@ -37,6 +37,7 @@ from paywall.models import (
     Subscription,
 )
 from paywall.models.billing import COUNTED_REFUND_STATUSES
+from paywall.webhooks.sync.fields import APPEAL_COLUMNS
 from paywall.webhooks.sync.notices import UNPAID_INVOICE, queue_receipt, withdraw_pending
 from paywall.webhooks.sync.ordering import fill
 from paywall.webhooks.sync.rows import READER_IDS, ROW_CACHE, find_row
@@ -249,6 +250,8 @@ def relink_payment(session: Session, p: Payment) -> bool:
         fill(p, "stripe_checkout_session_id", cs.stripe_checkout_session_id)
         fill(p, "reader_id", cs.reader_id)
         fill(p, "campaign", cs.campaign)
+        for column in APPEAL_COLUMNS:
+            fill(p, column, getattr(cs, column))
         fill(p, "email", cs.email)
         fill(p, "name", cs.name)
         fill(p, "stripe_subscription_id", cs.stripe_subscription_id)
@@ -260,6 +263,9 @@ def relink_payment(session: Session, p: Payment) -> bool:
     if sub is not None:
         fill(p, "reader_id", sub.reader_id)
         fill(p, "campaign", sub.campaign)
+        # Renewals of an attributed subscription count for the appeal that started it.
+        for column in APPEAL_COLUMNS:
+            fill(p, column, getattr(sub, column))
         fill(p, "stripe_price_id", sub.stripe_price_id)
     _refresh_plan(session, p, sub)
     if p.stripe_customer_id:
@@ -312,6 +318,7 @@ DERIVED_PAYMENT_COLUMNS = (
     "recurring",
     "plan",
     "campaign",
+    *APPEAL_COLUMNS,
     "email",
     "name",
     "refunded_minor",

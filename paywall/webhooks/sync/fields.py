@@ -102,6 +102,16 @@ def metadata(obj: Obj) -> Obj:
     return mapping(obj.get("metadata"))
 
 
+# The appeal a Checkout was attributed to (paywall/experiments/attribution.py): metadata key =
+# column on checkout_sessions, subscriptions and payments, with the column's length.
+APPEAL_COLUMNS = {"appeal_experiment": 64, "appeal_variant": 64, "appeal_channel": 100}
+
+
+def read_appeal(meta: Obj) -> dict[str, str | None]:
+    """The appeal columns a metadata names (None where it names none)."""
+    return {key: read_text(meta.get(key), limit) for key, limit in APPEAL_COLUMNS.items()}
+
+
 def read_id(value: Any) -> str | None:
     """A Stripe id given as a string or an expanded object; None when absent."""
     if isinstance(value, Mapping):

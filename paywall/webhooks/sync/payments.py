@@ -15,6 +15,7 @@ from paywall.webhooks.sync.fields import (
     mapping,
     metadata,
     read_amount,
+    read_appeal,
     read_currency,
     read_id,
     read_text,
@@ -148,10 +149,12 @@ def _charge_refunds(session: Session, ch: Obj, values: Mapping[str, Any], src: S
 
 
 def _payment_hints(session: Session, row: Payment, meta: Mapping[str, Any], recurring: bool) -> bool:
-    """Fill what the object's metadata says (kind, campaign, reader) and mark the payment recurring
-    if ``recurring``; whether anything changed."""
+    """Fill what the object's metadata says (kind, campaign, appeal, reader) and mark the payment
+    recurring if ``recurring``; whether anything changed."""
     changed = fill(row, "kind_hint", kind_of(meta.get("kind")))
     changed = fill(row, "campaign", read_text(meta.get("campaign"), 100)) or changed
+    for column, value in read_appeal(meta).items():
+        changed = fill(row, column, value) or changed
     changed = fill(row, "reader_id", reader_named(session, meta.get("reader"))) or changed
     if recurring and not row.recurring:
         row.recurring = True

@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 from paywall.models import CheckoutSession, Invoice, StripeCustomer, StripeEvent, Subscription
 from paywall.webhooks.sync.derived import defer_link, kind_of, refresh_payment_failed, relink_payments
 from paywall.webhooks.sync.fields import (
+    APPEAL_COLUMNS,
     Obj,
     mapping,
     metadata,
     read_amount,
+    read_appeal,
     read_count,
     read_currency,
     read_id,
@@ -37,6 +39,17 @@ SUBSCRIPTION_STATUS_RANK = {
     "canceled": 5,
     "incomplete_expired": 5,
 }
+
+
+# Links: never cleared by a newer state that lacks them (rule 2 of ``ordering``).
+SUBSCRIPTION_LINKS = (
+    "stripe_customer_id",
+    "reader_id",
+    "campaign",
+    *APPEAL_COLUMNS,
+    "latest_invoice",
+    "started_at",
+)
 
 
 def _subscription_rank(get: Callable[[str], Any]) -> tuple[Any, ...]:
@@ -96,6 +109,7 @@ def _subscription_values(sub: Obj) -> dict[str, Any]:
         "started_at": read_timestamp(sub.get("start_date") or sub.get("created")),
         "latest_invoice": read_id(sub.get("latest_invoice")),
         "campaign": read_text(meta.get("campaign"), 100),
+        **read_appeal(meta),
         "metadata_": dict(meta),
         "pause_collection_behavior": read_text(pause.get("behavior"), 32),
         "pause_collection_resumes_at": read_timestamp(pause.get("resumes_at")),
@@ -169,9 +183,7 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
         row.paused_at = _paused_at(session, row, sub, src)
         return "stale"
     values["reader_id"] = reader_named(session, reader_ref)
-    changed = assign(
-        row, values, links=("stripe_customer_id", "reader_id", "campaign", "latest_invoice", "started_at")
-    )
+    changed = assign(row, values, links=SUBSCRIPTION_LINKS)
     if explicit_kind and row.kind != explicit_kind:
         row.kind = explicit_kind
         changed = True
@@ -183,7 +195,7 @@ def upsert_subscription(session: Session, sub: Obj, src: Source) -> str:
 
 
 def link_subscription(session: Session, sub: Subscription) -> None:
-    """Fill the subscription's reader, kind and campaign from its customer and Checkout Session,
+    """Fill the subscription's reader, kind, campaign and appeal from its customer and Checkout Session,
     pass its reader on to its invoices, and re-derive its grace start and payments: when the
     group settles."""
     defer_link(session, "subscription", sub.stripe_subscription_id, sub, link_subscriptions)
@@ -207,6 +219,8 @@ def link_subscriptions(session: Session, rows: dict[str, Subscription]) -> None:
         if cs is not None:
             fill(sub, "reader_id", cs.reader_id)
             fill(sub, "campaign", cs.campaign)
+            for column in APPEAL_COLUMNS:
+                fill(sub, column, getattr(cs, column))
             if cs.kind == "donation" and not kind_of((sub.metadata_ or {}).get("kind")):
                 sub.kind = "donation"
     readers = {sid: sub.reader_id for sid, sub in rows.items() if sub.reader_id is not None}
