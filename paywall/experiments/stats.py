@@ -144,15 +144,15 @@ def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> d
     pooled_var = max(sum(a.squares for a in paid) / pooled_n - pooled_mean**2, 0.0) if pooled_n else 0.0
     params = []
     for name in names:
-        a = arms[name]
-        k = min(a.payments, a.views)
-        if a.payments >= 2:
-            mean = a.total / a.payments
-            var = max(a.squares / a.payments - mean * mean, 0.0) * a.payments / (a.payments - 1)
+        arm = arms[name]
+        k = min(arm.payments, arm.views)
+        if arm.payments >= 2:
+            mean = arm.total / arm.payments
+            var = max(arm.squares / arm.payments - mean * mean, 0.0) * arm.payments / (arm.payments - 1)
         else:
-            mean = a.total / a.payments if a.payments else pooled_mean
+            mean = arm.total / arm.payments if arm.payments else pooled_mean
             var = pooled_var
-        params.append((1.0 + k, 1.0 + a.views - k, mean, math.sqrt(var / max(a.payments, 1))))
+        params.append((1.0 + k, 1.0 + arm.views - k, mean, math.sqrt(var / max(arm.payments, 1))))
     rng = random.Random(seed)  # noqa: S311 - statistics, not secrets: a fixed seed keeps the page stable
     gauss, gammavariate = rng.gauss, rng.gammavariate
     # Per arm: both Gamma samplers of its Beta, and its mean gift and standard error.
