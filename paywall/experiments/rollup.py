@@ -60,14 +60,15 @@ def _fold_day(session: Session, day: dt.date) -> None:
 def fold(session: Session, settings: Settings, now: dt.datetime) -> int:
     """Refold the recent days and any unfolded older day, then prune; returns the days folded."""
     today = now.astimezone(dt.UTC).date()
-    days = {today - dt.timedelta(days=n) for n in range(RECENT_DAYS + 1)}
+    first_recent = today - dt.timedelta(days=RECENT_DAYS)
+    days = {first_recent + dt.timedelta(days=n) for n in range(RECENT_DAYS + 1)}
     oldest = session.scalar(select(func.min(AppealEvent.at)))
     if oldest is not None:
         if oldest.tzinfo is None:  # SQLite hands back naive UTC
             oldest = oldest.replace(tzinfo=dt.UTC)
         day = oldest.date()
         folded = set(session.scalars(select(AppealDaily.day).distinct()))
-        while day < min(days):
+        while day < first_recent:
             start = _midnight(day)
             if day not in folded and session.scalar(
                 select(AppealEvent.id)
