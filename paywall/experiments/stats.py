@@ -183,6 +183,15 @@ def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> d
     return {name: found.get(name, 0.0) for name in arms}
 
 
+def probability_text(p: float) -> str:
+    """A P(best) for reading: two decimals, but never a certainty 10,000 draws cannot show."""
+    if p >= 0.995:
+        return "> 0.99"
+    if p <= 0.005:
+        return "< 0.01"
+    return f"{p:.2f}"
+
+
 @dataclass(frozen=True)
 class TrustRule:
     """When an experiment's result (in one currency) is trustworthy; each number with its reason,
@@ -245,7 +254,9 @@ def judge(
     if len(best) < 2:
         missing.append("one variant: nothing to compare")
     elif best[leader] < rule.min_p_best:
-        missing.append(f"P(best) of {leader} is {best[leader]:.2f}, under {rule.min_p_best:.2f}")
+        missing.append(
+            f"P(best) of {leader} is {probability_text(best[leader])}, under {rule.min_p_best:.2f}"
+        )
     if missing:
         return Verdict(False, leader, "not yet: " + "; ".join(missing))
-    return Verdict(True, leader, f"{leader} is best with P(best) {best[leader]:.2f}")
+    return Verdict(True, leader, f"{leader} is best with P(best) {probability_text(best[leader])}")

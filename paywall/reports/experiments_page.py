@@ -11,35 +11,38 @@ from flask import url_for
 
 from paywall import money
 from paywall.experiments.results import ArmResult, ExperimentResult
-from paywall.experiments.stats import Estimate
+from paywall.experiments.stats import Estimate, probability_text
 from paywall.reports.chart import arm_chart
 
 
-def _percent(estimate: Estimate | None, digits: int = 2) -> str:
+def _percent(estimate: Estimate | None, digits: int = 2) -> dict[str, str]:
     if estimate is None:
-        return "—"
-    return f"{estimate.value:.{digits}%} ({estimate.low:.{digits}%} to {estimate.high:.{digits}%})"
+        return {"value": "—", "interval": ""}
+    return {
+        "value": f"{estimate.value:.{digits}%}",
+        "interval": f"{estimate.low:.{digits}%} to {estimate.high:.{digits}%}",
+    }
 
 
 def _money(value: float | None, currency: str) -> str:
     if value is None or not math.isfinite(value):
-        return "—"
+        return "unbounded"
     return money.format_major(round(value), currency)
 
 
-def _per_mille(estimate: Estimate | None, currency: str) -> str:
+def _per_mille(estimate: Estimate | None, currency: str) -> dict[str, str]:
     if estimate is None or not currency:
-        return "—"
-    return (
-        f"{_money(estimate.value, currency)} ({_money(estimate.low, currency)} to "
-        f"{_money(estimate.high, currency) if math.isfinite(estimate.high) else 'unbounded'})"
-    )
+        return {"value": "—", "interval": ""}
+    return {
+        "value": _money(estimate.value, currency),
+        "interval": f"{_money(estimate.low, currency)} to {_money(estimate.high, currency)}",
+    }
 
 
-def _lift(estimate: Estimate | None) -> str:
+def _lift(estimate: Estimate | None) -> dict[str, str]:
     if estimate is None:
-        return "—"
-    return f"{estimate.value:+.0%} ({estimate.low:+.0%} to {estimate.high:+.0%})"
+        return {"value": "—", "interval": ""}
+    return {"value": f"{estimate.value:+.0%}", "interval": f"{estimate.low:+.0%} to {estimate.high:+.0%}"}
 
 
 def _arm_row(r: ArmResult) -> dict[str, Any]:
@@ -57,7 +60,7 @@ def _arm_row(r: ArmResult) -> dict[str, Any]:
         "per_1000_views": _per_mille(r.per_1000_views, currency),
         "per_1000_impressions": _per_mille(r.per_1000_impressions, currency),
         "lift": _lift(r.lift),
-        "p_best": "—" if r.p_best is None else f"{r.p_best:.2f}",
+        "p_best": "—" if r.p_best is None else probability_text(r.p_best),
     }
 
 
@@ -85,12 +88,18 @@ def experiment_sections(results: list[ExperimentResult]) -> list[dict[str, Any]]
             currencies.append(
                 {
                     "currency": currency.upper() or "no payments yet",
-                    "chart": arm_chart(e.name, currency, [_chart_arm(r) for r in arms], verdict.best)
+                    # The leader is drawn apart only once it is trusted (a colour is read as a verdict).
+                    "chart": arm_chart(
+                        e.name,
+                        currency,
+                        [_chart_arm(r) for r in arms],
+                        verdict.best if verdict.trustworthy else "",
+                    )
                     if currency
                     else None,
                     "rows": [_arm_row(r) for r in arms],
                     "trustworthy": verdict.trustworthy,
-                    "why": verdict.why,
+                    "why": verdict.why.removeprefix("not yet: "),
                 }
             )
         sections.append(
