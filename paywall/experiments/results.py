@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Float, case, cast, func, literal, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from paywall.config import Settings
@@ -127,12 +127,14 @@ class ExperimentResult:
 def refresh_counts(db: Database, settings: Settings, now: dt.datetime) -> None:
     """Fold the raw events into ``appeal_daily`` in a short write transaction of its own (contract
     5), before the results are read. Another fold at the same moment (the worker) may win the
-    race for a day's rows; its counts are as fresh, so that is logged and the results read them."""
+    race for a day's rows (a duplicate key, or a deadlock on PostgreSQL); its counts are as fresh,
+    so that is logged and the results read the counts as they are. A database that is down fails
+    the read that follows, as any report does."""
     try:
         with db.transaction() as session:
             rollup.fold(session, settings, now)
-    except IntegrityError:
-        log.warning("appeal counts: another fold ran at the same time; reading its counts")
+    except DBAPIError as exc:
+        log.warning("appeal counts: the fold failed (%s); reading the counts as they are", type(exc).__name__)
 
 
 def _state(experiment: Experiment, now: dt.datetime) -> str:

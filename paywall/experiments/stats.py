@@ -27,6 +27,7 @@ Figures (all money in minor units of one currency; never added across currencies
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -129,15 +130,24 @@ def seed_for(*names: str) -> int:
 
 
 def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> dict[str, float]:
+    """For each arm, the share of ``draws`` in which its revenue per view is the highest (see
+    ``_p_best``). Remembered per input: an ended experiment's figures never change, so the /reports
+    page pays for its draws once per process, not on every load."""
+    return dict(_p_best(tuple(arms.items()), draws, seed))
+
+
+@functools.lru_cache(maxsize=256)
+def _p_best(items: tuple[tuple[str, ArmMoney], ...], draws: int, seed: int) -> tuple[tuple[str, float], ...]:
     """For each arm, the share of ``draws`` in which its revenue per view is the highest.
 
     Per draw and arm: a payment rate from Beta(1 + payments, 1 + views - payments) (the uniform
     prior) times a mean gift from Normal(mean, se) (its sampling distribution; with fewer than two
     payments the arms' pooled spread stands in, with none the pooled mean). Arms without views
     never win. Not for security: the generator is seeded on purpose, so the page is stable."""
+    arms = dict(items)
     names = [n for n, a in arms.items() if a.views > 0]
     if not names:
-        return dict.fromkeys(arms, 0.0)
+        return tuple((name, 0.0) for name in arms)
     paid = [a for a in arms.values() if a.payments > 0]
     pooled_n = sum(a.payments for a in paid)
     pooled_mean = sum(a.total for a in paid) / pooled_n if pooled_n else 0.0
@@ -180,7 +190,7 @@ def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> d
                 best, best_value = i, value
         wins[best] += 1
     found = {name: wins[i] / draws for i, name in enumerate(names)}
-    return {name: found.get(name, 0.0) for name in arms}
+    return tuple((name, found.get(name, 0.0)) for name in arms)
 
 
 def probability_text(p: float) -> str:
