@@ -313,3 +313,29 @@ def test_the_stand_in_fold_is_idempotent_and_prunes(xsettings: Settings, db: Dat
         raw = s.scalar(select(func.count()).select_from(AppealEvent))
     assert [tuple(d) for d in days] == [(dt.date(2026, 11, 1), 2, 1), (dt.date(2026, 12, 9), 2, 1)]
     assert raw == 2  # the day past keep_events_days (30) was folded, then its raw events deleted
+
+
+def test_an_experiment_without_payments_yet(xsettings: Settings, db: Database, xclient: FlaskClient) -> None:
+    """Views and clicks but no payment: one row per arm with an empty currency and no money figures."""
+    _events(xsettings, db, "plain", 30, 20, 2)
+    with db.transaction() as s:
+        _, key = auth.create_key(s, role="finance", name="early-desk")
+    body = xclient.get("/v1/reports/experiments", headers={"Authorization": f"Bearer {key}"}).get_json()
+    assert [(r["arm"], r["currency"]) for r in body["rows"]] == [
+        ("plain", ""),
+        ("urgent", ""),
+        ("holdback", ""),
+    ]
+    plain = body["rows"][0]
+    assert (plain["views"], plain["clicks"], plain["payments"]) == (30, 2, 0)
+    assert plain["revenue"] is None and plain["revenue_per_1000_views"] is None and plain["p_best"] is None
+    assert plain["click_rate"] == 0.1 and plain["trustworthy"] is False
+    csv = xclient.get("/v1/reports/experiments?format=csv", headers={"Authorization": f"Bearer {key}"})
+    assert csv.status_code == 200 and "footer-copy,plain,,running,9,30,20,2,0.1," in csv.get_data(
+        as_text=True
+    )
+    token = re.search(r'name="csrf_token" value="([^"]+)"', xclient.get("/reports").get_data(as_text=True))
+    assert token
+    xclient.post("/reports/sign-in", data={"key": key, "csrf_token": token.group(1)})
+    html = xclient.get("/reports").get_data(as_text=True)
+    assert "no payments yet:" in html and 'class="arms"' not in html and 'data-arm="plain"' in html
