@@ -104,3 +104,83 @@ def revenue_charts(rows: list[RevenueRow]) -> list[Chart]:
         chart.net_total = money.display(sum(r.net for r in mine), currency)
         charts.append(chart)
     return charts
+
+
+@dataclass
+class Whisker:
+    """A 95 % interval drawn over a bar: a vertical line with caps at ``y_low`` and ``y_high``."""
+
+    x: float
+    y_low: float
+    y_high: float
+    cap: float
+    title: str
+
+
+@dataclass
+class ArmChart:
+    """Revenue per 1,000 views per arm of one experiment in one currency, with interval whiskers."""
+
+    experiment: str
+    currency: str
+    width: int = WIDTH
+    height: int = 220
+    zero_y: float = 0.0
+    bars: list[Bar] = field(default_factory=list)
+    whiskers: list[Whisker] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+
+
+def arm_chart(
+    experiment: str, currency: str, arms: list[tuple[str, int | None, int | None, int | None]], best: str
+) -> ArmChart:
+    """Bars of (arm, revenue per 1,000 views, low, high) in minor units; ``best`` is drawn apart, the
+    holdback too. An arm without views has no bar; an unbounded interval is drawn to the top."""
+    chart = ArmChart(experiment=experiment, currency=currency.upper())
+    finite = [v for _, value, low, high in arms for v in (value, low, high) if v is not None]
+    top = max([0, *finite])
+    step = _nice_step(top or 1)
+    top = -(-top // step) * step or step
+    plot_h = chart.height - TOP - BOTTOM
+    plot_w = WIDTH - LEFT - RIGHT
+
+    def y(value: int) -> float:
+        return round(TOP + (top - value) * plot_h / top, 2)
+
+    chart.zero_y = y(0)
+    value = 0
+    while value <= top:
+        chart.ticks.append(Tick(y(value), money.format_major(value, currency)))
+        value += step
+    slot = plot_w / max(len(arms), 1)
+    bar_w = min(slot * 0.5, 120)
+    for i, (arm, per_mille, low, high) in enumerate(arms):
+        centre = LEFT + i * slot + slot / 2
+        chart.labels.append(Label(x=round(centre, 2), text=arm))
+        if per_mille is None:
+            continue
+        css = "holdback" if arm == "holdback" else ("best" if arm == best else "arm")
+        bar_top = y(per_mille)
+        chart.bars.append(
+            Bar(
+                x=round(centre - bar_w / 2, 2),
+                y=bar_top,
+                width=round(bar_w, 2),
+                height=round(max(chart.zero_y - bar_top, 0.5), 2),
+                css=css,
+                title=f"{arm}: {money.display(per_mille, currency)} per 1,000 views",
+            )
+        )
+        if low is not None:
+            chart.whiskers.append(
+                Whisker(
+                    x=round(centre, 2),
+                    y_low=y(low),
+                    y_high=y(high) if high is not None else float(TOP),
+                    cap=round(bar_w / 6, 2),
+                    title=f"{arm}: 95 % interval {money.format_major(low, currency)} to "
+                    + (money.format_major(high, currency) if high is not None else "unbounded"),
+                )
+            )
+    return chart

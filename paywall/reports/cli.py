@@ -1,4 +1,5 @@
-"""``paywall report revenue|subscriptions|payments|donors|campaigns``: the same reports as the HTTP routes.
+"""``paywall report revenue|subscriptions|payments|donors|campaigns|payouts|experiments``: the same
+reports as the HTTP routes.
 
 The reports are imported when a command runs, not when ``paywall --help`` loads this module.
 """
@@ -35,6 +36,16 @@ def _run(obj: Context, name: str, params: dict[str, Any], output: str | None) ->
         raise click.UsageError(f"--{str(field).replace('_', '-')}: {first}") from None
     settings = obj.settings
     tz = reporting_zone(settings)
+    if name == "experiments":
+        from paywall import clock
+        from paywall.experiments.results import refresh_counts
+        from paywall.reports.service import unknown_experiment
+
+        problem = unknown_experiment(settings, args.get("experiment"))
+        if problem:
+            raise click.UsageError(f"--experiment: {problem}")
+        # Contract 5: fold the raw events in a short write transaction of its own, then read.
+        refresh_counts(obj.db, settings, clock.now())
     with obj.db.transaction(readonly=True) as session:
         table = report_table(session, name, args, settings)
         if output and output != "-":
@@ -260,3 +271,29 @@ def payouts(
     """Each payout arriving in the period against its balance transactions, with the difference."""
     params = {"start": start, "end": end, "format": fmt, "livemode": livemode, "currency": currency}
     _run(obj, "payouts", params, output)
+
+
+@cli.command("experiments")
+@click.option("--experiment", default=None, help="Only this experiment (default: every one started).")
+@FORMAT
+@OUTPUT
+@LIVEMODE
+@CURRENCY
+@pass_ctx
+def experiments(
+    obj: Context,
+    experiment: str | None,
+    fmt: str,
+    output: str | None,
+    livemode: str | None,
+    currency: str | None,
+) -> None:
+    """Appeal experiments per arm and currency: views, impressions, clicks, payments, revenue per 1,000
+    views and impressions with 95 % intervals, lift over holdback, P(best), and whether to trust it."""
+    params = {
+        "experiment": experiment,
+        "format": fmt,
+        "livemode": livemode,
+        "currency": currency,
+    }
+    _run(obj, "experiments", params, output)

@@ -22,7 +22,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from paywall import clock, money
-from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, Table
+from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, NUMBER, RATIO, Table
 
 FORMULA_START = frozenset("=+-@\t\r\n\0")
 CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
@@ -141,7 +141,7 @@ def _csv_row_function(table: Table, tz: ZoneInfo) -> Callable[[Any], tuple[Any, 
             cell = f"(None if {v} is None else _time({v}))"
         elif col.kind == BOOL:
             cell = f"_bool[{v}]"
-        elif col.kind in (INT, RATIO):
+        elif col.kind in (INT, RATIO, NUMBER):
             cell = v
         else:
             # Text cells are str or None (written as an empty cell by the csv module): None and

@@ -128,6 +128,24 @@ class DonorsQuerySchema(_Kind):
         _check_period(data)
 
 
+class ExperimentsQuerySchema(_Common):
+    """No period: an experiment's window is its configured dates (payments until a day after its end)."""
+
+    experiment = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="Must be an experiment's name."),
+        metadata={
+            "description": "Only this experiment ([appeal.experiments.<name>]); absent: every one started."
+        },
+    )
+
+    @pre_load
+    def _blank_experiment_means_all(self, data: Any, **_: Any) -> Any:
+        if data.get("experiment") == "":
+            return {k: v for k, v in data.items() if k != "experiment"}
+        return data
+
+
 QUERY_SCHEMAS: dict[str, type[StrictSchema]] = {
     "revenue": RevenueQuerySchema,
     "subscriptions": SubscriptionsQuerySchema,
@@ -135,4 +153,5 @@ QUERY_SCHEMAS: dict[str, type[StrictSchema]] = {
     "donors": DonorsQuerySchema,
     "campaigns": CampaignsQuerySchema,
     "payouts": PayoutsQuerySchema,
+    "experiments": ExperimentsQuerySchema,
 }

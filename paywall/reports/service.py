@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from paywall import clock
 from paywall.config import Settings
+from paywall.experiments.results import results_table
 from paywall.reports.campaigns import campaigns_table
 from paywall.reports.donors import donors_table
 from paywall.reports.payments import payments_table
@@ -19,6 +21,7 @@ from paywall.reports.revenue import revenue_report
 from paywall.reports.settings import report_settings
 from paywall.reports.subscriptions import subscriptions_table
 from paywall.reports.tables import INT, MONEY, Column, Table
+from paywall.widget.settings import appeal_settings
 
 REVENUE_COLUMNS = [
     Column("period"),
@@ -64,6 +67,8 @@ def report_table(session: Session, name: str, args: dict[str, Any], settings: Se
 
     The parts every report shares are done here, once: the currency filter, the metadata, and
     the first column's heading in CSV and XLSX (the grouping, when there is one)."""
+    if name == "experiments":
+        return experiments_table(session, args, settings)
     tz = reporting_zone(settings)
     period = period_of(args, tz)
     livemode = livemode_filter(settings, args.get("livemode"))
@@ -97,6 +102,26 @@ def report_table(session: Session, name: str, args: dict[str, Any], settings: Se
     return table
 
 
+def unknown_experiment(settings: Settings, name: str | None) -> str | None:
+    """Why ``name`` cannot be reported (no such experiment is configured), or None when it can."""
+    configured = appeal_settings(settings).experiments
+    if name is None or name in configured:
+        return None
+    known = ", ".join(sorted(configured)) or "none is configured"
+    return f"No experiment {name!r} in [appeal.experiments] ({known})."
+
+
+def experiments_table(session: Session, args: dict[str, Any], settings: Settings) -> Table:
+    """The experiments' results (paywall/experiments/results.py): no period, an optional
+    ``experiment`` and ``currency``. Fold the raw events first (``results.refresh_counts``)."""
+    livemode = livemode_filter(settings, args.get("livemode"))
+    table = results_table(session, settings, clock.now(), livemode, args.get("experiment"))
+    if args.get("currency"):
+        only_currency(table, args["currency"])
+        table.meta["currency"] = args["currency"].lower()
+    return table
+
+
 def only_currency(table: Table, currency: str) -> None:
     """Keep the rows and totals of one currency (any table with a ``currency`` column); lazy rows
     stay lazy. Totals are per currency already, so the kept ones stay right."""
@@ -118,6 +143,9 @@ def filename(name: str, args: dict[str, Any], fmt: str) -> str:
     ``revenue-by-plan-2026-01-01_2027-01-01.csv``, ``payments-eur-donation-2026-03-01_2026-04-01.xlsx``,
     ``donors-2026.csv``."""
     parts = [name]
+    if name == "experiments":
+        parts += [str(args[k]).lower() for k in ("experiment", "currency") if args.get(k)]
+        return "-".join(parts) + f".{fmt}"
     if args.get("group_by"):
         parts.append(f"by-{args['group_by']}")
     parts += [str(args[k]).lower() for k in ("currency", "kind") if args.get(k)]

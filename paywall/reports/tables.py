@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Column kinds: how exporters write a cell. RATIO is a plain number (a share, 0 to 1), never money.
+# Column kinds: how exporters write a cell. RATIO is a plain number (a share, 0 to 1), never money;
+# NUMBER is any other plain number (a lift of -0.2 or 1.5).
 TEXT, MONEY, INT, BOOL, DATETIME, RATIO = "text", "money", "int", "bool", "datetime", "ratio"
+NUMBER = "number"
 
 
 @dataclass(frozen=True)

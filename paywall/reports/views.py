@@ -36,12 +36,16 @@ from paywall.api import Blueprint
 from paywall.auth import authenticate, require_role, split_key
 from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
-from paywall.errors import ApiError
+from paywall.errors import ApiError, bad_request
+from paywall.experiments import stats
+from paywall.experiments.results import COLUMNS as EXPERIMENT_COLUMNS
+from paywall.experiments.results import experiment_results, refresh_counts
 from paywall.reports import websession
 from paywall.reports.campaigns import COLUMNS as CAMPAIGN_COLUMNS
 from paywall.reports.campaigns import campaign_results
 from paywall.reports.chart import revenue_charts
 from paywall.reports.donors import COLUMNS as DONOR_COLUMNS
+from paywall.reports.experiments_page import experiment_sections
 from paywall.reports.exporters import MEDIA_TYPES, export_chunks
 from paywall.reports.payments import COLUMNS as PAYMENT_COLUMNS
 from paywall.reports.payouts import COLUMNS as PAYOUT_COLUMNS
@@ -52,16 +56,24 @@ from paywall.reports.schemas import (
     KINDS,
     CampaignsQuerySchema,
     DonorsQuerySchema,
+    ExperimentsQuerySchema,
     PaymentsQuerySchema,
     PayoutsQuerySchema,
     RevenueQuerySchema,
     SubscriptionsQuerySchema,
 )
-from paywall.reports.service import REVENUE_COLUMNS, filename, report_table, reporting_zone
+from paywall.reports.service import (
+    REVENUE_COLUMNS,
+    filename,
+    report_table,
+    reporting_zone,
+    unknown_experiment,
+)
 from paywall.reports.settings import report_settings
 from paywall.reports.subscriptions import COLUMNS as SUBSCRIPTION_COLUMNS
 from paywall.reports.subscriptions import active_counts
-from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, TEXT, Column
+from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, NUMBER, RATIO, TEXT, Column
+from paywall.widget.settings import appeal_settings
 
 log = logging.getLogger(__name__)
 # Payouts listed on the page, newest first (the download has them all).
@@ -72,7 +84,8 @@ blp = Blueprint(
     "reports",
     __name__,
     url_prefix="/v1/reports",
-    description="Finance reports: revenue, subscriptions, payments, payouts, donors, campaigns (JSON, CSV, XLSX)",
+    description="Finance reports: revenue, subscriptions, payments, payouts, donors, campaigns, appeal "
+    "experiments (JSON, CSV, XLSX)",
 )
 page = FlaskBlueprint(
     "reports_page",
@@ -157,6 +170,7 @@ _JSON_TYPES = {
     BOOL: {"type": ["boolean", "null"]},
     DATETIME: {"type": ["string", "null"], "format": "date-time"},
     RATIO: {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    NUMBER: {"type": ["number", "null"]},
 }
 
 
@@ -249,6 +263,21 @@ def payouts(args: dict[str, Any]) -> Response:
     return _export("payouts", args)
 
 
+@blp.route("/experiments")
+@finance_access
+@blp.arguments(ExperimentsQuerySchema, location="query", unknown=RAISE)
+@blp.doc(responses=_doc_responses(EXPERIMENT_COLUMNS))
+def experiments(args: dict[str, Any]) -> Response:
+    """Appeal experiments: per experiment, arm and currency: views, impressions, clicks, payments, revenue,
+    revenue per 1,000 views and impressions with 95 % intervals, lift over holdback, P(best), trust."""
+    settings: Settings = current_settings()
+    problem = unknown_experiment(settings, args.get("experiment"))
+    if problem:
+        raise bad_request("experiment", problem)
+    refresh_counts(current_db(), settings, clock.now())
+    return _export("experiments", args)
+
+
 # ---- the page ---------------------------------------------------------------------------
 
 
@@ -282,12 +311,15 @@ def dashboard() -> Response:
     today = now.astimezone(tz).date()
     period = _last_twelve_months(today, settings)
     livemode = livemode_filter(settings)
+    if appeal_settings(settings).experiments:
+        refresh_counts(current_db(), settings, now)
     with current_db().transaction(readonly=True) as session:
         report = revenue_report(session, period, "month", livemode)
         counts = active_counts(session, now, livemode)
         campaigns = campaign_results(session, period, livemode)
         payout_rows = payout_lines(session, period, livemode)
         gaps = missing(session, period, livemode)
+        experiment_list = experiment_results(session, settings, now, livemode)
     return _render(
         data,
         "reports/dashboard.html",
@@ -319,6 +351,8 @@ def dashboard() -> Response:
         payout_count=len(payout_rows),
         missing=gaps,
         money=money.display,
+        experiments=experiment_sections(experiment_list),
+        trust_rule=stats.TRUST.reasons(),
         tz=tz,
         today=today,
     )

@@ -32,7 +32,7 @@ from paywall.reports.exporters import (
     _MoneyFormats,
     number_format,
 )
-from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, RATIO, Table
+from paywall.reports.tables import BOOL, DATETIME, INT, MONEY, NUMBER, RATIO, Table
 
 # Characters XML 1.0 cannot hold (control characters, lone surrogates, U+FFFE/U+FFFF): dropped.
 ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -165,7 +165,7 @@ def _row_function(table: Table, tz: ZoneInfo, styles: _Styles) -> Callable[[int,
             cell = f"('{ref} t=\"b\"><v>%d</v></c>' % (n, 1 if {v} else 0))"
         elif col.kind == INT:
             cell = f"('{ref}><v>%d</v></c>' % (n, {v}))"
-        elif col.kind == RATIO:
+        elif col.kind in (RATIO, NUMBER):
             cell = f"('{ref}><v>%r</v></c>' % (n, float({v})))"
         else:
             cell = f'(\'{ref} t="inlineStr"><is><t xml:space="preserve">%s</t></is></c>\' % (n, _text({v})))'

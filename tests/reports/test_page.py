@@ -24,6 +24,7 @@ from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import ApiKey, CheckoutSession, Payout
+from paywall.models.appeals import AppealDaily
 from tests.support.billing_rows import dispute, payment, refund, subscription
 from tests.support.servers import serving
 
@@ -31,9 +32,28 @@ SECRET = "reports-test-session-secret"
 CHROMIUM = "/usr/bin/chromium"
 
 
+def _experiments() -> dict[str, Any]:
+    """An appeal experiment running since two weeks ago (the page's experiments section)."""
+    today = clock.now().date()
+    return {
+        "footer-copy": {
+            "holdback": 0.2,
+            "start": (today - dt.timedelta(days=14)).isoformat(),
+            "end": (today + dt.timedelta(days=30)).isoformat(),
+            "variants": {
+                "plain": {"headline": "Help keep us open"},
+                "urgent": {"headline": "We are in survival mode"},
+                "story": {"headline": "Where your money goes"},
+            },
+        }
+    }
+
+
 @pytest.fixture
 def page_app(make_settings: Callable[..., Settings], db: Database) -> Flask:
-    app = create_app(make_settings({"PAYWALL_SESSION_SECRET": SECRET}), db=db)
+    app = create_app(
+        make_settings({"PAYWALL_SESSION_SECRET": SECRET}, appeal={"experiments": _experiments()}), db=db
+    )
     app.config["TESTING"] = True
     return app
 
@@ -256,6 +276,56 @@ def _chart_history(db: Database) -> None:
             )
 
 
+def _experiment_history(db: Database) -> None:
+    """Two weeks of the footer-copy experiment: daily counts (a day the fold has done) and payments
+    credited to each arm, in EUR (enough to trust) and a few in USD (not yet)."""
+    now = clock.now()
+    day = (now - dt.timedelta(days=5)).date()
+    arms = {  # views, impressions, clicks, EUR payments, mean gift
+        "plain": (9000, 7200, 290, 45, 900),
+        "urgent": (9100, 7300, 440, 84, 1300),
+        "story": (8900, 7100, 360, 52, 1000),
+        "holdback": (6800, 0, 0, 12, 1000),
+    }
+    with db.transaction() as s:
+        for arm, (views, impressions, clicks, paid, gift) in arms.items():
+            for type_, count, action in (
+                ("view", views, ""),
+                ("impression", impressions, ""),
+                ("click", clicks, "donate"),
+            ):
+                if count:
+                    s.add(AppealDaily(day=day, experiment="footer-copy", variant=arm, channel="footer", type=type_, action=action, count=count, subjects=count // 3))  # fmt: skip
+            for i in range(paid):
+                amount = gift // 2 + (i * 7919) % gift  # a spread of gifts around the mean
+                payment(s, amount_minor=amount, currency="eur", paid_at=now - dt.timedelta(days=1 + i % 12), appeal_experiment="footer-copy", appeal_variant=arm, appeal_channel="direct" if arm == "holdback" else "footer")  # fmt: skip
+            for i in range(paid // 10):
+                payment(s, amount_minor=1500 + 500 * i, currency="usd", paid_at=now - dt.timedelta(days=2), appeal_experiment="footer-copy", appeal_variant=arm)  # fmt: skip
+
+
+def _experiment_section(page: Any, tmp_path: Path) -> None:
+    """The experiments section: a chart per currency with whiskers, the verdict, the rule, a CSV."""
+    section = page.locator("#experiments")
+    assert section.locator("svg[data-experiment=footer-copy]").count() == 2
+    eur = section.locator("svg[data-experiment=footer-copy][data-currency=EUR]")
+    assert eur.locator("rect").count() == 4 and eur.locator("rect.best").count() == 1
+    assert eur.locator("g.whisker").count() == 4
+    verdict = section.locator(".experiment-currency[data-currency=EUR] .verdict").inner_text()
+    assert "trustworthy" in verdict and "urgent is best" in verdict and "not" not in verdict
+    usd = section.locator(".experiment-currency[data-currency=USD] .verdict").inner_text()
+    assert "not trustworthy yet" in usd
+    assert section.locator("#trust-rule li").count() == 4
+    with page.expect_download() as info:
+        section.locator("a.dl-experiment[data-format=csv]").click()
+    download = info.value
+    assert download.suggested_filename == "experiments-footer-copy.csv"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    lines = saved.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("experiment,arm,currency,")
+    assert [line.split(",")[1] for line in lines[1:5]] == ["plain", "urgent", "story", "holdback"]
+
+
 # The first column of the reports that have no grouping (a grouped one is headed by its grouping).
 FIRST_COLUMNS = {"payments": "paid_at", "donors": "email", "campaigns": "campaign", "payouts": "payout"}
 FILE_NAME = re.compile(
@@ -356,6 +426,7 @@ def test_browser_signs_in_sees_the_chart_and_downloads(
     from playwright.sync_api import sync_playwright
 
     _chart_history(db)
+    _experiment_history(db)
     key = _new_key(db, "finance")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -380,6 +451,7 @@ def test_browser_signs_in_sees_the_chart_and_downloads(
             assert campaigns[1].split()[-3:] == ["65.00", "32.50", "50%"]
             cookies = {c["name"]: c for c in context.cookies()}
             assert cookies["paywall_reports"]["httpOnly"] is True
+            _experiment_section(page, tmp_path)
             _download_every_link(page, tmp_path)
             _download_from_a_form(page, tmp_path)
             shot = tmp_path / "reports.png"

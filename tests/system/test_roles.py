@@ -42,6 +42,7 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/events"): ADMIN,
     ("GET", "/v1/reports/campaigns"): FINANCE,
     ("GET", "/v1/reports/donors"): FINANCE,
+    ("GET", "/v1/reports/experiments"): FINANCE,
     ("GET", "/v1/reports/payments"): FINANCE,
     ("GET", "/v1/reports/payouts"): FINANCE,
     ("GET", "/v1/reports/revenue"): FINANCE,

@@ -1,0 +1,357 @@
+"""The results of the appeal experiments: per experiment, arm and currency, what was seen and raised.
+
+One function behind the report route, the CLI and the /reports page (``experiment_results``), and
+the table they export (``results_table``). Counts come from ``appeal_daily`` only (fold the raw
+events first: ``refresh_counts``); payments from ``payments`` whose ``appeal_experiment`` is the
+experiment, by ``appeal_variant`` (a variant's name or ``holdback``) and currency, paid from the
+experiment's start until one ask lifetime (24 hours) after its end: an ask handed out on the last
+day is still honoured by Checkout the next morning. The money is what was kept: amount - refunded
+- lost to disputes, in minor units, per currency (never added across currencies).
+
+Per arm: views (the appeal was eligible: every arm, the holdback too), impressions (seen on
+screen), clicks, the click rate (clicks / impressions) and payment rate (payments / views) with
+Wilson intervals; revenue; revenue per 1,000 views and per 1,000 impressions with intervals; lift
+of revenue per view over the holdback; P(best) among the variants; and whether the result in that
+currency is trustworthy by ``stats.TRUST``, and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Float, case, cast, func, literal, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from paywall.config import Settings
+from paywall.db import Database
+from paywall.experiments import rollup, stats
+from paywall.experiments.asks import ASK_TTL
+from paywall.experiments.definition import HOLDBACK, Experiment
+from paywall.models import Payment
+from paywall.models.appeals import AppealDaily
+from paywall.reports.sums import combine, wide_sum
+from paywall.reports.tables import BOOL, INT, MONEY, NUMBER, RATIO, TEXT, Column, Table
+from paywall.widget.settings import appeal_settings
+
+log = logging.getLogger(__name__)
+MILLE = 1000
+
+COLUMNS = [
+    Column("experiment"),
+    Column("arm"),
+    Column("currency"),
+    Column("state"),
+    Column("days", INT),
+    Column("views", INT),
+    Column("impressions", INT),
+    Column("clicks", INT),
+    Column("click_rate", RATIO),
+    Column("click_rate_low", RATIO),
+    Column("click_rate_high", RATIO),
+    Column("payments", INT),
+    Column("payment_rate", RATIO),
+    Column("payment_rate_low", RATIO),
+    Column("payment_rate_high", RATIO),
+    Column("revenue", MONEY),
+    Column("revenue_per_1000_views", MONEY),
+    Column("revenue_per_1000_views_low", MONEY),
+    Column("revenue_per_1000_views_high", MONEY),
+    Column("revenue_per_1000_impressions", MONEY),
+    Column("revenue_per_1000_impressions_low", MONEY),
+    Column("revenue_per_1000_impressions_high", MONEY),
+    Column("lift", NUMBER),
+    Column("lift_low", NUMBER),
+    Column("lift_high", NUMBER),
+    Column("p_best", RATIO),
+    Column("trustworthy", BOOL),
+    Column("why", TEXT),
+]
+
+
+@dataclass
+class Counts:
+    views: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    closes: int = 0
+
+
+@dataclass(frozen=True)
+class Sums:
+    """One arm's payments in one currency: how many, the money kept, its sum of squares."""
+
+    payments: int = 0
+    total: int = 0
+    squares: float = 0.0
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    currency: str
+    counts: Counts
+    sums: Sums
+    click_rate: stats.Estimate | None
+    payment_rate: stats.Estimate | None
+    # Minor units of ``currency`` per 1,000 views / impressions (floats; rounded when written).
+    per_1000_views: stats.Estimate | None
+    per_1000_impressions: stats.Estimate | None
+    lift: stats.Estimate | None
+    # None for the holdback (it is no variant one could choose) and without payments.
+    p_best: float | None
+
+    @property
+    def holdback(self) -> bool:
+        return self.arm == HOLDBACK
+
+
+@dataclass
+class ExperimentResult:
+    experiment: Experiment
+    state: str
+    days: int
+    # Per currency (sorted; "" when nothing was paid): the arms in order, and the verdict.
+    arms: dict[str, list[ArmResult]] = field(default_factory=dict)
+    verdicts: dict[str, stats.Verdict] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
+
+def refresh_counts(db: Database, settings: Settings, now: dt.datetime) -> None:
+    """Fold the raw events into ``appeal_daily`` in a short write transaction of its own (contract
+    5), before the results are read. Another fold at the same moment (the worker) may win the
+    race for a day's rows (a duplicate key, or a deadlock on PostgreSQL); its counts are as fresh,
+    so that is logged and the results read the counts as they are. A database that is down fails
+    the read that follows, as any report does."""
+    try:
+        with db.transaction() as session:
+            rollup.fold(session, settings, now)
+    except DBAPIError as exc:
+        log.warning("appeal counts: the fold failed (%s); reading the counts as they are", type(exc).__name__)
+
+
+def _state(experiment: Experiment, now: dt.datetime) -> str:
+    if experiment.running(now):
+        return "running"
+    return "ended" if now >= experiment.ends else "not started"
+
+
+def _days(experiment: Experiment, now: dt.datetime) -> int:
+    """Whole days the experiment has run by ``now``."""
+    return max((min(now, experiment.ends) - experiment.starts).days, 0)
+
+
+def _counts(session: Session, names: list[str]) -> dict[tuple[str, str], Counts]:
+    """(experiment, arm) -> counts summed over days and channels, from ``appeal_daily``."""
+    rows = session.execute(
+        select(AppealDaily.experiment, AppealDaily.variant, AppealDaily.type, func.sum(AppealDaily.count))
+        .where(AppealDaily.experiment.in_(names))
+        .group_by(AppealDaily.experiment, AppealDaily.variant, AppealDaily.type)
+    )
+    found: dict[tuple[str, str], Counts] = {}
+    attribute = {"view": "views", "impression": "impressions", "click": "clicks", "close": "closes"}
+    for experiment, arm, type_, count in rows:
+        if type_ in attribute:
+            counts = found.setdefault((experiment, arm), Counts())
+            setattr(counts, attribute[type_], getattr(counts, attribute[type_]) + int(count or 0))
+    return found
+
+
+def _payments(
+    session: Session, experiments: list[Experiment], livemode: bool | None
+) -> dict[tuple[str, str, str], Sums]:
+    """(experiment, arm, currency) -> the payments credited to it in the experiment's window."""
+    dialect = session.get_bind().dialect.name
+    kept_raw = Payment.amount_minor - Payment.refunded_minor - Payment.disputed_minor
+    kept = case((kept_raw > 0, kept_raw), else_=literal(0))
+    high, low = wide_sum(kept, dialect)
+    # Squares as double precision: a statistic, not money, and it cannot overflow.
+    squares = func.sum(cast(kept, Float) * cast(kept, Float))
+    currency = func.lower(Payment.currency)
+    found: dict[tuple[str, str, str], Sums] = {}
+    for experiment in experiments:
+        query: Any = (
+            select(Payment.appeal_variant, currency, func.count(), high, low, squares)
+            .where(
+                Payment.appeal_experiment == experiment.name,
+                Payment.paid_at >= experiment.starts,
+                Payment.paid_at < experiment.ends + ASK_TTL,
+            )
+            .group_by(Payment.appeal_variant, currency)
+        )
+        if livemode is not None:
+            query = query.where(Payment.livemode.is_(livemode))
+        for arm, code, count, hi, lo, sq in session.execute(query):
+            found[(experiment.name, arm or "", code)] = Sums(int(count), combine(hi, lo), float(sq or 0.0))
+    return found
+
+
+def _arm_names(experiment: Experiment, seen: set[str]) -> list[str]:
+    """The configured arms in order, then any arm the data name that the configuration no longer has."""
+    arms = list(experiment.arms)
+    return arms + sorted(seen - set(arms))
+
+
+def _arm(
+    arm: str, currency: str, counts: Counts, sums: Sums, holdback: Sums | None, hb_views: int
+) -> ArmResult:
+    per_views = stats.per_unit(sums.total, sums.squares, counts.views)
+    per_impressions = stats.per_unit(sums.total, sums.squares, counts.impressions)
+    lift = None
+    if holdback is not None and arm != HOLDBACK:
+        lift = stats.lift(
+            (sums.total, sums.squares, counts.views), (holdback.total, holdback.squares, hb_views)
+        )
+    return ArmResult(
+        arm=arm,
+        currency=currency,
+        counts=counts,
+        sums=sums,
+        click_rate=stats.wilson(counts.clicks, counts.impressions),
+        payment_rate=stats.wilson(sums.payments, counts.views),
+        per_1000_views=per_views.scaled(MILLE) if per_views else None,
+        per_1000_impressions=per_impressions.scaled(MILLE) if per_impressions else None,
+        lift=lift,
+        p_best=None,
+    )
+
+
+def experiment_results(
+    session: Session,
+    settings: Settings,
+    now: dt.datetime,
+    livemode: bool | None = None,
+    only: str | None = None,
+) -> list[ExperimentResult]:
+    """Every configured experiment that has started (or ``only`` the one named), by name."""
+    configured = appeal_settings(settings).experiments
+    experiments = [
+        e for name, e in sorted(configured.items()) if (only is None and e.starts <= now) or name == only
+    ]
+    if not experiments:
+        return []
+    counts = _counts(session, [e.name for e in experiments])
+    money = _payments(session, experiments, livemode)
+    results = []
+    for experiment in experiments:
+        name = experiment.name
+        seen = {arm for (e, arm) in counts if e == name} | {arm for (e, arm, _) in money if e == name}
+        arms = _arm_names(experiment, seen - {""})
+        currencies = sorted({c for (e, _, c) in money if e == name}) or [""]
+        result = ExperimentResult(experiment, _state(experiment, now), _days(experiment, now))
+        for currency in currencies:
+            holdback = money.get((name, HOLDBACK, currency), Sums()) if HOLDBACK in arms else None
+            hb_views = counts.get((name, HOLDBACK), Counts()).views
+            rows = [
+                _arm(
+                    arm,
+                    currency,
+                    counts.get((name, arm), Counts()),
+                    money.get((name, arm, currency), Sums()),
+                    holdback,
+                    hb_views,
+                )
+                for arm in arms
+            ]
+            variants = [r for r in rows if not r.holdback]
+            best = stats.p_best(
+                {
+                    r.arm: stats.ArmMoney(r.counts.views, r.sums.payments, r.sums.total, r.sums.squares)
+                    for r in variants
+                },
+                seed=stats.seed_for(name, currency),
+            )
+            for r in variants:
+                r.p_best = best[r.arm] if currency else None
+            result.arms[currency] = rows
+            result.verdicts[currency] = stats.judge(
+                {r.arm: r.counts.views for r in rows},
+                {r.arm: r.sums.payments for r in rows},
+                HOLDBACK if HOLDBACK in arms else None,
+                result.days,
+                best if currency else {},
+            )
+        results.append(result)
+    return results
+
+
+def _number(value: float | None, digits: int = 6) -> float | None:
+    """A figure for JSON and CSV: rounded, and None where it is not finite."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
+
+def _minor(value: float | None) -> int | None:
+    """Minor units per 1,000 views as a whole number (half to even), None where unbounded."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value)
+
+
+def _triple(estimate: stats.Estimate | None, convert: Any) -> tuple[Any, Any, Any]:
+    if estimate is None:
+        return None, None, None
+    return convert(estimate.value), convert(estimate.low), convert(estimate.high)
+
+
+def result_rows(result: ExperimentResult) -> list[tuple[Any, ...]]:
+    """The table rows of one experiment, in COLUMNS order."""
+    rows = []
+    for currency, arms in result.arms.items():
+        verdict = result.verdicts[currency]
+        for r in arms:
+            paid = bool(currency)
+            rows.append(
+                (
+                    result.name,
+                    r.arm,
+                    currency,
+                    result.state,
+                    result.days,
+                    r.counts.views,
+                    r.counts.impressions,
+                    r.counts.clicks,
+                    *_triple(r.click_rate, _number),
+                    r.sums.payments,
+                    *_triple(r.payment_rate, _number),
+                    r.sums.total if paid else None,
+                    *_triple(r.per_1000_views if paid else None, _minor),
+                    *_triple(r.per_1000_impressions if paid else None, _minor),
+                    *_triple(r.lift, lambda v: _number(v, 4)),
+                    _number(r.p_best, 4),
+                    verdict.trustworthy,
+                    verdict.why,
+                )
+            )
+    return rows
+
+
+def results_table(
+    session: Session,
+    settings: Settings,
+    now: dt.datetime,
+    livemode: bool | None = None,
+    only: str | None = None,
+) -> Table:
+    """The experiments report: one row per experiment, arm and currency (no totals: arms are not
+    added up, and currencies never are)."""
+    results = experiment_results(session, settings, now, livemode, only)
+    return Table(
+        name="experiments",
+        columns=COLUMNS,
+        rows=[row for result in results for row in result_rows(result)],
+        meta={
+            "report": "experiments",
+            "livemode": livemode,
+            "trust_rule": stats.TRUST.reasons(),
+            **({"experiment": only} if only else {}),
+        },
+    )
