@@ -5,6 +5,7 @@
 - ``GET /support/appeal?token=&return_to=``: the footer appeal, the meter line and the gate
   (paywall/widget/answers.py) for an access token, a site reader's or an anonymous browser's.
 - ``POST /support/dismiss`` ``{"token"}``: Close; hides the appeal (never the gate) for dismiss_days.
+- ``POST /support/events``: the widget's beacons (paywall/widget/events.py).
 - ``POST /support/handoff`` ``{"reader_token", "return_to"?}``: server mode, after signing in with a
   code in the gate: a one-time token for the site's ``[signin] return_url`` (never a reader token in
   a URL), so the site's backend learns the reader exactly as from a mailed link or /thanks.
@@ -27,14 +28,19 @@ from paywall.access.dismissals import dismiss_appeal, dismissed_until
 from paywall.access.settings import access_settings
 from paywall.checkout import limits
 from paywall.checkout.settings import ratelimit_settings
+from paywall.config import Settings
 from paywall.context import current_db, current_settings, settings_of
 from paywall.errors import ApiError
+from paywall.experiments.asks import Ask, encode_ask
+from paywall.experiments.assignment import assignment_for
+from paywall.experiments.definition import HOLDBACK
 from paywall.models import Reader
 from paywall.signin import codes
 from paywall.signin.returns import safe_return_url
 from paywall.signin.settings import signin_settings
 from paywall.signin.tokens import reader_from_token
 from paywall.widget import answers
+from paywall.widget import events as event_views
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The widget files change only with a release; an hour of caching keeps article pages fast, and
@@ -93,6 +99,8 @@ def appeal() -> Any:
     claims = subject.claims
     if answers.gated(claims):
         body["gate"] = answers.gate_body(settings, claims, links)
+        gate_ask, gate_copy = _interim_ask(settings, "gate", subject.key)
+        body["gate"].update(gate_copy, **gate_ask)
     meter = answers.meter_text(settings, claims)
     if meter:
         body["meter_text"] = meter
@@ -104,8 +112,25 @@ def appeal() -> Any:
         # Closed on another device (or localStorage was cleared): stay hidden until it runs out.
         body["hidden_until"] = int(until.timestamp() * 1000)
         return _no_store(body)
+    footer, copy = _interim_ask(settings, "footer", subject.key)
+    if footer["variant"] == HOLDBACK:
+        return _no_store({**body, **footer})
     body.update(answers.appeal_copy(settings, links))
+    body.update(copy, **footer)
     return _no_store(body)
+
+
+def _interim_ask(settings: Settings, channel: str, subject: str) -> tuple[dict[str, str], dict[str, str]]:
+    """INTERIM (issue 18, piece A): the ask, experiment, variant and variant copy of ``channel``,
+    so the widget's events can be measured. Piece B1 owns the real appeal answer (ask budget,
+    trace, preview, links carrying the ask) and replaces this function."""
+    now = clock.now()
+    assignment = assignment_for(settings, channel, subject, now)
+    experiment = assignment.experiment.name if assignment else ""
+    variant = assignment.variant if assignment else ""
+    chosen = assignment.experiment.variant(variant) if assignment else None
+    ask = encode_ask(settings, Ask(channel, experiment, variant, subject, now))
+    return {"ask": ask, "experiment": experiment, "variant": variant}, dict(chosen.copy) if chosen else {}
 
 
 def _posted(name: str) -> str | None:
@@ -160,3 +185,7 @@ def init_app(app: Flask, api: Api) -> None:
     conf = ratelimit_settings(settings_of(app))
     for endpoint in ("widget.appeal", "widget.dismiss", "widget.handoff"):
         limits.limit(app, endpoint, per_address=conf.widget_per_address)
+    # The beacons: a few per page view, so a limit of their own (generous: one address may be a
+    # newsroom or a school behind one NAT).
+    app.register_blueprint(event_views.bp)
+    limits.limit(app, "widget_events.post_events", per_address=conf.events_per_address)
