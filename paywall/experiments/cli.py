@@ -40,3 +40,17 @@ def list_experiments(obj: Context) -> None:
             share = (1 - e.holdback) * v.weight / total
             changes = ", ".join(sorted(v.copy)) or "the default copy"
             click.echo(f"\t{v.name}\tweight={v.weight:g}\tshare={share:.0%}\t{changes}")
+
+
+@cli.command("rollup")
+@pass_ctx
+def rollup(obj: Context) -> None:
+    """Count raw appeal events into daily counts and prune old raw events (paywall worker does it
+    every 5 minutes)."""
+    from paywall import clock
+    from paywall.experiments.rollup import fold
+
+    with obj.db.transaction() as session:
+        done = fold(session, obj.settings, clock.now())
+    days = ", ".join(day.isoformat() for day in done.days) or "none"
+    click.echo(f"counted days: {days}; raw events pruned: {done.pruned}")
