@@ -94,5 +94,5 @@ def fold(session: Session, settings: Settings, now: dt.datetime) -> Folded:
             _fold_day(session, day)
             folded.append(day)
         day += dt.timedelta(days=1)
-    pruned = session.execute(delete(_events).where(_events.c.at < _start(keep_from))).rowcount
-    return Folded(tuple(folded), int(pruned or 0))
+    result = session.execute(delete(_events).where(_events.c.at < _start(keep_from)))
+    return Folded(tuple(folded), int(result.rowcount or 0))  # type: ignore[attr-defined]
