@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from paywall import clock
 from paywall.clock import isoformat
-from paywall.models import AppealDismissal, Comp, MeterRead, Reader
+from paywall.models import AppealAsk, AppealDismissal, Comp, MeterRead, Reader
 from paywall.readers.service import ensure_reader
 
 # The last day a comp may run through. Python's dates end on 9999-12-31, so that day has no
@@ -94,9 +94,12 @@ def comp_summary(session: Session, reader: Reader) -> dict[str, Any]:
 
 def erase_reader_access(session: Session, reader: Reader) -> None:
     """On erasure: drop the comp's free-text note (it may name the person), the reader's meter
-    (what they read) and their dismissal. The comp itself stays, like the financial records."""
+    (what they read), their dismissal and the appeals they were asked (the ask budget's rows; the
+    appeal events name a keyed hash only and go with the raw events' retention). The comp itself
+    stays, like the financial records."""
     comp = session.scalar(select(Comp).where(Comp.reader_id == reader.id))
     if comp is not None:
         comp.note = None
     session.execute(delete(MeterRead).where(MeterRead.reader == reader.external_id))
     session.execute(delete(AppealDismissal).where(AppealDismissal.reader == reader.external_id))
+    session.execute(delete(AppealAsk).where(AppealAsk.subject == reader.external_id))

@@ -248,3 +248,18 @@ def test_the_appeal_answer_carries_the_footer_ask_of_the_running_experiment(
             assert body["headline"] == "We are in survival mode"
         seen[arm.variant] = True
     assert set(seen) == {"plain", "urgent", "holdback"}
+
+
+def test_erasing_a_reader_deletes_the_asks_they_spent(
+    client: FlaskClient, settings: Settings, db: Database
+) -> None:
+    from paywall.erasure import erase_reader
+    from paywall.readers.service import ensure_reader
+
+    with db.transaction() as session:
+        ensure_reader(session, "reader-42")
+    beacon(client, [{"ask": ask(settings), "type": "impression"}])
+    beacon(client, [{"ask": ask(settings, subject="reader-7"), "type": "impression"}])
+    with db.transaction() as session:
+        assert erase_reader(session, "reader-42") == "erased"
+    assert [a.subject for a in asks(db)] == ["reader-7"]
