@@ -47,8 +47,8 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/paywall_events_bench"
 
 
 def beacon_bodies(signing_key: str, size: int, count: int = 2000) -> list[bytes]:
-    """``count`` beacons of ``size`` events: a view and an impression per footer ask (a click to
-    make an odd size), for readers and anonymous browsers in two variants and the holdback."""
+    """``count`` beacons of ``size`` events: a view and an impression per footer ask (a view only for
+    a holdback browser), for readers and anonymous browsers in two variants and the holdback."""
     from paywall.config import load_settings
     from paywall.experiments.asks import Ask, encode_ask
 
@@ -69,12 +69,8 @@ def beacon_bodies(signing_key: str, size: int, count: int = 2000) -> list[bytes]
             variant = rng.choice(("plain", "urgent", "holdback"))
             ask = encode_ask(settings, Ask("footer", "footer-copy", variant, subject, now))
             events.append({"ask": ask, "type": "view"})
-            if len(events) < size:
-                events.append(
-                    {"ask": ask, "type": "impression"}
-                    if variant != "holdback"
-                    else {"ask": ask, "type": "close"}
-                )
+            if len(events) < size and variant != "holdback":  # a holdback browser only views
+                events.append({"ask": ask, "type": "impression"})
         bodies.append(json.dumps({"events": events[:size]}).encode())
     return bodies
 
@@ -137,6 +133,25 @@ def event_rows(url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def beacons_closed(port: int, seconds: float, bodies: list[bytes]) -> dict[str, float]:
+    """Beacons as fast as 2 x 8 connections go: beacons/s (for the server CPU per beacon)."""
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=beacon_process, args=(port, seconds, 8, 1e6, bodies, p + 7, out)) for p in range(2)
+    ]
+    for p in procs:
+        p.start()
+    done = errors = 0
+    for _ in procs:
+        got, bad = out.get(timeout=seconds + 60)
+        done += len(got)
+        errors += bad
+    for p in procs:
+        p.join()
+    return {"rps": done / seconds, "seconds": seconds, "errors": errors}
+
+
 def with_beacons(
     port: int, seconds: float, key: str, readers: int, beacons_per_s: float, bodies: list[bytes]
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -189,13 +204,19 @@ def main() -> None:
     port = access_bench.free_port()
     proc = access_bench.start_gunicorn(url, port, signing_key)
     closed = access_bench.wrk_load if shutil.which("wrk") else access_bench.load
+    pgdb = url.rsplit("/", 1)[1]
     rows: dict[str, list[float]] = {"capacity": [], "alone_p50": [], "alone_p99": [], "with_p50": [], "with_p99": [],
-                                    "rise": [], "events_s": [], "beacon_p99": []}  # fmt: skip
+                                    "rise": [], "events_s": [], "beacon_p99": [], "access_cpu": [], "beacon_cpu": []}  # fmt: skip
     try:
         access_bench.load(port, "access", 2, key, args.readers)  # warm-up
         with_beacons(port, 2, key, args.readers, 50, bodies)
         for n in range(1, args.rounds + 1):
-            capacity = closed(port, "access", args.seconds / 2, key, args.readers)
+            capacity = access_bench.measured(
+                lambda: closed(port, "access", args.seconds / 2, key, args.readers), proc.pid, pgdb
+            )
+            beacon_cpu = access_bench.measured(
+                lambda: beacons_closed(port, args.seconds / 2, bodies), proc.pid, pgdb
+            )
             alone = access_bench.load(
                 port, "access", args.seconds, key, args.readers, rate=500, procs=2, threads=16
             )
@@ -212,8 +233,11 @@ def main() -> None:
             rows["rise"].append(both["p99"] / alone["p99"] - 1)
             rows["events_s"].append(recorded)
             rows["beacon_p99"].append(beacons["p99"])
+            rows["access_cpu"].append(capacity["cpu_ms"])
+            rows["beacon_cpu"].append(beacon_cpu["cpu_ms"])
             print(
-                f"  round {n}: access capacity {capacity['rps']:.0f} req/s | @500/s alone p50 {alone['p50']:.1f} ms"
+                f"  round {n}: access capacity {capacity['rps']:.0f} req/s ({capacity['cpu_ms']:.2f} ms CPU),"
+                f" beacons closed loop {beacon_cpu['rps']:.0f}/s ({beacon_cpu['cpu_ms']:.2f} ms CPU) | @500/s alone p50 {alone['p50']:.1f} ms"
                 f" p99 {alone['p99']:.1f} ms | with beacons p50 {both['p50']:.1f} ms p99 {both['p99']:.1f} ms"
                 f" (rise {rows['rise'][-1]:+.1%}) | beacons {beacons['rps']:.0f}/s p99 {beacons['p99']:.1f} ms,"
                 f" events recorded {recorded:.0f}/s | errors {alone['errors'] + both['errors'] + beacons['errors']}",
@@ -227,7 +251,8 @@ def main() -> None:
         f" @500/s p99 alone {med['alone_p99']:.1f} ms, with {args.events:.0f} events/s"
         f" ({args.beacon} per beacon) {med['with_p99']:.1f} ms: rise {med['rise']:+.1%}"
         f" (range {min(rows['rise']):+.1%}..{max(rows['rise']):+.1%}); events recorded {med['events_s']:.0f}/s;"
-        f" beacon p99 {med['beacon_p99']:.1f} ms",
+        f" beacon p99 {med['beacon_p99']:.1f} ms; server CPU (app + PostgreSQL) per access check"
+        f" {med['access_cpu']:.2f} ms, per beacon {med['beacon_cpu']:.2f} ms",
         flush=True,
     )
 

@@ -126,7 +126,16 @@ def world(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict
     box: dict[str, Settings] = {}
 
     def token_for(reader: str) -> str:
-        claims = {"sub": reader, "access": True, "reason": "metered", "until": None, "appeal": True}
+        claims: dict[str, Any] = {
+            "sub": reader,
+            "access": True,
+            "reason": "metered",
+            "until": None,
+            "appeal": True,
+        }
+        if reader.startswith("gated-"):  # the meter is spent on this article: the gate
+            claims.update(access=False, reason="meter_exhausted", art="story-1", appeal=False)
+            claims["meter"] = {"used": 3, "limit": 3}
         token, _ = signing.sign(box["settings"], claims, purpose="access", ttl=dt.timedelta(minutes=15))
         return token
 
@@ -272,5 +281,37 @@ def test_impressions_count_on_scroll_clicks_and_close_are_reported_holdback_and_
             assert beacons == []
             assert reported(db, settings, holdback) == [("view", "", "holdback")]
             assert reported(db, settings, "staff") == []
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_the_gate_reports_its_view_impression_and_sign_in_click(
+    chromium: None,  # noqa: F811
+    world: dict[str, Any],
+    db: Database,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    settings: Settings = world["settings"]
+    reader = "gated-reader-1"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1000, "height": 760}).new_page()
+            page.goto(f"{world['articles']}/article/{reader}")
+            gate = page.locator("[data-paywall-gate]")
+            gate.wait_for(state="attached")
+            # The gate takes the focus (its headline), which scrolls it into view: seen at once.
+            # No experiment runs on the gate here: experiment and variant are "".
+            found = wait_for(db, settings, reader, lambda rows: len(rows) >= 2)
+            assert found == [("view", "", ""), ("impression", "", "")]
+            page.get_by_role("button", name="Sign in").click()
+            found = wait_for(db, settings, reader, lambda rows: len(rows) >= 3)
+            assert found[2] == ("click", "signin", "")
+            with db.transaction(readonly=True) as session:
+                channels = {e.channel for e in session.scalars(select(AppealEvent))}
+                assert channels == {"gate"}
+                assert session.scalars(select(AppealAsk)).all() == []  # the gate is not an ask
         finally:
             browser.close()
