@@ -94,8 +94,9 @@ def comp_summary(session: Session, reader: Reader) -> dict[str, Any]:
 
 def erase_reader_access(session: Session, reader: Reader) -> None:
     """On erasure: drop the comp's free-text note (it may name the person), the reader's meter
-    (what they read), their dismissal and their asks (appeals seen, appeal mails sent: the ask
-    budget). The comp itself stays, like the financial records."""
+    (what they read), their dismissal and the appeals they were asked (the ask budget's rows; the
+    appeal events name a keyed hash only and go with the raw events' retention). The comp itself
+    stays, like the financial records."""
     comp = session.scalar(select(Comp).where(Comp.reader_id == reader.id))
     if comp is not None:
         comp.note = None

@@ -80,6 +80,7 @@ class RateLimitSettings:
     checkout_per_address: str = "10/minute;40/hour"
     checkout_per_reader: str = "5/minute;20/hour"
     widget_per_address: str = "120/minute"
+    events_per_address: str = "600/minute"
     auth_failures_per_address: str = "10/minute;100/hour"
     proxy_hops: int = 0
 
@@ -88,6 +89,7 @@ class RateLimitSettings:
             "checkout_per_address",
             "checkout_per_reader",
             "widget_per_address",
+            "events_per_address",
             "auth_failures_per_address",
         ):
             try:

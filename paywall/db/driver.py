@@ -27,7 +27,12 @@ class DriverStatement:
     """
 
     def __init__(
-        self, sql: str, *, datetime_params: Sequence[str] = (), datetime_columns: Sequence[int] = ()
+        self,
+        sql: str,
+        *,
+        datetime_params: Sequence[str] = (),
+        datetime_columns: Sequence[int] = (),
+        returns_rows: bool | None = None,
     ) -> None:
         self.sql = sql
         self.pyformat_sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
@@ -35,8 +40,12 @@ class DriverStatement:
         self.datetime_columns = tuple(datetime_columns)
         # Known from the SQL, so no execution asks the cursor: psycopg builds its whole column
         # description (an object per column) when asked, which cost more than reading the rows.
-        self.returns_rows = bool(re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE)) or bool(
-            re.search(r"\bRETURNING\b", sql, re.IGNORECASE)
+        # ``returns_rows`` says so where the SQL misleads: a WITH whose statements only write.
+        self.returns_rows = (
+            returns_rows
+            if returns_rows is not None
+            else bool(re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE))
+            or bool(re.search(r"\bRETURNING\b", sql, re.IGNORECASE))
         )
         self._processors: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
 

@@ -64,3 +64,17 @@ def preview(obj: Context, experiment: str, variant: str, channel: str, page: str
         click.echo(preview_url(obj.settings, experiment, variant, channel, page))
     except InvalidPreview as exc:
         raise click.UsageError(str(exc)) from None
+
+
+@cli.command("rollup")
+@pass_ctx
+def rollup(obj: Context) -> None:
+    """Count raw appeal events into daily counts and prune old raw events (paywall worker does it
+    every 5 minutes)."""
+    from paywall import clock
+    from paywall.experiments.rollup import fold
+
+    with obj.db.transaction() as session:
+        done = fold(session, obj.settings, clock.now())
+    days = ", ".join(day.isoformat() for day in done.days) or "none"
+    click.echo(f"counted days: {days}; raw events pruned: {done.pruned}")

@@ -1,4 +1,5 @@
-"""`paywall mail` (outbox and suppression list), `paywall receipts`, and `paywall worker`.
+"""`paywall mail` (outbox and suppression list), `paywall receipts`, and `paywall worker` (which also
+folds appeal events into daily counts every ROLLUP_EVERY_SECONDS).
 
 What needs the database is imported inside the commands, so ``paywall --help`` stays light.
 """
@@ -30,6 +31,8 @@ log = logging.getLogger("paywall.worker")
 URGENT_POLL_SECONDS = 1.0
 # Seconds between the worker's purges of expired sign-in codes (they are useless a day after expiry).
 PURGE_EVERY_SECONDS = 3600.0
+# Seconds between the worker's folds of raw appeal events into daily counts (and their pruning).
+ROLLUP_EVERY_SECONDS = 300.0
 
 
 def _transport(obj: Context) -> SmtpTransport:
@@ -192,6 +195,23 @@ def _purge_codes(obj: Context) -> None:
         log.info("mail worker: purged %d expired sign-in codes", purged)
 
 
+def _rollup_appeals(obj: Context) -> None:
+    """Fold appeal events into daily counts (paywall/experiments/rollup.py). A failure is logged and
+    the worker goes on: the next fold catches up, as it recounts the recent days anyway."""
+    from paywall import clock
+    from paywall.experiments.rollup import fold
+
+    try:
+        with obj.db.transaction() as session:
+            done = fold(session, obj.settings, clock.now())
+    except Exception as exc:
+        log.warning("worker: appeal rollup failed (%s); the next one catches up", type(exc).__name__)
+        log.debug("worker: appeal rollup failed", exc_info=True)
+        return
+    if done.pruned:
+        log.info("worker: appeal rollup pruned %d raw events", done.pruned)
+
+
 def run_worker(
     obj: Context, stop: threading.Event, poll_seconds: float, transport: Transport | None = None
 ) -> None:
@@ -201,7 +221,7 @@ def run_worker(
     from paywall.mail import delivery
 
     transport = transport or SmtpTransport.from_settings(obj.settings)
-    next_purge = 0.0
+    next_purge = next_rollup = 0.0
     try:
         while not stop.is_set():
             # The worker is the one process that always runs beside the server: expired sign-in
@@ -209,6 +229,10 @@ def run_worker(
             if time.monotonic() >= next_purge:
                 _purge_codes(obj)
                 next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+            # Likewise the appeal events' daily counts, every few minutes.
+            if time.monotonic() >= next_rollup:
+                _rollup_appeals(obj)
+                next_rollup = time.monotonic() + ROLLUP_EVERY_SECONDS
             try:
                 tally = delivery.drain(obj.db, obj.settings, transport, should_stop=stop.is_set)
             except MailConfigError as exc:

@@ -8,6 +8,7 @@
   ``&preview=TOKEN`` answers a staff preview instead (paywall/experiments/preview.py).
 - ``GET /support/preview``: a sample article with the widget, where staff preview links open.
 - ``POST /support/dismiss`` ``{"token"}``: Close; hides the appeal (never the gate) for dismiss_days.
+- ``POST /support/events``: the widget's beacons (paywall/widget/events.py).
 - ``POST /support/handoff`` ``{"reader_token", "return_to"?}``: server mode, after signing in with a
   code in the gate: a one-time token for the site's ``[signin] return_url`` (never a reader token in
   a URL), so the site's backend learns the reader exactly as from a mailed link or /thanks.
@@ -45,6 +46,7 @@ from paywall.signin.returns import safe_return_url
 from paywall.signin.settings import signin_settings
 from paywall.signin.tokens import reader_from_token
 from paywall.widget import answers
+from paywall.widget import events as event_views
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The widget files change only with a release; an hour of caching keeps article pages fast, and
@@ -269,3 +271,7 @@ def init_app(app: Flask, api: Api) -> None:
     conf = ratelimit_settings(settings_of(app))
     for endpoint in ("widget.appeal", "widget.dismiss", "widget.handoff"):
         limits.limit(app, endpoint, per_address=conf.widget_per_address)
+    # The beacons: a few per page view, so a limit of their own (generous: one address may be a
+    # newsroom or a school behind one NAT).
+    app.register_blueprint(event_views.bp)
+    limits.limit(app, "widget_events.post_events", per_address=conf.events_per_address)

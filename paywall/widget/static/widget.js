@@ -13,6 +13,12 @@
  * hides the appeal. A mailed link or /thanks comes back with #paywall_signin=ONE_TIME_TOKEN, which
  * is taken out of the address and exchanged for a reader token. Nothing above the article moves
  * for a reader who may read: the appeal is inserted after the article, with no space reserved.
+ *
+ * Measurement (POST /support/events): each answer carries a signed "ask" per channel (footer,
+ * gate); the widget reports `view` when the answer arrives, `impression` once the box is at least
+ * half on screen, `click` (subscribe, donate, signin, register) and `close`, in batches sent with
+ * navigator.sendBeacon when the page is hidden or left, and a second after the last event. A staff
+ * preview link (#paywall_preview=TOKEN) shows a variant and reports nothing.
  */
 (function () {
   "use strict";
@@ -25,6 +31,7 @@
   var KEY_READER = "paywall:reader-token";
   var DENIED = { meter_exhausted: 1, supporters_only: 1, registration_required: 1 };
   var placed = { appeal: null, gate: null, account: null, hidden: [] };
+  var previewToken = fromHash("paywall_preview");
 
   // ----- storage and ids ------------------------------------------------------------------------
 
@@ -55,6 +62,16 @@
     return id;
   }
 
+  // Take one `name=value` out of the address bar's #fragment (and history), and return the value.
+  function fromHash(name) {
+    var re = new RegExp("(^#|&)" + name + "=([^&]*)");
+    var match = re.exec(window.location.hash);
+    if (!match) return "";
+    var rest = window.location.hash.replace(re, "$1").replace(/^#&/, "#").replace(/&$/, "");
+    window.history.replaceState(null, "", window.location.pathname + window.location.search + (rest === "#" ? "" : rest));
+    return decodeURIComponent(match[2]);
+  }
+
   function pageUrl() {
     return window.location.href.split("#")[0];
   }
@@ -78,9 +95,72 @@
 
   function askAppeal(token) {
     var query = "?token=" + encodeURIComponent(token) + "&return_to=" + encodeURIComponent(pageUrl());
+    if (previewToken) query += "&preview=" + encodeURIComponent(previewToken);
     return window
       .fetch(base + "/support/appeal" + query, { credentials: "omit", headers: { Accept: "application/json" } })
       .then(function (resp) { return resp.ok ? resp.json() : null; });
+  }
+
+  // ----- events (POST /support/events) ---------------------------------------------------------
+
+  var events = { queue: [], timer: null, once: {}, muted: false };
+
+  // Queue one event for an ask; `view` and `impression` at most once per ask.
+  function report(ask, type, action) {
+    if (!ask || events.muted) return;
+    if (type === "view" || type === "impression") {
+      if (events.once[type + ask]) return;
+      events.once[type + ask] = 1;
+    }
+    var item = { ask: ask, type: type };
+    if (action) item.action = action;
+    events.queue.push(item);
+    window.clearTimeout(events.timer);
+    // A click usually leaves the page: send it now. Otherwise shortly, in one batch.
+    if (type === "click" || type === "close" || events.queue.length >= 50) flush();
+    else events.timer = window.setTimeout(flush, 1000);
+  }
+
+  function flush() {
+    window.clearTimeout(events.timer);
+    if (!events.queue.length) return;
+    var json = JSON.stringify({ events: events.queue.splice(0, 50) });
+    var url = base + "/support/events";
+    var sent = false;
+    // text/plain: a "simple" request (no preflight), which the browser sends even as the page goes.
+    try { sent = navigator.sendBeacon(url, new Blob([json], { type: "text/plain" })); } catch (e) { sent = false; }
+    if (!sent) {
+      window.fetch(url, {
+        method: "POST", headers: { "Content-Type": "text/plain" }, body: json, credentials: "omit", keepalive: true
+      }).catch(function () {});
+    }
+    if (events.queue.length) flush();
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") flush();
+  });
+  window.addEventListener("pagehide", flush);
+
+  // `impression` once the box is at least half on screen (or fills half the screen, if taller).
+  function watch(box, ask) {
+    if (!ask || events.muted || !window.IntersectionObserver) return;
+    var observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        var seen = entry.intersectionRatio >= 0.5 ||
+          (entry.rootBounds && entry.intersectionRect.height >= entry.rootBounds.height / 2);
+        if (!entry.isIntersecting || !seen) return;
+        report(ask, "impression");
+        observer.disconnect();
+      });
+    }, { threshold: [0, 0.25, 0.5, 0.75, 1] });
+    observer.observe(box);
+    return observer;
+  }
+
+  function tracked(node, ask, action) {
+    node.addEventListener("click", function () { report(ask, "click", action); });
+    return node;
   }
 
   var styles = null;
@@ -173,16 +253,18 @@
     box.appendChild(headline);
     if (data.meter_text) box.appendChild(el("p", "pw-appeal__meter", data.meter_text));
     box.appendChild(el("p", "pw-appeal__text", data.text));
+    if (data.goal_text) box.appendChild(el("p", "pw-appeal__goal", data.goal_text));
     var actions = el("div", "pw-appeal__actions");
     // No subscribe_url while no plan is on offer: then Donate is the only button.
     if (data.subscribe_url) {
-      actions.appendChild(link("pw-appeal__button pw-appeal__button--primary", data.subscribe_label, data.subscribe_url));
+      actions.appendChild(tracked(link("pw-appeal__button pw-appeal__button--primary", data.subscribe_label, data.subscribe_url), data.ask, "subscribe"));
     }
-    actions.appendChild(link("pw-appeal__button" + (data.subscribe_url ? "" : " pw-appeal__button--primary"), data.donate_label, data.donate_url));
+    actions.appendChild(tracked(link("pw-appeal__button" + (data.subscribe_url ? "" : " pw-appeal__button--primary"), data.donate_label, data.donate_url), data.ask, "donate"));
     box.appendChild(actions);
     box.appendChild(closeButton(box, data, token));
     insertAfterTag(box);
     placed.appeal = box;
+    placed.appealSeen = watch(box, data.ask);
   }
 
   function closeButton(box, data, token) {
@@ -193,6 +275,8 @@
     cross.setAttribute("aria-hidden", "true");
     close.appendChild(cross);
     close.addEventListener("click", function () {
+      report(data.ask, "close");
+      if (placed.appealSeen) placed.appealSeen.disconnect();
       // Close hides the appeal only; a gate, if any, is a separate element and stays.
       save(KEY_HIDDEN, String(Date.now() + data.dismiss_days * 86400000));
       var next = box.nextElementSibling;
@@ -243,6 +327,7 @@
   }
 
   function removeGate() {
+    if (placed.gateSeen) placed.gateSeen.disconnect();
     if (placed.gate && placed.gate.parentNode) placed.gate.parentNode.removeChild(placed.gate);
     placed.gate = null;
   }
@@ -260,8 +345,8 @@
     box.appendChild(headline);
     box.appendChild(el("p", "pw-gate__text", gate.text));
     var actions = el("div", "pw-gate__actions");
-    if (gate.subscribe_url) actions.appendChild(link("pw-gate__button pw-gate__button--primary", gate.subscribe_label, gate.subscribe_url));
-    actions.appendChild(link("pw-gate__button" + (gate.subscribe_url ? "" : " pw-gate__button--primary"), gate.donate_label, gate.donate_url));
+    if (gate.subscribe_url) actions.appendChild(tracked(link("pw-gate__button pw-gate__button--primary", gate.subscribe_label, gate.subscribe_url), gate.ask, "subscribe"));
+    actions.appendChild(tracked(link("pw-gate__button" + (gate.subscribe_url ? "" : " pw-gate__button--primary"), gate.donate_label, gate.donate_url), gate.ask, "donate"));
     box.appendChild(actions);
     box.appendChild(signinBlock(gate));
     if (client) reveal(); // a gate shown again (signed in, still denied) starts from the whole body
@@ -271,6 +356,8 @@
     else if (body && !body.contains(script)) body.appendChild(box);
     else insertAfterTag(box);
     placed.gate = box;
+    report(gate.ask, "view");
+    placed.gateSeen = watch(box, gate.ask);
     if (window.performance && performance.mark) performance.mark("paywall:gate");
     headline.focus();
   }
@@ -290,8 +377,8 @@
       emailForm.form.hidden = false;
       emailForm.input.focus();
     }
-    starters.appendChild(starter(gate.signin_label, function () { open(copy.signin_heading); }));
-    if (gate.register) starters.appendChild(starter(gate.register_label, function () { open(copy.register_heading); }));
+    starters.appendChild(tracked(starter(gate.signin_label, function () { open(copy.signin_heading); }), gate.ask, "signin"));
+    if (gate.register) starters.appendChild(tracked(starter(gate.register_label, function () { open(copy.register_heading); }), gate.ask, "register"));
     function cancel() {
       emailForm.form.hidden = true;
       codeForm.form.hidden = true;
@@ -420,11 +507,14 @@
 
   function showFor(token, denied) {
     // Closed on this device: not even a request, unless the answer may be a gate (never hidden).
-    var hidden = hiddenUntil() > Date.now();
+    var hidden = !previewToken && hiddenUntil() > Date.now();
     if (hidden && !denied) return withStyles().then(placeAccount);
     return askAppeal(token).then(function (data) {
+      // A staff preview is never counted.
+      if (data && data.preview) events.muted = true;
       return withStyles().then(function () {
         if (placed.appeal) {
+          if (placed.appealSeen) placed.appealSeen.disconnect();
           placed.appeal.parentNode.removeChild(placed.appeal);
           placed.appeal = null;
         }
@@ -442,7 +532,11 @@
         if (!data) return placeAccount();
         if (data.hidden_until) save(KEY_HIDDEN, String(data.hidden_until));
         // One ask at a time: with the gate up, the footer appeal stays away.
-        else if (data.show && !data.gate && !hidden) renderAppeal(data, token);
+        else if (!data.gate && !hidden) {
+          // Shown, or held back (an ask with show: false): the view counts either way.
+          report(data.ask, "view");
+          if (data.show) renderAppeal(data, token);
+        }
         placeAccount();
       });
     });

@@ -1,0 +1,268 @@
+"""Benchmark: appeal events (POST /support/events) recorded beside the access check, on PostgreSQL.
+
+    .venv/bin/python bench/appeal_events.py                       # 3 rounds of 10 s phases
+    .venv/bin/python bench/appeal_events.py --events 2000 --beacon 4 --rounds 5
+
+Issue 18's target: 2,000 appeal events per second recorded on this 2-core machine while the p99 of
+POST /v1/access at a steady 500 requests/s rises by less than 10 %. Under gunicorn with
+config/gunicorn.conf.py (the production settings; the same server for every phase), on a database
+of --readers readers built as bench/access.py builds it, each round runs, interleaved:
+
+1. POST /v1/access closed loop (as fast as the clients go): the capacity 500/s is a fraction of;
+2. POST /v1/access at 500/s alone (open loop: latency from the scheduled send time): p50, p99;
+3. the same 500/s with beacons at --events events/s at the same time (--beacon events per beacon,
+   each beacon a page's events: a view and an impression per ask, footer asks, so every
+   impression also spends an ask in appeal_asks); the rows that landed in appeal_events in the
+   phase give the events/s actually recorded.
+
+Medians over the rounds are reported; the p99 rise is the median of each round's (3) over (2).
+Beacons carry X-Forwarded-For addresses of about 100,000 readers (proxy_hops 1), so the default
+limit per address holds and is counted, as on a real site; its cost is in the figures. PostgreSQL: PAYWALL_BENCH_DATABASE_URL (default the local paywall_events_bench
+database, recreated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import access as access_bench  # noqa: E402 - bench/access.py, beside this file
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/paywall_events_bench"
+
+
+def beacon_bodies(signing_key: str, size: int, count: int = 2000) -> list[bytes]:
+    """``count`` beacons of ``size`` events: a view and an impression per footer ask (a view only for
+    a holdback browser), for readers and anonymous browsers in two variants and the holdback."""
+    from paywall.config import load_settings
+    from paywall.experiments.asks import Ask, encode_ask
+
+    settings = load_settings(
+        environ={"PAYWALL_SIGNING_KEY": signing_key, "PAYWALL_DATABASE_URL": "sqlite://"}
+    )
+    rng = random.Random(18)
+    now = dt.datetime.now(dt.UTC)
+    bodies = []
+    for _ in range(count):
+        events: list[dict[str, str]] = []
+        while len(events) < size:
+            subject = (
+                f"reader-{rng.randrange(100_000)}"
+                if rng.random() < 0.5
+                else f" anon:b{rng.randrange(10**9):09d}xxxxxxx"
+            )
+            variant = rng.choice(("plain", "urgent", "holdback"))
+            ask = encode_ask(settings, Ask("footer", "footer-copy", variant, subject, now))
+            events.append({"ask": ask, "type": "view"})
+            if len(events) < size and variant != "holdback":  # a holdback browser only views
+                events.append({"ask": ask, "type": "impression"})
+        bodies.append(json.dumps({"events": events[:size]}).encode())
+    return bodies
+
+
+def beacon_process(
+    port: int, seconds: float, threads: int, rate: float, bodies: list[bytes], seed: int, out: Any
+) -> None:
+    """Open-loop beacons at ``rate``/s over ``threads`` keep-alive connections; puts (latencies, errors)."""
+    import threading
+
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    start_at = time.monotonic() + 0.2
+
+    def run(tid: int) -> None:
+        rng = random.Random(seed * 1000 + tid)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Content-Type": "text/plain;charset=UTF-8"}
+        interval = threads / rate
+        mine: list[float] = []
+        bad = n = 0
+        deadline = start_at + seconds
+        while True:
+            scheduled = start_at + n * interval + tid * interval / threads
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if scheduled > now:
+                time.sleep(scheduled - now)
+            # Readers' browsers, each its own address, behind one proxy (see main: proxy_hops 1).
+            headers["X-Forwarded-For"] = (
+                f"10.{rng.randrange(20)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            )
+            try:
+                conn.request("POST", "/support/events", body=rng.choice(bodies), headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                bad += resp.status != 202
+            except (OSError, http.client.HTTPException):
+                bad += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            mine.append(time.monotonic() - scheduled)
+            n += 1
+        conn.close()
+        with lock:
+            lat.extend(mine)
+            errors[0] += bad
+
+    ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put((lat, errors[0]))
+
+
+def event_rows(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM appeal_events").fetchone()
+    return int(row[0]) if row else 0
+
+
+def beacons_closed(port: int, seconds: float, bodies: list[bytes]) -> dict[str, float]:
+    """Beacons as fast as 2 x 8 connections go: beacons/s (for the server CPU per beacon)."""
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=beacon_process, args=(port, seconds, 8, 1e6, bodies, p + 7, out)) for p in range(2)
+    ]
+    for p in procs:
+        p.start()
+    done = errors = 0
+    for _ in procs:
+        got, bad = out.get(timeout=seconds + 60)
+        done += len(got)
+        errors += bad
+    for p in procs:
+        p.join()
+    return {"rps": done / seconds, "seconds": seconds, "errors": errors}
+
+
+def with_beacons(
+    port: int, seconds: float, key: str, readers: int, beacons_per_s: float, bodies: list[bytes]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Access at 500/s and beacons at ``beacons_per_s`` at the same time: (access, beacon latencies)."""
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=beacon_process, args=(port, seconds, 16, beacons_per_s / 2, bodies, p + 1, out))
+        for p in range(2)
+    ]
+    for p in procs:
+        p.start()
+    access = access_bench.load(port, "access", seconds, key, readers, rate=500, procs=2, threads=16)
+    lat: list[float] = []
+    errors = 0
+    for _ in procs:
+        got, bad = out.get(timeout=seconds + 60)
+        lat.extend(got)
+        errors += bad
+    for p in procs:
+        p.join()
+    lat.sort()
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 2 else [0.0] * 99
+    return access, {"rps": len(lat) / seconds, "p50": q[49] * 1000, "p99": q[98] * 1000, "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=float, default=2000.0, help="appeal events per second")
+    parser.add_argument("--beacon", type=int, default=4, help="events per beacon")
+    parser.add_argument("--readers", type=int, default=20_000)
+    args = parser.parse_args()
+    from paywall.signing import generate_pem
+
+    url = os.environ.get("PAYWALL_BENCH_DATABASE_URL", PG_URL)
+    signing_key = generate_pem()
+    print(
+        f"cores: {os.cpu_count()}; gunicorn workers: {os.environ.get('PAYWALL_WORKERS', 'default (2 x cores + 1)')}"
+    )
+    print(f"preparing {url.rsplit('/', 1)[1]} ({args.readers} readers)", flush=True)
+    key = access_bench.prepare_database(url, args.readers)
+    bodies = beacon_bodies(signing_key, args.beacon)
+    print(f"beacons: {args.beacon} events, {statistics.mean(len(b) for b in bodies):.0f} bytes on average")
+    # The beacons come from many readers' addresses, as in life: behind one proxy (X-Forwarded-For,
+    # about 100,000 addresses), each far under the default limit per address, which is counted
+    # (its cost is in the figures). From one address, the limiter's moving window would count
+    # every beacon of the last minute on each hit: a cost no real site has.
+    os.environ["PAYWALL__RATELIMIT__PROXY_HOPS"] = "1"
+    port = access_bench.free_port()
+    proc = access_bench.start_gunicorn(url, port, signing_key)
+    closed = access_bench.wrk_load if shutil.which("wrk") else access_bench.load
+    pgdb = url.rsplit("/", 1)[1]
+    rows: dict[str, list[float]] = {"capacity": [], "alone_p50": [], "alone_p99": [], "with_p50": [], "with_p99": [],
+                                    "rise": [], "events_s": [], "beacon_p99": [], "access_cpu": [], "beacon_cpu": []}  # fmt: skip
+    try:
+        access_bench.load(port, "access", 2, key, args.readers)  # warm-up
+        with_beacons(port, 2, key, args.readers, 50, bodies)
+        for n in range(1, args.rounds + 1):
+            capacity = access_bench.measured(
+                lambda: closed(port, "access", args.seconds / 2, key, args.readers), proc.pid, pgdb
+            )
+            beacon_cpu = access_bench.measured(
+                lambda: beacons_closed(port, args.seconds / 2, bodies), proc.pid, pgdb
+            )
+            alone = access_bench.load(
+                port, "access", args.seconds, key, args.readers, rate=500, procs=2, threads=16
+            )
+            before = event_rows(url)
+            both, beacons = with_beacons(
+                port, args.seconds, key, args.readers, args.events / args.beacon, bodies
+            )
+            recorded = (event_rows(url) - before) / args.seconds
+            rows["capacity"].append(capacity["rps"])
+            rows["alone_p50"].append(alone["p50"])
+            rows["alone_p99"].append(alone["p99"])
+            rows["with_p50"].append(both["p50"])
+            rows["with_p99"].append(both["p99"])
+            rows["rise"].append(both["p99"] / alone["p99"] - 1)
+            rows["events_s"].append(recorded)
+            rows["beacon_p99"].append(beacons["p99"])
+            rows["access_cpu"].append(capacity["cpu_ms"])
+            rows["beacon_cpu"].append(beacon_cpu["cpu_ms"])
+            print(
+                f"  round {n}: access capacity {capacity['rps']:.0f} req/s ({capacity['cpu_ms']:.2f} ms CPU),"
+                f" beacons closed loop {beacon_cpu['rps']:.0f}/s ({beacon_cpu['cpu_ms']:.2f} ms CPU) | @500/s alone p50 {alone['p50']:.1f} ms"
+                f" p99 {alone['p99']:.1f} ms | with beacons p50 {both['p50']:.1f} ms p99 {both['p99']:.1f} ms"
+                f" (rise {rows['rise'][-1]:+.1%}) | beacons {beacons['rps']:.0f}/s p99 {beacons['p99']:.1f} ms,"
+                f" events recorded {recorded:.0f}/s | errors {alone['errors'] + both['errors'] + beacons['errors']}",
+                flush=True,
+            )
+    finally:
+        access_bench.stop(proc)
+    med = {name: statistics.median(values) for name, values in rows.items()}
+    print(
+        f"median of {args.rounds}: access capacity {med['capacity']:.0f} req/s (500/s = {500 / med['capacity']:.0%});"
+        f" @500/s p99 alone {med['alone_p99']:.1f} ms, with {args.events:.0f} events/s"
+        f" ({args.beacon} per beacon) {med['with_p99']:.1f} ms: rise {med['rise']:+.1%}"
+        f" (range {min(rows['rise']):+.1%}..{max(rows['rise']):+.1%}); events recorded {med['events_s']:.0f}/s;"
+        f" beacon p99 {med['beacon_p99']:.1f} ms; server CPU (app + PostgreSQL) per access check"
+        f" {med['access_cpu']:.2f} ms, per beacon {med['beacon_cpu']:.2f} ms",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
