@@ -215,41 +215,6 @@ def test_beacons_are_limited_per_address(make_settings: Callable[..., Settings],
     assert [client.post(URL, json=body).status_code for _ in range(3)] == [202, 202, 429]
 
 
-def test_the_appeal_answer_carries_the_footer_ask_of_the_running_experiment(
-    make_settings: Callable[..., Settings], db: Database
-) -> None:
-    """INTERIM (piece B1 owns the appeal answer): the ask the widget sends back decodes to the
-    subject's arm; a holdback subject gets an ask and no appeal."""
-    from paywall import signing
-    from paywall.experiments.asks import decode_ask
-    from paywall.experiments.assignment import assignment_for
-
-    settings = make_settings(appeal={"experiments": EXPERIMENT})
-    client = create_app(settings, db=db).test_client()
-    seen = {}
-    for n in range(40):
-        reader = f"reader-{n}"
-        token, _ = signing.sign(
-            settings,
-            {"sub": reader, "access": True, "reason": "metered", "until": None, "appeal": True},
-            purpose="access",
-            ttl=dt.timedelta(minutes=5),
-        )
-        body = client.get("/support/appeal", query_string={"token": token}).get_json()
-        arm = assignment_for(settings, "footer", reader, clock.now())
-        assert arm is not None
-        decoded = decode_ask(settings, body["ask"], clock.now())
-        assert (decoded.channel, decoded.experiment, decoded.variant, decoded.subject) == (
-            "footer", "footer-copy", arm.variant, reader
-        )  # fmt: skip
-        assert body["variant"] == arm.variant
-        assert body["show"] is (not arm.holdback)
-        if arm.variant == "urgent":
-            assert body["headline"] == "We are in survival mode"
-        seen[arm.variant] = True
-    assert set(seen) == {"plain", "urgent", "holdback"}
-
-
 def test_erasing_a_reader_deletes_the_asks_they_spent(
     client: FlaskClient, settings: Settings, db: Database
 ) -> None:
