@@ -6,37 +6,36 @@ Two local servers, each its own origin: the service (with a running footer exper
 demo article per reader (``/article/<reader>``, a server-mode page carrying that reader's access
 token). What the widget reported is read back from ``appeal_events``.
 
-The staff preview's server side is piece B1's (GET /support/appeal?preview=); until it is merged,
-``PreviewShim`` (test-only WSGI middleware) answers a ``preview=`` request as the contract says
-(``preview: true``, the variant's copy, a preview ask), so the widget's half is tested here.
+Each reader's token is the real access check's (paywall/access/tokens.py), so the footer arm
+comes from the experiment as in production; the staff preview is the real link
+(paywall/experiments/preview.py ``preview_url``) opened on a holdback reader's article.
 ``PAYWALL_EVENTS_SCREENSHOTS=DIR`` keeps the screenshots.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from paywall import clock, signing
+from paywall import signing
+from paywall.access.tokens import issue_access_token
 from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
-from paywall.experiments.asks import Ask, encode_ask, subject_hash
+from paywall.experiments.asks import subject_hash
 from paywall.experiments.assignment import assign
+from paywall.experiments.preview import preview_url
 from paywall.models.appeals import AppealAsk, AppealEvent
-from paywall.widget import answers
 from paywall.widget.settings import appeal_settings
 from tests.checkout.test_sessions import PLANS
 from tests.support.servers import serving
@@ -44,7 +43,8 @@ from tests.widget.test_chromium import ARGS, CHROMIUM, PARAGRAPHS, chromium  # n
 from tests.widget.test_events import EXPERIMENT
 
 URGENT = "We are in survival mode"
-GOAL = "312 readers support us this month"
+GOAL_SETTINGS = {"kind": "supporters", "text": "{count} readers support us this month"}
+GOAL = "0 readers support us this month"  # nobody has given yet in this test's database
 
 
 def long_article(service: str, token: str) -> str:
@@ -80,43 +80,6 @@ class Articles:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
-class PreviewShim:
-    """TEST-ONLY stand-in for piece B1's staff preview: ``GET /support/appeal?...&preview=VARIANT``
-    answers ``preview: true`` with that variant's copy, a goal line and a preview ask."""
-
-    def __init__(self, app: Any, settings: Settings) -> None:
-        self.app, self.settings = app, settings
-        self.previews: list[str] = []
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        if environ["PATH_INFO"] != "/support/appeal" or "preview" not in query:
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
-        variant = query["preview"][0]
-        self.previews.append(variant)
-        captured: dict[str, Any] = {}
-
-        def keep(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
-            captured.update(status=status, headers=headers)
-            return lambda data: None
-
-        body = json.loads(b"".join(self.app(environ, keep)))
-        experiment = appeal_settings(self.settings).experiments["footer-copy"]
-        chosen = experiment.variant(variant)
-        assert chosen is not None
-        links = answers.reader_links(self.settings, query["token"][0], None)
-        body.update(answers.appeal_copy(self.settings, links))
-        body.update(chosen.copy, show=True, preview=True, experiment=experiment.name, variant=variant)
-        body.update(goal_text=GOAL)
-        body.update(
-            ask=encode_ask(self.settings, Ask("footer", experiment.name, variant, "staff", clock.now(), True))
-        )
-        raw = json.dumps(body).encode()
-        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
-        start_response(captured["status"], [*headers, ("Content-Length", str(len(raw)))])
-        return [raw]
-
-
 @pytest.fixture
 def world(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict[str, Any]]:
     placeholder = make_server("127.0.0.1", 0, lambda env, start: [], threaded=True)
@@ -126,17 +89,14 @@ def world(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict
     box: dict[str, Settings] = {}
 
     def token_for(reader: str) -> str:
-        claims: dict[str, Any] = {
-            "sub": reader,
-            "access": True,
-            "reason": "metered",
-            "until": None,
-            "appeal": True,
-        }
         if reader.startswith("gated-"):  # the meter is spent on this article: the gate
-            claims.update(access=False, reason="meter_exhausted", art="story-1", appeal=False)
-            claims["meter"] = {"used": 3, "limit": 3}
-        token, _ = signing.sign(box["settings"], claims, purpose="access", ttl=dt.timedelta(minutes=15))
+            claims: dict[str, Any] = {"sub": reader, "access": False, "reason": "meter_exhausted"}
+            claims.update(until=None, appeal=False, art="story-1", meter={"used": 3, "limit": 3})
+            token, _ = signing.sign(box["settings"], claims, purpose="access", ttl=dt.timedelta(minutes=15))
+            return token
+        # The access check's own token: its decision assigns the footer arm (appeal_experiment/variant).
+        with db.transaction(readonly=True) as session:
+            token, _ = issue_access_token(session, box["settings"], reader)
         return token
 
     articles = Articles(token_for, service)
@@ -144,12 +104,12 @@ def world(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict
         {"PAYWALL_PUBLIC_URL": service},
         server={"allowed_origins": [articles.url]},
         plans=PLANS,
-        appeal={"experiments": EXPERIMENT},
+        appeal={"experiments": EXPERIMENT, "goal": GOAL_SETTINGS},
     )
     box["settings"] = settings
-    shim = PreviewShim(create_app(settings, db=db), settings)
-    with serving(articles.server), serving(make_server("127.0.0.1", port, shim, threaded=True)):
-        yield {"settings": settings, "articles": articles.url, "service": service, "shim": shim}
+    app = create_app(settings, db=db)
+    with serving(articles.server), serving(make_server("127.0.0.1", port, app, threaded=True)):
+        yield {"settings": settings, "articles": articles.url, "service": service}
 
 
 def reader_in(settings: Settings, arm: str) -> str:
@@ -264,11 +224,16 @@ def test_impressions_count_on_scroll_clicks_and_close_are_reported_holdback_and_
             #    address bar clean and reports nothing, in view, clicked or closed.
             staff = browser.new_context(viewport={"width": 1000, "height": 760}).new_page()
             beacons: list[str] = []
+            previews: list[str] = []
             staff.on("request", lambda r: beacons.append(r.url) if "/support/events" in r.url else None)
-            staff.goto(f"{world['articles']}/article/{holdback}#paywall_preview=urgent")
+            staff.on("request", lambda r: previews.append(r.url) if "preview=" in r.url else None)
+            link = preview_url(
+                settings, "footer-copy", "urgent", page=f"{world['articles']}/article/{holdback}"
+            )
+            staff.goto(link)
             preview = staff.get_by_role("region", name=URGENT)
             preview.wait_for(state="attached")
-            assert world["shim"].previews == ["urgent"]
+            assert len(previews) == 1 and "/support/appeal?" in previews[0]
             assert "paywall_preview" not in staff.url
             preview.scroll_into_view_if_needed()
             # The goal line sits under the text, above the buttons.
@@ -280,7 +245,10 @@ def test_impressions_count_on_scroll_clicks_and_close_are_reported_holdback_and_
             staff.wait_for_timeout(1500)
             assert beacons == []
             assert reported(db, settings, holdback) == [("view", "", "holdback")]
-            assert reported(db, settings, "staff") == []
+            with db.transaction(readonly=True) as session:
+                assert (
+                    session.scalar(select(func.count()).select_from(AppealEvent)) == 7
+                )  # 6 + the holdback view
         finally:
             browser.close()
 
