@@ -299,9 +299,11 @@ def test_no_experiments_no_section(
 def test_the_stand_in_fold_is_idempotent_and_prunes(xsettings: Settings, db: Database) -> None:
     old, recent = utc(2026, 11, 1, 8), utc(2026, 12, 9, 8)
     for at in (old, recent):
-        ask = encode_ask(xsettings, Ask("footer", "footer-copy", "plain", " anon:b", at))
+        # Two page views (two asks) of one browser: two views, one subject.
+        issued = (at - dt.timedelta(seconds=1), at)
+        asks = [encode_ask(xsettings, Ask("footer", "footer-copy", "plain", " anon:b", i)) for i in issued]
         with db.transaction() as s:
-            record_events(s, xsettings, [{"ask": ask, "type": "view"}, {"ask": ask, "type": "view"}], at)
+            record_events(s, xsettings, [{"ask": a, "type": "view"} for a in asks], at)
     with db.transaction() as s:
         fold(s, xsettings, NOW)
     with db.transaction() as s:

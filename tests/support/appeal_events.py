@@ -1,8 +1,10 @@
-"""What POST /support/events does with one batch (contract 2), for tests that need measured appeals.
+"""POST /support/events' recording inside a test's own transaction, for tests that need measured appeals.
 
-The measurement piece (A) owns the real route and its recording function; until that is merged,
-this helper records a batch the way the contract says, and the lead can swap its body for a call
-to A's function (same arguments: the settings, the batch's events and the time it arrived).
+The rows come from the real recording code (paywall/experiments/events.py: ``parse_beacon`` checks
+each beacon's shape, ``event_rows`` decodes the asks, drops bad, expired, preview and repeated
+ones and works out the asks footer impressions spend); only the INSERT is done here, in the
+caller's session, so a test can record events and payments in one transaction. Batches longer
+than a beacon (``MAX_EVENTS``) are split as the widget would send them.
 """
 
 from __future__ import annotations
@@ -14,48 +16,21 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from paywall.config import Settings
-from paywall.experiments.asks import InvalidAsk, decode_ask, subject_hash
-from paywall.models.appeals import ACTIONS, EVENT_TYPES, AppealAsk, AppealEvent
+from paywall.experiments.events import MAX_EVENTS, event_rows, parse_beacon
+from paywall.models.appeals import AppealAsk, AppealEvent
 
 
 def record_events(
     session: Session, settings: Settings, events: list[dict[str, Any]], now: dt.datetime
 ) -> tuple[int, int]:
-    """Record ``[{"ask", "type", "action"?}, ...]`` as arrived at ``now``: (recorded, dropped).
-
-    An event with a bad or expired ask, an unknown type or action, or a preview ask is dropped;
-    each recorded footer impression also spends one ask of the subject's budget (``appeal_asks``)."""
-    rows: list[dict[str, Any]] = []
-    asks: list[dict[str, Any]] = []
-    dropped = 0
-    hashes: dict[str, str] = {}
-    for event in events:
-        try:
-            ask = decode_ask(settings, event.get("ask"), now)
-        except InvalidAsk:
-            dropped += 1
-            continue
-        type_, action = event.get("type"), event.get("action", "") if event.get("type") == "click" else ""
-        if ask.preview or type_ not in EVENT_TYPES or (action and action not in ACTIONS):
-            dropped += 1
-            continue
-        if ask.subject not in hashes:
-            hashes[ask.subject] = subject_hash(settings, ask.subject)
-        rows.append(
-            {
-                "at": now,
-                "type": type_,
-                "channel": ask.channel,
-                "experiment": ask.experiment,
-                "variant": ask.variant,
-                "action": action,
-                "subject": hashes[ask.subject],
-            }
-        )
-        if type_ == "impression" and ask.channel == "footer":
-            asks.append({"subject": ask.subject, "asked_at": now, "channel": "footer"})
-    if rows:
-        session.execute(insert(AppealEvent), rows)
-    if asks:
-        session.execute(insert(AppealAsk), asks)
-    return len(rows), dropped
+    """Record ``[{"ask", "type", "action"?}, ...]`` as arrived at ``now``: (recorded, dropped)."""
+    recorded = dropped = 0
+    for start in range(0, len(events), MAX_EVENTS):
+        reported = parse_beacon({"events": events[start : start + MAX_EVENTS]})
+        rows, spent, lost = event_rows(settings, reported, now)
+        if rows:
+            session.execute(insert(AppealEvent), rows)
+        if spent:
+            session.execute(insert(AppealAsk), spent)
+        recorded, dropped = recorded + len(rows), dropped + lost
+    return recorded, dropped
