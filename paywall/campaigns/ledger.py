@@ -8,6 +8,7 @@ orders claims, sends and marks is in sending.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from dataclasses import dataclass
 from typing import Any, cast
@@ -137,11 +138,14 @@ def outcome(delivery: Delivery, row_id: int, email: str, message_id: str | None)
     return "failed", mark
 
 
-def apply_marks(session: Session, marks: list[Mark]) -> None:
-    """Record ``marks`` on their rows, suppress hard-bounced addresses, and empty the list."""
+def apply_marks(session: Session, marks: list[Mark], now: dt.datetime | None = None) -> None:
+    """Record ``marks`` on their rows, suppress hard-bounced addresses, and empty the list.
+
+    ``now`` (default: the clock) is the run's time: the asks the messages spend are dated by it,
+    the time the run planned the ask budget with."""
     if not marks:
         return
-    now = clock.now()
+    now = now or clock.now()
     rows = [
         {
             "row_id": m.row_id,

@@ -205,14 +205,14 @@ class Send:
         finally:
             if self.marks:
                 with self.session.begin():
-                    ledger.apply_marks(self.session, self.marks)
+                    ledger.apply_marks(self.session, self.marks, self.now())
 
     def claim(self, batch: list[Candidate]) -> list[tuple[Candidate, int]]:
         """Claim a batch in one committed transaction (one durable commit per batch, not per
         message), recording the previous batch's outcomes in the same commit."""
         claimed: list[tuple[Candidate, int]] = []
         with self.session.begin():
-            ledger.apply_marks(self.session, self.marks)
+            ledger.apply_marks(self.session, self.marks, self.now())
             for cand in batch:
                 row_id = ledger.claim(self.session, self.campaign.name, cand)
                 if row_id is None:
@@ -302,5 +302,5 @@ class Send:
     def give_back(self, row_ids: list[int]) -> None:
         """Record pending outcomes and release claims that were never attempted, in one commit."""
         with self.session.begin():
-            ledger.apply_marks(self.session, self.marks)
+            ledger.apply_marks(self.session, self.marks, self.now())
             ledger.release_unattempted(self.session, row_ids)
