@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from werkzeug.wrappers import Response as BaseResponse
 
 from paywall import clock, signing
 from paywall.access.anonymous import anonymous_key
@@ -173,6 +174,7 @@ class World:
         the time: the test client's request costs about 4 ms)."""
         url = f"/support/appeal?token={token}"
         self.answers += 1
+        resp: BaseResponse
         if self.answers % 10 == 1:
             resp = self.client.get(url)
         else:
@@ -308,7 +310,7 @@ REAL_NOW = clock.now
 
 def _set_clock(when: dt.datetime | None) -> None:
     """Pin ``paywall.clock.now`` to ``when`` (None: the real clock); the test's monkeypatch restores it."""
-    clock.now = REAL_NOW if when is None else (lambda: when)  # type: ignore[misc]
+    clock.now = REAL_NOW if when is None else (lambda: when)
 
 
 @pytest.fixture
@@ -434,7 +436,7 @@ def _the_page_and_the_report_say_so(app: Flask, db: Database) -> None:
     client = app.test_client()
     with db.transaction() as s:
         _, key = auth.create_key(s, role="finance", name="simulation-desk")
-    clock.now = lambda: NOW  # type: ignore[misc]
+    clock.now = lambda: NOW
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/reports").get_data(as_text=True))
     assert token
     client.post("/reports/sign-in", data={"key": key, "csrf_token": token.group(1)})
