@@ -8,12 +8,14 @@ POST /v1/access at a steady 500 requests/s rises by less than 10 %. Under gunico
 config/gunicorn.conf.py (the production settings; the same server for every phase), on a database
 of --readers readers built as bench/access.py builds it, each round runs, interleaved:
 
-1. POST /v1/access closed loop (as fast as the clients go): the capacity 500/s is a fraction of;
+1. POST /v1/access closed loop (as fast as the clients go): the capacity 500/s is a fraction of,
+   and the server CPU (app + PostgreSQL) per check; GET /healthz closed loop likewise (the floor);
 2. POST /v1/access at 500/s alone (open loop: latency from the scheduled send time): p50, p99;
-3. the same 500/s with beacons at --events events/s at the same time (--beacon events per beacon,
-   each beacon a page's events: a view and an impression per ask, footer asks, so every
-   impression also spends an ask in appeal_asks); the rows that landed in appeal_events in the
-   phase give the events/s actually recorded.
+3. for each --beacon size in turn: beacons closed loop (the server CPU per beacon), then the same
+   500/s with beacons at --events events/s at the same time (each beacon a page's events: a view
+   and an impression per ask, footer asks, so every impression also spends an ask in
+   appeal_asks); the rows that landed in appeal_events in the phase (half a second after it, as
+   the workers write every 200 ms) give the events/s actually recorded.
 
 Medians over the rounds are reported; the p99 rise is the median of each round's (3) over (2).
 Beacons carry X-Forwarded-For addresses of about 100,000 readers (proxy_hops 1), so the default
@@ -215,7 +217,9 @@ def main() -> None:
     proc = access_bench.start_gunicorn(url, port, signing_key)
     closed = access_bench.wrk_load if shutil.which("wrk") else access_bench.load
     pgdb = url.rsplit("/", 1)[1]
-    rows: dict[str, list[float]] = {"capacity": [], "alone_p50": [], "alone_p99": [], "access_cpu": []}
+    rows: dict[str, list[float]] = {
+        "capacity": [], "alone_p50": [], "alone_p99": [], "access_cpu": [], "healthz_cpu": []
+    }  # fmt: skip
     for size in sizes:
         for name in ("with_p50", "with_p99", "rise", "events_s", "beacon_p99", "beacon_cpu", "beacon_rps"):
             rows[f"{name}/{size}"] = []
@@ -226,15 +230,21 @@ def main() -> None:
             capacity = access_bench.measured(
                 lambda: closed(port, "access", args.seconds / 2, key, args.readers), proc.pid, pgdb
             )
+            # The floor of any request on this server: GET /healthz, closed loop, its CPU.
+            health = access_bench.measured(
+                lambda: closed(port, "healthz", args.seconds / 2, key, args.readers), proc.pid, pgdb
+            )
             alone = access_bench.load(
                 port, "access", args.seconds, key, args.readers, rate=500, procs=2, threads=16
             )
+            rows["healthz_cpu"].append(health["cpu_ms"])
             rows["capacity"].append(capacity["rps"])
             rows["alone_p50"].append(alone["p50"])
             rows["alone_p99"].append(alone["p99"])
             rows["access_cpu"].append(capacity["cpu_ms"])
             line = (
-                f"  round {n}: access capacity {capacity['rps']:.0f} req/s ({capacity['cpu_ms']:.2f} ms CPU)"
+                f"  round {n}: access capacity {capacity['rps']:.0f} req/s ({capacity['cpu_ms']:.2f} ms CPU;"
+                f" healthz {health['cpu_ms']:.2f} ms)"
                 f" | @500/s alone p50 {alone['p50']:.1f} ms p99 {alone['p99']:.1f} ms"
             )
             errors = alone["errors"]
@@ -243,6 +253,7 @@ def main() -> None:
                 beacon_cpu = access_bench.measured(
                     lambda some=some: beacons_closed(port, args.seconds / 2, some), proc.pid, pgdb
                 )
+                time.sleep(0.5)  # the closed loop's last buffered events land before the count
                 before = event_rows(url)
                 both, beacons = with_beacons(port, args.seconds, key, args.readers, args.events / size, some)
                 time.sleep(0.5)  # the workers write their buffered events every 200 ms
@@ -270,7 +281,8 @@ def main() -> None:
     med = {name: statistics.median(values) for name, values in rows.items()}
     print(
         f"median of {args.rounds}: access capacity {med['capacity']:.0f} req/s (500/s = {500 / med['capacity']:.0%});"
-        f" server CPU (app + PostgreSQL) per access check {med['access_cpu']:.2f} ms; @500/s p99 alone {med['alone_p99']:.1f} ms",
+        f" server CPU (app + PostgreSQL) per access check {med['access_cpu']:.2f} ms, per healthz {med['healthz_cpu']:.2f} ms;"
+        f" @500/s p99 alone {med['alone_p99']:.1f} ms",
         flush=True,
     )
     for size in sizes:
