@@ -79,3 +79,17 @@ def post_fork(server, worker):  # type: ignore[no-untyped-def]
     from paywall.wsgi import app
 
     db_of(app).dispose()
+    # Appeal events (POST /support/events) are buffered per worker and written every 200 ms by a
+    # thread of the worker's own (paywall/experiments/events.py Writer); a lone process writes
+    # each beacon at once.
+    from paywall.experiments.events import writer_of
+
+    writer_of(app).start()
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    # Write the appeal events still buffered before the worker goes (max_requests, a restart).
+    from paywall.experiments.events import writer_of
+    from paywall.wsgi import app
+
+    writer_of(app).close()

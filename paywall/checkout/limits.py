@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,3 +187,53 @@ def note_auth_failure() -> None:
             strategy.hit(item, AUTH_FAILURES, address)
     except Exception:  # any storage error: never a 500 for this
         log.warning("rate-limit storage failed; a failed key check was not counted", exc_info=True)
+
+
+# -- a lean limiter in this process, for the appeal beacons (POST /support/events) -------------------
+
+
+class WorkerLimiter:
+    """Fixed-window counts per key, in this process's memory: for a route too hot for the shared
+    Limiter (the appeal beacons: its check on the shared SQLite file cost 0.8 ms, as much as the
+    whole beacon should).
+
+    The counts are per worker process (shared by its threads): with N gunicorn workers an address
+    may send up to N times the limit. Fine for the beacons (an event grants nothing, and a flood
+    only inflates the counts of an address that shows), not for money routes. Windows are fixed
+    (``600/minute`` counts from each whole minute), so a burst across a window's edge may reach
+    twice the limit. Pruning is free: a new window starts with an empty dict.
+    """
+
+    def __init__(self, limits_text: str) -> None:
+        self._limits = [(item.amount, item.get_expiry()) for item in _parsed(limits_text)]
+        self._windows: list[tuple[int, dict[str, int]]] = [(-1, {}) for _ in self._limits]
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, now: float | None = None) -> int | None:
+        """Count one request of ``key``: None when allowed, else the seconds until it may retry
+        (a refused request is not counted)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            counted = []
+            for i, (amount, seconds) in enumerate(self._limits):
+                window = int(now // seconds)
+                start, counts = self._windows[i]
+                if start != window:
+                    counts = {}
+                    self._windows[i] = (window, counts)
+                n = counts.get(key, 0)
+                if n >= amount:
+                    return max(1, math.ceil((window + 1) * seconds - now))
+                counted.append((counts, n + 1))
+            for counts, n in counted:
+                counts[key] = n
+        return None
+
+
+def address_of(environ: dict[str, Any], proxy_hops: int) -> str:
+    """``client_address`` from a WSGI environ (for a route served in front of Flask)."""
+    if proxy_hops:
+        chain = [a.strip() for a in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        if len(chain) >= proxy_hops:
+            return f"addr:{chain[-proxy_hops]}"
+    return f"addr:{environ.get('REMOTE_ADDR') or 'unknown'}"

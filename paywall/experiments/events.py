@@ -7,33 +7,43 @@ whose ask is forged, expired, a staff preview's or not a page channel's is dropp
 never an error (an ask outlives a page left open over night, and the widget cannot tell).
 
 This runs beside the access check, thousands of events a second, so it is lean on purpose: one
-HMAC per distinct ask in the beacon, no ORM, and the whole beacon written at once. On PostgreSQL
-that is ONE statement (a CTE inserting the events and the spent asks from arrays), run on the
-autocommit connections of the access check (``Database.run_idempotent``): one round trip, no
-pre-ping, no BEGIN/COMMIT, atomic all the same; measured, it cost a third of the transaction of
-two executemany INSERTs it replaced (bench/appeal_events.py, docs/experiments-measure.md). Those
-connections do not wait for the WAL flush (``synchronous_commit = off``): a database crash may lose
-the last few milliseconds of appeal events, which moves a count by a handful and harms no one (no
-money and no access depends on one). On SQLite: one Core executemany INSERT per table in one
-short transaction.
+HMAC per distinct ask in the beacon, no ORM, and no database round trip per beacon. In a gunicorn
+worker (config/gunicorn.conf.py starts its ``Writer``) the rows are buffered and a background
+thread writes them every 200 ms (or at 500 waiting) in one transaction of one executemany INSERT
+per table; so an event, and the footer ask an impression spends, lands up to ~200 ms after its
+202, and a worker killed outright loses its last 200 ms (a clean exit flushes). No money and no
+access depends on one event; the ask budget is a few asks per days. Elsewhere (tests, a lone
+process) each beacon is written before it is answered.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import logging
+import threading
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, insert
 
 from paywall.config import Settings
-from paywall.db import Database, DriverStatement
+from paywall.context import db_of
+from paywall.db import Database
 from paywall.experiments.asks import Ask, InvalidAsk, decode_ask, subject_hash
 from paywall.experiments.definition import PAGE_CHANNELS
 from paywall.models.appeals import ACTIONS, EVENT_TYPES, AppealAsk, AppealEvent
 
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
 # Events per beacon: the widget flushes about a second after the last one, so a page sends a few.
 MAX_EVENTS = 50
+# A worker's buffered events are written this often, or sooner when this many wait (Writer).
+FLUSH_EVERY_SECONDS = 0.2
+FLUSH_ROWS = 500
 # Types reported at most once per ask: a repeat in one beacon is the same sighting.
 ONCE_PER_ASK = ("view", "impression")
 
@@ -146,39 +156,142 @@ def event_rows(
     return events, spent, dropped
 
 
-# PostgreSQL: a beacon in one statement (see the module's docstring); one array per column.
-_PG_RECORD = DriverStatement(
-    """
-    WITH recorded AS (
-        INSERT INTO appeal_events (at, type, channel, experiment, variant, action, subject)
-        SELECT :at, * FROM unnest(
-            CAST(:type AS text[]), CAST(:channel AS text[]), CAST(:experiment AS text[]),
-            CAST(:variant AS text[]), CAST(:action AS text[]), CAST(:subject AS text[])
-        )
-    )
-    INSERT INTO appeal_asks (subject, asked_at, channel)
-    SELECT spent, :at, 'footer' FROM unnest(CAST(:spent AS text[])) AS spent
-    """,
-    datetime_params=("at",),
-    returns_rows=False,
-)
-_COLUMNS = ("type", "channel", "experiment", "variant", "action", "subject")
+def write(db: Database, events: list[dict[str, Any]], spent: list[dict[str, Any]]) -> None:
+    """Insert rows of ``event_rows`` (of any number of beacons): one executemany per table, in one
+    transaction (SQLAlchemy sends a PostgreSQL executemany as multi-row INSERTs)."""
+    if not events:
+        return
+    with db.engine.begin() as conn:
+        conn.execute(_EVENTS, events)
+        if spent:
+            conn.execute(_ASKS, spent)
 
 
 def record(db: Database, settings: Settings, reported: list[Reported], now: dt.datetime) -> Outcome:
-    """Write a beacon's countable events (and the asks its footer impressions spend) at once:
-    one statement on PostgreSQL, one INSERT per table in one transaction on SQLite."""
+    """Write a beacon's countable events (and the asks its footer impressions spend) now."""
     events, spent, dropped = event_rows(settings, reported, now)
-    if not events:
-        return Outcome(0, dropped)
-    if db.dialect == "postgresql":
-        params: dict[str, Any] = {name: [e[name] for e in events] for name in _COLUMNS}
-        params.update(at=now, spent=[s["subject"] for s in spent])
-        # Retried once only on a connection found dead, whose statement never ran.
-        db.run_idempotent(lambda conn: _PG_RECORD.execute(conn, params))
-    else:
-        with db.engine.begin() as conn:
-            conn.execute(_EVENTS, events)
-            if spent:
-                conn.execute(_ASKS, spent)
+    write(db, events, spent)
     return Outcome(len(events), dropped)
+
+
+class Writer:
+    """Where a worker's beacons go: straight to the database, or (``start``) into a buffer that a
+    background thread writes every ``every`` seconds, or sooner when ``max_rows`` events wait.
+
+    Buffered, a beacon costs its HMACs and a list append, and the database sees one transaction
+    of two executemany INSERTs per flush instead of one write per beacon. The price: events (and
+    the footer asks they spend) land up to ``every`` seconds late, and a worker killed outright
+    (SIGKILL, a crash) loses what it had not flushed. A clean exit flushes (``close``: gunicorn's
+    worker_exit hook, and atexit). A flush that fails is logged and its rows tried once more at the
+    next flush; failing again, they are dropped and counted in the log. A request never fails for it.
+
+    Unstarted (tests, ``flask run``, a lone process), every beacon is written before it is answered.
+    """
+
+    def __init__(
+        self, db: Database, *, every: float = FLUSH_EVERY_SECONDS, max_rows: int = FLUSH_ROWS
+    ) -> None:
+        self.db = db
+        self.every = every
+        self.max_rows = max_rows
+        self.lost = 0  # events dropped after a failed retry (for the log, and tests)
+        self._lock = threading.Lock()  # the buffer
+        self._flushing = threading.Lock()  # one flush at a time (the thread's, or close's)
+        self._events: list[dict[str, Any]] = []
+        self._spent: list[dict[str, Any]] = []
+        self._retry: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def buffered(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Buffer from now on (in a gunicorn worker, after the fork: threads do not survive one)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="appeal-events-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def add(self, events: list[dict[str, Any]], spent: list[dict[str, Any]]) -> None:
+        """Queue (or, unstarted, write) a beacon's rows."""
+        if not events:
+            return
+        if self._thread is None:
+            write(self.db, events, spent)
+            return
+        with self._lock:
+            self._events.extend(events)
+            self._spent.extend(spent)
+            waiting = len(self._events)
+        if waiting >= self.max_rows:
+            self._wake.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._events) + (len(self._retry[0]) if self._retry else 0)
+
+    def flush(self) -> int:
+        """Write what waits (a failed batch's second try first); the events written."""
+        with self._flushing:
+            with self._lock:
+                batch = (self._events, self._spent)
+                self._events, self._spent = [], []
+            retry, self._retry = self._retry, None
+            written = 0
+            for rows, second_try in ((retry, True), (batch, False)):
+                if rows is None or not rows[0]:
+                    continue
+                try:
+                    write(self.db, *rows)
+                except Exception as exc:  # never lose the thread, never fail a request
+                    if second_try or self._retry is not None:
+                        self.lost += len(rows[0])
+                        log.error(
+                            "appeal events: a write failed again (%s); %d events dropped (%d so far)",
+                            type(exc).__name__,
+                            len(rows[0]),
+                            self.lost,
+                        )
+                    else:
+                        log.warning(
+                            "appeal events: a write failed (%s); its %d events are tried once more",
+                            type(exc).__name__,
+                            len(rows[0]),
+                        )
+                        self._retry = rows
+                else:
+                    written += len(rows[0])
+            return written
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.every)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        """Stop the thread and write what waits (twice at most: a failed batch gets its retry)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            self._wake.set()
+            thread.join(timeout=10)
+        self.flush()
+        if self._retry is not None:
+            self.flush()
+
+
+WRITER_KEY = "paywall.appeal_events_writer"
+
+
+def writer_of(app: Flask) -> Writer:
+    """The app's Writer (one per process; buffering once a gunicorn worker starts it)."""
+    writer: Writer | None = app.extensions.get(WRITER_KEY)
+    if writer is None:
+        writer = app.extensions[WRITER_KEY] = Writer(db_of(app))
+    return writer

@@ -271,7 +271,6 @@ def init_app(app: Flask, api: Api) -> None:
     conf = ratelimit_settings(settings_of(app))
     for endpoint in ("widget.appeal", "widget.dismiss", "widget.handoff"):
         limits.limit(app, endpoint, per_address=conf.widget_per_address)
-    # The beacons: a few per page view, so a limit of their own (generous: one address may be a
-    # newsroom or a school behind one NAT).
-    app.register_blueprint(event_views.bp)
-    limits.limit(app, "widget_events.post_events", per_address=conf.events_per_address)
+    # The beacons: a few per page view, served in front of Flask with a limit per address of their
+    # own (generous: one address may be a newsroom or a school behind one NAT), counted per worker.
+    event_views.install(app)

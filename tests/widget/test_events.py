@@ -5,20 +5,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from paywall import clock
 from paywall.app import create_app
-from paywall.config import Settings
+from paywall.checkout.limits import WorkerLimiter, address_of
+from paywall.config import Settings, load_settings
 from paywall.db import Database
+from paywall.experiments import events as events_module
 from paywall.experiments.asks import Ask, encode_ask, subject_hash
-from paywall.experiments.events import MAX_EVENTS
+from paywall.experiments.events import MAX_EVENTS, Writer, writer_of
 from paywall.models.appeals import AppealAsk, AppealEvent
+from tests.conftest import SIGNING_KEY
+from tests.support.faults import gunicorn, http
 
 URL = "/support/events"
 EXPERIMENT = {
@@ -228,3 +239,218 @@ def test_erasing_a_reader_deletes_the_asks_they_spent(
     with db.transaction() as session:
         assert erase_reader(session, "reader-42") == "erased"
     assert [a.subject for a in asks(db)] == ["reader-7"]
+
+
+# -- the lean path: served in front of Flask ---------------------------------------------------------
+
+
+def test_the_route_answers_like_the_others_without_flask(client: FlaskClient, settings: Settings) -> None:
+    resp = beacon(client, [{"ask": ask(settings), "type": "view"}], headers={"X-Request-Id": "req-18"})
+    assert resp.status_code == 202
+    assert resp.mimetype == "application/json"
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["X-Request-Id"] == "req-18"
+    assert "Origin" in resp.headers["Vary"]
+    assert len(beacon(client, [], headers={"X-Request-Id": "bad id!"}).headers["X-Request-Id"]) == 32
+    # Other methods: a 405 problem naming the allowed ones; other paths are Flask's as before.
+    get = client.get(URL)
+    assert get.status_code == 405 and get.mimetype == "application/problem+json"
+    assert get.headers["Allow"] == "OPTIONS, POST"
+    assert client.get("/support/events/x").status_code == 404
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_json_preflight_is_answered_for_allowed_origins(
+    make_settings: Callable[..., Settings], db: Database
+) -> None:
+    settings = make_settings(server={"allowed_origins": ["https://news.example.org"]})
+    client = create_app(settings, db=db).test_client()
+    resp = client.options(
+        URL,
+        headers={"Origin": "https://news.example.org", "Access-Control-Request-Method": "POST"},
+    )
+    assert resp.status_code == 200
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://news.example.org"
+    assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+    assert resp.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    foreign = client.options(URL, headers={"Origin": "https://evil.example.com"})
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+@pytest.mark.parametrize("data", [b"[" * 60_000, b"1" * 5000])
+def test_json_the_parser_chokes_on_is_a_400(client: FlaskClient, db: Database, data: bytes) -> None:
+    resp = client.post(URL, data=data, content_type="text/plain")
+    assert resp.status_code == 400
+    assert resp.get_json()["errors"] == {"body": ["Invalid JSON body."]}
+
+
+def test_the_limit_answers_a_problem_with_retry_after(
+    make_settings: Callable[..., Settings], db: Database
+) -> None:
+    settings = make_settings(ratelimit={"events_per_address": "1/hour", "proxy_hops": 1})
+    client = create_app(settings, db=db).test_client()
+    body = {"events": [{"ask": ask(settings), "type": "close"}]}
+    reader = {"X-Forwarded-For": "203.0.113.7"}
+    assert client.post(URL, json=body, headers=reader).status_code == 202
+    refused = client.post(URL, json=body, headers=reader)
+    assert refused.status_code == 429 and refused.mimetype == "application/problem+json"
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    # Counted per address (the proxy's last hop), not per server.
+    assert client.post(URL, json=body, headers={"X-Forwarded-For": "203.0.113.8"}).status_code == 202
+
+
+def test_the_worker_limiter_counts_fixed_windows_and_forgets_old_ones() -> None:
+    limiter = WorkerLimiter("3/minute;5/hour")
+    t = 7200.0  # the start of a minute and of an hour
+    assert [limiter.hit("a", t + n) for n in range(3)] == [None, None, None]
+    assert limiter.hit("a", t + 3) == 57  # seconds to the next minute
+    assert limiter.hit("b", t + 3) is None  # another address
+    # A new minute starts with an empty dict (the old window's counts are gone).
+    assert [limiter.hit("a", t + 60), limiter.hit("a", t + 61)] == [None, None]
+    assert limiter.hit("a", t + 62) == 3600 - 62  # the hour's 5 are spent (refusals not counted)
+    assert limiter._windows[0][1] == {"a": 2}
+
+
+def test_the_address_is_the_declared_proxy_hop() -> None:
+    env = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.7"}
+    assert address_of(env, 0) == "addr:127.0.0.1"
+    assert address_of(env, 1) == "addr:203.0.113.7"
+    assert address_of(env, 2) == "addr:6.6.6.6"
+    assert address_of(env, 3) == "addr:127.0.0.1"
+
+
+# -- the buffered writer (a gunicorn worker's) --------------------------------------------------------
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_started_writer_answers_first_and_its_thread_writes_soon(
+    app: Flask, client: FlaskClient, settings: Settings, db: Database
+) -> None:
+    writer = writer_of(app)
+    writer.every = 0.05
+    writer.start()
+    try:
+        token = ask(settings)
+        resp = beacon(client, [{"ask": token, "type": "view"}, {"ask": token, "type": "impression"}])
+        assert resp.get_json() == {"recorded": 2, "dropped": 0}
+        wait_until(lambda: len(rows(db)) == 2)
+        assert [(a.subject, a.channel) for a in asks(db)] == [("reader-42", "footer")]
+        assert writer.pending() == 0
+    finally:
+        writer.close()
+    assert not writer.buffered
+
+
+def test_buffered_rows_wait_and_the_exit_writes_them(
+    app: Flask, client: FlaskClient, settings: Settings, db: Database
+) -> None:
+    writer = writer_of(app)
+    writer.every = 3600
+    writer.start()
+    token = ask(settings)
+    beacon(client, [{"ask": token, "type": "view"}, {"ask": token, "type": "impression"}])
+    beacon(client, [{"ask": ask(settings, subject="reader-7"), "type": "close"}])
+    assert rows(db) == [] and asks(db) == []
+    assert writer.pending() == 3
+    writer.close()  # gunicorn's worker_exit, and atexit
+    assert sorted(r.type for r in rows(db)) == ["close", "impression", "view"]
+    assert len(asks(db)) == 1
+    assert writer.pending() == 0
+
+
+def test_a_full_buffer_wakes_the_thread(
+    app: Flask, client: FlaskClient, settings: Settings, db: Database
+) -> None:
+    writer = writer_of(app)
+    writer.every, writer.max_rows = 3600, 3
+    writer.start()
+    try:
+        token = ask(settings)
+        beacon(client, [{"ask": token, "type": "view"}])
+        time.sleep(0.1)
+        assert rows(db) == []
+        beacon(
+            client,
+            [{"ask": token, "type": "impression"}, {"ask": token, "type": "click", "action": "donate"}],
+        )
+        wait_until(lambda: len(rows(db)) == 3)
+    finally:
+        writer.close()
+
+
+def test_a_failed_write_is_retried_once(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_write = events_module.write
+    failures = [OperationalError("INSERT", {}, Exception("database is locked"))]
+
+    def flaky(*args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real_write(*args)
+
+    monkeypatch.setattr(events_module, "write", flaky)
+    writer = Writer(db, every=3600)
+    writer.start()
+    rows_, spent, _dropped = events_module.event_rows(
+        settings, [events_module.Reported(ask(settings), "impression", "")], clock.now()
+    )
+    writer.add(rows_, spent)
+    assert writer.flush() == 0
+    assert "a write failed (OperationalError); its 1 events are tried once more" in caplog.text
+    assert writer.pending() == 1
+    assert writer.flush() == 1
+    assert len(rows(db)) == 1 and len(asks(db)) == 1
+    assert writer.lost == 0
+    writer.close()
+
+
+def test_a_write_that_fails_twice_is_dropped_and_counted_never_raised(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = Database(f"sqlite:///{tmp_path / 'missing' / 'paywall.sqlite3'}")  # no such directory
+    writer = Writer(gone, every=0.02)
+    writer.start()
+    rows_, spent, _dropped = events_module.event_rows(
+        settings, [events_module.Reported(ask(settings), "view", "")], clock.now()
+    )
+    writer.add(rows_, spent)
+    wait_until(lambda: writer.lost == 1)
+    assert "a write failed again (OperationalError); 1 events dropped (1 so far)" in caplog.text
+    # The thread goes on: later rows are tried (and, the database still gone, dropped) in turn.
+    writer.add(rows_ * 2, spent)
+    wait_until(lambda: writer.lost == 3)
+    assert writer.buffered
+    writer.close()
+    gone.dispose()
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_buffer_and_flush_at_exit(tmp_path: Path) -> None:
+    """`paywall serve` (config/gunicorn.conf.py, 2 workers): beacons are written by the workers'
+    threads within a moment, and what waits when the server stops is written on the way out."""
+    url = f"sqlite:///{tmp_path / 'paywall.sqlite3'}"
+    env = {"PAYWALL_DATABASE_URL": url, "PAYWALL_SIGNING_KEY": SIGNING_KEY}
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PAYWALL_")}
+    full.update(env)
+    subprocess.run([sys.executable, "-m", "paywall.cli", "db", "upgrade"], env=full, cwd=tmp_path, check=True)
+    settings = load_settings(environ=env)
+    db = Database(url)
+    body = json.dumps({"events": [{"ask": ask(settings), "type": "view"}]}).encode()
+    headers = {"Content-Type": "text/plain;charset=UTF-8"}
+    with gunicorn(env, tmp_path, workers=2) as (base, _proc):
+        for _ in range(20):
+            assert http("POST", base + URL, body, headers) == (202, b'{"recorded": 1, "dropped": 0}')
+        wait_until(lambda: len(rows(db)) == 20)
+        for _ in range(20):
+            http("POST", base + URL, body, headers)
+    # The context stopped the server (SIGTERM): the workers flushed as they went.
+    assert len(rows(db)) == 40
+    db.dispose()
