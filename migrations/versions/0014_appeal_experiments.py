@@ -35,9 +35,11 @@ def upgrade() -> None:
         sa.Column("variant", sa.String(length=64), nullable=False),
         sa.Column("action", sa.String(length=16), nullable=False),
         sa.Column("subject", sa.String(length=32), nullable=False),
+        sa.Column("ask", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_appeal_events")),
     )
     op.create_index("ix_appeal_events_at", "appeal_events", ["at"])
+    op.create_index("ix_appeal_events_once", "appeal_events", ["ask", "type", "action"], unique=True)
     op.create_table(
         "appeal_daily",
         sa.Column("day", sa.Date(), nullable=False),
@@ -58,7 +60,9 @@ def upgrade() -> None:
         sa.Column("subject", sa.String(length=128), nullable=False),
         sa.Column("asked_at", paywall.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("channel", sa.String(length=100), nullable=False),
+        sa.Column("ask", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_appeal_asks")),
+        sa.UniqueConstraint("ask", name=op.f("uq_appeal_asks_ask")),
     )
     op.create_index("ix_appeal_asks_subject_at", "appeal_asks", ["subject", "asked_at"])
     for table in ATTRIBUTED:
@@ -76,5 +80,6 @@ def downgrade() -> None:
             batch.drop_column("appeal_experiment")
     op.drop_table("appeal_asks")
     op.drop_table("appeal_daily")
+    op.drop_index("ix_appeal_events_once", table_name="appeal_events")
     op.drop_index("ix_appeal_events_at", table_name="appeal_events")
     op.drop_table("appeal_events")

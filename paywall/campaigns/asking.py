@@ -24,7 +24,9 @@ a reader one ask over the budget, never more (each campaign mails a reader once)
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,7 +156,10 @@ def record_holdback(session: Session, asked: Asked, now: dt.datetime) -> None:
 
 
 def _event(asked: Asked, kind: str, now: dt.datetime) -> AppealEvent:
+    # The "ask" of a mail is the (campaign, reader) pair the ledger sends at most once.
+    digest = hashlib.sha256(f"{asked.channel}\x00{asked.subject_hash}".encode()).digest()
     return AppealEvent(
+        ask="m" + base64.urlsafe_b64encode(digest).decode()[:21],
         at=now,
         type=kind,
         channel=asked.channel,

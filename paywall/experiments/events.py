@@ -20,19 +20,21 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
 import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 
 from paywall.config import Settings
 from paywall.context import db_of
-from paywall.db import Database
-from paywall.experiments.asks import Ask, InvalidAsk, decode_ask, subject_hash
+from paywall.db import Database, dialect_insert
+from paywall.experiments.asks import Ask, InvalidAsk, ask_key, decode_ask, subject_hash
 from paywall.experiments.definition import PAGE_CHANNELS
 from paywall.models.appeals import ACTIONS, EVENT_TYPES, AppealAsk, AppealEvent
+from paywall.widget.settings import appeal_settings
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -44,12 +46,22 @@ MAX_EVENTS = 50
 # A worker's buffered events are written this often, or sooner when this many wait (Writer).
 FLUSH_EVERY_SECONDS = 0.2
 FLUSH_ROWS = 500
-# Types reported at most once per ask: a repeat in one beacon is the same sighting.
-ONCE_PER_ASK = ("view", "impression")
+# Each event counts once per ask (per action for a click): a repeat in one beacon is dropped here,
+# and across beacons the database keeps one row per (ask, type, action) (ix_appeal_events_once), so a
+# beacon sent twice, or replayed by a script, counts once and an ask spends the budget once
+# (appeal_asks.ask is unique). ``recorded`` in the answer counts what was accepted, before that.
 
-# Core statements on the tables (not the ORM classes): executemany with no ORM bookkeeping.
-_EVENTS = insert(cast(Table, AppealEvent.__table__))
-_ASKS = insert(cast(Table, AppealAsk.__table__))
+_EVENTS = cast(Table, AppealEvent.__table__)
+_ASKS = cast(Table, AppealAsk.__table__)
+
+
+@functools.cache
+def _inserts(dialect: str) -> tuple[Any, Any]:
+    """INSERT … ON CONFLICT DO NOTHING into appeal_events and appeal_asks (Core, executemany)."""
+    return (
+        dialect_insert(dialect, _EVENTS).on_conflict_do_nothing(),
+        dialect_insert(dialect, _ASKS).on_conflict_do_nothing(),
+    )
 
 
 class InvalidBeacon(Exception):
@@ -123,7 +135,9 @@ def event_rows(
     """(appeal_events rows, appeal_asks rows, events dropped) for a beacon; no database."""
     asks: dict[str, Ask | None] = {}
     hashes: dict[str, str] = {}
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
+    # Nothing reads appeal_asks without a budget: keep no per-reader rows then.
+    budget = appeal_settings(settings).max_asks > 0
     events: list[dict[str, Any]] = []
     spent: list[dict[str, Any]] = []
     dropped = 0
@@ -132,11 +146,11 @@ def event_rows(
         if ask is None:
             dropped += 1
             continue
-        if item.type in ONCE_PER_ASK:
-            if (item.ask, item.type) in seen:
-                dropped += 1
-                continue
-            seen.add((item.ask, item.type))
+        if (item.ask, item.type, item.action) in seen:
+            dropped += 1
+            continue
+        seen.add((item.ask, item.type, item.action))
+        key = ask_key(item.ask)
         subject = hashes.get(ask.subject)
         if subject is None:
             subject = hashes[ask.subject] = subject_hash(settings, ask.subject)
@@ -149,10 +163,11 @@ def event_rows(
                 "variant": ask.variant,
                 "action": item.action,
                 "subject": subject,
+                "ask": key,
             }
         )
-        if item.type == "impression" and ask.channel == "footer":
-            spent.append({"subject": ask.subject, "asked_at": now, "channel": "footer"})
+        if budget and item.type == "impression" and ask.channel == "footer":
+            spent.append({"subject": ask.subject, "asked_at": now, "channel": "footer", "ask": key})
     return events, spent, dropped
 
 
@@ -162,9 +177,10 @@ def write(db: Database, events: list[dict[str, Any]], spent: list[dict[str, Any]
     if not events:
         return
     with db.engine.begin() as conn:
-        conn.execute(_EVENTS, events)
+        into_events, into_asks = _inserts(conn.dialect.name)
+        conn.execute(into_events, events)
         if spent:
-            conn.execute(_ASKS, spent)
+            conn.execute(into_asks, spent)
 
 
 def record(db: Database, settings: Settings, reported: list[Reported], now: dt.datetime) -> Outcome:

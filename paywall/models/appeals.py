@@ -35,7 +35,12 @@ class AppealEvent(Base):
     """
 
     __tablename__ = "appeal_events"
-    __table_args__ = (Index("ix_appeal_events_at", "at"),)
+    __table_args__ = (
+        Index("ix_appeal_events_at", "at"),
+        # One view, impression and close per ask, one click per ask and action: a beacon sent
+        # twice (or replayed by a script) counts once.
+        Index("ix_appeal_events_once", "ask", "type", "action", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BIGINT, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=clock.now)
@@ -46,6 +51,8 @@ class AppealEvent(Base):
     action: Mapped[str] = mapped_column(String(16), default="")
     # paywall.experiments.asks.subject_hash: counts one subject's events together, names nobody.
     subject: Mapped[str] = mapped_column(String(32))
+    # The ask's MAC (paywall.experiments.asks.ask_key): which page view the event belongs to.
+    ask: Mapped[str] = mapped_column(String(32))
 
 
 class AppealDaily(Base):
@@ -76,3 +83,5 @@ class AppealAsk(Base):
     asked_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     # "footer", or the mail campaign's name.
     channel: Mapped[str] = mapped_column(String(100))
+    # The footer ask whose impression spent it (unique: one ask, one spend); NULL for mail.
+    ask: Mapped[str | None] = mapped_column(String(32), unique=True)

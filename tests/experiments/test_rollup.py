@@ -4,6 +4,7 @@ pruned only once counted, and the counts kept after."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ def add(db: Database, when: dt.datetime, type_: str = "impression", subject: str
         "variant": "urgent",
         "action": "",
         "subject": subject,
+        "ask": secrets.token_urlsafe(16),
     }
     row.update(more)
     with db.transaction() as session:

@@ -43,6 +43,12 @@ EXPERIMENT = {
 }
 
 
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """With an ask budget: without one nothing reads appeal_asks, so no row is kept there."""
+    return make_settings(appeal={"max_asks": 3})
+
+
 def ask(settings: Settings, **changes: Any) -> str:
     fields: dict[str, Any] = {
         "channel": "footer",
@@ -121,15 +127,54 @@ def test_gate_impressions_do_not_spend_the_ask_budget(
     assert asks(db) == []
 
 
-def test_a_repeated_view_or_impression_in_one_beacon_counts_once(
+def test_a_repeated_event_in_one_beacon_counts_once(
     client: FlaskClient, settings: Settings, db: Database
 ) -> None:
     token = ask(settings)
     events = [{"ask": token, "type": "impression"}] * 3 + [
         {"ask": token, "type": "click", "action": "donate"}
     ] * 2
-    assert beacon(client, events).get_json() == {"recorded": 3, "dropped": 2}
+    assert beacon(client, events).get_json() == {"recorded": 2, "dropped": 3}
     assert len(asks(db)) == 1
+
+
+def test_a_beacon_sent_again_counts_once_and_spends_one_ask(
+    client: FlaskClient, settings: Settings, db: Database
+) -> None:
+    """A beacon replayed (by a retry or a script) adds nothing: one row per ask, type and action,
+    and one ask spent per ask; a second click on another button of the same appeal still counts."""
+    token = ask(settings)
+    events = [
+        {"ask": token, "type": "view"},
+        {"ask": token, "type": "impression"},
+        {"ask": token, "type": "click", "action": "donate"},
+    ]
+    for _ in range(4):
+        assert beacon(client, events).status_code == 202
+    beacon(client, [{"ask": token, "type": "click", "action": "subscribe"}])
+    assert sorted((r.type, r.action) for r in rows(db)) == [
+        ("click", "donate"),
+        ("click", "subscribe"),
+        ("impression", ""),
+        ("view", ""),
+    ]
+    assert len(asks(db)) == 1
+    # Another page view (another ask) is another sighting.
+    beacon(
+        client, [{"ask": ask(settings, issued=clock.now() - dt.timedelta(seconds=5)), "type": "impression"}]
+    )
+    assert len(asks(db)) == 2
+
+
+def test_without_a_budget_no_asks_are_kept(make_settings: Callable[..., Settings], db: Database) -> None:
+    settings = make_settings()  # [appeal] max_asks = 0
+    client = create_app(settings, db=db).test_client()
+    assert beacon(client, [{"ask": ask(settings), "type": "impression"}]).get_json() == {
+        "recorded": 1,
+        "dropped": 0,
+    }
+    assert len(rows(db)) == 1
+    assert asks(db) == []
 
 
 def test_forged_expired_preview_and_mail_asks_are_dropped(
