@@ -229,7 +229,9 @@ def exposures(db: Database) -> dict[tuple[str, str], tuple[str, str, dt.datetime
     return {(r.experiment, r.subject): (r.variant, r.channel, r.first_at.astimezone(dt.UTC)) for r in rows}
 
 
-def test_each_reader_is_exposed_once_per_experiment_at_their_first_view(db: Database, settings: Settings) -> None:
+def test_each_reader_is_exposed_once_per_experiment_at_their_first_view(
+    db: Database, settings: Settings
+) -> None:
     # Reader a: views on three days (the first one 5 days ago, folded after the later ones).
     add(db, at(5, 8), "view", subject="a")
     add(db, at(1, 9), "view", subject="a")
