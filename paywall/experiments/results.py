@@ -1,8 +1,9 @@
 """The results of the appeal experiments: per experiment, arm and currency, what was seen and raised.
 
 One function behind the report route, the CLI and the /reports page (``experiment_results``), and
-the table they export (``results_table``). Counts come from ``appeal_daily`` only (fold the raw
-events first: ``refresh_counts``); payments from ``payments`` whose ``appeal_experiment`` is the
+the table they export (``results_table``). Counts come from ``appeal_daily`` and readers from
+``appeal_exposures``, as the last fold left them (the reports never fold: it holds the write lock;
+``counted_up_to`` says when it ran); payments from ``payments`` whose ``appeal_experiment`` is the
 experiment, by ``appeal_variant`` (a variant's name or ``holdback``) and currency, paid from the
 experiment's start until one ask lifetime (24 hours) after its end: an ask handed out on the last
 day is still honoured by Checkout the next morning. The money is what was kept: amount - refunded

@@ -69,7 +69,7 @@ def _events(
 ) -> None:
     """``views`` readers of ``arm``, each with ``pages`` views; the first ``impressions`` saw it once."""
     at = utc(2026, 12, 5, 9)
-    batch = []
+    batch: list[dict[str, str]] = []
     for n in range(views):
         ask = encode_ask(settings, Ask("footer", "footer-copy", arm, f" anon:{arm}-{n}", at))
         batch.extend({"ask": ask, "type": "view"} for _ in range(pages))
