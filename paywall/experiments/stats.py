@@ -9,14 +9,14 @@ Figures (all money in minor units of one currency; never added across currencies
 - ``wilson``: a rate (clicks / impressions, payments / views) with its 95 % Wilson score interval,
   which stays inside [0, 1] and keeps close to 95 % coverage for the small rates appeals have,
   where the textbook ``p ± 1.96·se`` interval collapses to zero width at 0 successes.
-- ``per_unit``: revenue per view (or per impression) with a 95 % interval. Each view is a value:
-  0 for views without a payment, the money kept for the views that paid. Its mean is ``sum / n``;
+- ``per_unit``: revenue per unit (a reader; or a view, an impression) with a 95 % interval. Each
+  unit is a value: 0 for units without a payment, the money kept for the units that paid. Its mean is ``sum / n``;
   its variance follows from the sum and the sum of squares of the amounts, which SQL computes in
   the same query on both databases, so no payment row has to leave the database. A bootstrap would
   need every payment in memory and a seed to be stable; the normal approximation needs three
   numbers and is good once an arm has a few dozen payments, which the trust rule demands (below
   it, the interval is shown but the result is not trusted).
-- ``lift``: revenue per view of a variant over the holdback's, as a ratio minus one, with an
+- ``lift``: revenue per unit (the results pass readers) of a variant over the holdback's, as a ratio minus one, with an
   interval from the delta method on the log of the ratio (none when the holdback has no revenue).
 - ``p_best``: for each variant, the probability that its revenue per unit (the results pass
   readers and conversions) is the highest (ties split evenly), by Monte
@@ -80,9 +80,9 @@ def _mean_and_se(total: float, squares: float, units: int) -> tuple[float, float
 
 
 def per_unit(total: int, squares: float, units: int, z: float = Z95) -> Estimate | None:
-    """Revenue per view (or impression) from the payments' sum and sum of squares over ``units``
-    views, with its normal-approximation interval (the low end never under 0: no arm loses money
-    by being shown). None without views."""
+    """Revenue per unit (reader, view or impression) from the payments' sum and sum of squares
+    over ``units`` units, with its normal-approximation interval (the low end never under 0: no
+    arm loses money by being shown). None without units."""
     if units <= 0:
         return None
     mean, se = _mean_and_se(total, squares, units)
@@ -92,10 +92,10 @@ def per_unit(total: int, squares: float, units: int, z: float = Z95) -> Estimate
 
 
 def lift(arm: tuple[int, float, int], holdback: tuple[int, float, int], z: float = Z95) -> Estimate | None:
-    """Revenue per view of ``arm`` over ``holdback``'s, minus one (0.25 = a quarter more), each given
-    as (sum, sum of squares, views). The interval is the delta method on log(ratio): the two arms
+    """Revenue per unit (reader) of ``arm`` over ``holdback``'s, minus one (0.25 = a quarter
+    more), each given as (sum, sum of squares, units). The interval is the delta method on log(ratio): the two arms
     are independent samples, so var(log ratio) = (se_a/mean_a)² + (se_h/mean_h)². None when either
-    arm has no views or no revenue (a ratio to or of nothing says nothing)."""
+    arm has no units or no revenue (a ratio to or of nothing says nothing)."""
     (a_sum, a_sq, a_n), (h_sum, h_sq, h_n) = arm, holdback
     if a_n < 2 or h_n < 2 or a_sum <= 0 or h_sum <= 0:
         return None
@@ -108,7 +108,9 @@ def lift(arm: tuple[int, float, int], holdback: tuple[int, float, int], z: float
 
 @dataclass(frozen=True)
 class ArmMoney:
-    """One arm's views and the payments it was credited with, in one currency."""
+    """One arm's units and the payments it was credited with, in one currency. The results pass
+    readers as ``views`` and conversions as ``payments`` (with the sum of squares per conversion):
+    P(best) is per reader."""
 
     views: int
     payments: int
@@ -131,7 +133,7 @@ def seed_for(*names: str) -> int:
 
 
 def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> dict[str, float]:
-    """For each arm, the share of ``draws`` in which its revenue per view is the highest (see
+    """For each arm, the share of ``draws`` in which its revenue per unit is the highest (see
     ``_p_best``). Remembered per input: an ended experiment's figures never change, so the /reports
     page pays for its draws once per process, not on every load."""
     return dict(_p_best(tuple(arms.items()), draws, seed))
@@ -139,7 +141,7 @@ def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> d
 
 @functools.lru_cache(maxsize=256)
 def _p_best(items: tuple[tuple[str, ArmMoney], ...], draws: int, seed: int) -> tuple[tuple[str, float], ...]:
-    """For each arm, the share of ``draws`` in which its revenue per view is the highest (a tie
+    """For each arm, the share of ``draws`` in which its revenue per unit is the highest (a tie
     splits that draw's win evenly among the tied arms).
 
     Per draw and arm: a payment rate from Beta(1 + payments, 1 + views - payments) (the uniform

@@ -267,8 +267,10 @@ def payouts(args: dict[str, Any]) -> Response:
 @blp.arguments(ExperimentsQuerySchema, location="query", unknown=RAISE)
 @blp.doc(responses=_doc_responses(EXPERIMENT_COLUMNS))
 def experiments(args: dict[str, Any]) -> Response:
-    """Appeal experiments: per experiment, arm and currency: views, impressions, clicks, payments, revenue,
-    revenue per 1,000 views and impressions with 95 % intervals, lift over holdback, P(best), trust."""
+    """Appeal experiments: per experiment, arm and currency: readers, views, impressions, clicks,
+    payments, conversions, revenue, revenue per reader and per 1,000 readers, views and impressions
+    with 95 % intervals, lift over holdback and P(best) per reader, trust (interim before the end);
+    the counts as the last fold left them (``counted_up_to``)."""
     settings: Settings = current_settings()
     problem = unknown_experiment(settings, args.get("experiment"))
     if problem:
