@@ -354,6 +354,7 @@ def dashboard() -> Response:
         experiments=experiment_sections(experiment_list),
         experiments_counted=counted_text(experiment_list),
         trust_rule=stats.TRUST.reasons(),
+        interim_p_best=f"{stats.TRUST.interim_p_best:.2f}",
         tz=tz,
         today=today,
     )

@@ -349,7 +349,8 @@ def test_the_reports_page_section(xsettings: Settings, db: Database, xclient: Fl
     html = xclient.get("/reports").get_data(as_text=True)
     assert "Counted up to 2026-12-10 11:55 UTC" in html and "paywall experiments rollup" in html
     assert 'id="experiments"' in html and 'data-experiment="footer-copy"' in html
-    assert "interim: not trustworthy yet" in html and "before the experiment's end is an interim look" in html
+    assert "not trustworthy yet</strong>" in html and "before the experiment's end is an interim look" in html
+    assert "(interim: judged before the experiment's end, which needs P(best) of 0.99)" in html
     assert "not new conversions" in html
     assert 'class="readers">200<' in html  # the holdback's readers, not its 600 views
     assert html.count('<svg viewBox="0 0 760 220"') == 2  # one chart per currency
