@@ -34,6 +34,10 @@ from paywall.widget.settings import appeal_settings
 # Days before today that are always counted again: events still arrive for them (a page left
 # open over midnight reports its click the next morning; an ask is valid for 24 hours).
 REFOLD_DAYS = 2
+# An event's ``at`` is taken when its request starts and it commits a moment later, so one stamped
+# just before a fold may land just after it: a day counts as changed since its fold from this much
+# before ``folded_at`` on (a day folded long after it ended is not recounted by it).
+FOLD_GRACE = dt.timedelta(minutes=1)
 # Serializes concurrent folds on PostgreSQL (the worker's and a report's): two would both delete
 # a day and then both insert it. SQLite's BEGIN IMMEDIATE already lets one writer in at a time.
 _LOCK_KEY = 0x61707065616C  # "appeal"
@@ -122,7 +126,7 @@ def _newer_events(session: Session, day: dt.date, since: dt.datetime | None) -> 
     """Whether ``day`` has raw events recorded after ``since`` (any, when it was never folded)."""
     start, end = _start(day), _start(day + dt.timedelta(days=1))
     if since is not None:
-        start = max(start, since)
+        start = max(start, since - FOLD_GRACE)
     query = select(exists().where(_events.c.at >= start, _events.c.at < end))
     return bool(session.scalar(query))
 

@@ -214,13 +214,15 @@ def test_a_day_folded_early_is_counted_again_after_the_worker_was_down_for_days(
     # More events that day after the 10:00 fold; the worker is down until three days later.
     add(db, ten + dt.timedelta(hours=3), subject="b")
     add(db, ten + dt.timedelta(hours=4), subject="c")
+    # Stamped just before the fold, stored just after it (its request was still committing).
+    add(db, ten - dt.timedelta(seconds=20), subject="d")
     days, _ = run(db, settings, ten + dt.timedelta(days=3))
     assert day in days
-    assert daily(db)[(day, "urgent", "impression", "")] == (3, 3)
+    assert daily(db)[(day, "urgent", "impression", "")] == (4, 4)
     # Counted now: the next fold leaves that day alone (nothing newer than its fold).
     days, _ = run(db, settings, ten + dt.timedelta(days=3, minutes=5))
     assert day not in days
-    assert daily(db)[(day, "urgent", "impression", "")] == (3, 3)
+    assert daily(db)[(day, "urgent", "impression", "")] == (4, 4)
 
 
 def exposures(db: Database) -> dict[tuple[str, str], tuple[str, str, dt.datetime]]:
@@ -250,6 +252,11 @@ def test_each_reader_is_exposed_once_per_experiment_at_their_first_view(
         ("footer-copy", "c"): ("holdback", "footer", at(1, 3)),
         ("gate-copy", "c"): ("short", "gate", at(0, 4)),
     }
+    # A day folded later than the reader's later days (it was never folded: an event stored
+    # late) moves the reader's first view earlier, with that day's arm and channel.
+    add(db, at(9, 6), "view", subject="a", channel="autumn-mail")
+    run(db, settings)
+    assert exposures(db)[("footer-copy", "a")] == ("urgent", "autumn-mail", at(9, 6))
     # Kept after the raw events are pruned, and refolding changes nothing.
     run(db, settings, NOW + dt.timedelta(days=60))
     assert raw_count(db) == 0
