@@ -158,10 +158,9 @@ def refresh_counts(db: Database, settings: Settings, now: dt.datetime) -> None:
     """Fold the raw events into the counts in a short write transaction of its own, for a caller
     that needs them up to now (tests, a script). The reports never call it: they read the counts
     as they are (the worker folds every 5 minutes) and say when they were counted. Another fold
-    at the same moment (the worker) may win the
-    race for a day's rows (a duplicate key, or a deadlock on PostgreSQL); its counts are as fresh,
-    so that is logged and the results read the counts as they are. A database that is down fails
-    the read that follows, as any report does."""
+    at the same moment (the worker) may win the race for a day's rows (a duplicate key, or a
+    deadlock on PostgreSQL); its counts are as fresh, so that is logged and the counts are read
+    as they are. A database that is down fails the read that follows, as any report does."""
     try:
         with db.transaction() as session:
             rollup.fold(session, settings, now)
