@@ -4,7 +4,7 @@ Revision ID: 0014
 Revises: 0013
 Create Date: 2026-11-29 23:00:00
 
-Additive only: three new tables and three nullable columns on checkout_sessions, subscriptions and
+Additive only: five new tables and three nullable columns on checkout_sessions, subscriptions and
 payments, so it can deploy while old code runs (old code neither reads nor writes them).
 """
 
@@ -55,6 +55,21 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "appeal_exposures",
+        sa.Column("experiment", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=32), nullable=False),
+        sa.Column("variant", sa.String(length=64), nullable=False),
+        sa.Column("channel", sa.String(length=100), nullable=False),
+        sa.Column("first_at", paywall.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("experiment", "subject", name=op.f("pk_appeal_exposures")),
+    )
+    op.create_table(
+        "appeal_folds",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("folded_at", paywall.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("day", name=op.f("pk_appeal_folds")),
+    )
+    op.create_table(
         "appeal_asks",
         sa.Column("id", BIGINT, nullable=False),
         sa.Column("subject", sa.String(length=128), nullable=False),
@@ -79,6 +94,8 @@ def downgrade() -> None:
             batch.drop_column("appeal_variant")
             batch.drop_column("appeal_experiment")
     op.drop_table("appeal_asks")
+    op.drop_table("appeal_folds")
+    op.drop_table("appeal_exposures")
     op.drop_table("appeal_daily")
     op.drop_index("ix_appeal_events_once", table_name="appeal_events")
     op.drop_index("ix_appeal_events_at", table_name="appeal_events")

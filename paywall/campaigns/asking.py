@@ -14,7 +14,8 @@ meter month; the run then skips, each under its own tally word:
 Every other recipient is mailed their arm's copy (``headline``, ``text``, ``subscribe_label``,
 ``donate_label`` in the templates; "" where the variant keeps the campaign's own words), and their
 personal links carry an ask (claim ``ask``) for Checkout's attribution. A message that went out
-(``sent``, or ``unknown``: the body reached the server) records one ``AppealAsk`` and the events
+(``sent``, or ``unknown``: the body reached the server) records one ``AppealAsk`` (none when
+``max_asks`` is 0: no budget reads it) and the events
 ``view`` and ``impression`` with the outcome, in the transaction that marks the ledger row, so a
 message is counted at most once, like it is sent at most once.
 
@@ -82,6 +83,9 @@ class Asked:
     channel: str
     experiment: str
     variant: str
+    # Whether the ask spends a budget (``max_asks`` > 0): with no budget no ``AppealAsk`` is kept,
+    # since nothing would ever read it.
+    budget: bool = True
 
 
 @dataclass
@@ -112,7 +116,7 @@ class AskPlan:
     def asked(self, cand: Candidate, arm: Arm) -> Asked:
         subject = cand.external_id
         hashed = subject_hash(self.settings, subject)
-        return Asked(subject, hashed, self.campaign, arm.name, arm.variant)
+        return Asked(subject, hashed, self.campaign, arm.name, arm.variant, budget=self.max_asks > 0)
 
 
 def _counts(
@@ -144,8 +148,10 @@ def plan_asks(
 
 
 def record_asked(session: Session, asked: Asked, now: dt.datetime) -> None:
-    """One ask for the budget and the view and impression of a message that went out."""
-    session.add(AppealAsk(subject=asked.subject, asked_at=now, channel=asked.channel))
+    """One ask for the budget (when there is a budget) and the view and impression of a message
+    that went out."""
+    if asked.budget:
+        session.add(AppealAsk(subject=asked.subject, asked_at=now, channel=asked.channel))
     for kind in ("view", "impression"):
         session.add(_event(asked, kind, now))
 

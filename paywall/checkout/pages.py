@@ -183,17 +183,22 @@ def offered_amounts(
 ) -> tuple[list[int], int | None]:
     """The preset amounts /donate offers in ``currency`` and the one preselected (minor units).
 
-    A variant's presets replace the currency's own, keeping only those within the currency's
-    [donations.limits] min..max (none left: the currency's own); its default_amount, when within
-    them, is preselected (and offered, if it is not a preset). Else the middle preset."""
-    bounds = donation_settings(settings).bounds(currency)
+    A variant's presets in that currency (a plain list: [donations] default_currency only; or its
+    table's entry for the currency) replace the currency's own, keeping only those within the
+    currency's [donations.limits] min..max (none left: the currency's own); its default_amount in
+    that currency, when within them, is preselected (and offered, if it is not a preset). Else the
+    middle preset. A currency the variant names no amounts for keeps its own."""
+    donations = donation_settings(settings)
+    bounds = donations.bounds(currency)
     amounts = list(bounds.presets)
     if variant is not None:
-        amounts = [a for a in variant.presets if bounds.min <= a <= bounds.max] or amounts
-        if bounds.min <= variant.default_amount <= bounds.max:
-            if variant.default_amount not in amounts:
-                amounts = sorted([*amounts, variant.default_amount])
-            return amounts, variant.default_amount
+        own = variant.presets_in(currency, donations.default_currency)
+        amounts = [a for a in own if bounds.min <= a <= bounds.max] or amounts
+        preselect = variant.default_in(currency, donations.default_currency)
+        if preselect and bounds.min <= preselect <= bounds.max:
+            if preselect not in amounts:
+                amounts = sorted([*amounts, preselect])
+            return amounts, preselect
     return amounts, amounts[(len(amounts) - 1) // 2] if amounts else None
 
 

@@ -13,7 +13,9 @@ headline = "Help keep us open"
 
 A variant's copy keys are optional: what it leaves out comes from ``[appeal]`` (footer, mail) or
 ``[gate]`` (gate). ``presets`` and ``default_amount`` (minor units) change /donate for readers in the
-variant, in every currency whose ``[donations.limits]`` admit them.
+variant. Amounts belong to a currency (1000 is 10.00 EUR but 1,000 JPY), so a plain list / number
+applies only in ``[donations] default_currency``; a table per currency (``presets.eur = [...]``,
+``default_amount.jpy = 1500``) sets them for each currency named. Other currencies keep their own.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ class VariantSettings:
     region_label: str = ""
     subscribe_label: str = ""
     donate_label: str = ""
-    # Donation presets and the preselected amount on /donate, in minor units ([] / 0: the currency's own).
-    presets: list[int] = field(default_factory=list)
-    default_amount: int = 0
+    # presets and default_amount are read apart (``_amounts``): a list / number, or a table per currency.
+
+
+# The key of amounts given without a currency: they apply in [donations] default_currency only.
+DEFAULT_CURRENCY = ""
+CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,24 @@ class Variant:
     weight: float
     # Only the copy keys the variant sets (the rest falls back to [appeal] / [gate]).
     copy: dict[str, str]
-    presets: tuple[int, ...]
-    default_amount: int
+    # Donation presets and the preselected amount on /donate, in minor units, per currency (lower
+    # case, or DEFAULT_CURRENCY for [donations] default_currency); absent: the currency's own.
+    presets: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    default_amount: dict[str, int] = field(default_factory=dict)
+
+    def presets_in(self, currency: str, default_currency: str) -> tuple[int, ...]:
+        """The variant's presets in ``currency`` (empty: the currency's own)."""
+        found = self.presets.get(currency.lower())
+        if found is None and currency.lower() == default_currency.lower():
+            found = self.presets.get(DEFAULT_CURRENCY)
+        return found or ()
+
+    def default_in(self, currency: str, default_currency: str) -> int:
+        """The variant's preselected amount in ``currency`` (0: none)."""
+        found = self.default_amount.get(currency.lower())
+        if found is None and currency.lower() == default_currency.lower():
+            found = self.default_amount.get(DEFAULT_CURRENCY)
+        return found or 0
 
 
 @dataclass(frozen=True)
@@ -102,15 +123,50 @@ def _date(where: str, value: str) -> dt.datetime:
 def _variant(where: str, name: str, table: Any) -> Variant:
     if not NAME_RE.fullmatch(name) or name == HOLDBACK:
         raise ConfigError(f"{where}: variant names are a-z, 0-9, '-', '_' and not {HOLDBACK!r}")
-    conf = build_section(where, table, VariantSettings)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    rest = dict(table)
+    presets = _amounts(f"{where}.presets", rest.pop("presets", None), list)
+    defaults = _amounts(f"{where}.default_amount", rest.pop("default_amount", None), int)
+    conf = build_section(where, rest, VariantSettings)
     if not 0 < conf.weight <= 1000:
         raise ConfigError(f"{where}.weight must be more than 0 (and at most 1000)")
-    if any(amount < 1 for amount in conf.presets) or len(conf.presets) > 6:
-        raise ConfigError(f"{where}.presets must be at most 6 amounts of at least 1 (minor units)")
-    if conf.default_amount < 0:
-        raise ConfigError(f"{where}.default_amount must be 0 (the currency's own) or more")
     copy = {key: getattr(conf, key) for key in COPY_KEYS if getattr(conf, key)}
-    return Variant(name, conf.weight, copy, tuple(conf.presets), conf.default_amount)
+    return Variant(
+        name,
+        conf.weight,
+        copy,
+        {code: tuple(amounts) for code, amounts in presets.items()},
+        {code: amount for code, amount in defaults.items() if amount},
+    )
+
+
+def _amounts(where: str, value: Any, shape: type) -> dict[str, Any]:
+    """``presets`` (``shape`` list) or ``default_amount`` (int) as {currency: value}: a bare value
+    is the default currency's (DEFAULT_CURRENCY), a table names each currency."""
+    if value is None:
+        return {}
+    per = value if isinstance(value, dict) else {DEFAULT_CURRENCY: value}
+    found: dict[str, Any] = {}
+    for code, item in per.items():
+        here = where if code == DEFAULT_CURRENCY else f"{where}.{code}"
+        if code != DEFAULT_CURRENCY and not (isinstance(code, str) and CURRENCY_RE.fullmatch(code.lower())):
+            raise ConfigError(f"{here}: a currency is three letters (presets.eur = [...])")
+        if shape is list:
+            if (
+                not isinstance(item, list)
+                or not 1 <= len(item) <= 6
+                or any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in item)
+            ):
+                raise ConfigError(
+                    f"{here} must be 1 to 6 amounts of at least 1 (minor units), or a table per currency"
+                )
+        elif isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise ConfigError(
+                f"{here} must be 0 (the currency's own) or more (minor units), or a table per currency"
+            )
+        found[code.lower()] = item
+    return found
 
 
 def _experiment(where: str, name: str, table: Any) -> Experiment:

@@ -10,8 +10,12 @@ keeps the last figure (none yet: no goal line) until the next refresh is due.
   gave a one-off donation this UTC month and did not get it all back. A subscriber who also gave
   once this month counts twice: the line is encouragement, not accounting.
 - ``amount`` (``{raised}``, ``{target}``): this UTC month's payments (subscriptions and donations)
-  in the goal's currency, net of refunds and of amounts lost to disputes; other currencies are
-  never added in. Both formatted with paywall/money.py (``4210.00 EUR``).
+  in the goal's currency, net of refunds and of amounts lost to disputes (each payment's kept
+  amount never below 0, as the results count it); other currencies are never added in. Both
+  formatted with paywall/money.py (``4210.00 EUR``).
+
+Both count only the Stripe mode the reports count (``[reports] livemode``; ``auto``: the mode of the
+configured key), so test payments made while trying the site out never reach a live goal line.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import threading
 from time import monotonic
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from paywall import clock, money
@@ -30,6 +34,7 @@ from paywall.config import Settings
 from paywall.db import Database
 from paywall.experiments.definition import GoalSettings
 from paywall.models import Payment, Subscription
+from paywall.reports.periods import livemode_filter
 from paywall.widget.settings import appeal_settings
 
 log = logging.getLogger(__name__)
@@ -43,20 +48,26 @@ def month_start(now: dt.datetime) -> dt.datetime:
     return dt.datetime(now.year, now.month, 1, tzinfo=dt.UTC)
 
 
-def supporters(session: Session, now: dt.datetime) -> int:
-    """Active subscriptions and recurring donations, plus this month's distinct one-off donors."""
-    current = session.scalar(
+def supporters(session: Session, now: dt.datetime, livemode: bool | None = None) -> int:
+    """Active subscriptions and recurring donations, plus this month's distinct one-off donors (in
+    ``livemode``'s Stripe mode; None: both)."""
+    current_query = (
         select(func.count()).select_from(Subscription).where(Subscription.status.in_(CURRENT_STATUSES))
     )
-    rows = session.execute(
-        select(Payment.reader_id, Payment.stripe_customer_id, Payment.email, Payment.stripe_charge_id).where(
-            Payment.kind == "donation",
-            Payment.stripe_subscription_id.is_(None),
-            Payment.paid_at >= month_start(now),
-            Payment.paid_at <= now,
-            Payment.refunded_minor < Payment.amount_minor,
-        )
+    query = select(
+        Payment.reader_id, Payment.stripe_customer_id, Payment.email, Payment.stripe_charge_id
+    ).where(
+        Payment.kind == "donation",
+        Payment.stripe_subscription_id.is_(None),
+        Payment.paid_at >= month_start(now),
+        Payment.paid_at <= now,
+        Payment.refunded_minor < Payment.amount_minor,
     )
+    if livemode is not None:
+        current_query = current_query.where(Subscription.livemode.is_(livemode))
+        query = query.where(Payment.livemode.is_(livemode))
+    current = session.scalar(current_query)
+    rows = session.execute(query)
     donors = {
         ("reader", reader_id)
         if reader_id is not None
@@ -70,23 +81,26 @@ def supporters(session: Session, now: dt.datetime) -> int:
     return int(current or 0) + len(donors)
 
 
-def raised(session: Session, now: dt.datetime, currency: str) -> int:
-    """This month's payments in ``currency``, in minor units, net of refunds and lost disputes."""
-    total = session.scalar(
-        select(func.sum(Payment.amount_minor - Payment.refunded_minor - Payment.disputed_minor)).where(
-            Payment.currency == currency,
-            Payment.paid_at >= month_start(now),
-            Payment.paid_at <= now,
-        )
+def raised(session: Session, now: dt.datetime, currency: str, livemode: bool | None = None) -> int:
+    """This month's payments in ``currency`` (in ``livemode``'s mode; None: both), in minor units,
+    net of refunds and lost disputes; a payment that lost more than it brought counts 0, not less."""
+    kept_raw = Payment.amount_minor - Payment.refunded_minor - Payment.disputed_minor
+    kept = case((kept_raw > 0, kept_raw), else_=literal(0))
+    query = select(func.sum(kept)).where(
+        Payment.currency == currency,
+        Payment.paid_at >= month_start(now),
+        Payment.paid_at <= now,
     )
-    return max(int(total or 0), 0)
+    if livemode is not None:
+        query = query.where(Payment.livemode.is_(livemode))
+    return max(int(session.scalar(query) or 0), 0)
 
 
-def goal_figure(session: Session, goal: GoalSettings, now: dt.datetime) -> int:
+def goal_figure(session: Session, goal: GoalSettings, now: dt.datetime, livemode: bool | None = None) -> int:
     """The figure the goal line shows: supporters, or minor units raised in the goal's currency."""
     if goal.kind == "supporters":
-        return supporters(session, now)
-    return raised(session, now, goal.currency)
+        return supporters(session, now, livemode)
+    return raised(session, now, goal.currency, livemode)
 
 
 def render(goal: GoalSettings, figure: int) -> str:
@@ -121,7 +135,9 @@ class GoalCache:
     def due(self, refresh_seconds: int) -> bool:
         return self.tried is None or monotonic() - self.tried >= refresh_seconds
 
-    def get(self, db: Database, goal: GoalSettings, now: dt.datetime) -> int | None:
+    def get(
+        self, db: Database, goal: GoalSettings, now: dt.datetime, livemode: bool | None = None
+    ) -> int | None:
         """The figure, computed again when due by whichever thread gets the lock first."""
         if self.figure is not None and not self.due(goal.refresh_seconds):
             return self.figure
@@ -133,7 +149,7 @@ class GoalCache:
                 self.tried = monotonic()
                 try:
                     with db.transaction(readonly=True) as session:
-                        self.figure = goal_figure(session, goal, now)
+                        self.figure = goal_figure(session, goal, now, livemode)
                 except Exception:
                     log.exception(
                         "appeal goal: could not compute the %s figure; keeping the last one", goal.kind
@@ -153,5 +169,5 @@ def goal_text(settings: Settings, db: Database, now: dt.datetime | None = None) 
     goal = appeal_settings(settings).goal
     if not goal.kind:
         return None
-    figure = goal_cache(settings).get(db, goal, now or clock.now())
+    figure = goal_cache(settings).get(db, goal, now or clock.now(), livemode_filter(settings))
     return None if figure is None else render(goal, figure)

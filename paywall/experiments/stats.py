@@ -9,16 +9,17 @@ Figures (all money in minor units of one currency; never added across currencies
 - ``wilson``: a rate (clicks / impressions, payments / views) with its 95 % Wilson score interval,
   which stays inside [0, 1] and keeps close to 95 % coverage for the small rates appeals have,
   where the textbook ``p ± 1.96·se`` interval collapses to zero width at 0 successes.
-- ``per_unit``: revenue per view (or per impression) with a 95 % interval. Each view is a value:
-  0 for views without a payment, the money kept for the views that paid. Its mean is ``sum / n``;
+- ``per_unit``: revenue per unit (a reader; or a view, an impression) with a 95 % interval. Each
+  unit is a value: 0 for units without a payment, the money kept for the units that paid. Its mean is ``sum / n``;
   its variance follows from the sum and the sum of squares of the amounts, which SQL computes in
   the same query on both databases, so no payment row has to leave the database. A bootstrap would
   need every payment in memory and a seed to be stable; the normal approximation needs three
   numbers and is good once an arm has a few dozen payments, which the trust rule demands (below
   it, the interval is shown but the result is not trusted).
-- ``lift``: revenue per view of a variant over the holdback's, as a ratio minus one, with an
+- ``lift``: revenue per unit (the results pass readers) of a variant over the holdback's, as a ratio minus one, with an
   interval from the delta method on the log of the ratio (none when the holdback has no revenue).
-- ``p_best``: for each variant, the probability that its revenue per view is the highest, by Monte
+- ``p_best``: for each variant, the probability that its revenue per unit (the results pass
+  readers and conversions) is the highest (ties split evenly), by Monte
   Carlo from posteriors: Beta(1 + payments, 1 + views - payments) for the payment rate and a normal
   posterior for the mean gift (its mean and standard error); 10,000 draws with a fixed seed per
   experiment and currency, so the page shows the same figure on every load.
@@ -79,9 +80,9 @@ def _mean_and_se(total: float, squares: float, units: int) -> tuple[float, float
 
 
 def per_unit(total: int, squares: float, units: int, z: float = Z95) -> Estimate | None:
-    """Revenue per view (or impression) from the payments' sum and sum of squares over ``units``
-    views, with its normal-approximation interval (the low end never under 0: no arm loses money
-    by being shown). None without views."""
+    """Revenue per unit (reader, view or impression) from the payments' sum and sum of squares
+    over ``units`` units, with its normal-approximation interval (the low end never under 0: no
+    arm loses money by being shown). None without units."""
     if units <= 0:
         return None
     mean, se = _mean_and_se(total, squares, units)
@@ -91,10 +92,10 @@ def per_unit(total: int, squares: float, units: int, z: float = Z95) -> Estimate
 
 
 def lift(arm: tuple[int, float, int], holdback: tuple[int, float, int], z: float = Z95) -> Estimate | None:
-    """Revenue per view of ``arm`` over ``holdback``'s, minus one (0.25 = a quarter more), each given
-    as (sum, sum of squares, views). The interval is the delta method on log(ratio): the two arms
+    """Revenue per unit (reader) of ``arm`` over ``holdback``'s, minus one (0.25 = a quarter
+    more), each given as (sum, sum of squares, units). The interval is the delta method on log(ratio): the two arms
     are independent samples, so var(log ratio) = (se_a/mean_a)² + (se_h/mean_h)². None when either
-    arm has no views or no revenue (a ratio to or of nothing says nothing)."""
+    arm has no units or no revenue (a ratio to or of nothing says nothing)."""
     (a_sum, a_sq, a_n), (h_sum, h_sq, h_n) = arm, holdback
     if a_n < 2 or h_n < 2 or a_sum <= 0 or h_sum <= 0:
         return None
@@ -107,7 +108,9 @@ def lift(arm: tuple[int, float, int], holdback: tuple[int, float, int], z: float
 
 @dataclass(frozen=True)
 class ArmMoney:
-    """One arm's views and the payments it was credited with, in one currency."""
+    """One arm's units and the payments it was credited with, in one currency. The results pass
+    readers as ``views`` and conversions as ``payments`` (with the sum of squares per conversion):
+    P(best) is per reader."""
 
     views: int
     payments: int
@@ -130,7 +133,7 @@ def seed_for(*names: str) -> int:
 
 
 def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> dict[str, float]:
-    """For each arm, the share of ``draws`` in which its revenue per view is the highest (see
+    """For each arm, the share of ``draws`` in which its revenue per unit is the highest (see
     ``_p_best``). Remembered per input: an ended experiment's figures never change, so the /reports
     page pays for its draws once per process, not on every load."""
     return dict(_p_best(tuple(arms.items()), draws, seed))
@@ -138,7 +141,8 @@ def p_best(arms: Mapping[str, ArmMoney], draws: int = DRAWS, seed: int = 0) -> d
 
 @functools.lru_cache(maxsize=256)
 def _p_best(items: tuple[tuple[str, ArmMoney], ...], draws: int, seed: int) -> tuple[tuple[str, float], ...]:
-    """For each arm, the share of ``draws`` in which its revenue per view is the highest.
+    """For each arm, the share of ``draws`` in which its revenue per unit is the highest (a tie
+    splits that draw's win evenly among the tied arms).
 
     Per draw and arm: a payment rate from Beta(1 + payments, 1 + views - payments) (the uniform
     prior) times a mean gift from Normal(mean, se) (its sampling distribution; with fewer than two
@@ -169,9 +173,10 @@ def _p_best(items: tuple[tuple[str, ArmMoney], ...], draws: int, seed: int) -> t
     plans = [
         (_gamma_sampler(rng, alpha), _gamma_sampler(rng, beta), mean, se) for alpha, beta, mean, se in params
     ]
-    wins = [0] * len(names)
+    wins = [0.0] * len(names)
     for _ in range(draws):
-        best, best_value = 0, -1.0
+        leaders: list[int] = []
+        best_value = -1.0
         for i, ((a, a1, ac), (b, b1, bc), mean, se) in enumerate(plans):
             # Beta(a, b) = X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b); the cube inlined (hot loop).
             if ac:
@@ -187,8 +192,13 @@ def _p_best(items: tuple[tuple[str, ArmMoney], ...], draws: int, seed: int) -> t
             gift = mean + se * gauss(0.0, 1.0) if se else mean
             value = x / (x + y) * gift if gift > 0 and x > 0 else 0.0
             if value > best_value:
-                best, best_value = i, value
-        wins[best] += 1
+                leaders, best_value = [i], value
+            elif value == best_value:
+                leaders.append(i)
+        # A tie (arms that drew nothing, most often) splits the win: no arm wins by its position.
+        share = 1.0 / len(leaders)
+        for i in leaders:
+            wins[i] += share
     found = {name: wins[i] / draws for i, name in enumerate(names)}
     return tuple((name, found.get(name, 0.0)) for name in arms)
 
@@ -205,25 +215,39 @@ def probability_text(p: float) -> str:
 @dataclass(frozen=True)
 class TrustRule:
     """When an experiment's result (in one currency) is trustworthy; each number with its reason,
-    which the /reports page and docs/experiments-results.md print as they stand here."""
+    which the /reports page and docs/experiments-results.md print as they stand here.
 
-    min_views: int = 1000
-    min_payments: int = 30
+    Counted per reader (the unit the arms are drawn by) and per conversion (renewals are not new
+    decisions). Before the experiment's end every verdict is an interim look, and one looks again
+    and again: an interim verdict demands ``interim_p_best`` instead of ``min_p_best``."""
+
+    min_readers: int = 1000
+    min_conversions: int = 30
     min_days: int = 7
     min_p_best: float = 0.95
+    interim_p_best: float = 0.99
 
     def reasons(self) -> list[str]:
         return [
-            f"Every arm, the holdback too, has at least {self.min_views:,} views: fewer, and the click "
-            "and payment rates' intervals are wider than the differences appeals make.",
-            f"Every variant has at least {self.min_payments} payments in the currency: the interval of "
-            "revenue per view is a normal approximation, which skewed gift sizes need a few dozen "
-            "payments to justify.",
+            f"Every arm, the holdback too, has at least {self.min_readers:,} readers: fewer, and the "
+            "payment rate's intervals are wider than the differences appeals make.",
+            f"Every variant has at least {self.min_conversions} conversions in the currency (one-off "
+            "donations and new subscriptions; renewals are revenue, not new conversions): the interval "
+            "of revenue per reader is a normal approximation, which skewed gift sizes need a few dozen "
+            "conversions to justify.",
             f"The experiment has run at least {self.min_days} days: reading and giving differ by "
             "weekday, so a shorter run measures the days it happened to cover.",
-            f"One variant's probability of being best is at least {self.min_p_best:.0%}: the same "
-            "odds as the 95 % intervals, a one-in-twenty chance of picking a worse variant.",
+            f"At or after the experiment's end, one variant's probability of being best (per reader) "
+            f"is at least {self.min_p_best:.0%}: the same odds as the 95 % intervals, a one-in-twenty "
+            "chance of picking a worse variant.",
+            f"Before the end a verdict is an interim look, and looking every day and stopping at the "
+            f"first good one picks a worse variant more often than one in twenty: an interim verdict "
+            f"needs P(best) of at least {self.interim_p_best:.0%}.",
         ]
+
+    def p_best_needed(self, final: bool) -> float:
+        """The P(best) a verdict needs: ``min_p_best`` at or after the end, more before it."""
+        return self.min_p_best if final else self.interim_p_best
 
 
 TRUST = TrustRule()
@@ -236,37 +260,50 @@ class Verdict:
     best: str
     # Why it is or is not trustworthy, in words.
     why: str
+    # Judged before the experiment's end: an interim look (the stricter P(best) applies).
+    interim: bool = False
 
 
 def judge(
-    views: Mapping[str, int],
-    payments: Mapping[str, int],
+    readers: Mapping[str, int],
+    conversions: Mapping[str, int],
     holdback: str | None,
     days_run: int,
     best: Mapping[str, float],
     rule: TrustRule = TRUST,
+    final: bool = True,
 ) -> Verdict:
-    """Apply ``rule`` to one experiment in one currency: views per arm (``holdback`` names the
-    holdback arm, whose payments are not counted against the rule), payments per arm, whole days
-    run and P(best) per variant."""
+    """Apply ``rule`` to one experiment in one currency: readers per arm (``holdback`` names the
+    holdback arm, whose conversions are not counted against the rule), conversions per arm, whole
+    days run and P(best) per variant (empty: no variant converted, there is no best). ``final``:
+    judged at or after the experiment's end; before it, the verdict is interim."""
     leader = max(best, key=lambda n: (best[n], n)) if best else ""
+    needed = rule.p_best_needed(final)
+    interim = "interim: " if not final else ""
     missing: list[str] = []
-    few_views = [n for n in views if views[n] < rule.min_views]
-    if few_views:
-        missing.append(", ".join(f"{n} has {views[n]:,} of {rule.min_views:,} views" for n in few_views))
-    few_payments = [n for n in payments if n != holdback and payments[n] < rule.min_payments]
-    if few_payments:
+    few_readers = [n for n in readers if readers[n] < rule.min_readers]
+    if few_readers:
         missing.append(
-            ", ".join(f"{n} has {payments[n]} of {rule.min_payments} payments" for n in few_payments)
+            ", ".join(f"{n} has {readers[n]:,} of {rule.min_readers:,} readers" for n in few_readers)
+        )
+    few = [n for n in conversions if n != holdback and conversions[n] < rule.min_conversions]
+    if few:
+        missing.append(
+            ", ".join(f"{n} has {conversions[n]} of {rule.min_conversions} conversions" for n in few)
         )
     if days_run < rule.min_days:
         missing.append(f"ran {days_run} of {rule.min_days} days")
-    if len(best) < 2:
+    if not best:
+        missing.append("no variant has a conversion: nothing to compare")
+    elif len(best) < 2:
         missing.append("one variant: nothing to compare")
-    elif best[leader] < rule.min_p_best:
-        missing.append(
-            f"P(best) of {leader} is {probability_text(best[leader])}, under {rule.min_p_best:.2f}"
-        )
+    elif best[leader] < needed:
+        missing.append(f"P(best) of {leader} is {probability_text(best[leader])}, under {needed:.2f}")
     if missing:
-        return Verdict(False, leader, "not yet: " + "; ".join(missing))
-    return Verdict(True, leader, f"{leader} is best with P(best) {probability_text(best[leader])}")
+        return Verdict(False, leader, interim + "not yet: " + "; ".join(missing), interim=not final)
+    return Verdict(
+        True,
+        leader,
+        interim + f"{leader} is best with P(best) {probability_text(best[leader])}",
+        interim=not final,
+    )

@@ -1,7 +1,7 @@
 """The tables, one module per feature; importing this package registers them all on ``Base.metadata``."""
 
 from paywall.models.access import AppealDismissal, Comp, MeterRead
-from paywall.models.appeals import AppealAsk, AppealDaily, AppealEvent
+from paywall.models.appeals import AppealAsk, AppealDaily, AppealEvent, AppealExposure, AppealFold
 from paywall.models.billing import (
     CheckoutSession,
     Dispute,
@@ -25,6 +25,8 @@ __all__ = [
     "AppealDaily",
     "AppealDismissal",
     "AppealEvent",
+    "AppealExposure",
+    "AppealFold",
     "AppealSend",
     "CheckoutSession",
     "Comp",

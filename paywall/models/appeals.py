@@ -2,9 +2,12 @@
 
 No table here names a reader or a browser in the clear except ``appeal_asks``, which is keyed like
 the meter (the site's reader id string, or " anon:" + browser id) because the access check and the
-mailer read it by that key; erasing a reader deletes its asks. ``appeal_events`` stores a keyed hash
-of the subject (paywall/experiments/asks.py) and is kept ``[appeal] keep_events_days``;
-``appeal_daily`` holds counts only and is kept for good.
+mailer read it by that key; erasing a reader deletes its asks, and the rollup deletes asks older
+than ``[appeal] per_days`` (they no longer count). ``appeal_events`` stores a keyed hash of the
+subject (paywall/experiments/asks.py) and is kept ``[appeal] keep_events_days``; ``appeal_daily``
+holds counts only and is kept for good; ``appeal_exposures`` holds one row per reader and
+experiment, keyed by the same hash (no personal data), kept for good: the readers the results
+divide by; ``appeal_folds`` says when each day was last counted.
 """
 
 from __future__ import annotations
@@ -69,6 +72,34 @@ class AppealDaily(Base):
     count: Mapped[int] = mapped_column(BIGINT, default=0)
     # Distinct subjects that day (a day's distinct count; days are not added up into readers).
     subjects: Mapped[int] = mapped_column(BIGINT, default=0)
+
+
+class AppealExposure(Base):
+    """A reader (the subject hash) exposed to an experiment: the first ``view`` the rollup saw.
+
+    The unit of randomisation is the reader, so the results divide by readers, not by views (a
+    holdback reader reports a view on every page; a variant's reader stops being asked at the
+    budget or after Close). Derived by ``paywall.experiments.rollup.fold`` from raw ``view``
+    events; kept for good (a hash, an arm, a channel and a time: nobody is named)."""
+
+    __tablename__ = "appeal_exposures"
+
+    experiment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(32), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64))
+    # The channel of the first view (the alphabetically first, for several on that first day).
+    channel: Mapped[str] = mapped_column(String(100))
+    first_at: Mapped[dt.datetime]
+
+
+class AppealFold(Base):
+    """When the rollup last counted a UTC day: a day with raw events newer than this is counted
+    again, however old (a worker that was down for days loses nothing)."""
+
+    __tablename__ = "appeal_folds"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    folded_at: Mapped[dt.datetime]
 
 
 class AppealAsk(Base):

@@ -119,7 +119,7 @@ class Whisker:
 
 @dataclass
 class ArmChart:
-    """Revenue per 1,000 views per arm of one experiment in one currency, with interval whiskers."""
+    """Revenue per 1,000 readers per arm of one experiment in one currency, with interval whiskers."""
 
     experiment: str
     currency: str
@@ -135,8 +135,8 @@ class ArmChart:
 def arm_chart(
     experiment: str, currency: str, arms: list[tuple[str, int | None, int | None, int | None]], best: str
 ) -> ArmChart:
-    """Bars of (arm, revenue per 1,000 views, low, high) in minor units; ``best`` is drawn apart, the
-    holdback too. An arm without views has no bar; an unbounded interval is drawn to the top."""
+    """Bars of (arm, revenue per 1,000 readers, low, high) in minor units; ``best`` is drawn apart, the
+    holdback too. An arm without readers has no bar; an unbounded interval is drawn to the top."""
     chart = ArmChart(experiment=experiment, currency=currency.upper())
     finite = [v for _, value, low, high in arms for v in (value, low, high) if v is not None]
     top = max([0, *finite])
@@ -169,7 +169,7 @@ def arm_chart(
                 width=round(bar_w, 2),
                 height=round(max(chart.zero_y - bar_top, 0.5), 2),
                 css=css,
-                title=f"{arm}: {money.display(per_mille, currency)} per 1,000 views",
+                title=f"{arm}: {money.display(per_mille, currency)} per 1,000 readers",
             )
         )
         if low is not None:

@@ -37,15 +37,13 @@ def _run(obj: Context, name: str, params: dict[str, Any], output: str | None) ->
     settings = obj.settings
     tz = reporting_zone(settings)
     if name == "experiments":
-        from paywall import clock
-        from paywall.experiments.results import refresh_counts
         from paywall.reports.service import unknown_experiment
 
         problem = unknown_experiment(settings, args.get("experiment"))
         if problem:
             raise click.UsageError(f"--experiment: {problem}")
-        # Contract 5: fold the raw events in a short write transaction of its own, then read.
-        refresh_counts(obj.db, settings, clock.now())
+        # The counts as the last fold left them, like the page and the route (the JSON envelope's
+        # counted_up_to says when): `paywall experiments rollup` first to count up to now.
     with obj.db.transaction(readonly=True) as session:
         table = report_table(session, name, args, settings)
         if output and output != "-":

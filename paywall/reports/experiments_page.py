@@ -50,13 +50,17 @@ def _arm_row(r: ArmResult) -> dict[str, Any]:
     return {
         "arm": r.arm,
         "holdback": r.holdback,
+        "readers": f"{r.counts.readers:,}",
         "views": f"{r.counts.views:,}",
         "impressions": f"{r.counts.impressions:,}",
         "clicks": f"{r.counts.clicks:,}",
         "click_rate": _percent(r.click_rate),
         "payments": f"{r.sums.payments:,}",
+        "conversions": f"{r.sums.conversions:,}",
         "payment_rate": _percent(r.payment_rate),
         "revenue": money.format_major(r.sums.total, currency) if currency else "—",
+        "per_reader": _per_mille(r.per_reader, currency),
+        "per_1000_readers": _per_mille(r.per_1000_readers, currency),
         "per_1000_views": _per_mille(r.per_1000_views, currency),
         "per_1000_impressions": _per_mille(r.per_1000_impressions, currency),
         "lift": _lift(r.lift),
@@ -65,7 +69,7 @@ def _arm_row(r: ArmResult) -> dict[str, Any]:
 
 
 def _chart_arm(r: ArmResult) -> tuple[str, int | None, int | None, int | None]:
-    est = r.per_1000_views
+    est = r.per_1000_readers
     if est is None:
         return r.arm, None, None, None
     return (
@@ -99,7 +103,8 @@ def experiment_sections(results: list[ExperimentResult]) -> list[dict[str, Any]]
                     else None,
                     "rows": [_arm_row(r) for r in arms],
                     "trustworthy": verdict.trustworthy,
-                    "why": verdict.why.removeprefix("not yet: "),
+                    "interim": verdict.interim,
+                    "why": verdict.why.removeprefix("interim: ").removeprefix("not yet: "),
                 }
             )
         sections.append(
@@ -119,3 +124,9 @@ def experiment_sections(results: list[ExperimentResult]) -> list[dict[str, Any]]
             }
         )
     return sections
+
+
+def counted_text(results: list[ExperimentResult]) -> str | None:
+    """When the counts were last folded, for the page ("2026-12-20 09:25"), or None: never."""
+    counted = next((r.counted_up_to for r in results if r.counted_up_to is not None), None)
+    return counted.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if counted else None

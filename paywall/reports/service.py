@@ -113,7 +113,7 @@ def unknown_experiment(settings: Settings, name: str | None) -> str | None:
 
 def experiments_table(session: Session, args: dict[str, Any], settings: Settings) -> Table:
     """The experiments' results (paywall/experiments/results.py): no period, an optional
-    ``experiment`` and ``currency``. Fold the raw events first (``results.refresh_counts``)."""
+    ``experiment`` and ``currency``. The counts are read as the last fold left them."""
     livemode = livemode_filter(settings, args.get("livemode"))
     table = results_table(session, settings, clock.now(), livemode, args.get("experiment"))
     if args.get("currency"):

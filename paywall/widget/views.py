@@ -71,6 +71,12 @@ def widget_js() -> Response:
     return _static("widget.js")
 
 
+@bp.get("/support/preview.js")
+def preview_js() -> Response:
+    """The preview page's loader: loads the widget only with a preview link in the URL's hash."""
+    return _static("preview.js")
+
+
 @bp.get("/support/widget.css")
 def widget_css() -> Response:
     return _static("widget.css")
@@ -207,12 +213,18 @@ def appeal() -> Any:
 
 @bp.get("/support/preview")
 def preview_page() -> Any:
-    """A plain page with a sample article and the widget in client mode, for staff previews
-    (``paywall experiments preview`` links here with ``#paywall_preview=TOKEN``)."""
+    """A plain page with a sample article, for staff previews (``paywall experiments preview``
+    links here with ``#paywall_preview=TOKEN``). The token is in the URL's hash, which the browser
+    never sends, so the page's loader (``preview.js``) looks at it and loads the widget in client
+    mode only with a preview token: without one nothing runs (no meter read, no event)."""
     settings = current_settings()
-    widget_url = settings.server.public_url.rstrip("/") + "/support/widget.js"
-    # The token is in the URL's hash, which the browser never sends: the page cannot tell.
-    page = render_template("widget/preview.html", widget_url=widget_url, site_url=None)
+    base = settings.server.public_url.rstrip("/")
+    page = render_template(
+        "widget/preview.html",
+        widget_url=base + "/support/widget.js",
+        loader_url=base + "/support/preview.js",
+        site_url=None,
+    )
     resp = Response(page, mimetype="text/html")
     resp.headers["Cache-Control"] = "private, no-store"
     resp.headers["X-Robots-Tag"] = "noindex"

@@ -74,21 +74,32 @@ def footer_ask(db: Database, subject: str, days_ago: float = 1) -> None:
         )
 
 
-def test_no_budget_every_sent_mail_is_an_ask_with_its_events(
+def test_with_a_budget_every_sent_mail_is_an_ask(
     db: Database, make: Callable[..., Settings], sink: SmtpSink
 ) -> None:
-    settings = make()
+    settings = make(max_asks=5)
     add_reader(db, "ana")
     add_reader(db, "bob")
     assert send(db, settings, sink) == Counter(sent=2)
     assert asks(db) == [("ana", CAMPAIGN), ("bob", CAMPAIGN)]
+    assert events(db) == Counter({("view", CAMPAIGN, ""): 2, ("impression", CAMPAIGN, ""): 2})
+
+
+def test_no_budget_no_ask_is_kept_but_every_sent_mail_has_its_events(
+    db: Database, make: Callable[..., Settings], sink: SmtpSink
+) -> None:
+    settings = make(max_asks=0)
+    add_reader(db, "ana")
+    add_reader(db, "bob")
+    assert send(db, settings, sink) == Counter(sent=2)
+    assert asks(db) == []  # max_asks 0: nothing reads appeal_asks, so nothing is kept
     assert events(db) == Counter({("view", CAMPAIGN, ""): 2, ("impression", CAMPAIGN, ""): 2})
     with db.transaction(readonly=True) as s:
         hashes = {e.subject for e in s.scalars(select(AppealEvent))}
     assert hashes == {subject_hash(settings, "ana"), subject_hash(settings, "bob")}  # nobody in the clear
     # A rerun sends nothing and counts nothing again.
     assert send(db, settings, sink) == Counter(already_sent=2)
-    assert len(asks(db)) == 2 and sum(events(db).values()) == 4
+    assert asks(db) == [] and sum(events(db).values()) == 4
 
 
 def test_budget_across_footer_and_mail(db: Database, make: Callable[..., Settings], sink: SmtpSink) -> None:
@@ -136,7 +147,7 @@ def test_too_new_below_min_articles(db: Database, make: Callable[..., Settings],
 def test_experiment_copy_links_and_holdback(
     db: Database, make: Callable[..., Settings], sink: SmtpSink
 ) -> None:
-    settings = make(experiments={"mail-copy": EXPERIMENT})
+    settings = make(experiments={"mail-copy": EXPERIMENT}, max_asks=5)
     experiment = appeal_settings(settings).experiments["mail-copy"]
     names = [f"r-{i}" for i in range(12)]
     for name in names:

@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from paywall import clock, signing
-from paywall.config import Settings
+from paywall.checkout.pages import offered_amounts
+from paywall.config import ConfigError, Settings
 from paywall.db import Database
 from paywall.experiments.asks import Ask, encode_ask
 from paywall.experiments.assignment import assign
@@ -353,3 +354,53 @@ def test_a_paid_checkout_is_recorded_attributed_at_thanks(
         assert [type(row).__name__ for row in rows] == kinds
         for row in rows:
             assert {key: getattr(row, key) for key in APPEAL_KEYS} == want
+
+
+def test_a_plain_list_of_presets_applies_only_in_the_default_currency(
+    browser: FlaskClient, settings: Settings
+) -> None:
+    """Amounts belong to a currency: the urgent variant's [1500, 3000] are EUR (the default
+    currency); in USD the reader gets USD's own presets and middle preset."""
+    urgent = access_token(settings, subject_in(settings, "urgent"))
+    html = browser.get(f"/donate?token={urgent}&currency=usd").get_data(as_text=True)
+    assert presets(html) == [("500", False), ("1000", True), ("2500", False), ("5000", False)]
+
+
+def test_presets_and_default_amount_per_currency(pages_settings: Callable[..., Settings]) -> None:
+    variants = {
+        "tabled": {"presets": {"eur": [700, 1400], "gbp": [300]}, "default_amount": {"gbp": 900}},
+        "plain": {"presets": [1500], "default_amount": 3000},
+    }
+    experiments = {"x": {"start": "2026-12-01", "end": "2026-12-31", "variants": variants}}
+    settings = pages_settings(appeal={"experiments": experiments})
+    found = appeal_settings(settings).experiments["x"]
+    tabled, plain = found.variant("tabled"), found.variant("plain")
+    assert offered_amounts(settings, "eur", tabled) == ([700, 1400], 700)
+    assert offered_amounts(settings, "gbp", tabled) == ([300, 900], 900)
+    assert offered_amounts(settings, "usd", tabled) == ([500, 1000, 2500, 5000], 1000)  # none named: its own
+    assert offered_amounts(settings, "eur", plain) == ([1500, 3000], 3000)
+    assert offered_amounts(settings, "gbp", plain) == ([500, 1000, 2500, 5000], 1000)
+    # The other default currency takes the plain list.
+    usd_default = pages_settings(appeal={"experiments": experiments}, donations={"default_currency": "usd"})
+    plain_usd = appeal_settings(usd_default).experiments["x"].variant("plain")
+    assert offered_amounts(usd_default, "usd", plain_usd) == ([1500, 3000], 3000)
+    assert offered_amounts(usd_default, "eur", plain_usd) == ([500, 1000, 2500, 5000], 1000)
+
+
+@pytest.mark.parametrize(
+    ("variant", "named"),
+    [
+        ({"presets": {"euro": [500]}}, "presets.euro"),
+        ({"presets": {"eur": []}}, "presets.eur"),
+        ({"presets": [0, 500]}, "presets"),
+        ({"presets": [1, 2, 3, 4, 5, 6, 7]}, "presets"),
+        ({"default_amount": {"eur": -1}}, "default_amount.eur"),
+        ({"default_amount": "lots"}, "default_amount"),
+    ],
+)
+def test_bad_presets_are_named(
+    pages_settings: Callable[..., Settings], variant: dict[str, Any], named: str
+) -> None:
+    experiments = {"x": {"start": "2026-12-01", "end": "2026-12-31", "variants": {"v": variant}}}
+    with pytest.raises(ConfigError, match=re.escape(f"variants.v.{named}")):
+        appeal_settings(pages_settings(appeal={"experiments": experiments}))

@@ -171,7 +171,7 @@ def test_the_carried_ask_names_the_same_attribution(settings: Settings) -> None:
 
 def test_the_variant_of_an_attribution(settings: Settings) -> None:
     urgent = variant_of(settings, Attribution("footer", "footer-copy", "urgent", "r"))
-    assert urgent is not None and urgent.presets == (1500, 3000)
+    assert urgent is not None and urgent.presets == {"": (1500, 3000)}  # a plain list: the default currency
     assert variant_of(settings, Attribution(DIRECT, "footer-copy", "holdback", "r")) is None
     assert variant_of(settings, Attribution("footer", "gone", "urgent", "r")) is None
     assert variant_of(settings, Attribution("footer", "", "", "r")) is None

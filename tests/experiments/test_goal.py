@@ -172,3 +172,28 @@ def test_threads_share_one_computation(
     for t in threads:
         t.join(5)
     assert results == ["7"] * 8 and len(calls) == 1
+
+
+def test_the_goal_counts_the_reports_mode_and_never_a_negative_payment(
+    db: Database, make_settings: Callable[..., Settings]
+) -> None:
+    """Test-mode payments made while trying the site out never reach a live goal line (and the
+    other way round); a payment that lost more to a dispute than it brought counts 0."""
+    with db.transaction() as s:
+        ana, bob = f.reader(s, "ana"), f.reader(s, "bob")
+        f.subscription(s, ana, status="active", livemode=True)
+        f.subscription(s, bob, status="active", livemode=False)
+        f.payment(s, ana, NOW, amount_minor=1000, livemode=True)
+        f.payment(s, bob, NOW, amount_minor=4000, livemode=False)
+        # Refunded in full and then lost a dispute (with its fee): kept -1500, counted 0.
+        f.payment(s, ana, NOW, amount_minor=1500, refunded_minor=1500, disputed_minor=1500, livemode=True)
+    with db.transaction() as s:
+        assert raised(s, NOW, "eur", livemode=True) == 1000
+        assert raised(s, NOW, "eur", livemode=False) == 4000
+        assert raised(s, NOW, "eur") == 5000  # both modes; the lost payment is 0, not -1500
+        assert supporters(s, NOW, livemode=True) == 2 and supporters(s, NOW, livemode=False) == 2
+    goal = {"kind": "amount", "text": "{raised}", "target": 100, "currency": "eur"}
+    live = make_settings({"PAYWALL_STRIPE_SECRET_KEY": "sk_live_goal"}, appeal={"goal": goal})
+    test = make_settings({"PAYWALL_STRIPE_SECRET_KEY": "sk_test_goal"}, appeal={"goal": goal})
+    assert goal_text(live, db, NOW) == "10.00 EUR"
+    assert goal_text(test, db, NOW) == "40.00 EUR"

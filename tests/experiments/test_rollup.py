@@ -17,7 +17,7 @@ from paywall.cli import main
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.experiments.rollup import fold
-from paywall.models.appeals import AppealDaily, AppealEvent
+from paywall.models.appeals import AppealAsk, AppealDaily, AppealEvent, AppealExposure
 
 NOW = dt.datetime(2026, 12, 20, 9, 30, tzinfo=dt.UTC)
 
@@ -203,3 +203,74 @@ def test_the_worker_folds_and_a_failed_fold_does_not_stop_it(
     assert worker.is_alive()  # logged, and the worker goes on
     stop.set()
     worker.join(10)
+
+
+def test_a_day_folded_early_is_counted_again_after_the_worker_was_down_for_days(
+    db: Database, settings: Settings
+) -> None:
+    day = NOW.date()
+    ten = dt.datetime(day.year, day.month, day.day, 10, tzinfo=dt.UTC)
+    add(db, ten - dt.timedelta(hours=1), subject="a")
+    run(db, settings, ten)
+    assert daily(db)[(day, "urgent", "impression", "")] == (1, 1)
+    # More events that day after the 10:00 fold; the worker is down until three days later.
+    add(db, ten + dt.timedelta(hours=3), subject="b")
+    add(db, ten + dt.timedelta(hours=4), subject="c")
+    # Stamped just before the fold, stored just after it (its request was still committing).
+    add(db, ten - dt.timedelta(seconds=20), subject="d")
+    days, _ = run(db, settings, ten + dt.timedelta(days=3))
+    assert day in days
+    assert daily(db)[(day, "urgent", "impression", "")] == (4, 4)
+    # Counted now: the next fold leaves that day alone (nothing newer than its fold).
+    days, _ = run(db, settings, ten + dt.timedelta(days=3, minutes=5))
+    assert day not in days
+    assert daily(db)[(day, "urgent", "impression", "")] == (4, 4)
+
+
+def exposures(db: Database) -> dict[tuple[str, str], tuple[str, str, dt.datetime]]:
+    with db.transaction(readonly=True) as session:
+        rows = session.scalars(select(AppealExposure)).all()
+    return {(r.experiment, r.subject): (r.variant, r.channel, r.first_at.astimezone(dt.UTC)) for r in rows}
+
+
+def test_each_reader_is_exposed_once_per_experiment_at_their_first_view(
+    db: Database, settings: Settings
+) -> None:
+    # Reader a: views on three days (the first one 5 days ago, folded after the later ones).
+    add(db, at(5, 8), "view", subject="a")
+    add(db, at(1, 9), "view", subject="a")
+    add(db, at(0, 7), "view", subject="a")
+    add(db, at(0, 8), "view", subject="a", channel="spring-mail")
+    # Reader b: an impression is no exposure; a view of the plain copy (no experiment) neither.
+    add(db, at(0, 1), "impression", subject="b")
+    add(db, at(0, 2), "view", subject="b", experiment="", variant="")
+    # Reader c: holdback, one view a day; and the same reader in another experiment.
+    add(db, at(1, 3), "view", subject="c", variant="holdback")
+    add(db, at(0, 3), "view", subject="c", variant="holdback")
+    add(db, at(0, 4), "view", subject="c", experiment="gate-copy", variant="short", channel="gate")
+    run(db, settings)
+    assert exposures(db) == {
+        ("footer-copy", "a"): ("urgent", "footer", at(5, 8)),
+        ("footer-copy", "c"): ("holdback", "footer", at(1, 3)),
+        ("gate-copy", "c"): ("short", "gate", at(0, 4)),
+    }
+    # A day folded later than the reader's later days (it was never folded: an event stored
+    # late) moves the reader's first view earlier, with that day's arm and channel.
+    add(db, at(9, 6), "view", subject="a", channel="autumn-mail")
+    run(db, settings)
+    assert exposures(db)[("footer-copy", "a")] == ("urgent", "autumn-mail", at(9, 6))
+    # Kept after the raw events are pruned, and refolding changes nothing.
+    run(db, settings, NOW + dt.timedelta(days=60))
+    assert raw_count(db) == 0
+    assert len(exposures(db)) == 3
+
+
+def test_asks_older_than_per_days_are_pruned(db: Database, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(appeal={"per_days": 7, "max_asks": 3})
+    with db.transaction() as session:
+        for days_ago in (0, 6, 7, 8, 30):
+            session.add(AppealAsk(subject="r1", asked_at=NOW - dt.timedelta(days=days_ago), channel="footer"))
+    run(db, settings)
+    with db.transaction(readonly=True) as session:
+        left = sorted(session.scalars(select(AppealAsk.asked_at)).all())
+    assert [(NOW - a.astimezone(dt.UTC)).days for a in left] == [7, 6, 0]

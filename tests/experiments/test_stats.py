@@ -82,7 +82,7 @@ def test_revenue_per_view_interval_covers(views: int, rate: float, mean_gift: in
     """Where the trust rule would look (30+ payments expected), the normal-approximation interval of
     revenue per view covers the true value (rate times mean gift) in at least 90 % of 300 synthetic
     samples (95 % nominal; 1.3 points of Monte Carlo error, and skewed gifts cost a little)."""
-    if views * rate < TRUST.min_payments:
+    if views * rate < TRUST.min_conversions:
         return
     rng = random.Random(seed)
     truth = rate * mean_gift
@@ -173,8 +173,35 @@ def test_the_trust_rule() -> None:
         {"plain": 0.01, "urgent": 0.99},
     )
     assert not early.trustworthy
-    assert "plain has 500 of 1,000 views" in early.why and "holdback has 90" in early.why
-    assert "plain has 3 of 30 payments" in early.why and "ran 3 of 7 days" in early.why
+    assert "plain has 500 of 1,000 readers" in early.why and "holdback has 90" in early.why
+    assert "plain has 3 of 30 conversions" in early.why and "ran 3 of 7 days" in early.why
     alone = judge({"only": 5000}, {"only": 90}, None, 30, {"only": 1.0})
     assert not alone.trustworthy and "nothing to compare" in alone.why
-    assert len(TRUST.reasons()) == 4
+    none = judge(enough, {"plain": 0, "urgent": 0, "holdback": 4}, "holdback", 14, {})
+    assert not none.trustworthy and none.best == "" and "no variant has a conversion" in none.why
+    assert len(TRUST.reasons()) == 5
+
+
+def test_an_interim_look_needs_more_certainty_than_the_final_verdict() -> None:
+    enough = {"plain": 5000, "urgent": 5000, "holdback": 2000}
+    paid = {"plain": 40, "urgent": 80, "holdback": 3}
+    odds = {"plain": 0.03, "urgent": 0.97}
+    final = judge(enough, paid, "holdback", 14, odds, final=True)
+    assert final.trustworthy and not final.interim and not final.why.startswith("interim")
+    interim = judge(enough, paid, "holdback", 14, odds, final=False)
+    assert not interim.trustworthy and interim.interim
+    assert interim.why.startswith("interim: not yet:") and "under 0.99" in interim.why
+    sure = judge(enough, paid, "holdback", 14, {"plain": 0.004, "urgent": 0.996}, final=False)
+    assert sure.trustworthy and sure.interim and sure.why.startswith("interim: urgent is best")
+    assert any("interim" in reason and "99%" in reason for reason in TRUST.reasons())
+
+
+def test_p_best_splits_ties_evenly() -> None:
+    """Arms that draw the same value share the win: two variants without a payment among three
+    are not decided by their order, and identical arms split evenly."""
+    nothing = p_best({"a": ArmMoney(1000, 0, 0, 0.0), "b": ArmMoney(1000, 0, 0, 0.0)}, draws=1000, seed=3)
+    assert nothing == {"a": 0.5, "b": 0.5}
+    same = ArmMoney(2000, 40, 40 * 1000, 40 * 1000.0**2)
+    even = p_best({"a": same, "b": same, "c": same}, draws=6000, seed=5)
+    assert all(abs(p - 1 / 3) < 0.03 for p in even.values())
+    assert abs(sum(even.values()) - 1.0) < 1e-9

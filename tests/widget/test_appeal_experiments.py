@@ -205,9 +205,20 @@ def test_a_bad_preview_is_a_422_naming_it(client: FlaskClient) -> None:
         assert resp.status_code == 422 and "preview" in resp.get_json()["errors"]
 
 
-def test_preview_page_carries_the_widget_in_client_mode(client: FlaskClient) -> None:
+def test_preview_page_loads_the_widget_only_with_a_preview_token(client: FlaskClient) -> None:
+    """Without ``#paywall_preview=`` in the hash the page must not run the widget for real (a meter
+    read, events): it carries a loader that checks the hash, never the widget's script itself."""
     resp = client.get("/support/preview")
     assert resp.status_code == 200 and resp.mimetype == "text/html"
     html = resp.get_data(as_text=True)
-    assert 'src="https://paywall.example.org/support/widget.js" data-mode="client"' in html
+    assert 'src="https://paywall.example.org/support/preview.js"' in html
+    assert 'data-widget="https://paywall.example.org/support/widget.js"' in html
+    assert '<script src="https://paywall.example.org/support/widget.js"' not in html
+    assert 'id="paywall-preview-missing" hidden' in html
     assert "data-paywall-body" in html and resp.headers["Cache-Control"] == "private, no-store"
+    loader = client.get("/support/preview.js")
+    assert loader.status_code == 200
+    code = loader.get_data(as_text=True)
+    # It loads the widget only after finding the preview token in the hash.
+    assert code.index("paywall_preview=") < code.index('createElement("script")')
+    assert "return;" in code[code.index("paywall_preview=") : code.index('createElement("script")')]
