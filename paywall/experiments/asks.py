@@ -21,6 +21,7 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -50,6 +51,8 @@ class Ask:
     issued: dt.datetime
     # A staff preview (never counted): the widget sends no events for it.
     preview: bool = False
+    # Random per ask (encode_ask draws one): two page views in the same second are two asks.
+    nonce: str = ""
 
 
 # Derived keys per signing key id (the kid is a hash of the public key, so it names one key).
@@ -90,7 +93,8 @@ def encode_ask(settings: Settings, ask: Ask) -> str:
         ask.subject,
         str(int(ask.issued.timestamp())),
     )
-    payload = SEPARATOR.join((*fields, "p" if ask.preview else "")).encode()
+    nonce = ask.nonce or secrets.token_urlsafe(6)
+    payload = SEPARATOR.join((*fields, "p" if ask.preview else "", nonce)).encode()
     mac = hmac.new(_keys(settings)[0], payload, hashlib.sha256).digest()[:16]
     return f"{_b64(payload)}.{_b64(mac)}"
 
@@ -108,12 +112,12 @@ def decode_ask(settings: Settings, token: object, now: dt.datetime) -> Ask:
     if not hmac.compare_digest(given, expected):
         raise InvalidAsk("bad signature")
     parts = payload.decode(errors="replace").split(SEPARATOR)
-    if len(parts) != 7 or parts[0] != VERSION or not parts[5].isdigit():
+    if len(parts) != 8 or parts[0] != VERSION or not parts[5].isdigit():
         raise InvalidAsk("not an ask")
     issued = dt.datetime.fromtimestamp(int(parts[5]), dt.UTC)
     if not issued - dt.timedelta(minutes=5) <= now <= issued + ASK_TTL:
         raise InvalidAsk("expired")
-    return Ask(parts[1], parts[2], parts[3], parts[4], issued, preview=parts[6] == "p")
+    return Ask(parts[1], parts[2], parts[3], parts[4], issued, preview=parts[6] == "p", nonce=parts[7])
 
 
 def subject_hash(settings: Settings, subject: str) -> str:

@@ -56,7 +56,7 @@ _ASKS = cast(Table, AppealAsk.__table__)
 
 
 @functools.cache
-def _inserts(dialect: str) -> tuple[Any, Any]:
+def insert_statements(dialect: str) -> tuple[Any, Any]:
     """INSERT … ON CONFLICT DO NOTHING into appeal_events and appeal_asks (Core, executemany)."""
     return (
         dialect_insert(dialect, _EVENTS).on_conflict_do_nothing(),
@@ -177,7 +177,7 @@ def write(db: Database, events: list[dict[str, Any]], spent: list[dict[str, Any]
     if not events:
         return
     with db.engine.begin() as conn:
-        into_events, into_asks = _inserts(conn.dialect.name)
+        into_events, into_asks = insert_statements(conn.dialect.name)
         conn.execute(into_events, events)
         if spent:
             conn.execute(into_asks, spent)

@@ -71,8 +71,15 @@ def _events(
     at = utc(2026, 12, 5, 9)
     batch: list[dict[str, str]] = []
     for n in range(views):
-        ask = encode_ask(settings, Ask("footer", "footer-copy", arm, f" anon:{arm}-{n}", at))
-        batch.extend({"ask": ask, "type": "view"} for _ in range(pages))
+        # One ask per page view (the appeal answer signs one per page).
+        asks = [
+            encode_ask(
+                settings, Ask("footer", "footer-copy", arm, f" anon:{arm}-{n}", at + dt.timedelta(seconds=p))
+            )
+            for p in range(pages)
+        ]
+        ask = asks[0]
+        batch.extend({"ask": a, "type": "view"} for a in asks)
         if n < impressions:
             batch.append({"ask": ask, "type": "impression"})
         if n < clicks:

@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from werkzeug.serving import make_server
 
 from paywall import auth, clock
@@ -24,7 +24,7 @@ from paywall.app import create_app
 from paywall.config import Settings
 from paywall.db import Database
 from paywall.models import ApiKey, CheckoutSession, Payout
-from paywall.models.appeals import AppealDaily
+from paywall.models.appeals import AppealDaily, AppealExposure
 from tests.support.billing_rows import dispute, payment, refund, subscription
 from tests.support.servers import serving
 
@@ -296,6 +296,8 @@ def _experiment_history(db: Database) -> None:
             ):
                 if count:
                     s.add(AppealDaily(day=day, experiment="footer-copy", variant=arm, channel="footer", type=type_, action=action, count=count, subjects=count // 3))  # fmt: skip
+            # The readers (first exposures) behind those views: three views each.
+            s.execute(insert(AppealExposure), [{"experiment": "footer-copy", "subject": f"{arm}-{n}", "variant": arm, "channel": "footer", "first_at": now - dt.timedelta(days=5)} for n in range(views // 3)])  # fmt: skip
             for i in range(paid):
                 amount = gift // 2 + (i * 7919) % gift  # a spread of gifts around the mean
                 payment(s, amount_minor=amount, currency="eur", paid_at=now - dt.timedelta(days=1 + i % 12), appeal_experiment="footer-copy", appeal_variant=arm, appeal_channel="direct" if arm == "holdback" else "footer")  # fmt: skip
@@ -314,7 +316,7 @@ def _experiment_section(page: Any, tmp_path: Path) -> None:
     assert "trustworthy" in verdict and "urgent is best" in verdict and "not" not in verdict
     usd = section.locator(".experiment-currency[data-currency=USD] .verdict").inner_text()
     assert "not trustworthy yet" in usd
-    assert section.locator("#trust-rule li").count() == 4
+    assert section.locator("#trust-rule li").count() == 5
     with page.expect_download() as info:
         section.locator("a.dl-experiment[data-format=csv]").click()
     download = info.value

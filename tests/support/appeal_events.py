@@ -12,12 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from paywall.config import Settings
-from paywall.experiments.events import MAX_EVENTS, event_rows, parse_beacon
-from paywall.models.appeals import AppealAsk, AppealEvent
+from paywall.experiments.events import MAX_EVENTS, event_rows, insert_statements, parse_beacon
 
 
 def record_events(
@@ -25,12 +23,13 @@ def record_events(
 ) -> tuple[int, int]:
     """Record ``[{"ask", "type", "action"?}, ...]`` as arrived at ``now``: (recorded, dropped)."""
     recorded = dropped = 0
+    into_events, into_asks = insert_statements(session.get_bind().dialect.name)
     for start in range(0, len(events), MAX_EVENTS):
         reported = parse_beacon({"events": events[start : start + MAX_EVENTS]})
         rows, spent, lost = event_rows(settings, reported, now)
         if rows:
-            session.execute(insert(AppealEvent), rows)
+            session.execute(into_events, rows)
         if spent:
-            session.execute(insert(AppealAsk), spent)
+            session.execute(into_asks, spent)
         recorded, dropped = recorded + len(rows), dropped + lost
     return recorded, dropped
