@@ -215,7 +215,7 @@ def probability_text(p: float) -> str:
 @dataclass(frozen=True)
 class TrustRule:
     """When an experiment's result (in one currency) is trustworthy; each number with its reason,
-    which the /reports page and docs/experiments-results.md print as they stand here.
+    which the /reports page and docs/experiments.md print as they stand here.
 
     Counted per reader (the unit the arms are drawn by) and per conversion (renewals are not new
     decisions). Before the experiment's end every verdict is an interim look, and one looks again
