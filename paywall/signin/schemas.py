@@ -99,7 +99,12 @@ class SignedInSchema(Schema):
 
 
 class SignoutRequestSchema(StrictSchema):
-    reader_token = fields.String(required=True, validate=validate.Length(min=1, max=READER_TOKEN_MAX))
+    # No NUL: every body string is refused with one (PostgreSQL cannot store it), so say so here.
+    reader_token = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=READER_TOKEN_MAX),
+        metadata={"pattern": "^[^\\u0000]*$"},
+    )
     everywhere = StrictBoolean(
         load_default=False, metadata={"description": "End every session of this reader, on every device."}
     )

@@ -488,14 +488,17 @@ def test_gunicorn_workers_buffer_and_flush_at_exit(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "paywall.cli", "db", "upgrade"], env=full, cwd=tmp_path, check=True)
     settings = load_settings(environ=env)
     db = Database(url)
-    body = json.dumps({"events": [{"ask": ask(settings), "type": "view"}]}).encode()
+
+    def body() -> bytes:  # a new page view each time (one view counts once per ask)
+        return json.dumps({"events": [{"ask": ask(settings), "type": "view"}]}).encode()
+
     headers = {"Content-Type": "text/plain;charset=UTF-8"}
     with gunicorn(env, tmp_path, workers=2) as (base, _proc):
         for _ in range(20):
-            assert http("POST", base + URL, body, headers) == (202, b'{"recorded": 1, "dropped": 0}')
+            assert http("POST", base + URL, body(), headers) == (202, b'{"recorded": 1, "dropped": 0}')
         wait_until(lambda: len(rows(db)) == 20)
         for _ in range(20):
-            http("POST", base + URL, body, headers)
+            http("POST", base + URL, body(), headers)
     # The context stopped the server (SIGTERM): the workers flushed as they went.
     assert len(rows(db)) == 40
     db.dispose()

@@ -104,7 +104,8 @@ def world(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict
         {"PAYWALL_PUBLIC_URL": service},
         server={"allowed_origins": [articles.url]},
         plans=PLANS,
-        appeal={"experiments": EXPERIMENT, "goal": GOAL_SETTINGS},
+        # A budget (generous), so the footer impressions are kept as asks.
+        appeal={"experiments": EXPERIMENT, "goal": GOAL_SETTINGS, "max_asks": 10},
     )
     box["settings"] = settings
     app = create_app(settings, db=db)
