@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import random
 import re
 from bisect import bisect_left
@@ -412,6 +413,14 @@ def test_the_results_name_the_truly_best_variant(
         assert revenue is not None and revenue.low <= _revenue_per_view(arm) <= revenue.high, arm
 
     # The truly best variant, with the stated confidence, and trustworthy by the stated rule.
+    if os.environ.get("PAYWALL_SIMULATION_TABLE"):  # the table in docs/experiments.md, with -s
+        for arm, r in arms.items():
+            lift_ = f"{r.lift.value:+.0%} [{r.lift.low:+.0%}, {r.lift.high:+.0%}]" if r.lift else ""
+            per = r.per_reader.value / 100 if r.per_reader else 0.0
+            print(f"| {arm} | {r.counts.readers:,} | {r.counts.views:,} | {r.counts.impressions:,} | "
+                  f"{r.counts.clicks:,} | {r.sums.conversions} | {r.sums.total / 100:,.2f} | {per:.3f} | "
+                  f"{lift_} | {r.p_best if r.p_best is not None else ''} |")  # fmt: skip
+        print(dict(tally.hidden), dict(tally.mail))
     verdict = result.verdicts["eur"]
     assert verdict.best == "urgent" and verdict.trustworthy, verdict.why
     assert arms["urgent"].p_best is not None and arms["urgent"].p_best >= TRUST.min_p_best
