@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from paywall import clock, signing
-from paywall.checkout.pages import offered_amounts
+from paywall.checkout.appeals import offered_amounts
 from paywall.config import ConfigError, Settings
 from paywall.db import Database
 from paywall.experiments.asks import Ask, encode_ask
