@@ -17,7 +17,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from paywall.cli import main
-from paywall.widget.events import FRONT_ROUTES
+from paywall.front import FRONT_ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
