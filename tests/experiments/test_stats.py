@@ -80,26 +80,30 @@ def _views(rng: random.Random, views: int, rate: float, mean_gift: float) -> tup
 )
 def test_revenue_per_view_interval_covers(views: int, rate: float, mean_gift: int, seed: int) -> None:
     """Where the trust rule would look (30+ payments expected), the normal-approximation interval of
-    revenue per view covers the true value (rate times mean gift) in at least 90 % of 300 synthetic
-    samples (95 % nominal; 1.3 points of Monte Carlo error, and skewed gifts cost a little)."""
+    revenue per view covers the true value (rate times mean gift) in at least 88 % of 1,000
+    synthetic samples. 95 % nominal, but skewed gifts cost a little: at the edge (30 payments
+    expected) the true coverage is about 91 % (91.2 % in 4,000 samples), and 88 % is 3.5 standard
+    errors (0.9 points each) under it, so the test fails on a real regression, not on a bad draw
+    (300 samples and 90 % failed about one run in four at the edge)."""
     if views * rate < TRUST.min_conversions:
         return
     rng = random.Random(seed)
     truth = rate * mean_gift
     covered = 0
-    for _ in range(300):
+    for _ in range(1000):
         _, total, squares = _views(rng, views, rate, mean_gift)
         est = per_unit(total, squares, views)
         assert est is not None
         covered += est.low <= truth <= est.high
-    assert covered / 300 >= 0.90, covered
+    assert covered / 1000 >= 0.88, covered
 
 
 @settings(max_examples=5)
 @given(rate=st.floats(0.01, 0.03), true_lift=st.floats(-0.3, 1.0), seed=st.integers(0, 2**32))
 def test_lift_interval_covers(rate: float, true_lift: float, seed: int) -> None:
     """The lift over the holdback (delta method on the log ratio) covers the true lift in at least
-    90 % of 200 synthetic experiments of 8,000 views an arm."""
+    89 % of 200 synthetic experiments of 8,000 views an arm (true coverage about 94.5 % over this
+    range, in 3,000 samples; 89 % is 3.4 standard errors under it)."""
     rng = random.Random(seed)
     covered = 0
     for _ in range(200):
@@ -108,7 +112,7 @@ def test_lift_interval_covers(rate: float, true_lift: float, seed: int) -> None:
         est = lift((a_sum, a_sq, 8000), (h_sum, h_sq, 8000))
         assert est is not None and est.low <= est.value <= est.high
         covered += est.low <= true_lift <= est.high
-    assert covered / 200 >= 0.90, covered
+    assert covered / 200 >= 0.89, covered
 
 
 def test_per_unit_and_lift_edges() -> None:
