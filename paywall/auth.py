@@ -16,17 +16,17 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paywall import clock
-from paywall.context import current_db
+from paywall.context import db_of
 from paywall.errors import ApiError
 from paywall.models import ApiKey
 
@@ -115,7 +115,19 @@ class KeyCache:
 
 
 def authenticate(header: str | None) -> Caller:
-    """The caller named by an ``Authorization: Bearer`` header, or a 401 ApiError."""
+    """The caller named by an ``Authorization: Bearer`` header, or a 401 ApiError (this request's)."""
+    from paywall.checkout.limits import client_address
+
+    return check_key(current_app, header, client_address)
+
+
+def check_key(app: Flask, header: str | None, address: Callable[[], str]) -> Caller:
+    """The caller named by ``header`` (``Bearer KEY``) for ``app``, or a 401/429 ApiError.
+
+    ``address`` names the client (called only when a key was offered), whose failed checks are
+    counted by the failed-key throttle. Needs no request context: a route answered in front of
+    Flask (paywall/access/endpoint.py) calls it with its environ's address.
+    """
     unauthorized = ApiError(
         401,
         "A valid API key is required (Authorization: Bearer KEY).",
@@ -127,7 +139,8 @@ def authenticate(header: str | None) -> Caller:
     # A key was offered: past too many failures from this address, it is not even checked.
     from paywall.checkout.limits import auth_retry_after, note_auth_failure
 
-    retry_after = auth_retry_after()
+    client = address()
+    retry_after = auth_retry_after(app, client)
     if retry_after is not None:
         raise ApiError(
             429,
@@ -137,14 +150,13 @@ def authenticate(header: str | None) -> Caller:
         )
     parts = split_key(header[len("Bearer ") :].strip()) if header.startswith("Bearer ") else None
     if parts is None:
-        note_auth_failure()
+        note_auth_failure(app, client)
         raise unauthorized
     key_id, secret = parts
-    cache: KeyCache = current_app.extensions["paywall.keycache"]
+    cache: KeyCache = app.extensions["paywall.keycache"]
     hit, found = cache.get(key_id)
     if not hit:
-        db = current_db()
-        with db.transaction(readonly=True) as session:
+        with db_of(app).transaction(readonly=True) as session:
             row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
             found = None if row is None else (row.name, row.role, row.secret_hash, row.revoked_at is not None)
         cache.put(key_id, found)
@@ -152,22 +164,27 @@ def authenticate(header: str | None) -> Caller:
     expected = found[2] if found else hash_secret("unknown-key")
     ok = hmac.compare_digest(hash_secret(secret), expected)
     if not found or not ok or found[3]:
-        note_auth_failure()
+        note_auth_failure(app, client)
         raise unauthorized
     return Caller(name=found[0], role=found[1])
 
 
-def authorize(*roles: str) -> Caller:
-    """This request's caller, who must hold one of ``roles`` (admin may do everything): else a 401
-    or 403 ApiError. Also kept as ``g.caller``."""
+def check_role(caller: Caller, roles: Iterable[str]) -> Caller:
+    """``caller``, who must hold one of ``roles`` (admin may do everything): else a 403 ApiError."""
     allowed = set(roles) | {"admin"}
-    caller = authenticate(request.headers.get("Authorization"))
     if caller.role not in allowed:
         raise ApiError(
             403,
             f"This key's role ({caller.role}) may not do this; needs {' or '.join(sorted(allowed))}.",
             type_="forbidden",
         )
+    return caller
+
+
+def authorize(*roles: str) -> Caller:
+    """This request's caller, who must hold one of ``roles`` (admin may do everything): else a 401
+    or 403 ApiError. Also kept as ``g.caller``."""
+    caller = check_role(authenticate(request.headers.get("Authorization")), roles)
     g.caller = caller
     return caller
 

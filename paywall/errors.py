@@ -140,7 +140,8 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-def _detail_for(errors: Mapping[str, list[str]], fallback: str) -> str:
+def detail_for(errors: Mapping[str, list[str]], fallback: str) -> str:
+    """A validation problem's detail: its first field's first message (``fallback`` with none)."""
     if not errors:
         return fallback
     field, msgs = next(iter(errors.items()))
@@ -211,7 +212,7 @@ def register_error_handlers(app: Flask) -> None:
             )
         if status == 422:
             return problem_response(
-                422, _detail_for(errors, "The request is invalid."), errors=errors, type_="validation"
+                422, detail_for(errors, "The request is invalid."), errors=errors, type_="validation"
             )
         if status == 413:
             return problem_response(

@@ -52,6 +52,8 @@ class Route:
     handlers: Mapping[str, Handler]  # method -> handler
     # Headers every answer of the route carries, errors included (CORS for the browser routes).
     extra_headers: Callable[[Environ], Headers] | None = None
+    # Methods without a handler go on to Flask (a route Flask also serves: its OPTIONS and 405).
+    others_to_app: bool = False
 
     @property
     def allow(self) -> str:
@@ -117,13 +119,13 @@ class FrontRoutes:
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         route = self.routes.get(environ.get("PATH_INFO", ""))
-        if route is None:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if route is None or (route.others_to_app and method not in route.handlers):
             return self.app(environ, start_response)
         started = time.perf_counter()
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         rid = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(rid)
-        method = environ.get("REQUEST_METHOD", "GET")
         try:
             status, body, headers = self.answer(route, method, environ)
             headers += [

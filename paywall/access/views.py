@@ -8,7 +8,7 @@ from flask import Flask, g
 from marshmallow import ValidationError
 
 from paywall import clock
-from paywall.access import comps, dismissals, service
+from paywall.access import comps, dismissals, endpoint
 from paywall.access.schemas import (
     AccessAnswerSchema,
     AccessRequestSchema,
@@ -19,7 +19,7 @@ from paywall.access.schemas import (
     RevokedSchema,
     TokenSchema,
 )
-from paywall.access.tokens import issue_access_token, sign_decision
+from paywall.access.tokens import issue_access_token
 from paywall.api import Blueprint
 from paywall.auth import require_role
 from paywall.clock import isoformat
@@ -33,31 +33,18 @@ comps_blp = Blueprint("comps", __name__, url_prefix="/v1/comps", description="Co
 NO_STORE = {"Cache-Control": "private, no-store"}
 
 
+# Served in front of Flask (paywall/access/endpoint.py: every article view waits for it); declared
+# here too, so the OpenAPI description documents it, and answered the same way if ever reached.
 @blp.route("/access", methods=["POST"])
 @require_role("site")
 @blp.arguments(AccessRequestSchema())  # an instance: webargs would build one per request
-# Documented, not re-serialized: answer_body builds exactly this shape (the contract test checks
+# Documented, not re-serialized: endpoint.answer builds exactly this shape (the contract test checks
 # every answer against the schema), and a marshmallow dump per article view is pure overhead.
 @blp.alt_response(200, schema=AccessAnswerSchema, success=True, description="OK")
 def post_access(data: dict[str, Any]) -> Any:
     """Whether the reader may read the article at its level, why, until when, their meter, the
     appeal flag and the sign-up offer; when not allowed, an access token for the widget's gate."""
-    reader, article, level = data["reader"], data["article"], data["level"]
-    now = clock.now()
-    settings = current_settings()
-
-    # One statement reads the state; only a first metered read then claims a meter slot, a second.
-    # Both stand alone (no transaction) and are safe to repeat, so the check runs on the
-    # retrying autocommit path of paywall/db/engine.py (see paywall/access/meter.py for why it is exact).
-    decision = current_db().run_idempotent(
-        lambda conn: service.evaluate(conn, settings, reader, article, now, record=True, level=level)
-    )
-    body = service.answer_body(reader, article, decision, explain=data["explain"])
-    if not decision.allowed:
-        # Server mode: the site renders the excerpt and passes this to the widget, which shows the gate.
-        token, expires = sign_decision(settings, reader, decision, now, article=article)
-        body.update(token=token, token_expires_at=isoformat(expires))
-    return body, 200, NO_STORE
+    return endpoint.answer(current_db(), current_settings(), data, clock.now()), 200, NO_STORE
 
 
 @blp.route("/access/token", methods=["POST"])
@@ -140,3 +127,4 @@ def init_app(app: Flask, api: Any) -> None:
     """Register the routes."""
     api.register_blueprint(blp)
     api.register_blueprint(comps_blp)
+    endpoint.install(app)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError
@@ -154,17 +154,16 @@ def _parsed(limits_text: str) -> list[RateLimitItem]:
     return parse_many(limits_text)
 
 
-def auth_retry_after() -> int | None:
-    """Seconds until this client address may try a key again, or None when it may now.
+def auth_retry_after(app: Flask, address: str) -> int | None:
+    """Seconds until ``address`` (``client_address``) may try a key again, or None when it may now.
 
-    The counters are the Limiter's (shared by the workers like every limit); a storage failure
-    lets the check through rather than answering 500.
+    The counters are ``app``'s Limiter's (shared by the workers like every limit); a storage
+    failure lets the check through rather than answering 500. Needs no request context.
     """
-    conf = ratelimit_settings(current_settings())
+    conf = ratelimit_settings(settings_of(app))
     if not conf.enabled:
         return None
-    strategy = limiter_for(current_app).limiter
-    address = client_address()
+    strategy = limiter_for(app).limiter
     try:
         for item in _parsed(conf.auth_failures_per_address):
             if not strategy.test(item, AUTH_FAILURES, address):
@@ -175,13 +174,12 @@ def auth_retry_after() -> int | None:
     return None
 
 
-def note_auth_failure() -> None:
-    """Count one failed key check against this client address."""
-    conf = ratelimit_settings(current_settings())
+def note_auth_failure(app: Flask, address: str) -> None:
+    """Count one failed key check against ``address`` (``client_address``)."""
+    conf = ratelimit_settings(settings_of(app))
     if not conf.enabled:
         return
-    strategy = limiter_for(current_app).limiter
-    address = client_address()
+    strategy = limiter_for(app).limiter
     try:
         for item in _parsed(conf.auth_failures_per_address):
             strategy.hit(item, AUTH_FAILURES, address)
