@@ -128,14 +128,8 @@ def check_key(app: Flask, header: str | None, address: Callable[[], str]) -> Cal
     counted by the failed-key throttle. Needs no request context: a route answered in front of
     Flask (paywall/access/endpoint.py) calls it with its environ's address.
     """
-    unauthorized = ApiError(
-        401,
-        "A valid API key is required (Authorization: Bearer KEY).",
-        type_="unauthorized",
-        headers={"WWW-Authenticate": 'Bearer realm="paywall"'},
-    )
     if not header:
-        raise unauthorized  # no key: nothing guessed, so nothing counted (always 401)
+        raise _unauthorized()  # no key: nothing guessed, so nothing counted (always 401)
     # A key was offered: past too many failures from this address, it is not even checked.
     from paywall.checkout.limits import auth_retry_after, note_auth_failure
 
@@ -151,7 +145,7 @@ def check_key(app: Flask, header: str | None, address: Callable[[], str]) -> Cal
     parts = split_key(header[len("Bearer ") :].strip()) if header.startswith("Bearer ") else None
     if parts is None:
         note_auth_failure(app, client)
-        raise unauthorized
+        raise _unauthorized()
     key_id, secret = parts
     cache: KeyCache = app.extensions["paywall.keycache"]
     hit, found = cache.get(key_id)
@@ -165,8 +159,17 @@ def check_key(app: Flask, header: str | None, address: Callable[[], str]) -> Cal
     ok = hmac.compare_digest(hash_secret(secret), expected)
     if not found or not ok or found[3]:
         note_auth_failure(app, client)
-        raise unauthorized
+        raise _unauthorized()
     return Caller(name=found[0], role=found[1])
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "A valid API key is required (Authorization: Bearer KEY).",
+        type_="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="paywall"'},
+    )
 
 
 def check_role(caller: Caller, roles: Iterable[str]) -> Caller:

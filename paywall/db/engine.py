@@ -119,6 +119,9 @@ class Database:
             pool_size=self.pool_size,
             max_overflow=self.pool_size,
             pool_recycle=1800,
+            # No ROLLBACK call when a connection goes back to the pool: in autocommit no
+            # transaction is ever open, and the access check checks one out per request.
+            pool_reset_on_return=None,
             connect_args=_pg_connect_args(self.lock_timeout_seconds, synchronous_commit=False),
         )
 

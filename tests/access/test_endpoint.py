@@ -237,12 +237,17 @@ def test_other_methods_are_flasks(send: Send, site_key: dict[str, str]) -> None:
     assert ours.status_code == 405 and "POST" in ours.headers["Allow"]
 
 
+@pytest.mark.parametrize("limit", ["3/minute", "3/minute;100/hour", "100/hour;3/minute"])
 def test_failed_keys_are_counted_by_the_front_per_address(
-    make_settings: Callable[..., Settings], db: Database, make_key: Callable[[str], dict[str, str]]
+    make_settings: Callable[..., Settings],
+    db: Database,
+    make_key: Callable[[str], dict[str, str]],
+    limit: str,
 ) -> None:
     """The failed-key throttle of paywall/checkout/limits.py counts the front's failures too, per
-    client address (X-Forwarded-For with proxy_hops), and shares its counts with Flask's routes."""
-    settings = make_settings(ratelimit={"auth_failures_per_address": "3/minute", "proxy_hops": 1})
+    client address (X-Forwarded-For with proxy_hops), and shares its counts with Flask's routes;
+    with two windows the shorter one still stops the fourth try (the longest is read first)."""
+    settings = make_settings(ratelimit={"auth_failures_per_address": limit, "proxy_hops": 1})
     app = create_app(settings, db=db)
     client = app.test_client()
     site = make_key("site")
