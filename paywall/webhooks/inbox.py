@@ -52,8 +52,17 @@ class InvalidEvent(Exception):
         self.message = message
 
 
-def verify(raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: int) -> dict[str, Any]:
-    """The event in ``raw`` if its signature matches one of ``secrets`` (rotation), else InvalidEvent."""
+_UNPARSED = object()
+NOT_JSON = object()  # ``verify(parsed=NOT_JSON)``: the caller found the body is not JSON
+
+
+def verify(
+    raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: int, *, parsed: Any = _UNPARSED
+) -> dict[str, Any]:
+    """The event in ``raw`` if its signature matches one of ``secrets`` (rotation), else InvalidEvent.
+
+    ``parsed``: ``raw`` already parsed as JSON by the caller (or ``NOT_JSON``), used only once
+    the signature matched, so the body is parsed once per request."""
     if not header:
         raise InvalidEvent("Stripe-Signature", "The Stripe-Signature header is missing.")
     try:
@@ -71,10 +80,14 @@ def verify(raw: bytes, header: str | None, secrets: tuple[str, ...], tolerance: 
         break
     else:
         raise InvalidEvent("Stripe-Signature", last_error)
-    try:
-        event = json.loads(payload)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
-        raise InvalidEvent("body", "The body is not JSON.") from None
+    if parsed is _UNPARSED:
+        try:
+            parsed = json.loads(payload)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
+            parsed = NOT_JSON
+    if parsed is NOT_JSON:
+        raise InvalidEvent("body", "The body is not JSON.")
+    event = parsed
     if not isinstance(event, dict) or event.get("object") != "event":
         raise InvalidEvent("body", "The body is not a Stripe event.")
     data = event.get("data")

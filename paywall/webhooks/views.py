@@ -1,41 +1,27 @@
-"""HTTP for the Stripe sync: POST /webhooks/stripe (signed by Stripe) and GET /v1/events (admin)."""
+"""HTTP for the Stripe sync: GET /v1/events (admin). POST /webhooks/stripe (signed by Stripe) is
+answered in front of Flask: paywall/webhooks/endpoint.py."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask
 from flask_smorest import Api
 from marshmallow import Schema, fields, validate
 
 from paywall.api import Blueprint
 from paywall.auth import require_role
 from paywall.clock import isoformat
-from paywall.context import current_db, current_settings
-from paywall.errors import ApiError, not_configured
+from paywall.context import current_db
 from paywall.models import StripeEvent
-from paywall.observability import record_webhook
 from paywall.schemas import StrictSchema
-from paywall.webhooks import inbox
+from paywall.webhooks import endpoint, inbox
 
 log = logging.getLogger(__name__)
 blp = Blueprint("webhooks", __name__, description="Stripe webhooks and the event inbox")
 
 STATUSES = ("received", "processed", "ignored", "failed")  # received: waiting for the applier
-
-
-class DeliverySchema(Schema):
-    event = fields.String(required=True, metadata={"description": "The Stripe event id."})
-    outcome = fields.String(
-        required=True,
-        metadata={
-            "description": "queued (recorded; the applier syncs it within about a second), "
-            "ignored (a type paywall does not sync, or another mode than the configured key's) or "
-            "duplicate (already recorded). What applying it did is in GET /v1/events."
-        },
-    )
 
 
 class EventQuerySchema(StrictSchema):
@@ -88,49 +74,6 @@ def event_body(row: StripeEvent) -> dict[str, Any]:
     }
 
 
-@blp.route("/webhooks/stripe", methods=["POST"])
-@blp.response(200, DeliverySchema)
-@blp.alt_response(
-    400,
-    schema="Error",
-    description="Bad, missing or stale signature, not an event, or an absurd event id or created.",
-)
-@blp.alt_response(413, schema="Error", description="Body over the size limit.")
-@blp.alt_response(503, schema="Error", description="No webhook secret set, or the database is unavailable.")
-def stripe_webhook() -> Any:
-    """Receive a Stripe event: verify its signature, record it once, answer at once.
-
-    The sync happens apart from the request, in batches (the applier that ``paywall serve``
-    runs, or ``paywall stripe apply`` workers); GET /v1/events shows each event's outcome."""
-    settings = current_settings()
-    secrets = settings.secrets.stripe_webhook_secrets
-    if not secrets:
-        raise not_configured("PAYWALL_STRIPE_WEBHOOK_SECRET", "Stripe webhooks")
-    raw = request.get_data(cache=False)
-    try:
-        event = inbox.verify(
-            raw, request.headers.get("Stripe-Signature"), secrets, settings.stripe.webhook_tolerance_seconds
-        )
-    except inbox.InvalidEvent as exc:
-        record_webhook("unverified", "rejected")
-        log.warning("stripe webhook rejected: %s", exc.message)
-        raise ApiError(400, exc.message, errors={exc.field: [exc.message]}, type_="invalid-event") from None
-    event_type = str(event.get("type", "unknown"))
-    try:
-        delivery = inbox.accept(current_db(), settings, raw, event)
-    except Exception:
-        # Answered 503 (transient) or 500 by the error handlers; Stripe retries either way.
-        record_webhook(event_type, "error")
-        raise
-    record_webhook(event_type, delivery.outcome)
-    # Ids and outcome only: the audit trail without personal data (the payload stays in the inbox).
-    log.info("stripe event %s %s: %s", delivery.event_id, event_type, delivery.outcome)
-    # The body DeliverySchema documents, built directly: the schema's dump and jsonify were a
-    # twentieth of this request's CPU, and Stripe sends every event through here.
-    body = json.dumps({"event": delivery.event_id, "outcome": delivery.outcome})
-    return Response(body, mimetype="application/json")
-
-
 @blp.route("/v1/events", methods=["GET"])
 @require_role("admin")
 @blp.arguments(EventQuerySchema, location="query")
@@ -151,5 +94,6 @@ def list_events(args: dict[str, Any]) -> Any:
 
 
 def init_app(app: Flask, api: Api) -> None:
-    """Register the routes."""
+    """Register the routes: GET /v1/events here, POST /webhooks/stripe in front of Flask."""
     api.register_blueprint(blp)
+    endpoint.install(app, api)

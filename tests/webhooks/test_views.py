@@ -310,3 +310,31 @@ def test_livemode_event_under_a_test_key_is_ignored_and_creates_nothing(
     with db.transaction(readonly=True) as session:
         stored = list(session.scalars(select(StripeEvent)))
         assert all(e.status == "ignored" and "livemode True" in (e.error or "") for e in stored)
+
+
+def test_answered_in_front_of_flask_with_request_id_and_metric(app: Flask, db: Database) -> None:
+    """POST /webhooks/stripe never reaches Flask's request machinery (paywall/webhooks/endpoint.py)
+    and keeps what it gave: the request id, nosniff, the latency metric under the route's path."""
+    from prometheus_client import REGISTRY
+
+    def refuse() -> None:
+        raise AssertionError("reached Flask")
+
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse)
+    client = app.test_client()
+    labels = {"method": "POST", "route": "/webhooks/stripe", "status": "200"}
+    before = REGISTRY.get_sample_value("paywall_http_request_duration_seconds_count", labels) or 0
+    body = body_of(CHARGE_EVENT)
+    resp = client.post(
+        "/webhooks/stripe",
+        data=body,
+        headers={"Stripe-Signature": sign(body), "X-Request-ID": "abc123def456"},
+        content_type="application/json",
+    )
+    assert resp.status_code == 200 and resp.get_json() == {"event": CHARGE_EVENT["id"], "outcome": "queued"}
+    assert resp.headers["X-Request-ID"] == "abc123def456"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert REGISTRY.get_sample_value("paywall_http_request_duration_seconds_count", labels) == before + 1
+    wrong = client.get("/webhooks/stripe")
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
+    assert count(db, StripeEvent) == 1
