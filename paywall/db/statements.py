@@ -1,13 +1,32 @@
-"""INSERT statements that differ by database: the one place that switches on PostgreSQL or SQLite."""
+"""Statements that differ by database: the one place that switches on PostgreSQL or SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import any_, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+
+def _dialect(where: Session | Connection | str) -> str:
+    if isinstance(where, str):
+        return where
+    if isinstance(where, Session):
+        return where.get_bind().dialect.name
+    return where.dialect.name
+
+
+def one_of(where: Session | Connection | str, column: Any, values: Iterable[Any]) -> Any:
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter whatever the
+    count, so the driver parses (and caches) one short statement instead of a new one with
+    hundreds of placeholders for every batch of the Stripe applier."""
+    wanted = list(values)
+    if _dialect(where) == "postgresql":
+        return column == any_(literal(wanted, postgresql.ARRAY(column.type)))
+    return column.in_(wanted)
 
 
 def dialect_insert(where: Session | Connection | str, target: Any) -> Any:
@@ -15,12 +34,7 @@ def dialect_insert(where: Session | Connection | str, target: Any) -> Any:
     ``on_conflict_do_nothing`` and ``on_conflict_do_update``.
 
     Both dialects spell ON CONFLICT the same way, so callers write it once."""
-    if isinstance(where, str):
-        dialect = where
-    elif isinstance(where, Session):
-        dialect = where.get_bind().dialect.name
-    else:
-        dialect = where.dialect.name
+    dialect = _dialect(where)
     if dialect == "postgresql":
         return postgresql.insert(target)
     if dialect == "sqlite":

@@ -49,13 +49,13 @@ from paywall.models import (
     StripePrice,
     Subscription,
 )
-from paywall.readers.erased import is_erased, stripe_identities
+from paywall.readers.erased import any_erased, is_erased, stripe_identities
 from paywall.webhooks.handlers import HANDLERS, related_ids
 from paywall.webhooks.inbox import lock_key, source_of, take_locks
 from paywall.webhooks.readers import redact
 from paywall.webhooks.sync.derived import settled
 from paywall.webhooks.sync.fields import InvalidField
-from paywall.webhooks.sync.rows import prefetch
+from paywall.webhooks.sync.rows import prefetch, prefetch_readers
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,20 @@ def _related(row: Claimed) -> set[str]:
     return ids
 
 
+def _reader_names(row: Claimed) -> list[Any]:
+    """The reader fields of a claimed event's object (``rows.reader_named`` reads the same)."""
+    obj = row.payload.get("data", {}).get("object", {})
+    if not isinstance(obj, Mapping):
+        return []
+    meta = obj.get("metadata")
+    return [obj.get("client_reference_id"), meta.get("reader") if isinstance(meta, Mapping) else None]
+
+
 def _prepare_batch(session: Session, rows: Sequence[Claimed]) -> dict[int, set[str]]:
     """Before applying: the advisory locks of every object the batch touches, all at once in
     ascending order, so two batches cannot deadlock (PostgreSQL; SQLite's write lock already
-    serializes); the rows of those objects, one query per table (``rows.prefetch``); and whether
+    serializes); the rows of those objects, one query per table (``rows.prefetch``), and the
+    readers they name; and whether
     any identity the batch names is erased, in one query. Returns each event's identities."""
     related = {row.id: _related(row) for row in rows}
     if session.get_bind().dialect.name == "postgresql":
@@ -178,7 +188,10 @@ def _prepare_batch(session: Session, rows: Sequence[Claimed]) -> dict[int, set[s
                 by_table.setdefault(_PREFETCH[prefix], set()).add(stripe_id)
     for (model, column), keys in by_table.items():
         prefetch(session, model, column, keys)
-    identities = {row.id: stripe_identities(row.payload) for row in rows}
+    prefetch_readers(session, (name for row in rows for name in _reader_names(row)))
+    # With no erasure at all (one query), no payload needs walking for the identities it names.
+    erasures = any_erased(session)
+    identities = {row.id: stripe_identities(row.payload) if erasures else set() for row in rows}
     everyone = set().union(*identities.values())
     if everyone:
         is_erased(session, everyone)

@@ -26,10 +26,12 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from paywall.db.statements import one_of
 from paywall.models import (
     CheckoutSession,
     Dispute,
     Invoice,
+    OutboxMessage,
     Payment,
     Refund,
     StripeCustomer,
@@ -116,18 +118,25 @@ def settle(session: Session) -> None:
     _settle_links(session)
     _settle_payment_failed(session)
     pending: dict[str, set[str]] = session.info.pop(PENDING_RELINK, {})
-    conds = [getattr(Payment, column).in_(sorted(values)) for column, values in sorted(pending.items())]
+    conds = [
+        one_of(session, getattr(Payment, column), sorted(values))
+        for column, values in sorted(pending.items())
+    ]
     if not conds:
         return
     payments = list(session.scalars(select(Payment).where(or_(*conds)).order_by(Payment.id)))
     session.info[MONEY_ROWS] = _money_rows(session, {p.stripe_charge_id for p in payments})
-    session.info[CHECKOUTS] = _checkouts(session, payments)
+    session.info[INVOICES] = _invoices(session, payments)
+    # The invoice ids relinking will fill in name Checkout Sessions too: read them in the same query.
+    invoice_ids = {inv.stripe_invoice_id for inv in (_find_invoice(session, p) for p in payments) if inv}
+    session.info[CHECKOUTS] = _checkouts(session, payments, invoice_ids)
+    session.info[RECEIPTS] = receipts_of(session, payments)
     try:
         for payment in payments:
             relink_payment(session, payment)
     finally:
-        session.info.pop(MONEY_ROWS, None)
-        session.info.pop(CHECKOUTS, None)
+        for key in (MONEY_ROWS, CHECKOUTS, INVOICES, RECEIPTS):
+            session.info.pop(key, None)
 
 
 # While settle re-derives a group of payments: charge id -> (its refunds, its disputes), read
@@ -140,10 +149,12 @@ def _money_rows(session: Session, charge_ids: set[str]) -> dict[str, tuple[list[
     wanted = sorted(charge_ids)
     for start in range(0, len(wanted), 500):
         part = wanted[start : start + 500]
-        for refund in session.scalars(select(Refund).where(Refund.stripe_charge_id.in_(part))):
+        for refund in session.scalars(select(Refund).where(one_of(session, Refund.stripe_charge_id, part))):
             rows[str(refund.stripe_charge_id)][0].append(refund)
         for dispute in session.scalars(
-            select(Dispute).where(Dispute.stripe_charge_id.in_(part)).order_by(Dispute.opened_at, Dispute.id)
+            select(Dispute)
+            .where(one_of(session, Dispute.stripe_charge_id, part))
+            .order_by(Dispute.opened_at, Dispute.id)
         ):
             rows[str(dispute.stripe_charge_id)][1].append(dispute)
     return rows
@@ -181,11 +192,40 @@ def settled(session: Session, *, savepoint: bool = True) -> Iterator[None]:
         raise
 
 
+# While settle re-derives a group of payments: the invoices that name any of their charges or
+# payment intents (``_find_invoice``'s fallback), read in one query, and the ids it covered.
+INVOICES = "paywall.webhooks.invoices"
+
+
+def _invoices(session: Session, payments: list[Payment]) -> tuple[list[Invoice], set[str]]:
+    charges = sorted({p.stripe_charge_id for p in payments})
+    intents = sorted({p.stripe_payment_intent_id for p in payments if p.stripe_payment_intent_id})
+    if not payments or len(charges) + len(intents) > 1000:
+        return [], set()  # a very large group: each payment asks for its own
+    query = select(Invoice).where(
+        or_(
+            one_of(session, Invoice.stripe_charge_id, charges),
+            one_of(session, Invoice.stripe_payment_intent_id, intents),
+        )
+    )
+    return list(session.scalars(query.order_by(Invoice.id))), {*charges, *intents}
+
+
 def _find_invoice(session: Session, p: Payment) -> Invoice | None:
     if p.stripe_invoice_id:
         found = find_row(session, Invoice, Invoice.stripe_invoice_id, p.stripe_invoice_id)
         if found is not None:
             return found
+    known: tuple[list[Invoice], set[str]] | None = session.info.get(INVOICES)
+    intent = p.stripe_payment_intent_id
+    if known is not None and p.stripe_charge_id in known[1] and (not intent or intent in known[1]):
+        matching = (
+            inv
+            for inv in known[0]
+            if inv.stripe_charge_id == p.stripe_charge_id
+            or (intent and inv.stripe_payment_intent_id == intent)
+        )
+        return next(matching, None)
     conds = [Invoice.stripe_charge_id == p.stripe_charge_id]
     if p.stripe_payment_intent_id:
         conds.append(Invoice.stripe_payment_intent_id == p.stripe_payment_intent_id)
@@ -207,11 +247,13 @@ def _checkout_keys(p: Payment) -> set[tuple[str, str]]:
 
 
 def _checkouts(
-    session: Session, payments: list[Payment]
+    session: Session, payments: list[Payment], invoice_ids: set[str]
 ) -> tuple[list[CheckoutSession], set[tuple[str, str]]]:
     keys = set().union(*(_checkout_keys(p) for p in payments)) if payments else set()
+    keys |= {("stripe_invoice_id", i) for i in invoice_ids}
     conds = [
-        column.in_(sorted(value for key, value in keys if key == name)) for name, column in _CHECKOUT_KEYS
+        one_of(session, column, sorted(value for key, value in keys if key == name))
+        for name, column in _CHECKOUT_KEYS
     ]
     if not keys:
         return [], keys
@@ -286,8 +328,28 @@ def relink_payment(session: Session, p: Payment) -> bool:
     if p.kind == "donation":
         queue_receipt(session, p)
     elif before["kind"] == "donation":
-        withdraw_pending(session, f"receipt:{p.stripe_charge_id}", "not a donation")
+        known = session.info.get(RECEIPTS)
+        # Nothing to withdraw when settle's look-up found no receipt queued for the charge.
+        if known is None or known.get(p.stripe_charge_id) is not None:
+            withdraw_pending(session, f"receipt:{p.stripe_charge_id}", "not a donation")
     return changed
+
+
+# While settle re-derives a group of payments: charge id -> its queued receipt (or None), read in
+# one query, so a payment that turns out not to be a donation asks again only when one exists.
+RECEIPTS = "paywall.webhooks.receipts"
+
+
+def receipts_of(session: Session, payments: list[Payment]) -> dict[str, OutboxMessage | None]:
+    """The receipts queued for these payments' charges, by charge id (None: none queued)."""
+    found: dict[str, OutboxMessage | None] = {p.stripe_charge_id: None for p in payments}
+    keys = sorted(f"receipt:{cid}" for cid in found)
+    for start in range(0, len(keys), 500):
+        for msg in session.scalars(
+            select(OutboxMessage).where(one_of(session, OutboxMessage.dedupe_key, keys[start : start + 500]))
+        ):
+            found[msg.dedupe_key.removeprefix("receipt:")] = msg
+    return found
 
 
 def _refresh_plan(session: Session, p: Payment, sub: Subscription | None) -> None:

@@ -3,14 +3,16 @@ names, and the guard that keeps an erased person's details out."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from paywall.db.statements import dialect_insert, one_of
+from paywall.models import Reader
 from paywall.readers.erased import mentions_erased
-from paywall.readers.service import ensure_reader
-from paywall.webhooks.sync.fields import Obj, read_text
+from paywall.webhooks.sync.fields import InvalidField, Obj, read_text
 
 T = TypeVar("T")
 ROW_CACHE = "paywall.webhooks.rows"
@@ -44,7 +46,7 @@ def prefetch(session: Session, model: type[Any], column: Any, keys: set[str]) ->
     wanted = sorted(key for key in keys if (model, key) not in cache)
     for start in range(0, len(wanted), 500):
         part = wanted[start : start + 500]
-        for row in session.scalars(select(model).where(column.in_(part))):
+        for row in session.scalars(select(model).where(one_of(session, column, part))):
             cache[(model, getattr(row, column.key))] = row
         for key in part:
             cache.setdefault((model, key), MISSING)
@@ -68,8 +70,47 @@ def reader_named(session: Session, external_id: Any) -> int | None:
         return None
     known: dict[str, int] = session.info.setdefault(READER_IDS, {})
     if name not in known:
-        known[name] = ensure_reader(session, name).id
+        known[name] = _ensure_reader_id(session, name)
     return known[name]
+
+
+def _ensure_reader_id(session: Session, name: str) -> int:
+    """The id of the reader ``name``, created bare if missing: INSERT … ON CONFLICT DO NOTHING
+    RETURNING, then a read if another writer won the race. Core statements on the table, so the
+    session is not flushed: an ORM look-up here flushed the batch's pending rows once per
+    purchase, a statement per row and table instead of one per table for the batch."""
+    table = Reader.__table__
+    conn = session.connection()  # not session.execute: that would flush the pending rows first
+    inserted = conn.execute(
+        dialect_insert(session, table)
+        .values(external_id=name)
+        .on_conflict_do_nothing(index_elements=["external_id"])
+        .returning(table.c.id)
+    ).scalar()
+    if inserted is not None:
+        return int(inserted)
+    return int(conn.execute(select(table.c.id).where(table.c.external_id == name)).scalar_one())
+
+
+def _reader_name(value: Any) -> str | None:
+    try:
+        return read_text(value, 128)
+    except InvalidField:
+        return None  # the handler fails the event on it, naming the field
+
+
+def prefetch_readers(session: Session, names: Iterable[Any]) -> None:
+    """Look up the readers these Stripe fields name in one query, for ``reader_named``: a batch of
+    purchases names a reader in each, and one look-up each was a statement (and a flush) apiece."""
+    known: dict[str, int] = session.info.setdefault(READER_IDS, {})
+    wanted = sorted({n for value in names if (n := _reader_name(value)) is not None} - known.keys())
+    table = Reader.__table__
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        for reader_id, external_id in session.execute(
+            select(table.c.id, table.c.external_id).where(one_of(session, table.c.external_id, part))
+        ):
+            known[external_id] = reader_id
 
 
 PERSONAL_FIELDS = ("email", "name")
