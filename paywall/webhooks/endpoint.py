@@ -39,7 +39,7 @@ log = logging.getLogger("paywall.webhooks.views")  # the logger the Flask view u
 PATH = "/webhooks/stripe"
 
 
-def parse_event(raw: bytes) -> Any:
+def parse_event(raw: bytes, *, is_json: bool = True) -> Any:
     """The body parsed once, before the signature check, or ``inbox.NOT_JSON`` (the check then
     names the body). A body the parser crashes on is the 400 of every JSON route."""
     try:
@@ -50,6 +50,8 @@ def parse_event(raw: bytes) -> Any:
         return inbox.NOT_JSON
     except ValueError:  # a number of more than 4,300 digits
         message = "A number has too many digits."
+    if not is_json:
+        return inbox.NOT_JSON  # as before any Flask view: only a JSON body was checked this way
     raise ApiError(
         400, f"The request body is not usable JSON: {message}", errors={"body": [message]}, type_="malformed"
     )
@@ -86,7 +88,8 @@ class StripeWebhook:
             raise not_configured("PAYWALL_STRIPE_WEBHOOK_SECRET", "Stripe webhooks")
         raw = front.read_body(environ, settings.server.max_body_bytes)
         # Parsed once here, for the 400 above and for verify (which used to parse it again).
-        parsed = parse_event(raw)
+        media = front.media_type(environ)
+        parsed = parse_event(raw, is_json=media == "application/json" or media.endswith("+json"))
         try:
             event = inbox.verify(
                 raw,

@@ -338,3 +338,17 @@ def test_answered_in_front_of_flask_with_request_id_and_metric(app: Flask, db: D
     wrong = client.get("/webhooks/stripe")
     assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
     assert count(db, StripeEvent) == 1
+
+
+def test_unusable_json_is_checked_before_the_signature_only_for_a_json_body(client: FlaskClient) -> None:
+    """As before the route left Flask: a JSON body the parser crashes on is the 400 of every JSON
+    route (naming the body); any other body goes to the signature check first."""
+    nested = b"[" * 100_000 + b"]" * 100_000
+    as_json = client.post("/webhooks/stripe", data=nested, content_type="application/json")
+    assert as_json.status_code == 400 and as_json.get_json()["errors"] == {"body": ["Nested too deeply."]}
+    as_text = client.post("/webhooks/stripe", data=nested, content_type="text/plain")
+    assert as_text.status_code == 400 and "Stripe-Signature" in as_text.get_json()["errors"]
+    signed = client.post(
+        "/webhooks/stripe", data=nested, content_type="text/plain", headers={"Stripe-Signature": sign(nested)}
+    )
+    assert signed.status_code == 400 and signed.get_json()["errors"] == {"body": ["The body is not JSON."]}
