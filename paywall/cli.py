@@ -162,7 +162,8 @@ def _safe_url(url: str) -> str:
 )
 @pass_ctx
 def serve(obj: Context, bind: str | None, apply: bool | None) -> None:
-    """Run the web service under gunicorn with config/gunicorn.conf.py, and the Stripe applier."""
+    """Run the web service under gunicorn with config/gunicorn.conf.py, the Stripe applier and,
+    with [server] events_bind, the beacon intake."""
     obj.check_signing()
     bind = bind or obj.settings.server.bind
     os.environ["PAYWALL_BIND"] = bind
@@ -170,11 +171,13 @@ def serve(obj: Context, bind: str | None, apply: bool | None) -> None:
     args.append("paywall.wsgi:app")
     if apply is None:
         apply = obj.settings.stripe.apply_with_server
-    if not apply:
+    events_bind = obj.settings.server.events_bind
+    if not apply and not events_bind:
         os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
     from paywall.supervise import serve_with_applier
 
-    sys.exit(serve_with_applier(args, appliers=obj.settings.stripe.appliers))
+    appliers = obj.settings.stripe.appliers if apply else 0
+    sys.exit(serve_with_applier(args, appliers=appliers, events_bind=events_bind))
 
 
 @main.group()

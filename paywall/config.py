@@ -54,6 +54,8 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "PAYWALL_BIND": ("server", "bind"),
     "PAYWALL_PUBLIC_URL": ("server", "public_url"),
     "PAYWALL_ALLOWED_ORIGINS": ("server", "allowed_origins"),
+    "PAYWALL_EVENTS_BIND": ("server", "events_bind"),
+    "PAYWALL_EVENTS_URL": ("server", "events_url"),
     "PAYWALL_DATABASE_URL": ("database", "url"),
     "PAYWALL_STRIPE_API_BASE": ("stripe", "api_base"),
     "PAYWALL_SMTP_HOST": ("mail", "smtp_host"),
@@ -98,12 +100,24 @@ class ServerSettings:
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = 1048576
     allowed_origins: list[str] = field(default_factory=list)
+    # The beacon intake (paywall/widget/intake.py): HOST:PORT it listens on ("" = none: the web
+    # workers answer /support/events), and the public base URL the widget sends beacons to.
+    events_bind: str = ""
+    events_url: str = ""
 
     def __post_init__(self) -> None:
         host, sep, port = self.bind.rpartition(":")
         if not self.bind.startswith("unix:") and not (sep and host and port.isdigit()):
             raise ConfigError(f"server.bind: {self.bind!r} is not HOST:PORT (or unix:PATH)")
         check_url("server.public_url", self.public_url)
+        if self.events_bind:
+            host, sep, port = self.events_bind.rpartition(":")
+            if not (sep and host and port.isdigit()):
+                raise ConfigError(f"server.events_bind: {self.events_bind!r} is not HOST:PORT")
+            if self.events_bind == self.bind:
+                raise ConfigError("server.events_bind: must differ from server.bind")
+        if self.events_url:
+            check_url("server.events_url", self.events_url)
         for origin in self.allowed_origins:
             check_url("server.allowed_origins", origin, origin_only=True)
         if self.max_body_bytes < 1:

@@ -1,4 +1,5 @@
-"""``paywall serve`` with its applier: gunicorn and one ``paywall stripe apply`` side by side.
+"""``paywall serve`` with its helpers: gunicorn, the ``paywall stripe apply`` appliers and, with
+``[server] events_bind``, the beacon intake (``paywall experiments intake``), side by side.
 
 One command is a complete service: the web processes record Stripe's events and answer at once,
 the applier beside them syncs what was recorded. This process only watches the two children:
@@ -7,8 +8,9 @@ the applier beside them syncs what was recorded. This process only watches the t
   SIGUSR1 to reopen logs, SIGUSR2 to upgrade) go to gunicorn; SIGTERM, SIGINT and SIGQUIT go to
   both, and this process exits with gunicorn's status once both have stopped;
 - an applier that dies is started again (after a pause that grows while it keeps dying), since
-  nothing is lost meanwhile: the events wait in the inbox;
-- gunicorn exiting ends the service: the applier is stopped too.
+  nothing is lost meanwhile: the events wait in the inbox; so is the intake (the widget's beacons
+  sent meanwhile are lost: nothing depends on one; the web workers' /support/events still works);
+- gunicorn exiting ends the service: the applier and the intake are stopped too.
 
 Why not a thread in gunicorn: the workers fork, and a thread in the master would be copied
 mid-lock into every worker; a thread in each worker would take the GIL from the requests that
@@ -37,6 +39,19 @@ TO_BOTH = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 APPLIER_NICE = 10
 
 
+def intake_command(bind: str) -> list[str]:
+    """This interpreter running ``paywall experiments intake`` on ``bind`` (nice: its own default)."""
+    return [
+        sys.executable,
+        "-c",
+        "from paywall.cli import main; main()",
+        "experiments",
+        "intake",
+        "--bind",
+        bind,
+    ]
+
+
 def applier_command() -> list[str]:
     """This interpreter running ``paywall stripe apply`` (the same install, the same settings)."""
     return [
@@ -50,11 +65,14 @@ def applier_command() -> list[str]:
     ]
 
 
-class _Applier:
-    """One applier process slot: started, watched, started again after a pause that grows while
-    it keeps dying (say, the database refuses logins), stopped with the server."""
+class _Child:
+    """One helper process slot (an applier, the intake): started, watched, started again after a
+    pause that grows while it keeps dying (say, the database refuses logins), stopped with the
+    server."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str], name: str) -> None:
+        self.command = command
+        self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.started = self.next_start = 0.0
@@ -65,8 +83,8 @@ class _Applier:
         if self.proc is not None:
             # An applier that ran for a while starts again at once; a crash loop backs off.
             self.restarts = self.restarts + 1 if now - self.started < 60 else 0
-            log.warning("stripe applier exited with %s; starting it again", self.proc.returncode)
-        self.proc = subprocess.Popen(applier_command())  # noqa: S603 - our own interpreter
+            log.warning("%s exited with %s; starting it again", self.name, self.proc.returncode)
+        self.proc = subprocess.Popen(self.command)  # noqa: S603 - our own interpreter
         self.started, self.next_start = now, now + min(60.0, 2.0**self.restarts)
 
     def terminate(self) -> None:
@@ -83,11 +101,15 @@ class _Applier:
             self.proc.wait()
 
 
-def serve_with_applier(server_args: list[str], *, appliers: int = 1, poll_seconds: float = 0.5) -> int:
-    """Run gunicorn (``server_args``) and ``appliers`` appliers until gunicorn exits; its exit
-    status."""
+def serve_with_applier(
+    server_args: list[str], *, appliers: int = 1, events_bind: str = "", poll_seconds: float = 0.5
+) -> int:
+    """Run gunicorn (``server_args``), ``appliers`` appliers and, with ``events_bind``, the beacon
+    intake until gunicorn exits; its exit status."""
     server = subprocess.Popen(server_args)  # noqa: S603 - our own interpreter and arguments
-    slots = [_Applier() for _ in range(appliers)]
+    slots = [_Child(applier_command(), "stripe applier") for _ in range(appliers)]
+    if events_bind:
+        slots.append(_Child(intake_command(events_bind), "appeal events intake"))
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:

@@ -78,3 +78,25 @@ def rollup(obj: Context) -> None:
         done = fold(session, obj.settings, clock.now())
     days = ", ".join(day.isoformat() for day in done.days) or "none"
     click.echo(f"counted days: {days}; raw events pruned: {done.pruned}")
+
+
+@cli.command("intake")
+@click.option("--bind", default=None, help="HOST:PORT (default: [server] events_bind).")
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=None,
+    help="Lower this process's scheduling priority by this much (default 10: the web workers first).",
+)
+@pass_ctx
+def intake(obj: Context, bind: str | None, nice: int | None) -> None:
+    """Serve POST /support/events (the widget's beacons) in a small process of its own (paywall
+    serve starts it when [server] events_bind is set)."""
+    from paywall.app import create_app
+    from paywall.widget import intake as beacon_intake
+
+    bind = bind or obj.settings.server.events_bind
+    if not bind:
+        raise click.ClickException("set [server] events_bind (PAYWALL_EVENTS_BIND) or pass --bind HOST:PORT")
+    app = create_app(obj.settings, db=obj.db)
+    beacon_intake.run(app, bind, beacon_intake.INTAKE_NICE if nice is None else nice)

@@ -1,0 +1,264 @@
+"""The beacon intake (paywall/widget/intake.py): POST /support/events served by a process of its
+own, answering exactly as the web workers' route does, with its small HTTP/1.1 (keep-alive,
+pipelining, requests split across packets, Expect: 100-continue, refusals that close), the
+events written when it stops; and ``paywall serve`` starting it, at a lower priority."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paywall.app import create_app
+from paywall.config import ConfigError, Settings
+from paywall.db import Database
+from paywall.widget import intake
+from tests.support.faults import free_port, wait_healthy
+from tests.widget.test_events import ask, asks, rows
+
+ORIGIN = "https://news.example.org"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(appeal={"max_asks": 3}, server={"allowed_origins": [ORIGIN]})
+
+
+@pytest.fixture
+def served(settings: Settings, db: Database) -> Iterator[int]:
+    """The intake on a free port, in a thread of its own with its own event loop; stopped (and its
+    buffered events written) at the end of the test, or by ``stop_intake``."""
+    app = create_app(settings, db=db)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    port: list[int] = []
+    ready = threading.Event()
+
+    def ran(bound: int) -> None:
+        port.append(bound)
+        ready.set()
+
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(intake.serve(app, "127.0.0.1", 0, stop=stop, ready=ran))
+    )
+    thread.start()
+    assert ready.wait(10)
+    STOPS[port[0]] = lambda: (loop.call_soon_threadsafe(stop.set), thread.join(10))
+    try:
+        yield port[0]
+    finally:
+        STOPS.pop(port[0])()
+        loop.close()
+
+
+STOPS: dict[int, Callable[[], Any]] = {}
+
+
+def stop_intake(port: int) -> None:
+    STOPS[port]()
+
+
+def post(conn: http.client.HTTPConnection, events: list[dict[str, Any]], **headers: str) -> Any:
+    headers.setdefault("Content-Type", "text/plain;charset=UTF-8")
+    conn.request("POST", "/support/events", body=json.dumps({"events": events}), headers=headers)
+    resp = conn.getresponse()
+    return resp.status, dict(resp.getheaders()), json.loads(resp.read() or b"null")
+
+
+def raw(port: int, data: bytes, *, pause: float = 0.0, parts: int = 1) -> bytes:
+    """Send ``data`` (in ``parts`` pieces, ``pause`` s apart) and read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        step = -(-len(data) // parts)
+        for start in range(0, len(data), step):
+            sock.sendall(data[start : start + step])
+            time.sleep(pause)
+        sock.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+        return got
+
+
+def test_beacons_are_recorded_over_one_kept_alive_connection(
+    served: int, settings: Settings, db: Database
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served, timeout=5)
+    first, second = ask(settings, subject="reader-1"), ask(settings, subject="reader-2")
+    status, headers, body = post(
+        conn, [{"ask": first, "type": "view"}, {"ask": first, "type": "impression"}], Origin=ORIGIN
+    )
+    assert (status, body) == (202, {"recorded": 2, "dropped": 0})
+    assert headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Request-ID"]
+    assert "Connection" not in headers  # kept alive
+    status, _, body = post(conn, [{"ask": second, "type": "view"}, {"ask": "forged", "type": "view"}])
+    assert (status, body) == (202, {"recorded": 1, "dropped": 1})
+    conn.close()
+    stop_intake(served)  # a clean stop writes what the intake buffered
+    recorded = rows(db)
+    assert sorted(r.type for r in recorded) == ["impression", "view", "view"]
+    assert {r.variant for r in recorded} == {"urgent"}
+    assert [a.subject for a in asks(db)] == ["reader-1"]  # the impression spent a footer ask
+
+
+def test_answers_are_the_routes_own(served: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served, timeout=5)
+    status, headers, body = post(conn, [{"ask": "x", "type": "nope"}])
+    assert status == 422
+    assert headers["Content-Type"] == "application/problem+json"
+    assert "events.0.type" in body["errors"]
+    status, _, body = post(conn, [], Origin="https://elsewhere.example")
+    assert status == 403
+    status, _, body = post(conn, [], **{"Content-Type": "image/png"})
+    assert (status, body["type"].rsplit("/", 1)[1]) == (415, "unsupported-media-type")
+    conn.request("OPTIONS", "/support/events", headers={"Origin": ORIGIN})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200
+    assert resp.getheader("Access-Control-Allow-Methods") == "GET, POST"
+    conn.request("GET", "/support/events")
+    resp = conn.getresponse()
+    resp.read()
+    assert (resp.status, resp.getheader("Allow")) == (405, "OPTIONS, POST")
+    conn.request("GET", "/healthz")
+    resp = conn.getresponse()
+    assert (resp.status, json.loads(resp.read())) == (200, {"status": "ok"})
+    conn.request("GET", "/v1/access")  # nothing else is served here
+    resp = conn.getresponse()
+    assert resp.status == 404
+    assert json.loads(resp.read())["status"] == 404
+
+
+def test_pipelined_split_and_continued_requests(served: int, settings: Settings) -> None:
+    body = json.dumps({"events": [{"ask": ask(settings), "type": "view"}]}).encode()
+    one = (
+        b"POST /support/events HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    # Two requests in one packet, then the last one closing: three answers, in order.
+    last = one.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+    got = raw(served, one + one + last)
+    assert got.count(b"HTTP/1.1 202 Accepted") == 3
+    assert got.count(b"Connection: close") == 1
+    # The same request cut into pieces that arrive apart.
+    got = raw(served, last, pause=0.05, parts=7)
+    assert got.startswith(b"HTTP/1.1 202 Accepted") and got.endswith(b'"dropped": 0}')
+    # Expect: 100-continue: the interim answer before the body is sent.
+    head, _, payload = last.partition(b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
+        sock.sendall(head + b"\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(payload)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 202 Accepted")
+    # HTTP/1.0 closes unless asked to keep alive.
+    got = raw(served, last.replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n").replace(b"Connection: close\r\n", b""))
+    assert got.startswith(b"HTTP/1.1 202") and b"Connection: close" in got
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"POST /support/events HTTP/1.1\r\nbad header\r\n\r\n", 400),
+        (b"POST /support/events HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+        (b"POST /support/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),
+        (b"POST /support/events HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+    ],
+)
+def test_refusals_are_problems_and_close(served: int, request_bytes: bytes, status: int) -> None:
+    got = raw(served, request_bytes)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"Connection: close" in head
+    assert json.loads(body)["status"] == status
+
+
+def test_the_settings_are_checked(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(
+        {"PAYWALL_EVENTS_BIND": "127.0.0.1:8001", "PAYWALL_EVENTS_URL": "https://e.example"}
+    )
+    assert (settings.server.events_bind, settings.server.events_url) == (
+        "127.0.0.1:8001",
+        "https://e.example",
+    )
+    with pytest.raises(ConfigError, match=r"server\.events_bind"):
+        make_settings({"PAYWALL_EVENTS_BIND": "8001"}).server  # noqa: B018 - building the section checks it
+    with pytest.raises(ConfigError, match="must differ"):
+        make_settings({"PAYWALL_EVENTS_BIND": "127.0.0.1:8000", "PAYWALL_BIND": "127.0.0.1:8000"}).server  # noqa: B018 - building the section checks it
+    with pytest.raises(ConfigError, match=r"server\.events_url"):
+        make_settings({"PAYWALL_EVENTS_URL": "events.example"}).server  # noqa: B018 - building the section checks it
+
+
+def _nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _intake_under(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if parent == pid and b"intake" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_serve_starts_the_intake_at_a_lower_priority(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWALL_")}
+    url = f"sqlite:///{tmp_path}/paywall.sqlite3"
+    port, events_port = free_port(), free_port()
+    env.update(
+        PAYWALL_DATABASE_URL=url,
+        PAYWALL_WORKERS="1",
+        PAYWALL_EVENTS_BIND=f"127.0.0.1:{events_port}",
+        PAYWALL_EVENTS_URL=f"http://127.0.0.1:{events_port}",
+    )
+    paywall = [sys.executable, "-m", "paywall.cli"]
+    subprocess.run([*paywall, "db", "upgrade"], env=env, check=True, cwd=tmp_path, capture_output=True)
+    proc = subprocess.Popen(
+        [*paywall, "serve", "--no-apply", "--bind", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}", seconds=60)
+        wait_healthy(proc, f"http://127.0.0.1:{events_port}", seconds=60)
+        (pid,) = _intake_under(proc.pid)
+        assert _nice_of(pid) >= intake.INTAKE_NICE
+        for beacon_port in (events_port, port):  # the web workers' route still answers too
+            conn = http.client.HTTPConnection("127.0.0.1", beacon_port, timeout=10)
+            status, _, body = post(conn, [{"ask": "forged", "type": "view"}])
+            assert (status, body) == (202, {"recorded": 0, "dropped": 1})
+            conn.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
