@@ -34,6 +34,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -134,6 +135,33 @@ def beacon_process(
     out.put((lat, errors[0]))
 
 
+def start_intake(url: str, signing_key: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The beacon intake as `paywall serve` starts it ([server] events_bind; nice 10): (process, port)."""
+    port = access_bench.free_port()
+    env = {
+        **os.environ,
+        "PAYWALL_DATABASE_URL": url,
+        "PAYWALL_SIGNING_KEY": signing_key,
+        "PAYWALL_LOG_LEVEL": "warning",
+        "PAYWALL_EVENTS_BIND": f"127.0.0.1:{port}",
+    }
+    env.pop("PAYWALL_CONFIG", None)
+    command = [sys.executable, "-c", "from paywall.cli import main; main()", "experiments", "intake"]
+    proc = subprocess.Popen(command, cwd=str(ROOT), env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the intake did not start")
+
+
 def event_rows(url: str) -> int:
     import psycopg
 
@@ -167,6 +195,7 @@ def beacons_closed(port: int, seconds: float, fresh: Callable[[int], list[bytes]
 
 def with_beacons(
     port: int,
+    beacon_port: int,
     seconds: float,
     key: str,
     readers: int,
@@ -179,7 +208,8 @@ def with_beacons(
     each = int(beacons_per_s / 2 * seconds) + 64
     procs = [
         ctx.Process(
-            target=beacon_process, args=(port, seconds, 16, beacons_per_s / 2, fresh(each), p + 1, out)
+            target=beacon_process,
+            args=(beacon_port, seconds, 16, beacons_per_s / 2, fresh(each), p + 1, out),
         )
         for p in range(2)
     ]
@@ -210,7 +240,16 @@ def main() -> None:
         "--beacon", default="4,2", help="events per beacon; several (4,2) are measured in turn in each round"
     )
     parser.add_argument("--readers", type=int, default=20_000)
+    parser.add_argument(
+        "--to",
+        default="workers,intake",
+        help="where the beacons go, each measured in turn in each round: workers (the gunicorn "
+        "workers' /support/events) and intake (the beacon intake of [server] events_bind)",
+    )
     args = parser.parse_args()
+    arms = [arm for arm in args.to.split(",") if arm]
+    if not arms or set(arms) - {"workers", "intake"}:
+        parser.error("--to takes workers, intake or both")
     from paywall.signing import generate_pem
 
     sizes = [int(size) for size in args.beacon.split(",")]
@@ -236,25 +275,36 @@ def main() -> None:
     os.environ["PAYWALL__RATELIMIT__PROXY_HOPS"] = "1"
     port = access_bench.free_port()
     proc = access_bench.start_gunicorn(url, port, signing_key)
+    intake = start_intake(url, signing_key) if "intake" in arms else None
+    # Where each arm's beacons go: the web workers' port, or the intake's.
+    ports = {"workers": port, "intake": intake[1] if intake else 0}
     closed = access_bench.wrk_load if shutil.which("wrk") else access_bench.load
     pgdb = url.rsplit("/", 1)[1]
+
+    def measured(run: Callable[[], dict[str, float]]) -> dict[str, float]:
+        # Server CPU per request: gunicorn's, PostgreSQL's and the intake's (idle or not).
+        before = access_bench._cpu_seconds(intake[0].pid) if intake else 0.0
+        result = access_bench.measured(run, proc.pid, pgdb)
+        if intake:
+            done = result["rps"] * result["seconds"]
+            result["cpu_ms"] += (access_bench._cpu_seconds(intake[0].pid) - before) * 1000 / max(done, 1)
+        return result
+
     rows: dict[str, list[float]] = {
         "capacity": [], "alone_p50": [], "alone_p99": [], "access_cpu": [], "healthz_cpu": []
     }  # fmt: skip
-    for size in sizes:
+    phases = [(arm, size) for arm in arms for size in sizes]
+    for arm, size in phases:
         for name in ("with_p50", "with_p99", "rise", "events_s", "beacon_p99", "beacon_cpu", "beacon_rps"):
-            rows[f"{name}/{size}"] = []
+            rows[f"{name}/{arm}/{size}"] = []
     try:
         access_bench.load(port, "access", 2, key, args.readers)  # warm-up
-        with_beacons(port, 2, key, args.readers, 50, fresh(sizes[0]))
+        for arm in arms:
+            with_beacons(port, ports[arm], 2, key, args.readers, 50, fresh(sizes[0]))
         for n in range(1, args.rounds + 1):
-            capacity = access_bench.measured(
-                lambda: closed(port, "access", args.seconds / 2, key, args.readers), proc.pid, pgdb
-            )
+            capacity = measured(lambda: closed(port, "access", args.seconds / 2, key, args.readers))
             # The floor of any request on this server: GET /healthz, closed loop, its CPU.
-            health = access_bench.measured(
-                lambda: closed(port, "healthz", args.seconds / 2, key, args.readers), proc.pid, pgdb
-            )
+            health = measured(lambda: closed(port, "healthz", args.seconds / 2, key, args.readers))
             alone = access_bench.load(
                 port, "access", args.seconds, key, args.readers, rate=500, procs=2, threads=16
             )
@@ -269,14 +319,18 @@ def main() -> None:
                 f" | @500/s alone p50 {alone['p50']:.1f} ms p99 {alone['p99']:.1f} ms"
             )
             errors = alone["errors"]
-            for size in sizes:
+            # Alternate the arms' order from round to round, so neither always runs on a warmer machine.
+            for arm, size in phases if n % 2 else phases[::-1]:
                 some = fresh(size)
-                beacon_cpu = access_bench.measured(
-                    lambda some=some: beacons_closed(port, args.seconds / 2, some), proc.pid, pgdb
+                beacon_port = ports[arm]
+                beacon_cpu = measured(
+                    lambda some=some, bp=beacon_port: beacons_closed(bp, args.seconds / 2, some)
                 )
                 time.sleep(0.5)  # the closed loop's last buffered events land before the count
                 before = event_rows(url)
-                both, beacons = with_beacons(port, args.seconds, key, args.readers, args.events / size, some)
+                both, beacons = with_beacons(
+                    port, beacon_port, args.seconds, key, args.readers, args.events / size, some
+                )
                 time.sleep(0.5)  # the workers write their buffered events every 200 ms
                 recorded = (event_rows(url) - before) / args.seconds
                 rise = both["p99"] / alone["p99"] - 1
@@ -289,16 +343,19 @@ def main() -> None:
                     ("beacon_cpu", beacon_cpu["cpu_ms"]),
                     ("beacon_rps", beacon_cpu["rps"]),
                 ):
-                    rows[f"{name}/{size}"].append(value)
+                    rows[f"{name}/{arm}/{size}"].append(value)
                 errors += both["errors"] + beacons["errors"] + beacon_cpu["errors"]
                 line += (
-                    f" || {size}-event beacons: closed loop {beacon_cpu['rps']:.0f}/s ({beacon_cpu['cpu_ms']:.2f} ms CPU)"
+                    f"\n    {arm}, {size}-event beacons: closed loop {beacon_cpu['rps']:.0f}/s ({beacon_cpu['cpu_ms']:.2f} ms CPU)"
                     f" | with them p50 {both['p50']:.1f} ms p99 {both['p99']:.1f} ms (rise {rise:+.1%})"
                     f" | beacons {beacons['rps']:.0f}/s p99 {beacons['p99']:.1f} ms, events recorded {recorded:.0f}/s"
                 )
             print(f"{line} | errors {errors}", flush=True)
     finally:
         access_bench.stop(proc)
+        if intake:
+            intake[0].terminate()
+            intake[0].wait(timeout=30)
     med = {name: statistics.median(values) for name, values in rows.items()}
     print(
         f"median of {args.rounds}: access capacity {med['capacity']:.0f} req/s (500/s = {500 / med['capacity']:.0%});"
@@ -306,14 +363,15 @@ def main() -> None:
         f" @500/s p99 alone {med['alone_p99']:.1f} ms",
         flush=True,
     )
-    for size in sizes:
-        rises = rows[f"rise/{size}"]
+    for arm, size in phases:
+        k = f"{arm}/{size}"
+        rises = rows[f"rise/{k}"]
         print(
-            f"  {size} events per beacon, {args.events:.0f} events/s offered: p99 with them {med[f'with_p99/{size}']:.1f} ms:"
-            f" rise {med[f'rise/{size}']:+.1%} (range {min(rises):+.1%}..{max(rises):+.1%});"
-            f" events recorded {med[f'events_s/{size}']:.0f}/s; beacon p99 {med[f'beacon_p99/{size}']:.1f} ms;"
-            f" server CPU per beacon {med[f'beacon_cpu/{size}']:.2f} ms"
-            f" ({med[f'beacon_cpu/{size}'] / size:.2f} ms per event); beacons closed loop {med[f'beacon_rps/{size}']:.0f}/s",
+            f"  {arm}, {size} events per beacon, {args.events:.0f} events/s offered: p99 with them {med[f'with_p99/{k}']:.1f} ms:"
+            f" rise {med[f'rise/{k}']:+.1%} (range {min(rises):+.1%}..{max(rises):+.1%});"
+            f" events recorded {med[f'events_s/{k}']:.0f}/s; beacon p99 {med[f'beacon_p99/{k}']:.1f} ms;"
+            f" server CPU per beacon {med[f'beacon_cpu/{k}']:.2f} ms"
+            f" ({med[f'beacon_cpu/{k}'] / size:.2f} ms per event); beacons closed loop {med[f'beacon_rps/{k}']:.0f}/s",
             flush=True,
         )
 
