@@ -196,6 +196,9 @@ def appeal() -> Any:
         "show": False,
         "dismiss_days": access_settings(settings).dismiss_days,
     }
+    if settings.server.events_url:
+        # Where the widget sends its beacons: the beacon intake ([server] events_url).
+        body["events_url"] = settings.server.events_url
     claims = subject.claims
     if answers.gated(claims) or (preview is not None and preview.channel == "gate"):
         body["gate"] = _gate(settings, subject, links, now, preview)

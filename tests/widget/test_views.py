@@ -189,3 +189,21 @@ def test_the_appeal_copy_comes_from_configuration(
     widget = make_widget_client(appeal={"headline": "Keep us independent", "donate_label": "Give"})
     body = widget.get(f"/support/appeal?token={access_token(widget_settings, 'r1')}").get_json()
     assert body["headline"] == "Keep us independent" and body["donate_label"] == "Give"
+
+
+def test_the_answer_names_the_beacon_intake_when_one_is_set(
+    make_widget_client: Callable[..., FlaskClient], widget_settings: Settings
+) -> None:
+    token = access_token(widget_settings, "reader-42")
+    plain = make_widget_client().get(f"/support/appeal?token={token}").get_json()
+    assert "events_url" not in plain  # the widget posts to its own origin
+    intake = make_widget_client(
+        server={"allowed_origins": [SITE], "events_url": "https://events.paywall.example.org"}
+    )
+    body = intake.get(f"/support/appeal?token={token}").get_json()
+    assert body["events_url"] == "https://events.paywall.example.org"
+    assert body["show"] is True
+    quiet = access_token(widget_settings, "reader-42", appeal=False)
+    assert intake.get(f"/support/appeal?token={quiet}").get_json()["events_url"] == (
+        "https://events.paywall.example.org"
+    )

@@ -17,8 +17,11 @@
  * Measurement (POST /support/events): each answer carries a signed "ask" per channel (footer,
  * gate); the widget reports `view` when the answer arrives, `impression` once the box is at least
  * half on screen, `click` (subscribe, donate, signin, register) and `close`, in batches sent with
- * navigator.sendBeacon when the page is hidden or left, and a second after the last event. A staff
- * preview link (#paywall_preview=TOKEN) shows a variant and reports nothing.
+ * navigator.sendBeacon: a click or close at once, an impression a second later (with the view
+ * before it), a view alone only when the page is hidden or left; so a page sends one beacon in the
+ * common case. They go to the answer's `events_url` (the service's beacon intake) when it names
+ * one, else to this script's own origin. A staff preview link (#paywall_preview=TOKEN) shows a
+ * variant and reports nothing.
  */
 (function () {
   "use strict";
@@ -103,7 +106,7 @@
 
   // ----- events (POST /support/events) ---------------------------------------------------------
 
-  var events = { queue: [], timer: null, once: {}, muted: false };
+  var events = { queue: [], timer: null, once: {}, muted: false, url: base + "/support/events" };
 
   // Queue one event for an ask; `view` and `impression` at most once per ask.
   function report(ask, type, action) {
@@ -115,17 +118,21 @@
     var item = { ask: ask, type: type };
     if (action) item.action = action;
     events.queue.push(item);
-    window.clearTimeout(events.timer);
-    // A click usually leaves the page: send it now. Otherwise shortly, in one batch.
+    // A click usually leaves the page: send it now. A view waits for what follows it (the
+    // impression, a click) or for the page to go: each beacon is a request the server pays for,
+    // so a page sends one in the common case. Anything else goes shortly, in one batch.
     if (type === "click" || type === "close" || events.queue.length >= 50) flush();
-    else events.timer = window.setTimeout(flush, 1000);
+    else if (type !== "view") {
+      window.clearTimeout(events.timer);
+      events.timer = window.setTimeout(flush, 1000);
+    }
   }
 
   function flush() {
     window.clearTimeout(events.timer);
     if (!events.queue.length) return;
     var json = JSON.stringify({ events: events.queue.splice(0, 50) });
-    var url = base + "/support/events";
+    var url = events.url;
     var sent = false;
     // text/plain: a "simple" request (no preflight), which the browser sends even as the page goes.
     try { sent = navigator.sendBeacon(url, new Blob([json], { type: "text/plain" })); } catch (e) { sent = false; }
@@ -512,6 +519,7 @@
     return askAppeal(token).then(function (data) {
       // A staff preview is never counted.
       if (data && data.preview) events.muted = true;
+      if (data && data.events_url) events.url = data.events_url.replace(/\/+$/, "") + "/support/events";
       return withStyles().then(function () {
         if (placed.appeal) {
           if (placed.appealSeen) placed.appealSeen.disconnect();
