@@ -14,9 +14,12 @@ comes from the experiment as in production; the staff preview is the real link
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +39,10 @@ from paywall.experiments.asks import subject_hash
 from paywall.experiments.assignment import assign
 from paywall.experiments.preview import preview_url
 from paywall.models.appeals import AppealAsk, AppealEvent
+from paywall.widget import intake
 from paywall.widget.settings import appeal_settings
 from tests.checkout.test_sessions import PLANS
+from tests.support.faults import free_port
 from tests.support.servers import serving
 from tests.widget.test_chromium import ARGS, CHROMIUM, PARAGRAPHS, chromium  # noqa: F401 - the fixture
 from tests.widget.test_events import EXPERIMENT
@@ -82,6 +87,15 @@ class Articles:
 
 @pytest.fixture
 def world(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict[str, Any]]:
+    with a_world(make_settings, db) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def a_world(
+    make_settings: Callable[..., Settings], db: Database, events_url: str = ""
+) -> Iterator[dict[str, Any]]:
+    """The service and the articles; with ``events_url``, the widget is told to send beacons there."""
     placeholder = make_server("127.0.0.1", 0, lambda env, start: [], threaded=True)
     port = placeholder.server_port
     placeholder.server_close()
@@ -102,7 +116,7 @@ def world(make_settings: Callable[..., Settings], db: Database) -> Iterator[dict
     articles = Articles(token_for, service)
     settings = make_settings(
         {"PAYWALL_PUBLIC_URL": service},
-        server={"allowed_origins": [articles.url]},
+        server={"allowed_origins": [articles.url], "events_url": events_url},
         plans=PLANS,
         # A budget (generous), so the footer impressions are kept as asks.
         appeal={"experiments": EXPERIMENT, "goal": GOAL_SETTINGS, "max_asks": 10},
@@ -302,3 +316,53 @@ def test_the_gate_reports_its_view_impression_and_sign_in_click(
                 assert session.scalars(select(AppealAsk)).all() == []  # the gate is not an ask
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_beacons_go_to_the_intake_the_answer_names(
+    chromium: None,  # noqa: F811
+    make_settings: Callable[..., Settings],
+    db: Database,
+) -> None:
+    """[server] events_url: the widget sends its beacons to the beacon intake, not the service."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    with a_world(make_settings, db, events_url=f"http://127.0.0.1:{port}") as world:
+        settings: Settings = world["settings"]
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+        listening = threading.Event()
+        app = create_app(settings, db=db)
+        served = threading.Thread(
+            target=lambda: loop.run_until_complete(
+                intake.serve(app, "127.0.0.1", port, stop=stop, ready=lambda _: listening.set())
+            )
+        )
+        served.start()
+        try:
+            assert listening.wait(10)
+            urgent = reader_in(settings, "urgent")
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                try:
+                    page = browser.new_context(viewport={"width": 1000, "height": 760}).new_page()
+                    page.goto(f"{world['articles']}/article/{urgent}")
+                    region = page.get_by_role("region", name=URGENT)
+                    region.wait_for(state="attached")
+                    region.scroll_into_view_if_needed()
+                    page.get_by_role("button", name="Close").click()
+                    page.wait_for_timeout(500)
+                finally:
+                    browser.close()
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            served.join(10)
+            loop.close()
+        # Written as the intake stopped (it buffers); none reached the service's own route.
+        assert reported(db, settings, urgent) == [
+            ("view", "", "urgent"),
+            ("impression", "", "urgent"),
+            ("close", "", "urgent"),
+        ]
+        assert world["beacons"] == []
