@@ -11,7 +11,9 @@ of --readers readers built as bench/access.py builds it, each round runs, interl
 1. POST /v1/access closed loop (as fast as the clients go): the capacity 500/s is a fraction of,
    and the server CPU (app + PostgreSQL) per check; GET /healthz closed loop likewise (the floor);
 2. POST /v1/access at 500/s alone (open loop: latency from the scheduled send time): p50, p99;
-3. for each --beacon size in turn: beacons closed loop (the server CPU per beacon), then the same
+3. for each --to arm (the web workers' /support/events, or the beacon intake of [server]
+   events_bind, started as `paywall serve` starts it: `paywall experiments intake`, nice 10) and
+   each --beacon size in turn: beacons closed loop (the server CPU per beacon), then the same
    500/s with beacons at --events events/s at the same time (each beacon a page's events: a view
    and an impression per ask, footer asks, so every impression also spends an ask in
    appeal_asks); the rows that landed in appeal_events in the phase (half a second after it, as
@@ -80,10 +82,21 @@ def beacon_bodies(signing_key: str, size: int, count: int = 2000) -> list[bytes]
 
 
 def beacon_process(
-    port: int, seconds: float, threads: int, rate: float, bodies: list[bytes], seed: int, out: Any
+    port: int,
+    seconds: float,
+    threads: int,
+    rate: float,
+    bodies: list[bytes],
+    seed: int,
+    out: Any,
+    nice: int = 0,
 ) -> None:
-    """Open-loop beacons at ``rate``/s over ``threads`` keep-alive connections; puts (latencies, errors)."""
+    """Open-loop beacons at ``rate``/s over ``threads`` keep-alive connections; puts (latencies,
+    errors, this process's CPU seconds). ``nice``: lower its priority (browsers are elsewhere)."""
     import threading
+
+    if nice:
+        os.nice(nice)
 
     lat: list[float] = []
     errors = [0]
@@ -132,7 +145,7 @@ def beacon_process(
         t.start()
     for t in ts:
         t.join()
-    out.put((lat, errors[0]))
+    out.put((lat, errors[0], time.process_time()))
 
 
 def start_intake(url: str, signing_key: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -185,7 +198,7 @@ def beacons_closed(port: int, seconds: float, fresh: Callable[[int], list[bytes]
         p.start()
     done = errors = 0
     for _ in procs:
-        got, bad = out.get(timeout=seconds + 60)
+        got, bad, _ = out.get(timeout=seconds + 60)
         done += len(got)
         errors += bad
     for p in procs:
@@ -201,6 +214,7 @@ def with_beacons(
     readers: int,
     beacons_per_s: float,
     fresh: Callable[[int], list[bytes]],
+    client_nice: int = 0,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Access at 500/s and beacons at ``beacons_per_s`` at the same time: (access, beacon latencies)."""
     ctx = mp.get_context("fork")
@@ -209,7 +223,7 @@ def with_beacons(
     procs = [
         ctx.Process(
             target=beacon_process,
-            args=(beacon_port, seconds, 16, beacons_per_s / 2, fresh(each), p + 1, out),
+            args=(beacon_port, seconds, 16, beacons_per_s / 2, fresh(each), p + 1, out, client_nice),
         )
         for p in range(2)
     ]
@@ -218,15 +232,24 @@ def with_beacons(
     access = access_bench.load(port, "access", seconds, key, readers, rate=500, procs=2, threads=16)
     lat: list[float] = []
     errors = 0
+    client_cpu = 0.0
     for _ in procs:
-        got, bad = out.get(timeout=seconds + 60)
+        got, bad, cpu = out.get(timeout=seconds + 60)
         lat.extend(got)
         errors += bad
+        client_cpu += cpu
     for p in procs:
         p.join()
     lat.sort()
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 2 else [0.0] * 99
-    return access, {"rps": len(lat) / seconds, "p50": q[49] * 1000, "p99": q[98] * 1000, "errors": errors}
+    return access, {
+        "rps": len(lat) / seconds,
+        "p50": q[49] * 1000,
+        "p99": q[98] * 1000,
+        "errors": errors,
+        # The load generator's own CPU per beacon, on the same 2 cores (a site's browsers are elsewhere).
+        "client_cpu_ms": client_cpu * 1000 / max(len(lat), 1),
+    }
 
 
 def main() -> None:
@@ -240,6 +263,13 @@ def main() -> None:
         "--beacon", default="4,2", help="events per beacon; several (4,2) are measured in turn in each round"
     )
     parser.add_argument("--readers", type=int, default=20_000)
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="run the beacon load generators at this nice (they stand in for browsers elsewhere; "
+        "0, the default, lets them compete with the server as equals)",
+    )
     parser.add_argument(
         "--to",
         default="workers,intake",
@@ -256,7 +286,8 @@ def main() -> None:
     url = os.environ.get("PAYWALL_BENCH_DATABASE_URL", PG_URL)
     signing_key = generate_pem()
     print(
-        f"cores: {os.cpu_count()}; gunicorn workers: {os.environ.get('PAYWALL_WORKERS', 'default (2 x cores + 1)')}"
+        f"cores: {os.cpu_count()}; gunicorn workers: {os.environ.get('PAYWALL_WORKERS', 'default (2 x cores + 1)')};"
+        f" load average {os.getloadavg()[0]:.2f}; beacons to: {', '.join(arms)}; beacon clients at nice {args.client_nice}"
     )
     print(f"preparing {url.rsplit('/', 1)[1]} ({args.readers} readers)", flush=True)
     key = access_bench.prepare_database(url, args.readers)
@@ -329,7 +360,14 @@ def main() -> None:
                 time.sleep(0.5)  # the closed loop's last buffered events land before the count
                 before = event_rows(url)
                 both, beacons = with_beacons(
-                    port, beacon_port, args.seconds, key, args.readers, args.events / size, some
+                    port,
+                    beacon_port,
+                    args.seconds,
+                    key,
+                    args.readers,
+                    args.events / size,
+                    some,
+                    args.client_nice,
                 )
                 time.sleep(0.5)  # the workers write their buffered events every 200 ms
                 recorded = (event_rows(url) - before) / args.seconds
@@ -348,7 +386,8 @@ def main() -> None:
                 line += (
                     f"\n    {arm}, {size}-event beacons: closed loop {beacon_cpu['rps']:.0f}/s ({beacon_cpu['cpu_ms']:.2f} ms CPU)"
                     f" | with them p50 {both['p50']:.1f} ms p99 {both['p99']:.1f} ms (rise {rise:+.1%})"
-                    f" | beacons {beacons['rps']:.0f}/s p99 {beacons['p99']:.1f} ms, events recorded {recorded:.0f}/s"
+                    f" | beacons {beacons['rps']:.0f}/s p99 {beacons['p99']:.1f} ms"
+                    f" (client CPU {beacons['client_cpu_ms']:.2f} ms each), events recorded {recorded:.0f}/s"
                 )
             print(f"{line} | errors {errors}", flush=True)
     finally:
