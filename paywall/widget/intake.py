@@ -150,8 +150,8 @@ class IntakeProtocol(asyncio.Protocol):
         self.continued = False
         keep_alive = self._keep_alive(version, headers.get("CONNECTION", ""))
         self._answer(method, target, version, headers, body, keep_alive)
-        if not keep_alive and self.transport is not None:
-            self.transport.close()
+        if not keep_alive:
+            self._close()  # and nothing pipelined after it is read
         return True
 
     @staticmethod
@@ -200,8 +200,14 @@ class IntakeProtocol(asyncio.Protocol):
         head += [f"{name}: {value}" for name, value in headers]
         head.append(f"Content-Length: {len(body)}")
         self._write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        self._close()
+
+    def _close(self) -> None:
+        # The transport sends what was written, then closes; this side is done with it now.
         if self.transport is not None:
             self.transport.close()
+            self.transport = None
+            CONNECTIONS.discard(self)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None:

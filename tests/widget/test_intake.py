@@ -155,6 +155,8 @@ def test_pipelined_split_and_continued_requests(served: int, settings: Settings)
     got = raw(served, one + one + last)
     assert got.count(b"HTTP/1.1 202 Accepted") == 3
     assert got.count(b"Connection: close") == 1
+    # Nothing pipelined after a request that closes is read.
+    assert raw(served, last + one).count(b"HTTP/1.1 202 Accepted") == 1
     # The same request cut into pieces that arrive apart.
     got = raw(served, last, pause=0.05, parts=7)
     assert got.startswith(b"HTTP/1.1 202 Accepted") and got.endswith(b'"dropped": 0}')
