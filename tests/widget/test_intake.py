@@ -1,7 +1,9 @@
 """The beacon intake (paywall/widget/intake.py): POST /support/events served by a process of its
-own, answering exactly as the web workers' route does, with its small HTTP/1.1 (keep-alive,
-pipelining, requests split across packets, Expect: 100-continue, refusals that close), the
-events written when it stops; and ``paywall serve`` starting it, at a lower priority."""
+own, answering exactly as the web workers' route does, over uvicorn's HTTP/1.1 (keep-alive,
+pipelining, requests split across packets, Expect: 100-continue, chunked bodies), with what it
+refuses pinned (uvicorn's 400 for what llhttp will not parse, the route's 413 for a body over the
+limit, our 431 and timeout for a request head), the events written when it stops; and ``paywall
+serve`` starting it, at a lower priority."""
 
 from __future__ import annotations
 
@@ -74,17 +76,23 @@ def post(conn: http.client.HTTPConnection, events: list[dict[str, Any]], **heade
     headers.setdefault("Content-Type", "text/plain;charset=UTF-8")
     conn.request("POST", "/support/events", body=json.dumps({"events": events}), headers=headers)
     resp = conn.getresponse()
-    return resp.status, dict(resp.getheaders()), json.loads(resp.read() or b"null")
+    # resp.msg: header names are case-insensitive (uvicorn writes them in lower case).
+    return resp.status, resp.msg, json.loads(resp.read() or b"null")
 
 
-def raw(port: int, data: bytes, *, pause: float = 0.0, parts: int = 1) -> bytes:
-    """Send ``data`` (in ``parts`` pieces, ``pause`` s apart) and read until the server closes."""
+def raw(port: int, data: bytes, *, pause: float = 0.0, parts: int = 1, half_close: bool = True) -> bytes:
+    """Send ``data`` (in ``parts`` pieces, ``pause`` s apart) and read until the server closes.
+
+    ``half_close``: shut this side for writing once sent. uvicorn then closes the connection as soon
+    as it has read the end, dropping pipelined requests not answered yet, so a pipelining test
+    leaves it open and ends with a request that asks to close."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         step = -(-len(data) // parts)
         for start in range(0, len(data), step):
             sock.sendall(data[start : start + step])
             time.sleep(pause)
-        sock.shutdown(socket.SHUT_WR)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         got = b""
         while chunk := sock.recv(65536):
             got += chunk
@@ -143,22 +151,26 @@ def test_answers_are_the_routes_own(served: int) -> None:
     assert json.loads(resp.read())["status"] == 404
 
 
-def test_pipelined_split_and_continued_requests(served: int, settings: Settings) -> None:
+def _beacon(settings: Settings) -> bytes:
     body = json.dumps({"events": [{"ask": ask(settings), "type": "view"}]}).encode()
-    one = (
+    return (
         b"POST /support/events HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
+
+
+def test_pipelined_split_and_continued_requests(served: int, settings: Settings) -> None:
+    one = _beacon(settings)
     # Two requests in one packet, then the last one closing: three answers, in order.
     last = one.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
-    got = raw(served, one + one + last)
+    got = raw(served, one + one + last, half_close=False)
     assert got.count(b"HTTP/1.1 202 Accepted") == 3
-    assert got.count(b"Connection: close") == 1
-    # Nothing pipelined after a request that closes is read.
-    assert raw(served, last + one).count(b"HTTP/1.1 202 Accepted") == 1
+    assert got.lower().count(b"connection: close") == 1
+    # Nothing pipelined after a request that closes is answered.
+    assert raw(served, last + one, half_close=False).count(b"HTTP/1.1 202 Accepted") == 1
     # The same request cut into pieces that arrive apart.
-    got = raw(served, last, pause=0.05, parts=7)
+    got = raw(served, last, pause=0.05, parts=7, half_close=False)
     assert got.startswith(b"HTTP/1.1 202 Accepted") and got.endswith(b'"dropped": 0}')
     # Expect: 100-continue: the interim answer before the body is sent.
     head, _, payload = last.partition(b"\r\n\r\n")
@@ -169,26 +181,146 @@ def test_pipelined_split_and_continued_requests(served: int, settings: Settings)
         assert sock.recv(4096).startswith(b"HTTP/1.1 202 Accepted")
     # HTTP/1.0 closes unless asked to keep alive.
     got = raw(served, last.replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n").replace(b"Connection: close\r\n", b""))
-    assert got.startswith(b"HTTP/1.1 202") and b"Connection: close" in got
+    assert got.startswith(b"HTTP/1.1 202") and b"connection: close" in got.lower()
+
+
+def test_a_chunked_body_is_read_to_the_limit(served: int, settings: Settings) -> None:
+    """sendBeacon sends a Content-Length, but a proxy may forward chunks: they are accepted, and
+    the route's limit holds for them too (a 413 that closes, the rest of the body unread)."""
+    head, _, body = _beacon(settings).partition(b"\r\n\r\n")
+    chunked = head.split(b"\r\nContent-Length")[0] + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got = raw(served, chunked + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    assert got.startswith(b"HTTP/1.1 202 Accepted") and got.endswith(b'{"recorded": 1, "dropped": 0}')
+    # Past the limit, and the last chunk still to come: answered without waiting for it.
+    over = b"".join(b"4000\r\n" + b"a" * 0x4000 + b"\r\n" for _ in range(5))
+    got = raw(served, chunked.replace(b"Host: x\r\n", b"Host: x\r\nConnection: keep-alive\r\n") + over)
+    head, _, answer = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in head.lower()
+    assert json.loads(answer)["errors"] == {"body": ["At most 65536 bytes."]}
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"NONSENSE\r\n\r\n", id="request-line"),
+        pytest.param(b"POST /support/events HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n", id="header-line"),
+        pytest.param(b"POST /support/events HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n", id="length"),
+        # Request smuggling: two framings, or two lengths, are refused, not guessed between.
+        pytest.param(
+            b"POST /support/events HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            id="length-and-chunked",
+        ),
+        pytest.param(
+            b"POST /support/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+            id="two-lengths",
+        ),
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\r\n folded\r\n\r\n", id="folded-header"),
+    ],
+)
+def test_what_the_parser_refuses_gets_a_400_that_closes(served: int, request_bytes: bytes) -> None:
+    # uvicorn's own answer (text, not problem+json): the request never reached the app.
+    got = raw(served, request_bytes)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b"connection: close" in head.lower()
+    assert body == b"Invalid HTTP request received."
 
 
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"NONSENSE\r\n\r\n", 400),
-        (b"POST /support/events HTTP/1.1\r\nbad header\r\n\r\n", 400),
-        (b"POST /support/events HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
-        (b"POST /support/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),
-        (b"POST /support/events HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
-        (b"GET / HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+        (
+            b"POST /support/events HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 999999\r\n\r\n",
+            413,
+        ),
+        (b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 431),
     ],
 )
-def test_refusals_are_problems_and_close(served: int, request_bytes: bytes, status: int) -> None:
+def test_oversized_requests_are_problems_that_close(served: int, request_bytes: bytes, status: int) -> None:
     got = raw(served, request_bytes)
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(f"HTTP/1.1 {status} ".encode())
-    assert b"Connection: close" in head
+    assert b"connection: close" in head.lower()
     assert json.loads(body)["status"] == status
+
+
+def test_a_head_that_never_completes_is_cut_off(served: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slowloris: a byte now and then, never the end of the head; the connection is closed."""
+    monkeypatch.setattr(intake, "HEAD_SECONDS", 0.3)
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /support/events HTTP/1.1\r\n")
+        for _ in range(20):
+            time.sleep(0.05)
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                break
+        assert sock.recv(100) == b""  # closed, unanswered
+        assert time.monotonic() - started < 3
+
+
+def test_the_environ_is_what_the_route_reads() -> None:
+    """The WSGI environ built from uvicorn's scope: repeated headers joined (X-Forwarded-For for
+    ``proxy_hops``), the peer address, the media type and the body."""
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.update(environ, body=environ["wsgi.input"].read())
+        start_response("202 Accepted", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/support/events",
+        "query_string": b"a=1",
+        "http_version": "1.1",
+        "scheme": "http",
+        "client": ("192.0.2.7", 50000),
+        "server": ("127.0.0.1", 8001),
+        "headers": [
+            (b"content-type", b"text/plain;charset=UTF-8"),
+            (b"content-length", b"4"),
+            (b"x-forwarded-for", b"198.51.100.1"),
+            (b"x-forwarded-for", b"203.0.113.9"),
+            (b"origin", ORIGIN.encode()),
+        ],
+    }
+    parts = [
+        {"type": "http.request", "body": b"ab", "more_body": True},
+        {"type": "http.request", "body": b"cd"},
+    ]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return parts.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(intake.IntakeASGI(app)(scope, receive, send))
+    assert seen["REMOTE_ADDR"] == "192.0.2.7"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "198.51.100.1, 203.0.113.9"
+    assert seen["HTTP_ORIGIN"] == ORIGIN
+    assert (seen["CONTENT_TYPE"], seen["CONTENT_LENGTH"], seen["body"]) == (
+        "text/plain;charset=UTF-8",
+        "4",
+        b"abcd",
+    )
+    assert (seen["PATH_INFO"], seen["QUERY_STRING"], seen["SERVER_PORT"]) == (
+        "/support/events",
+        "a=1",
+        "8001",
+    )
+    assert sent[0] == {
+        "type": "http.response.start",
+        "status": 202,
+        "headers": [(b"Content-Type", b"application/json")],
+    }
+    assert sent[1] == {"type": "http.response.body", "body": b"{}"}
 
 
 def test_the_settings_are_checked(make_settings: Callable[..., Settings]) -> None:
