@@ -281,6 +281,18 @@ def config(app: Flask, sock: socket.socket | None = None) -> uvicorn.Config:
     )
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The intake's socket, bound here (not by uvicorn) so that port 0 can be told to the caller."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets that name it, and
+    # without it uvicorn's answer (head and body: two writes) waits for the client's delayed ACK,
+    # 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 async def serve(
     app: Flask,
     host: str,
@@ -295,10 +307,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     writer = writer_of(app)
     writer.start()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     bound = sock.getsockname()[1]
     server = _Server(config(app))
     if stop is None:
