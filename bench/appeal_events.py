@@ -148,8 +148,26 @@ def beacon_process(
     out.put((lat, errors[0], time.process_time()))
 
 
-def start_intake(url: str, signing_key: str) -> tuple[subprocess.Popen[bytes], int]:
-    """The beacon intake as `paywall serve` starts it ([server] events_bind; nice 10): (process, port)."""
+# Run `paywall experiments intake` with paywall/widget/intake.py replaced by the file in argv[1]
+# (another commit's intake, measured beside this one: --old-intake).
+OLD_INTAKE = """
+import importlib.util, sys
+import paywall.widget
+spec = importlib.util.spec_from_file_location("paywall.widget.intake", sys.argv.pop(1))
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+paywall.widget.intake = module
+from paywall.cli import main
+main()
+"""
+
+
+def start_intake(
+    url: str, signing_key: str, module: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The beacon intake as `paywall serve` starts it ([server] events_bind; nice 10): (process,
+    port). ``module``: the path of another intake.py to run instead of this tree's."""
     port = access_bench.free_port()
     env = {
         **os.environ,
@@ -159,7 +177,8 @@ def start_intake(url: str, signing_key: str) -> tuple[subprocess.Popen[bytes], i
         "PAYWALL_EVENTS_BIND": f"127.0.0.1:{port}",
     }
     env.pop("PAYWALL_CONFIG", None)
-    command = [sys.executable, "-c", "from paywall.cli import main; main()", "experiments", "intake"]
+    run = ["-c", OLD_INTAKE, module] if module else ["-c", "from paywall.cli import main; main()"]
+    command = [sys.executable, *run, "experiments", "intake"]
     proc = subprocess.Popen(command, cwd=str(ROOT), env=env, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -274,12 +293,23 @@ def main() -> None:
         "--to",
         default="workers,intake",
         help="where the beacons go, each measured in turn in each round: workers (the gunicorn "
-        "workers' /support/events) and intake (the beacon intake of [server] events_bind)",
+        "workers' /support/events) and intake (the beacon intake of [server] events_bind); with "
+        "--old-intake, intake-old too",
+    )
+    parser.add_argument(
+        "--old-intake",
+        metavar="PATH",
+        help="another version of paywall/widget/intake.py (e.g. `git show REV:paywall/widget/intake.py"
+        " > /tmp/intake_old.py`), served beside this tree's as the intake-old arm of the same run",
     )
     args = parser.parse_args()
     arms = [arm for arm in args.to.split(",") if arm]
-    if not arms or set(arms) - {"workers", "intake"}:
-        parser.error("--to takes workers, intake or both")
+    if args.old_intake and "intake-old" not in arms:
+        arms.append("intake-old")
+    if not arms or set(arms) - {"workers", "intake", "intake-old"}:
+        parser.error("--to takes workers, intake (and intake-old with --old-intake)")
+    if "intake-old" in arms and not args.old_intake:
+        parser.error("the intake-old arm needs --old-intake PATH")
     from paywall.signing import generate_pem
 
     sizes = [int(size) for size in args.beacon.split(",")]
@@ -306,19 +336,24 @@ def main() -> None:
     os.environ["PAYWALL__RATELIMIT__PROXY_HOPS"] = "1"
     port = access_bench.free_port()
     proc = access_bench.start_gunicorn(url, port, signing_key)
-    intake = start_intake(url, signing_key) if "intake" in arms else None
-    # Where each arm's beacons go: the web workers' port, or the intake's.
-    ports = {"workers": port, "intake": intake[1] if intake else 0}
+    intakes = {
+        arm: start_intake(url, signing_key, args.old_intake if arm == "intake-old" else None)
+        for arm in arms
+        if arm != "workers"
+    }
+    # Where each arm's beacons go: the web workers' port, or an intake's.
+    ports = {"workers": port, **{arm: intake[1] for arm, intake in intakes.items()}}
     closed = access_bench.wrk_load if shutil.which("wrk") else access_bench.load
     pgdb = url.rsplit("/", 1)[1]
 
     def measured(run: Callable[[], dict[str, float]]) -> dict[str, float]:
-        # Server CPU per request: gunicorn's, PostgreSQL's and the intake's (idle or not).
-        before = access_bench._cpu_seconds(intake[0].pid) if intake else 0.0
+        # Server CPU per request: gunicorn's, PostgreSQL's and the intakes' (idle or not).
+        before = sum(access_bench._cpu_seconds(intake[0].pid) for intake in intakes.values())
         result = access_bench.measured(run, proc.pid, pgdb)
-        if intake:
+        if intakes:
             done = result["rps"] * result["seconds"]
-            result["cpu_ms"] += (access_bench._cpu_seconds(intake[0].pid) - before) * 1000 / max(done, 1)
+            after = sum(access_bench._cpu_seconds(intake[0].pid) for intake in intakes.values())
+            result["cpu_ms"] += (after - before) * 1000 / max(done, 1)
         return result
 
     rows: dict[str, list[float]] = {
@@ -392,7 +427,7 @@ def main() -> None:
             print(f"{line} | errors {errors}", flush=True)
     finally:
         access_bench.stop(proc)
-        if intake:
+        for intake in intakes.values():
             intake[0].terminate()
             intake[0].wait(timeout=30)
     med = {name: statistics.median(values) for name, values in rows.items()}
@@ -413,6 +448,17 @@ def main() -> None:
             f" ({med[f'beacon_cpu/{k}'] / size:.2f} ms per event); beacons closed loop {med[f'beacon_rps/{k}']:.0f}/s",
             flush=True,
         )
+    if "intake" in arms and "intake-old" in arms:
+        for size in sizes:
+            # Per round (same machine load for both), then the median of the ratios.
+            new, old = rows[f"beacon_cpu/intake/{size}"], rows[f"beacon_cpu/intake-old/{size}"]
+            ratios = [a / b for a, b in zip(new, old, strict=True) if b]
+            if ratios:
+                print(
+                    f"  intake / intake-old server CPU per {size}-event beacon: median of rounds"
+                    f" {statistics.median(ratios):.2f} (range {min(ratios):.2f}..{max(ratios):.2f})",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
