@@ -57,7 +57,12 @@ def served(settings: Settings, db: Database) -> Iterator[int]:
     )
     thread.start()
     assert ready.wait(10)
-    STOPS[port[0]] = lambda: (loop.call_soon_threadsafe(stop.set), thread.join(10))
+
+    def stop_it() -> None:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+    STOPS[port[0]] = stop_it
     try:
         yield port[0]
     finally:
@@ -397,6 +402,7 @@ def test_serve_starts_the_intake_at_a_lower_priority(tmp_path: Path) -> None:
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         wait_healthy(proc, f"http://127.0.0.1:{port}", seconds=60)
