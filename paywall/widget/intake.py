@@ -262,8 +262,8 @@ class _Server(uvicorn.Server):
         yield
 
 
-def config(app: Flask, sock: socket.socket | None = None) -> uvicorn.Config:
-    """The uvicorn configuration of the intake (``sock`` is passed to ``serve`` separately)."""
+def config(app: Flask) -> uvicorn.Config:
+    """The uvicorn configuration of the intake (its socket is bound by ``listening_socket``)."""
     return uvicorn.Config(
         IntakeASGI(intake_app(app)),
         http=_Protocol,  # httptools (llhttp), with the head limits above
