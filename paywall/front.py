@@ -76,15 +76,20 @@ def json_answer(status: int, body: Any, headers: Headers | None = None) -> Answe
 def read_body(environ: Environ, limit: int) -> bytes:
     """The request body, at most ``limit`` bytes (else a 413 naming ``body``)."""
     too_large = ApiError(413, "The request body is too large.", errors={"body": [f"At most {limit} bytes."]})
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > limit:
+    # As werkzeug reads a body: a valid Content-Length says how much; without one (or with a bad
+    # one) the stream is read only where the server marks it terminated (gunicorn does, for a
+    # chunked body); otherwise there is no body, as reading on would wait for bytes never sent.
+    declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+    length = int(declared) if declared.isdigit() else None
+    if length is not None and length > limit:
         raise too_large
     stream = environ["wsgi.input"]
-    # Without a Content-Length (chunked), read one byte past the limit to know.
-    raw: bytes = stream.read(length) if length else stream.read(limit + 1)
+    if length is not None:
+        raw: bytes = stream.read(length) if length else b""
+    elif environ.get("wsgi.input_terminated"):
+        raw = stream.read(limit + 1)  # one byte past the limit, to know
+    else:
+        raw = b""
     if len(raw) > limit:
         raise too_large
     return raw

@@ -79,7 +79,11 @@ class StripeWebhook:
         self.extensions = flask_app.extensions
 
     def route(self) -> front.Route:
-        return front.Route(PATH, {"POST": self.post})
+        # OPTIONS as Flask answered it for the view this replaces: 200 and what is allowed.
+        return front.Route(PATH, {"POST": self.post, "OPTIONS": self.options})
+
+    def options(self, _environ: front.Environ) -> front.Answer:
+        return 200, b"", [("Allow", "OPTIONS, POST"), ("Content-Type", "text/plain")]
 
     def post(self, environ: front.Environ) -> front.Answer:
         settings = self.extensions[SETTINGS_KEY]

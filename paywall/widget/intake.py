@@ -111,6 +111,7 @@ class IntakeASGI:
             "CONTENT_TYPE": headers.pop("CONTENT_TYPE", ""),
             "CONTENT_LENGTH": headers.pop("CONTENT_LENGTH", ""),
             "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,  # read whole above (a chunked body has no length)
             "wsgi.url_scheme": scope.get("scheme", "http"),
             "wsgi.errors": sys.stderr,
         }
