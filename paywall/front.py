@@ -99,10 +99,18 @@ def media_type(environ: Environ) -> str:
     return str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
 
 
+def is_json(media_type: str) -> bool:
+    """Whether Flask and webargs read a body of ``media_type`` as JSON (so the front routes do too)."""
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
 def parse_json(raw: bytes) -> Any:
-    """``raw`` as JSON, else the 400 every JSON route answers."""
+    """``raw`` as JSON, else the 400 every JSON route answers. UTF-8 only, as webargs reads a body
+    (not json's guess at UTF-16 or UTF-32)."""
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(
             400,

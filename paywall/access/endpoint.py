@@ -64,13 +64,6 @@ def answer(db: Database, settings: Settings, data: dict[str, Any], now: dt.datet
     return body
 
 
-def is_json(media_type: str) -> bool:
-    """Whether Flask and webargs read a body of ``media_type`` as JSON."""
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
-
-
 def unusable_json(raw: bytes) -> ApiError | None:
     """errors.py's ``refuse_unparseable_json``: the 400 for a body the parsers would crash on."""
     if len(raw) < JSON_CHECK_MIN_BYTES:
@@ -92,17 +85,7 @@ def unusable_json(raw: bytes) -> ApiError | None:
 
 def load_body(raw: bytes | None) -> Any:
     """The request's JSON as webargs reads it: no JSON body (``raw`` None, or empty) is ``{}``."""
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw.decode("utf-8"))  # UTF-8 only, as webargs (not json's UTF-16/32 guess)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(
-            400,
-            "The request body is not valid JSON.",
-            errors={"body": ["Invalid JSON body."]},
-            type_="malformed",
-        ) from None
+    return front.parse_json(raw) if raw else {}
 
 
 def validate(body: Any) -> dict[str, Any]:
@@ -132,7 +115,7 @@ class AccessEndpoint:
 
     def post(self, environ: front.Environ) -> front.Answer:
         raw = None
-        if is_json(front.media_type(environ)):
+        if front.is_json(front.media_type(environ)):
             raw = front.read_body(environ, self.max_body)
             refused = unusable_json(raw)
             if refused is not None:

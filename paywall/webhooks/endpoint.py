@@ -92,8 +92,7 @@ class StripeWebhook:
             raise not_configured("PAYWALL_STRIPE_WEBHOOK_SECRET", "Stripe webhooks")
         raw = front.read_body(environ, settings.server.max_body_bytes)
         # Parsed once here, for the 400 above and for verify (which used to parse it again).
-        media = front.media_type(environ)
-        parsed = parse_event(raw, is_json=media == "application/json" or media.endswith("+json"))
+        parsed = parse_event(raw, is_json=front.is_json(front.media_type(environ)))
         try:
             event = inbox.verify(
                 raw,
