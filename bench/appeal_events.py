@@ -17,7 +17,10 @@ of --readers readers built as bench/access.py builds it, each round runs, interl
    500/s with beacons at --events events/s at the same time (each beacon a page's events: a view
    and an impression per ask, footer asks, so every impression also spends an ask in
    appeal_asks); the rows that landed in appeal_events in the phase (half a second after it, as
-   the workers write every 200 ms) give the events/s actually recorded.
+   the workers write every 200 ms) give the events/s actually recorded. The ``sink`` arm sends
+   the same beacons to a server that only reads them and answers 202 (nice 10, records
+   nothing): its rise is what the load alone costs on this machine (the clients that stand in
+   for browsers elsewhere, the loopback traffic), below which no intake can go.
 
 Medians over the rounds are reported; the p99 rise is the median of each round's (3) over (2).
 Beacons carry X-Forwarded-For addresses of about 100,000 readers (proxy_hops 1), so the default
@@ -194,6 +197,54 @@ def start_intake(
     raise SystemExit("the intake did not start")
 
 
+# The sink arm: a server that does nothing with a beacon but read it and answer 202 (asyncio
+# streams, one process at nice 10 like the intake). What access's p99 does beside beacons sent
+# there is the cost of the load itself on this machine (the clients and the loopback traffic),
+# which no intake can go below.
+SINK = """
+import asyncio, os, sys
+os.nice(10)
+async def serve(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\\r\\n\\r\\n")
+            length = 0
+            for line in head.split(b"\\r\\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            if head.startswith(b"GET"):
+                writer.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n")
+            else:
+                writer.write(b"HTTP/1.1 202 Accepted\\r\\ncontent-length: 0\\r\\n\\r\\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], int]:
+    """The sink arm's server (``SINK``) on a free port: (process, port)."""
+    port = access_bench.free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SINK, str(port)], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the sink did not start")
+
+
 def event_rows(url: str) -> int:
     import psycopg
 
@@ -293,8 +344,9 @@ def main() -> None:
         "--to",
         default="workers,intake",
         help="where the beacons go, each measured in turn in each round: workers (the gunicorn "
-        "workers' /support/events) and intake (the beacon intake of [server] events_bind); with "
-        "--old-intake, intake-old too",
+        "workers' /support/events), intake (the beacon intake of [server] events_bind) and sink "
+        "(a server that records nothing: the cost of the load itself); with --old-intake, "
+        "intake-old too",
     )
     parser.add_argument(
         "--old-intake",
@@ -306,8 +358,8 @@ def main() -> None:
     arms = [arm for arm in args.to.split(",") if arm]
     if args.old_intake and "intake-old" not in arms:
         arms.append("intake-old")
-    if not arms or set(arms) - {"workers", "intake", "intake-old"}:
-        parser.error("--to takes workers, intake (and intake-old with --old-intake)")
+    if not arms or set(arms) - {"workers", "intake", "intake-old", "sink"}:
+        parser.error("--to takes workers, intake, sink (and intake-old with --old-intake)")
     if "intake-old" in arms and not args.old_intake:
         parser.error("the intake-old arm needs --old-intake PATH")
     from paywall.signing import generate_pem
@@ -337,7 +389,9 @@ def main() -> None:
     port = access_bench.free_port()
     proc = access_bench.start_gunicorn(url, port, signing_key)
     intakes = {
-        arm: start_intake(url, signing_key, args.old_intake if arm == "intake-old" else None)
+        arm: start_sink()
+        if arm == "sink"
+        else start_intake(url, signing_key, args.old_intake if arm == "intake-old" else None)
         for arm in arms
         if arm != "workers"
     }
