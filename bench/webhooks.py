@@ -21,7 +21,8 @@ same PostgreSQL, the same signed events from the same clients:
 Per target and round: acknowledged (2xx) events/s, p50/p99 of the answer, CPU per event (the
 server's processes plus the PostgreSQL backends of its database, from /proc; PostgreSQL's shared
 background processes are not counted), and the ratios paywall/peer and paywall/floor of the same
-round. Then, untimed, statements per event: each target once more on a fresh database, its
+round, and floor/peer: the most any endpoint that commits each event before answering reaches
+under this gunicorn. Then, untimed, statements per event: each target once more on a fresh database, its
 connections through a counting proxy (every Query or Execute message is one statement, BEGIN and
 COMMIT included). pg_stat_statements needs shared_preload_libraries and a restart of a PostgreSQL
 other benches share; the proxy counts the same way for a Python and a Node client.
@@ -665,6 +666,10 @@ def side_by_side(args: argparse.Namespace, targets: list[str]) -> None:
     for other in targets[1:]:
         print(f"paywall/{other} ack ev/s: {ratio('paywall', other, 'ack_per_s')}")
         print(f"paywall/{other} CPU per event: {ratio('paywall', other, 'cpu_ms')}")
+    if "peer" in targets and "floor" in targets:
+        # The bound of any endpoint that commits each event before its 2xx under this gunicorn:
+        # below 1.0, not even the bare insert acknowledges as fast as the peer's one Node process.
+        print(f"floor/peer ack ev/s: {ratio('floor', 'peer', 'ack_per_s')}")
     if "peer" in targets:
         per_round = [r["paywall"]["applied_per_s"] / r["peer"]["ack_per_s"] for r in rounds]
         print(
