@@ -513,18 +513,24 @@ def start_gunicorn(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
+    wait_healthy(proc, port, "gunicorn")
+    return proc
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, what: str, timeout: float = 30) -> None:
+    """Wait until GET /healthz on ``port`` answers 200; else stop ``proc`` and exit naming ``what``."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/healthz")
             if conn.getresponse().status == 200:
                 conn.close()
-                return proc
+                return
         except OSError:
             time.sleep(0.2)
     stop(proc)
-    raise SystemExit("gunicorn did not start")
+    raise SystemExit(f"{what} did not start")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -183,18 +183,8 @@ def start_intake(
     run = ["-c", OLD_INTAKE, module] if module else ["-c", "from paywall.cli import main; main()"]
     command = [sys.executable, *run, "experiments", "intake"]
     proc = subprocess.Popen(command, cwd=str(ROOT), env=env, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the intake did not start")
+    access_bench.wait_healthy(proc, port, "the intake")
+    return proc, port
 
 
 # The sink arm: a server that does nothing with a beacon but read it and answer 202 (asyncio
@@ -231,18 +221,8 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
     """The sink arm's server (``SINK``) on a free port: (process, port)."""
     port = access_bench.free_port()
     proc = subprocess.Popen([sys.executable, "-c", SINK, str(port)], start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the sink did not start")
+    access_bench.wait_healthy(proc, port, "the sink")
+    return proc, port
 
 
 def event_rows(url: str) -> int:
