@@ -17,7 +17,7 @@ of --readers readers built as bench/access.py builds it, each round runs, interl
    500/s with beacons at --events events/s at the same time (each beacon a page's events: a view
    and an impression per ask, footer asks, so every impression also spends an ask in
    appeal_asks); the rows that landed in appeal_events in the phase (half a second after it, as
-   the workers write every 200 ms) give the events/s actually recorded. The ``sink`` arm sends
+   the workers write every 50 ms) give the events/s actually recorded. The ``sink`` arm sends
    the same beacons to a server that only reads them and answers 202 (nice 10, records
    nothing): its rise is what the load alone costs on this machine (the clients that stand in
    for browsers elsewhere, the loopback traffic), below which no intake can go.
@@ -438,7 +438,7 @@ def main() -> None:
                     some,
                     args.client_nice,
                 )
-                time.sleep(0.5)  # the workers write their buffered events every 200 ms
+                time.sleep(0.5)  # the workers write their buffered events every 50 ms
                 recorded = (event_rows(url) - before) / args.seconds
                 rise = both["p99"] / alone["p99"] - 1
                 for name, value in (

@@ -79,7 +79,7 @@ def post_fork(server, worker):  # type: ignore[no-untyped-def]
     from paywall.wsgi import app
 
     db_of(app).dispose()
-    # Appeal events (POST /support/events) are buffered per worker and written every 200 ms by a
+    # Appeal events (POST /support/events) are buffered per worker and written every 50 ms by a
     # thread of the worker's own (paywall/experiments/events.py Writer); a lone process writes
     # each beacon at once.
     from paywall.experiments.events import writer_of

@@ -9,9 +9,9 @@ never an error (an ask outlives a page left open over night, and the widget cann
 This runs beside the access check, thousands of events a second, so it is lean on purpose: one
 HMAC per distinct ask in the beacon, no ORM, and no database round trip per beacon. In a gunicorn
 worker (config/gunicorn.conf.py starts its ``Writer``) the rows are buffered and a background
-thread writes them every 200 ms (or at 500 waiting) in one transaction of one executemany INSERT
-per table; so an event, and the footer ask an impression spends, lands up to ~200 ms after its
-202, and a worker killed outright loses its last 200 ms (a clean exit flushes). No money and no
+thread writes them every 50 ms (or at 500 waiting) in one transaction of one executemany INSERT
+per table; so an event, and the footer ask an impression spends, lands up to ~50 ms after its
+202, and a worker killed outright loses its last 50 ms (a clean exit flushes). No money and no
 access depends on one event; the ask budget is a few asks per days. Elsewhere (tests, a lone
 process) each beacon is written before it is answered.
 """
@@ -44,7 +44,11 @@ log = logging.getLogger(__name__)
 # Events per beacon: the widget flushes about a second after the last one, so a page sends a few.
 MAX_EVENTS = 50
 # A worker's buffered events are written this often, or sooner when this many wait (Writer).
-FLUSH_EVERY_SECONDS = 0.2
+# Often, in small transactions: each flush is a burst of PostgreSQL work beside the access check,
+# and the check's p99 rides on the bursts (bench/appeal_events.py, docs/experiments.md: at 2,000
+# events/s its rise beside the intake was +210 to +245 % with 200 ms, +109 to +148 % with 50 ms,
+# for the same CPU per event).
+FLUSH_EVERY_SECONDS = 0.05
 FLUSH_ROWS = 500
 # Each event counts once per ask (per action for a click): a repeat in one beacon is dropped here,
 # and across beacons the database keeps one row per (ask, type, action) (ix_appeal_events_once), so a
