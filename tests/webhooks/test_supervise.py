@@ -17,23 +17,13 @@ import pytest
 from paywall.db import Database
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.faults import free_port, wait_healthy
+from tests.support.processes import children_running
 from tests.support.stripe_events import body_of, load_scenario, sign
 
 
 def appliers_under(pid: int) -> list[int]:
     """The ``paywall stripe apply`` processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if parent == pid and b"apply" in command and b"stripe" in command:
-            found.append(int(entry.name))
-    return found
+    return children_running(pid, b"stripe", b"apply")
 
 
 def wait_for(check: Any, seconds: float = 30) -> Any:

@@ -28,6 +28,7 @@ from paywall.config import ConfigError, Settings
 from paywall.db import Database
 from paywall.widget import intake
 from tests.support.faults import free_port, wait_healthy
+from tests.support.processes import children_running, nice_of
 from tests.widget.test_events import ask, asks, rows
 
 ORIGIN = "https://news.example.org"
@@ -363,25 +364,6 @@ def test_the_settings_are_checked(make_settings: Callable[..., Settings]) -> Non
         make_settings({"PAYWALL_EVENTS_URL": "events.example"}).server  # noqa: B018 - building the section checks it
 
 
-def _nice_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
-def _intake_under(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if parent == pid and b"intake" in command:
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
 def test_serve_starts_the_intake_at_a_lower_priority(tmp_path: Path) -> None:
@@ -407,8 +389,8 @@ def test_serve_starts_the_intake_at_a_lower_priority(tmp_path: Path) -> None:
     try:
         wait_healthy(proc, f"http://127.0.0.1:{port}", seconds=60)
         wait_healthy(proc, f"http://127.0.0.1:{events_port}", seconds=60)
-        (pid,) = _intake_under(proc.pid)
-        assert _nice_of(pid) >= intake.INTAKE_NICE
+        (pid,) = children_running(proc.pid, b"intake")
+        assert nice_of(pid) >= intake.INTAKE_NICE
         for beacon_port in (events_port, port):  # the web workers' route still answers too
             conn = http.client.HTTPConnection("127.0.0.1", beacon_port, timeout=10)
             status, _, body = post(conn, [{"ask": "forged", "type": "view"}])
